@@ -1,0 +1,5 @@
+"""``python -m muselens`` is the ``muselens`` command."""
+
+from muselens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The ``muselens`` command: one entry point, one subcommand per task.
+
+Each subcommand lives next to the library code it drives, in a module that exposes
+``add_arguments(parser)`` and ``main(args) -> int``. Modules are imported only when their
+subcommand runs, so ``muselens --help`` is instant and torch-free installs can still run
+the torch-free subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from muselens import __version__
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    module: str
+    summary: str
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "demo": Subcommand("muselens.demo", "the end-to-end demo on a seeded synthetic museum"),
+    "make-museum": Subcommand(
+        "muselens.runtime.data.synthetic.command", "build a seeded synthetic museum dataset"
+    ),
+    "check-data": Subcommand(
+        "muselens.runtime.data.check", "report what a museum dataset holds and what is wrong with it"
+    ),
+    "evaluate": Subcommand(
+        "muselens.training.evaluation.command",
+        "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",
+    ),
+}
+
+
+def _load(name: str):
+    return importlib.import_module(SUBCOMMANDS[name].module)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="muselens",
+        description="Per-museum artwork recognition: datasets, training, export, serving, benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"muselens {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Only the chosen subcommand's module is imported; the others are listed by summary.
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, spec in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=spec.summary, description=spec.summary)
+        if name == chosen:
+            _load(name).add_arguments(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # the exact command, for results files that say how they were made
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(_load(args.command).main(args) or 0)

@@ -1,0 +1,77 @@
+"""``muselens evaluate DATA --method ...``: the measuring stick, before and after training."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.training.evaluation.methods import METHODS, build_method
+from muselens.training.evaluation.protocol import EvalOptions, evaluate_method
+from muselens.training.evaluation.report import markdown_table, plot, text_table, write_json
+
+
+def _methods(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown or value!r}; choose from: {', '.join(METHODS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="museum dataset directory")
+    parser.add_argument("--method", type=_methods, default=["im-gem"], metavar="M[,M...]",
+                        help="one or more of: " + ", ".join(METHODS) + " (default im-gem)")
+    parser.add_argument("--backbone", default=None, help="CNN backbone (default tf_efficientnet_lite0)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="short side in pixels for CNN methods (default 448), long side for SIFT (640)")
+    parser.add_argument("--multiscale", action="store_true", help="average descriptors over S, S/√2, S/2")
+    parser.add_argument("--instance-avg", action="store_true", help="one averaged descriptor per artwork")
+    parser.add_argument("--qe", type=int, default=0, metavar="K", help="query expansion with the top K")
+    parser.add_argument("--dba", type=int, default=0, metavar="K", help="database-side augmentation, K neighbours")
+    parser.add_argument("--no-clustering", action="store_true", help="skip the k-means NMI/F1")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--workers", type=int, default=2, help="processes for SIFT extraction")
+    parser.add_argument("--out", type=Path, default=Path("evaluation-output"),
+                        help="folder for results.json, results.md and evaluation.png")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        dataset = MuseumDataset.load(args.data)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not dataset.queries:
+        print(f"error: {args.data} has no queries to evaluate: add queries/<instance_id>/*.jpg",
+              file=sys.stderr)
+        return 2
+    options = EvalOptions(instance_avg=args.instance_avg, qe=args.qe, dba=args.dba,
+                          clustering=not args.no_clustering)
+    results = []
+    for name in args.method:
+        method = build_method(name, backbone=args.backbone, size=args.size, multiscale=args.multiscale,
+                              device=args.device, workers=args.workers)
+        try:
+            results.append(evaluate_method(dataset, method, options, progress=not args.no_progress))
+        except ValueError as error:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            return 2
+        print(f"{results[-1].name}: mP@1 {100 * results[-1].retrieval['mp_at_1']:.2f}  "
+              f"mAP {100 * results[-1].retrieval['map']:.2f}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "muselens " + shlex.join(args.argv)
+    write_json(args.out / "results.json", results, dataset=str(args.data), command=command)
+    (args.out / "results.md").write_text(markdown_table(results) + "\n")
+    plot(args.out / "evaluation.png", results)
+    print(text_table(results))
+    skipped = sum(r.counts["skipped"] for r in results)
+    if skipped:
+        print(f"\n{skipped} unreadable images were skipped: see {args.out / 'results.json'}")
+    print(f"\nwrote {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'evaluation.png'}")
+    return 0

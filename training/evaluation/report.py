@@ -1,0 +1,103 @@
+"""Evaluation results for people (a Markdown table, a plot) and for machines (JSON)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from muselens import __version__
+from muselens.training.evaluation.protocol import MethodResult
+
+COLUMNS = ("method", "mP@1", "mAP", "R@5", "R@10", "NMI", "F1", "NMI×3", "F1×3",
+           "AUROC", "CAR@1%FAR", "CAR@5%FAR", "ms/img")
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def row(result: MethodResult) -> list[str]:
+    r = result.retrieval
+    c = result.clustering or {}
+    points = {round(p["target_far"], 6): p for p in (result.open_set or {}).get("operating_points", [])}
+    ms = result.timing.get("ms_per_image", result.timing.get("ms_per_query"))
+    return [
+        result.name,
+        _pct(r["mp_at_1"]), _pct(r["map"]), _pct(r["recall_at_k"].get("5")),
+        _pct(r["recall_at_k"].get("10")),
+        _pct(c.get("1", {}).get("nmi")), _pct(c.get("1", {}).get("f1")),
+        _pct(c.get("3", {}).get("nmi")), _pct(c.get("3", {}).get("f1")),
+        _pct((result.open_set or {}).get("auroc")),
+        _pct(points.get(0.01, {}).get("correct_accept_rate")),
+        _pct(points.get(0.05, {}).get("correct_accept_rate")),
+        "–" if ms is None else f"{ms:.1f}",
+    ]
+
+
+def markdown_table(results: Sequence[MethodResult]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    return "\n".join(lines)
+
+
+def text_table(results: Sequence[MethodResult]) -> str:
+    rows = [list(COLUMNS)] + [row(r) for r in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                              for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows[1:]])
+
+
+def environment() -> dict[str, Any]:
+    return {"muselens": __version__, "python": platform.python_version(),
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_json(path: Path, results: Sequence[MethodResult], *, dataset: str, command: str) -> None:
+    payload = {"dataset": dataset, "command": command, "environment": environment(),
+               "results": [r.to_dict() for r in results]}
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def plot(path: Path, results: Sequence[MethodResult]) -> None:
+    """Left: mP@1 and mAP per method. Right: open-set curves (correct accepts vs false accepts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from muselens.runtime.metrics import open_set_curve
+
+    with_open_set = [r for r in results if r.distractor_top1.size]
+    fig, axes = plt.subplots(1, 2 if with_open_set else 1, figsize=(12 if with_open_set else 7, 4.5),
+                             squeeze=False)
+    ax = axes[0, 0]
+    x = np.arange(len(results))
+    ax.bar(x - 0.2, [100 * r.retrieval["mp_at_1"] for r in results], 0.4, label="mP@1")
+    ax.bar(x + 0.2, [100 * r.retrieval["map"] for r in results], 0.4, label="mAP")
+    ax.set_xticks(x, [r.name for r in results], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("%")
+    ax.set_title("closed-set retrieval")
+    ax.legend()
+    if with_open_set:
+        ax = axes[0, 1]
+        for r in with_open_set:
+            _, far, car = open_set_curve(r.query_top1, r.query_correct, r.distractor_top1)
+            ax.plot(100 * far, 100 * car, label=r.name)
+        for f in (1, 5):
+            ax.axvline(f, color="grey", lw=0.6, ls=":")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("false accepts: distractors taken for an artwork (%)")
+        ax.set_ylabel("queries accepted with the right artwork (%)")
+        ax.set_title("open set: threshold sweep")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

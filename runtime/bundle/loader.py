@@ -1,0 +1,103 @@
+"""Loading a bundle for serving: a directory, or an archive unpacked first, verified in full.
+
+The runtime calls :func:`load_bundle` once at start-up and relies on what it returns: the
+manifest (descriptor contract, threshold, user-visible ``bundle_version``), the gallery, the
+labels and the path of each model file for the inference engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from muselens.runtime.bundle.archive import unpack_bundle
+from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.gallery import Gallery
+from muselens.runtime.bundle.labels import LabelInfo
+from muselens.runtime.bundle.manifest import Manifest
+from muselens.runtime.bundle.verify import verify_bundle_dir
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Bundle:
+    """A verified bundle. Close it (or use ``with``) to delete a temporary extraction."""
+
+    root: Path
+    manifest: Manifest
+    gallery: Gallery
+    labels: Mapping[str, LabelInfo]
+    _cleanup: weakref.finalize | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def bundle_version(self) -> str:
+        return self.manifest.bundle_version
+
+    def model_path(self, variant: str | None = None) -> Path:
+        """The ONNX file of ``variant`` (default: the manifest's ``default_variant``)."""
+        return self.root / self.manifest.model(variant).file
+
+    def label(self, instance_id: str) -> LabelInfo:
+        if instance_id not in self.labels:
+            raise KeyError(f"bundle {self.name!r} has no label for instance {instance_id!r}")
+        return self.labels[instance_id]
+
+    def __repr__(self) -> str:
+        return (f"Bundle(name={self.name!r}, bundle_version={self.bundle_version!r}, "
+                f"root={str(self.root)!r}, models={sorted(self.manifest.models)}, {self.gallery!r})")
+
+    def close(self) -> None:
+        """Delete the temporary extraction of an archive (nothing to do for a directory)."""
+        if self._cleanup is not None:
+            self._cleanup()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def load_bundle(path: Path | str, *, extract_dir: Path | str | None = None) -> Bundle:
+    """Load and verify a bundle directory or archive; raise :class:`BundleError` naming the problem.
+
+    An archive is unpacked into ``extract_dir`` (which must not exist; it is kept) or, by
+    default, into a temporary folder removed by :meth:`Bundle.close` or when the bundle is
+    garbage-collected. A bundle that fails verification leaves no extraction behind.
+    """
+    path = Path(path)
+    if path.is_dir():
+        contents = verify_bundle_dir(path)
+        return Bundle(path, contents.manifest, contents.gallery, MappingProxyType(contents.labels))
+    if not path.exists():
+        raise BundleError(f"bundle {path} does not exist")
+    if extract_dir is None:
+        holder = Path(tempfile.mkdtemp(prefix="muselens-bundle-"))
+        root, remove = holder / "bundle", holder
+    else:
+        root = remove = Path(extract_dir)
+        if root.exists() or root.is_symlink():  # never delete what we did not create
+            raise BundleError(f"cannot unpack {path} into {root}: it already exists")
+    try:
+        unpack_bundle(path, root)
+        contents = verify_bundle_dir(root)
+    except BaseException:
+        _remove(remove)
+        raise
+    bundle = Bundle(root, contents.manifest, contents.gallery, MappingProxyType(contents.labels))
+    if extract_dir is None:
+        object.__setattr__(bundle, "_cleanup", weakref.finalize(bundle, _remove, remove))
+    return bundle

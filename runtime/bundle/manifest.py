@@ -1,0 +1,368 @@
+"""``manifest.json``: what a bundle holds, how it was made and how to use it.
+
+One frozen :class:`Manifest` describes a bundle; :meth:`Manifest.to_json` writes it with a
+self-checksum (``manifest_sha256``, the SHA-256 of the canonical JSON of every other field,
+see :func:`muselens.runtime.bundle._json.canonical`) so an edited or corrupted manifest is
+caught, and :meth:`Manifest.from_json` checks the format, its version and that checksum before
+anything else. Every other file of the bundle is checksummed *in* the manifest.
+
+The descriptor contract (``descriptor``) is kept a dict, so exporters may add keys, but the
+keys the runtime relies on are required and typed: ``dim``, ``input``, ``outputs``,
+``short_side``; the optional ``k``, ``normalisation`` (must be ``"l2"``), ``similarity``
+(must be ``"dot"``), ``max_aspect`` and ``interpolation`` are checked when present.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from muselens.runtime.bundle import _json
+from muselens.runtime.bundle.checksum import is_sha256, sha256_bytes
+
+FORMAT = "muselens-bundle"
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+MANIFEST_FILE = "manifest.json"
+GALLERY_FILE = "gallery.npz"
+LABELS_FILE = "labels.json"
+DATA_FILES = (GALLERY_FILE, LABELS_FILE)
+CHECKSUM_KEY = "manifest_sha256"
+
+DESCRIPTOR_REQUIRED = ("dim", "input", "outputs", "short_side")
+REQUIRED_METRICS = ("mp_at_1", "map")
+_VARIANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_MAX_TEXT = 256
+
+
+def model_file(variant: str) -> str:
+    """The one place a variant's model lives inside a bundle: ``models/<variant>.onnx``."""
+    return f"models/{variant}.onnx"
+
+
+def utc_now() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ`` (the ``created`` spelling)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    if len(value) > _MAX_TEXT or not value.isprintable():
+        raise ValueError(f"{name} must be printable text of at most {_MAX_TEXT} characters, "
+                         f"got {value!r}")
+    return value
+
+
+def _int(value: object, name: str, minimum: int) -> int:
+    """``value`` as a Python int >= minimum (numpy integers accepted, bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _number(value: object, name: str, low: float, high: float) -> float:
+    """``value`` as a finite Python float in [low, high] (numpy scalars accepted, bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _mapping(value: object, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+    return value
+
+
+def _exact_keys(data: Mapping[str, Any], expected: set[str], name: str) -> None:
+    unknown, missing = set(data) - expected, expected - set(data)
+    if unknown:
+        raise ValueError(f"{name} has unknown keys {sorted(unknown)}")
+    if missing:
+        raise ValueError(f"{name} lacks keys {sorted(missing)}")
+
+
+def _check_created(value: object) -> str:
+    text = _text(value, "created")
+    try:
+        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError as exc:
+        raise ValueError(f"created must be an ISO 8601 UTC time, got {text!r}") from exc
+    if stamp.utcoffset() is None or stamp.utcoffset().total_seconds() != 0:
+        raise ValueError(f"created must be in UTC (suffix Z or +00:00), got {text!r}")
+    return text
+
+
+def check_format(data: Mapping[str, Any]) -> None:
+    """Refuse anything that is not a supported muselens bundle manifest, naming what was found."""
+    found = data.get("format")
+    if found != FORMAT:
+        raise ValueError(f"not a muselens bundle manifest: format is {found!r}, expected {FORMAT!r}")
+    version = data.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"format_version must be an integer, got {version!r}")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise ValueError(f"bundle format_version {version} is not supported: this muselens reads "
+                         f"format_version {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}")
+
+
+def check_descriptor(descriptor: object) -> Mapping[str, Any]:
+    """The descriptor contract, frozen, with its required keys checked."""
+    d = _mapping(descriptor, "descriptor")
+    missing = [k for k in DESCRIPTOR_REQUIRED if k not in d]
+    if missing:
+        raise ValueError(f"descriptor lacks required keys {missing} "
+                         f"(required: {list(DESCRIPTOR_REQUIRED)})")
+    _int(d["dim"], "descriptor.dim", 1)
+    _int(d["short_side"], "descriptor.short_side", 1)
+    layout = d["input"]
+    if isinstance(layout, str):
+        _text(layout, "descriptor.input")
+    elif not (isinstance(layout, Mapping) and layout):
+        raise TypeError(f"descriptor.input must be a layout string (e.g. 'NHWC uint8 RGB') or a "
+                        f"non-empty dict, got {layout!r}")
+    outputs = d["outputs"]
+    if isinstance(outputs, str) or not isinstance(outputs, (list, tuple)) or not outputs:
+        raise TypeError(f"descriptor.outputs must be a non-empty list of output names, got {outputs!r}")
+    for i, out in enumerate(outputs):
+        _text(out, f"descriptor.outputs[{i}]")
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"descriptor.outputs has duplicate names: {list(outputs)}")
+    if "k" in d:
+        _int(d["k"], "descriptor.k", 1)
+    if "normalisation" in d and d["normalisation"] != "l2":
+        raise ValueError(f"descriptor.normalisation must be 'l2' (galleries hold unit vectors), "
+                         f"got {d['normalisation']!r}")
+    if "similarity" in d and d["similarity"] != "dot":
+        raise ValueError(f"descriptor.similarity must be 'dot', got {d['similarity']!r}")
+    if "max_aspect" in d:
+        _number(d["max_aspect"], "descriptor.max_aspect", 1.0, math.inf)
+    if "interpolation" in d:
+        _text(d["interpolation"], "descriptor.interpolation")
+    return _json.freeze(d, "descriptor")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One exported model of a bundle: ``file`` is always ``models/<variant>.onnx``."""
+
+    file: str
+    sha256: str
+    bytes: int
+    precision: str
+
+    def __post_init__(self) -> None:
+        _text(self.file, "model file")
+        if not is_sha256(self.sha256):
+            raise ValueError(f"model sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        object.__setattr__(self, "bytes", _int(self.bytes, "model bytes", 1))
+        _text(self.precision, "model precision")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: object, name: str = "model") -> ModelEntry:
+        d = _mapping(data, name)
+        _exact_keys(d, {f.name for f in fields(cls)}, name)
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The open-set decision threshold on the dot-product score and how it was obtained.
+
+    ``calibrated`` is True when ``value`` was fitted on ``n_distractors`` distractor images to
+    reach the false-accept rate ``target_far``; an uncalibrated threshold has no target
+    (``target_far`` None) and is a configured default.
+    """
+
+    value: float
+    target_far: float | None
+    n_distractors: int
+    calibrated: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", _number(self.value, "threshold.value", -1.0, 1.0))
+        if not isinstance(self.calibrated, bool):
+            raise TypeError(f"threshold.calibrated must be a bool, got {type(self.calibrated).__name__}")
+        object.__setattr__(self, "n_distractors",
+                           _int(self.n_distractors, "threshold.n_distractors", 0))
+        if self.calibrated:
+            if self.n_distractors < 1:
+                raise ValueError("a calibrated threshold needs n_distractors >= 1")
+            if self.target_far is None:
+                raise ValueError("a calibrated threshold needs its target_far")
+        if self.target_far is not None:
+            object.__setattr__(self, "target_far",
+                               _number(self.target_far, "threshold.target_far", 0.0, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Threshold:
+        d = _mapping(data, "threshold")
+        _exact_keys(d, {f.name for f in fields(cls)}, "threshold")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything about a bundle except its bulk data; validated on construction.
+
+    Mappings are stored read-only (``descriptor``, ``files``, ``training``, ``metrics``),
+    so the manifest the runtime loaded cannot drift from the file it was read from.
+    """
+
+    name: str
+    bundle_version: str
+    backbone: str
+    descriptor: Mapping[str, Any]
+    models: Mapping[str, ModelEntry]
+    default_variant: str
+    files: Mapping[str, str]
+    training: Mapping[str, Any]
+    data_digest: str
+    metrics: Mapping[str, Mapping[str, float]]
+    threshold: Threshold
+    created: str
+    muselens_version: str
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    __hash__ = None  # mappings inside; equality compares content
+
+    def __post_init__(self) -> None:
+        check_format({"format": self.format, "format_version": self.format_version})
+        for name in ("name", "bundle_version", "backbone", "muselens_version"):
+            _text(getattr(self, name), name)
+        _check_created(self.created)
+        self._set("descriptor", check_descriptor(self.descriptor))
+        self._set("models", self._check_models(self.models))
+        if self.default_variant not in self.models:
+            raise ValueError(f"default_variant {self.default_variant!r} is not one of the models "
+                             f"{sorted(self.models)}")
+        self._set("files", self._check_files(self.files))
+        self._set("training", _json.freeze(_mapping(self.training, "training"), "training"))
+        if not is_sha256(self.data_digest):
+            raise ValueError(f"data_digest must be 64 lowercase hex digits (see dataset_digest), "
+                             f"got {self.data_digest!r}")
+        self._set("metrics", self._check_metrics(self.metrics))
+        if isinstance(self.threshold, Mapping):
+            self._set("threshold", Threshold.from_dict(self.threshold))
+        elif not isinstance(self.threshold, Threshold):
+            raise TypeError(f"threshold must be a Threshold or dict, got {type(self.threshold).__name__}")
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)  # normalising a frozen dataclass in __post_init__
+
+    @staticmethod
+    def _check_models(models: object) -> Mapping[str, ModelEntry]:
+        m = _mapping(models, "models")
+        if not m:
+            raise ValueError("models must list at least one variant")
+        out = {}
+        for variant, entry in m.items():
+            if not isinstance(variant, str) or not _VARIANT.match(variant):
+                raise ValueError(f"model variant names are letters, digits, '_' and '-' "
+                                 f"(e.g. 'fp16'), got {variant!r}")
+            if isinstance(entry, Mapping):
+                entry = ModelEntry.from_dict(entry, f"models.{variant}")
+            elif not isinstance(entry, ModelEntry):
+                raise TypeError(f"models.{variant} must be a ModelEntry or dict, "
+                                f"got {type(entry).__name__}")
+            if entry.file != model_file(variant):
+                raise ValueError(f"models.{variant}.file must be {model_file(variant)!r}, "
+                                 f"got {entry.file!r}")
+            out[variant] = entry
+        return MappingProxyType(dict(sorted(out.items())))
+
+    @staticmethod
+    def _check_files(files: object) -> Mapping[str, str]:
+        f = _mapping(files, "files")
+        _exact_keys(f, set(DATA_FILES), "files")
+        for path, digest in f.items():
+            if not is_sha256(digest):
+                raise ValueError(f"files[{path!r}] must be 64 lowercase hex digits, got {digest!r}")
+        return _json.freeze(f, "files")
+
+    def _check_metrics(self, metrics: object) -> Mapping[str, Mapping[str, float]]:
+        m = _mapping(metrics, "metrics")
+        for variant, values in m.items():
+            if variant not in self.models:
+                raise ValueError(f"metrics for {variant!r}, which is not one of the models "
+                                 f"{sorted(self.models)}")
+            values = _mapping(values, f"metrics.{variant}")
+            missing = [k for k in REQUIRED_METRICS if k not in values]
+            if missing:
+                raise ValueError(f"metrics.{variant} lacks {missing}")
+            for key, value in values.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"metrics.{variant} has a non-string key {key!r}")
+                if key in REQUIRED_METRICS:
+                    _number(value, f"metrics.{variant}.{key}", 0.0, 1.0)
+                else:
+                    _number(value, f"metrics.{variant}.{key}", -math.inf, math.inf)
+        return _json.freeze(m, "metrics")
+
+    def model(self, variant: str | None = None) -> ModelEntry:
+        """The entry of ``variant`` (default: ``default_variant``); unknown names are refused."""
+        variant = self.default_variant if variant is None else variant
+        if variant not in self.models:
+            raise KeyError(f"bundle {self.name!r} has no model variant {variant!r}; "
+                           f"it has {sorted(self.models)}")
+        return self.models[variant]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field (without the self-checksum)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "models":
+                value = {k: v.to_dict() for k, v in value.items()}
+            elif f.name == "threshold":
+                value = value.to_dict()
+            out[f.name] = _json.thaw(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: object) -> Manifest:
+        """Rebuild and validate a manifest; unknown or missing keys are errors."""
+        d = _mapping(data, "manifest")
+        check_format(d)
+        _exact_keys(d, {f.name for f in fields(cls)}, "manifest")
+        return cls(**d)
+
+    def to_json(self) -> bytes:
+        """The bytes of ``manifest.json``: every field plus ``manifest_sha256`` over them."""
+        content = self.to_dict()
+        return _json.dumps({**content, CHECKSUM_KEY: sha256_bytes(_json.canonical(content))})
+
+    @classmethod
+    def from_json(cls, data: bytes, source: str = MANIFEST_FILE) -> Manifest:
+        """Parse ``manifest.json``: format and version first, then the self-checksum, then fields."""
+        raw = _json.loads(data, source)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source} must hold a JSON object, got {type(raw).__name__}")
+        check_format(raw)
+        if CHECKSUM_KEY not in raw:
+            raise ValueError(f"{source} has no {CHECKSUM_KEY}")
+        expected = raw.pop(CHECKSUM_KEY)
+        actual = sha256_bytes(_json.canonical(raw))
+        if expected != actual:
+            raise ValueError(f"{source} checksum mismatch: {CHECKSUM_KEY} says {expected}, its "
+                             f"content hashes to {actual} (the manifest was edited or corrupted)")
+        return cls.from_dict(raw)

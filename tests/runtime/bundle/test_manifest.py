@@ -1,0 +1,191 @@
+"""Manifest: strict validation of every field, round trips, the self-checksum and versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from muselens.runtime.bundle._json import canonical
+from muselens.runtime.bundle.checksum import sha256_bytes
+from muselens.runtime.bundle.manifest import (
+    FORMAT_VERSION,
+    Manifest,
+    ModelEntry,
+    Threshold,
+    model_file,
+    utc_now,
+)
+
+from .conftest import DIGEST, descriptor
+
+
+def fields(**overrides: Any) -> dict[str, Any]:
+    out: dict[str, Any] = dict(
+        format="muselens-bundle", format_version=1, created="2026-11-23T15:00:00Z",
+        muselens_version="0.1.0", name="Test Museum", bundle_version="1.2.0", backbone="resnet50",
+        descriptor=descriptor(),
+        models={"fp32": {"file": "models/fp32.onnx", "sha256": "1" * 64, "bytes": 10, "precision": "fp32"},
+                "int8": {"file": "models/int8.onnx", "sha256": "2" * 64, "bytes": 5, "precision": "int8"}},
+        default_variant="fp32", files={"gallery.npz": "3" * 64, "labels.json": "4" * 64},
+        training={"epochs": 3, "schedule": [1, 2]}, data_digest=DIGEST,
+        metrics={"fp32": {"mp_at_1": 0.9, "map": 0.75}},
+        threshold={"value": 0.55, "target_far": 0.01, "n_distractors": 30, "calibrated": True},
+    )
+    out.update(overrides)
+    return out
+
+
+def with_checksum(content: dict[str, Any]) -> bytes:
+    return json.dumps({**content, "manifest_sha256": sha256_bytes(canonical(content))}).encode()
+
+
+def test_round_trips():
+    m = Manifest.from_dict(fields())
+    assert m.to_dict() == fields()
+    assert Manifest.from_dict(m.to_dict()) == m
+    assert Manifest.from_json(m.to_json()) == m
+    assert m.models["int8"] == ModelEntry("models/int8.onnx", "2" * 64, 5, "int8")
+    assert m.threshold == Threshold(0.55, 0.01, 30, True)
+    assert m.model().file == "models/fp32.onnx" and m.model("int8").precision == "int8"
+    assert model_file("fp16") == "models/fp16.onnx"
+    Manifest.from_dict(fields(created=utc_now()))
+
+
+def test_is_frozen_deeply_and_to_dict_is_a_copy():
+    m = Manifest.from_dict(fields())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        m.descriptor["dim"] = 3  # type: ignore[index]
+    assert isinstance(m.training["schedule"], tuple)
+    d = m.to_dict()
+    d["training"]["epochs"] = 99
+    assert m.training["epochs"] == 3
+
+
+def test_numpy_scalars_become_plain_json():
+    m = Manifest.from_dict(fields(metrics={"fp32": {"mp_at_1": np.float32(0.5), "map": np.float64(0.25),
+                                                     "n": np.int64(7)}}))
+    assert type(m.metrics["fp32"]["n"]) is int and type(m.metrics["fp32"]["mp_at_1"]) is float
+    assert Manifest.from_json(m.to_json()) == m
+
+
+def test_unknown_and_missing_keys():
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        Manifest.from_dict(fields(colour="blue"))
+    incomplete = fields()
+    del incomplete["threshold"]
+    with pytest.raises(ValueError, match=r"lacks keys \['threshold'\]"):
+        Manifest.from_dict(incomplete)
+
+
+def test_format_and_version_are_checked_first():
+    with pytest.raises(ValueError, match="format_version 2 is not supported.*reads format_version 1"):
+        Manifest.from_dict(fields(format_version=2, name=""))
+    with pytest.raises(ValueError, match="format_version must be an integer"):
+        Manifest.from_dict(fields(format_version=True))
+    with pytest.raises(ValueError, match="format is 'other'"):
+        Manifest.from_dict(fields(format="other"))
+    # from_json: a newer version is named even though its fields (and checksum) differ
+    with pytest.raises(ValueError, match="format_version 7 is not supported"):
+        Manifest.from_json(json.dumps({"format": "muselens-bundle", "format_version": 7}).encode())
+    assert FORMAT_VERSION == 1
+
+
+def test_self_checksum():
+    m = Manifest.from_dict(fields())
+    raw = json.loads(m.to_json())
+    raw["metrics"]["fp32"]["mp_at_1"] = 0.99
+    with pytest.raises(ValueError, match="manifest.json checksum mismatch"):
+        Manifest.from_json(json.dumps(raw).encode())
+    del raw["manifest_sha256"]
+    with pytest.raises(ValueError, match="has no manifest_sha256"):
+        Manifest.from_json(json.dumps(raw).encode())
+    assert Manifest.from_json(with_checksum(fields())) == m  # any key order, any whitespace
+
+
+def test_json_strictness():
+    with pytest.raises(ValueError, match="NaN is not allowed"):
+        Manifest.from_json(b'{"format": "muselens-bundle", "x": NaN}')
+    with pytest.raises(ValueError, match="duplicate key 'format'"):
+        Manifest.from_json(b'{"format": "muselens-bundle", "format": "muselens-bundle"}')
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        Manifest.from_json(b"[1]")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Manifest.from_json(b"{")
+
+
+def _descriptor(**changes: Any) -> dict[str, Any]:
+    d = descriptor()
+    d.update(changes)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    ({"name": ""}, ValueError, "name must not be empty"),
+    ({"bundle_version": "v1\n"}, ValueError, "bundle_version must be printable"),
+    ({"backbone": 3}, TypeError, "backbone must be a string"),
+    ({"created": "2026-11-23T15:00:00+01:00"}, ValueError, "created must be in UTC"),
+    ({"created": "2026-11-23T15:00:00"}, ValueError, "created must be in UTC"),
+    ({"created": "yesterday"}, ValueError, "ISO 8601"),
+    ({"descriptor": _descriptor(dim=None)}, ValueError, r"descriptor lacks required keys \['dim'\]"),
+    ({"descriptor": _descriptor(dim=0)}, ValueError, "descriptor.dim must be >= 1"),
+    ({"descriptor": _descriptor(short_side=2.5)}, TypeError, "descriptor.short_side must be an integer"),
+    ({"descriptor": _descriptor(outputs=[])}, TypeError, "descriptor.outputs must be a non-empty list"),
+    ({"descriptor": _descriptor(outputs="desc")}, TypeError, "descriptor.outputs must be a non-empty list"),
+    ({"descriptor": _descriptor(outputs=["d", "d"])}, ValueError, "duplicate names"),
+    ({"descriptor": _descriptor(input={})}, TypeError, "descriptor.input must be"),
+    ({"descriptor": _descriptor(normalisation="none")}, ValueError, "normalisation must be 'l2'"),
+    ({"descriptor": _descriptor(similarity="euclidean")}, ValueError, "similarity must be 'dot'"),
+    ({"descriptor": _descriptor(max_aspect=0.5)}, ValueError, "max_aspect must lie in"),
+    ({"descriptor": _descriptor(extra={1, 2})}, TypeError, "descriptor.extra must hold only JSON"),
+    ({"models": {}}, ValueError, "at least one variant"),
+    ({"models": {"fp 32": {"file": "models/fp 32.onnx", "sha256": "1" * 64, "bytes": 1,
+                           "precision": "fp32"}}}, ValueError, "variant names"),
+    ({"models": {"fp32": {"file": "../fp32.onnx", "sha256": "1" * 64, "bytes": 1,
+                          "precision": "fp32"}}}, ValueError, "must be 'models/fp32.onnx'"),
+    ({"models": {"fp32": {"file": "models/fp32.onnx", "sha256": "XY", "bytes": 1,
+                          "precision": "fp32"}}}, ValueError, "sha256 must be 64 lowercase hex"),
+    ({"models": {"fp32": {"file": "models/fp32.onnx", "sha256": "1" * 64, "bytes": 0,
+                          "precision": "fp32"}}}, ValueError, "model bytes must be >= 1"),
+    ({"models": {"fp32": {"file": "models/fp32.onnx", "sha256": "1" * 64, "bytes": 1,
+                          "precision": "fp32", "opset": 17}}}, ValueError, r"unknown keys \['opset'\]"),
+    ({"default_variant": "fp16"}, ValueError, "default_variant 'fp16' is not one of"),
+    ({"files": {"gallery.npz": "3" * 64}}, ValueError, r"files lacks keys \['labels.json'\]"),
+    ({"files": {"gallery.npz": "3" * 64, "labels.json": "nope"}}, ValueError, "64 lowercase hex"),
+    ({"training": {1: "x"}}, TypeError, "non-string key 1"),
+    ({"training": {"lr": float("inf")}}, ValueError, "training.lr must be finite"),
+    ({"data_digest": "abc"}, ValueError, "data_digest must be 64"),
+    ({"metrics": {"fp16": {"mp_at_1": 0.5, "map": 0.5}}}, ValueError, "metrics for 'fp16'"),
+    ({"metrics": {"fp32": {"mp_at_1": 0.5}}}, ValueError, r"metrics.fp32 lacks \['map'\]"),
+    ({"metrics": {"fp32": {"mp_at_1": 1.5, "map": 0.5}}}, ValueError, "mp_at_1 must lie in"),
+    ({"metrics": {"fp32": {"mp_at_1": 0.5, "map": 0.5, "note": "x"}}}, TypeError, "note must be a number"),
+    ({"threshold": {"value": 1.5, "target_far": 0.01, "n_distractors": 3, "calibrated": True}},
+     ValueError, "threshold.value must lie in"),
+    ({"threshold": {"value": 0.5, "target_far": 0.01, "n_distractors": 0, "calibrated": True}},
+     ValueError, "n_distractors >= 1"),
+    ({"threshold": {"value": 0.5, "target_far": None, "n_distractors": 3, "calibrated": True}},
+     ValueError, "needs its target_far"),
+    ({"threshold": {"value": 0.5, "target_far": 0.01, "n_distractors": 3, "calibrated": 1}},
+     TypeError, "calibrated must be a bool"),
+    ({"threshold": {"value": 0.5, "n_distractors": 3, "calibrated": False}},
+     ValueError, r"threshold lacks keys \['target_far'\]"),
+])
+def test_field_validation(overrides, error, match):
+    with pytest.raises(error, match=match):
+        Manifest.from_dict(fields(**overrides))
+
+
+def test_uncalibrated_threshold_and_empty_metrics_are_allowed():
+    m = Manifest.from_dict(fields(metrics={}, threshold={"value": 0.6, "target_far": None,
+                                                         "n_distractors": 0, "calibrated": False}))
+    assert not m.threshold.calibrated and m.metrics == {}
+
+
+def test_unknown_variant_lookup_names_the_variants():
+    with pytest.raises(KeyError, match=r"no model variant 'fp16'; it has \['fp32', 'int8'\]"):
+        Manifest.from_dict(fields()).model("fp16")

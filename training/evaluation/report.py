@@ -82,6 +82,7 @@ def plot(path: Path, results: Sequence[MethodResult]) -> None:
     ax.bar(x - 0.2, [100 * r.retrieval["mp_at_1"] for r in results], 0.4, label="mP@1")
     ax.bar(x + 0.2, [100 * r.retrieval["map"] for r in results], 0.4, label="mAP")
     ax.set_xticks(x, [r.name for r in results], rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.75, max(len(results), 3) - 0.25)
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
     ax.set_title("closed-set retrieval")
@@ -94,6 +95,7 @@ def plot(path: Path, results: Sequence[MethodResult]) -> None:
         for f in (1, 5):
             ax.axvline(f, color="grey", lw=0.6, ls=":")
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, 100)
         ax.set_xlabel("false accepts: distractors taken for an artwork (%)")
         ax.set_ylabel("queries accepted with the right artwork (%)")
         ax.set_title("open set: threshold sweep")

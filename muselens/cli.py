@@ -32,6 +32,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "check-data": Subcommand(
         "muselens.runtime.data.check", "report what a museum dataset holds and what is wrong with it"
     ),
+    "train": Subcommand(
+        "muselens.training.command", "fine-tune a museum's descriptor: classification, FCN, region descriptors"
+    ),
     "evaluate": Subcommand(
         "muselens.training.evaluation.command",
         "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",

@@ -1,0 +1,115 @@
+"""A whole training run at a tiny size: stages, files, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from muselens.training.checkpoint import load_checkpoint
+from muselens.training.config import load_config
+from muselens.training.run import TrainingRun
+
+TINY = {
+    "train_blocks": 2, "eval_short_side": 64,
+    "stage1": {"epochs": 2, "batch_size": 4, "image_size": 64},
+    "stage2": {"epochs": 1, "images_per_step": 2, "short_sides": [64, 48]},
+    "stage3": {"epochs": 3, "dim": 8, "short_side": 64, "triplets_per_step": 4},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run(data, out, **kw):
+    return TrainingRun(data, out, load_config(None, TINY), pretrained=False, progress=False, **kw).run()
+
+
+def test_all_stages_write_what_the_run_promises(tiny_museum, tmp_path):
+    out = tmp_path / "run"
+    summary = _run(tiny_museum, out)
+    assert [h["stage"] for h in summary["history"]] == [1, 1, 2, 3, 3, 3]
+    assert all("val_mp_at_1" in h and 0 <= h["val_map"] <= 1 for h in summary["history"])
+    assert set(summary["stages"]) == {"1", "2", "3"}
+    assert all(s["seconds"] > 0 and s["peak_rss_mib"] > 0 for s in summary["stages"].values())
+    for name in ("model.pt", "model.json", "history.json", "curves.png", "config.yaml", "checkpoint.pt"):
+        assert (out / name).exists(), name
+    assert yaml.safe_load((out / "config.yaml").read_text())["stage3"]["dim"] == 8
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["region_head"]["projection.weight"].shape[0] == 8
+    assert json.loads((out / "model.json").read_text())["instance_ids"] == ["a0", "a1", "a2"]
+
+
+def test_an_existing_run_is_not_overwritten(tiny_museum, tmp_path):
+    out = tmp_path / "run"
+    _run(tiny_museum, out)
+    with pytest.raises(FileExistsError, match="--resume"):
+        _run(tiny_museum, out)
+
+
+def test_a_corrupt_reference_is_skipped_not_fatal(tiny_museum, tmp_path):
+    (tiny_museum / "references" / "a0" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    summary = _run(tiny_museum, tmp_path / "run")
+    assert [s["path"].endswith("broken.jpg") for s in summary["skipped"]] == [True]
+
+
+CHILD = """
+import sys, torch
+torch.set_num_threads(1)
+from muselens.training.config import load_config
+from muselens.training.run import TrainingRun
+import json
+TrainingRun(sys.argv[1], sys.argv[2], load_config(None, json.loads(sys.argv[3])),
+            pretrained=False, progress=False).run()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_same_result(tiny_museum, tmp_path):
+    reference = _run(tiny_museum, tmp_path / "reference")
+
+    out = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny_museum), str(out), json.dumps(TINY)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        # Kill it as soon as stage 3 has begun: mid-run, after several checkpoints.
+        while time.monotonic() < deadline and child.poll() is None:
+            if (out / "checkpoint.pt").exists():
+                try:
+                    if load_checkpoint(out / "checkpoint.pt")["stage_index"] >= 2:
+                        break
+                except Exception:  # being replaced right now; look again
+                    pass
+            time.sleep(0.05)
+        assert child.poll() is None, "the child finished before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not (out / "model.pt").exists()
+
+    resumed = TrainingRun(tiny_museum, out, None, pretrained=False, progress=False, resume=True).run()
+    assert [(r["stage"], r["epoch"]) for r in resumed["history"]] == \
+        [(r["stage"], r["epoch"]) for r in reference["history"]]
+    for key in ("loss", "val_mp_at_1", "val_map"):
+        assert [r[key] for r in resumed["history"]] == \
+            pytest.approx([r[key] for r in reference["history"]], rel=1e-4, abs=1e-6)
+    a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
+    b = torch.load(out / "model.pt", weights_only=True)
+    for part in ("classifier", "region_head"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)

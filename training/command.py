@@ -1,0 +1,76 @@
+"""``muselens train DATA --out RUN``: fine-tune a museum's descriptor (stages 1-3 of paper 004)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from muselens.runtime.data.museum import DatasetError
+from muselens.training.backbones.registry import BACKBONES
+from muselens.training.checkpoint import CheckpointError
+from muselens.training.config import ConfigError, load_config
+
+
+def _set(value: str) -> tuple[list[str], Any]:
+    import yaml
+
+    if "=" not in value:
+        raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE (e.g. stage1.epochs=5), got {value!r}")
+    key, raw = value.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in args.set or []:
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if args.backbone:
+        out["backbone"] = args.backbone
+    if args.stages:
+        out["stages"] = [int(s) for s in args.stages.split(",")]
+    if args.seed is not None:
+        out["seed"] = args.seed
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="museum dataset directory")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, curves, model)")
+    parser.add_argument("--config", type=Path, help="museum.yaml with any TrainConfig fields")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES))
+    parser.add_argument("--stages", help="comma-separated subset of 1,2,3 (default: all)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", type=_set, action="append", metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out after a stop")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    from muselens.training.run import TrainingRun
+
+    try:
+        config = load_config(args.config, overrides_from_args(args))
+        run = TrainingRun(args.data, args.out, config, device=args.device, resume=args.resume,
+                          progress=not args.no_progress)
+        summary = run.run()
+    except (ConfigError, DatasetError, CheckpointError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    last = {}
+    for row in summary["history"]:
+        last[row["stage"]] = row
+    print(f"{'stage':<7}{'epochs':>7}{'seconds':>10}{'peak RSS MiB':>14}{'val mP@1':>10}{'val mAP':>9}")
+    for stage, info in summary["stages"].items():
+        row = last.get(int(stage), {})
+        epochs = sum(1 for h in summary["history"] if h["stage"] == int(stage))
+        print(f"{stage:<7}{epochs:>7}{info['seconds']:>10.1f}{info.get('peak_rss_mib', float('nan')):>14.0f}"
+              f"{100 * row.get('val_mp_at_1', float('nan')):>10.2f}{100 * row.get('val_map', float('nan')):>9.2f}")
+    print(f"\nwrote {args.out}/model.pt, history.json, curves.png, config.yaml")
+    return 0

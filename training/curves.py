@@ -1,0 +1,34 @@
+"""Training curves as a picture: loss and accuracy per epoch, and validation mP@1 / mAP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    stages = sorted({h["stage"] for h in history})
+    step = 0
+    for stage in stages:
+        rows = [h for h in history if h["stage"] == stage]
+        x = list(range(step, step + len(rows)))
+        step += len(rows)
+        axes[0].plot(x, [h["loss"] for h in rows], marker="o", label=f"stage {stage}")
+        axes[1].plot(x, [100 * h["accuracy"] for h in rows], marker="o", label=f"stage {stage}")
+        if rows and "val_mp_at_1" in rows[0]:
+            axes[2].plot(x, [100 * h["val_mp_at_1"] for h in rows], marker="o", label=f"mP@1, stage {stage}")
+            axes[2].plot(x, [100 * h["val_map"] for h in rows], ls="--", label=f"mAP, stage {stage}")
+    for ax, title in zip(axes, ("training loss", "training accuracy (%)", "validation (%)")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch (all stages in sequence)")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

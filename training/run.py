@@ -1,0 +1,266 @@
+"""A training run: stages 1-3 of paper 004 over one museum, checkpointed every epoch.
+
+Everything a run writes lives in its folder::
+
+    RUN/config.yaml        the resolved configuration
+    RUN/checkpoint.pt      latest state (weights-only loadable), replaced atomically every epoch
+    RUN/model.pt           the final weights, RUN/model.json what is needed to rebuild them
+    RUN/history.json       per-epoch loss, accuracy, validation mP@1 / mAP; per-stage time, memory
+    RUN/curves.png         the training curves
+
+A run killed at any point resumes with ``resume=True`` from the last finished epoch and, as
+every random draw is a function of (seed, stage, epoch, item), reaches the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from muselens.runtime.data.museum import MuseumDataset
+from muselens.runtime.metrics import evaluate_retrieval, instance_average, similarity
+from muselens.training.backbones.registry import build_backbone
+from muselens.training.checkpoint import load_checkpoint, save_checkpoint
+from muselens.training.config import TrainConfig, config_from_dict, write_config
+from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
+                                        LabelledImages, load_labelled_images)
+from muselens.training.memory import peaks, reset_peaks
+from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks
+from muselens.training.pooling.functional import gem
+from muselens.training.regions import RegionDescriptorNet
+from muselens.training.stages.classification import EpochStats, build_optimizer, fit_classification
+from muselens.training.stages.descriptor import (build_descriptor_optimizer, fit_descriptor,
+                                                 init_head_from_pca)
+from muselens.training.stages.fcn import fit_fcn
+from muselens.training.trunk import TrunkCache
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "muselens-train-checkpoint/1"
+
+
+@dataclass
+class MuseumModel:
+    """The one network all stages share: the instance classifier (stages 1-2) and the region
+    descriptor network built on the same backbone and head (stage 3)."""
+
+    classifier: InstanceClassifier
+    net: RegionDescriptorNet
+
+    @classmethod
+    def build(cls, config: TrainConfig, instance_ids: list[str], *, pretrained: bool = True) -> MuseumModel:
+        backbone = build_backbone(config.backbone, pretrained=pretrained)
+        classifier = InstanceClassifier(backbone, instance_ids, seed=config.seed)
+        net = RegionDescriptorNet(backbone, classifier.head, dim=config.stage3.dim, k=config.stage3.k,
+                                  if_fewer="repeat")
+        return cls(classifier, net)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"classifier": self.classifier.state_dict(), "region_head": self.net.head.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.classifier.load_state_dict(state["classifier"])
+        self.net.head.load_state_dict(state["region_head"])
+
+    def to(self, device: torch.device) -> MuseumModel:
+        self.classifier.to(device)
+        self.net.to(device)
+        return self
+
+    def meta(self, config: TrainConfig) -> dict[str, Any]:
+        return {**self.classifier.meta(), "dim": self.net.dim, "k": self.net.k,
+                "train_blocks": config.train_blocks, "eval_short_side": config.eval_short_side}
+
+
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    return device
+
+
+class Validator:
+    """Per-epoch mP@1 / mAP of the queries against the references, on cached trunk features."""
+
+    def __init__(self, top: nn.Module, refs: TrunkCache, ref_labels: np.ndarray,
+                 queries: TrunkCache, query_labels: np.ndarray, device: torch.device):
+        self.top, self.refs, self.queries = top, refs, queries
+        self.ref_labels, self.query_labels, self.device = ref_labels, query_labels, device
+
+    @torch.no_grad()
+    def _describe(self, model: MuseumModel, cache: TrunkCache, stage: int) -> np.ndarray:
+        out = []
+        for i in range(len(cache)):
+            fmap = self.top(cache.get(i, self.device))
+            if stage == 3:
+                out.append(model.net.forward_features(fmap).descriptor)
+            else:  # fine-tuned network as a global descriptor ("FT"): GeM of its last conv layer
+                out.append(torch.nn.functional.normalize(gem(fmap), dim=1))
+        return torch.cat(out).cpu().numpy()
+
+    def __call__(self, model: MuseumModel, stage: int) -> dict[str, float]:
+        if len(self.queries) == 0:
+            return {}
+        was = (model.classifier.training, model.net.training)
+        model.classifier.eval()
+        model.net.eval()
+        try:
+            r = self._describe(model, self.refs, stage)
+            q = self._describe(model, self.queries, stage)
+        finally:
+            model.classifier.train(was[0])
+            model.net.train(was[1])
+        report = evaluate_retrieval(similarity(q, r), self.query_labels, self.ref_labels)
+        avg, avg_labels = instance_average(r, self.ref_labels)
+        averaged = evaluate_retrieval(similarity(q, avg), self.query_labels, avg_labels)
+        return {"val_mp_at_1": report.mp_at_1, "val_map": report.map, "val_mp_at_1_ia": averaged.mp_at_1}
+
+
+class TrainingRun:
+    def __init__(self, data: Path, out: Path, config: TrainConfig, *, device: str = "cpu",
+                 resume: bool = False, progress: bool = True, pretrained: bool = True):
+        self.data, self.out, self.progress = Path(data), Path(out), progress
+        self.device = _device(device)
+        self.checkpoint_path = self.out / "checkpoint.pt"
+        self.state: dict[str, Any] = {"stage_index": 0, "next_epoch": 0, "history": [], "stages": {}}
+        self.pretrained = pretrained
+        if resume and self.checkpoint_path.exists():
+            saved = load_checkpoint(self.checkpoint_path)
+            if saved.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError(f"{self.checkpoint_path}: not a {CHECKPOINT_FORMAT} checkpoint")
+            self.config = config_from_dict(json.loads(saved["config"]))
+            self.saved = saved
+            print(f"resuming {self.out} at stage {self.config.stages[saved['stage_index']] if saved['stage_index'] < len(self.config.stages) else 'done'}, "
+                  f"epoch {saved['next_epoch']}", file=sys.stderr)
+        else:
+            if not resume and self.checkpoint_path.exists():
+                raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue it, "
+                                      "or choose another --out")
+            self.config, self.saved = config, None
+
+    # -- data ---------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        museum = MuseumDataset.load(self.data)
+        self.labels = InstanceLabels.from_museum(museum)
+        self.train_images: LabelledImages = load_labelled_images(museum.references, self.labels)
+        self.query_images: LabelledImages | None = (
+            load_labelled_images(museum.queries, self.labels) if museum.queries else None)
+        self.skipped = self.train_images.skipped.to_list() + (
+            self.query_images.skipped.to_list() if self.query_images else [])
+        for s in self.skipped:
+            print(f"warning: skipped unreadable image {s['path']}: {s['reason']}", file=sys.stderr)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _save(self, model: MuseumModel, optimizer, stage_index: int, next_epoch: int) -> None:
+        save_checkpoint(self.checkpoint_path, {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps(self.config.to_dict()),
+            "stage_index": stage_index,
+            "next_epoch": next_epoch,
+            "model": model.state_dict(),
+            "optimizer": None if optimizer is None else optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.state["history"]),
+            "stages": json.dumps(self.state["stages"]),
+        })
+
+    # -- the run -----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_config(self.config, self.out / "config.yaml")
+        torch.manual_seed(self.config.seed)
+        self._load_data()
+        model = MuseumModel.build(self.config, list(self.labels.instance_ids), pretrained=self.pretrained)
+        start_stage, start_epoch, optimizer_state = 0, 0, None
+        if self.saved is not None:
+            model.load_state_dict(self.saved["model"])
+            start_stage, start_epoch = self.saved["stage_index"], self.saved["next_epoch"]
+            optimizer_state = self.saved["optimizer"]
+            torch.set_rng_state(self.saved["torch_rng"])
+            self.state["history"] = json.loads(self.saved["history"])
+            self.state["stages"] = json.loads(self.saved["stages"])
+        model.to(self.device)
+        set_trainable_blocks(model.classifier, self.config.train_blocks)
+        frozen, trainable = split_blocks(model.classifier, self.config.train_blocks)
+        trunk, top = nn.Sequential(*frozen), nn.Sequential(*trainable)
+        caches = self._caches(trunk, model.classifier.backbone.contract)
+        validate = Validator(top, caches["refs"], np.asarray(self.train_images.labels), caches["queries"],
+                             np.asarray(self.query_images.labels if self.query_images else []), self.device)
+
+        for index in range(start_stage, len(self.config.stages)):
+            stage = self.config.stages[index]
+            first = start_epoch if index == start_stage else 0
+            state = optimizer_state if index == start_stage else None
+            self._stage(stage, index, first, state, model, top, caches, validate)
+        torch.save(model.state_dict(), self.out / "model.pt")
+        (self.out / "model.json").write_text(json.dumps(model.meta(self.config), indent=2))
+        summary = {"run": str(self.out), "stages": self.state["stages"], "history": self.state["history"],
+                   "skipped": self.skipped, "device": str(self.device)}
+        (self.out / "history.json").write_text(json.dumps(summary, indent=2))
+        from muselens.training.curves import plot_curves
+
+        plot_curves(self.state["history"], self.out / "curves.png")
+        return summary
+
+    def _caches(self, trunk: nn.Module, contract) -> dict[str, TrunkCache]:
+        side = self.config.eval_short_side
+        kw = dict(short_side=side, max_aspect=self.config.stage3.max_aspect, device=self.device,
+                  progress=self.progress)
+        refs = TrunkCache(trunk, self.train_images.images, contract, desc="trunk: references", **kw)
+        queries = TrunkCache(trunk, self.query_images.images if self.query_images else [], contract,
+                             desc="trunk: queries", **kw)
+        if self.config.stage3.short_side != side:
+            raise ValueError("stage3.short_side must equal eval_short_side: both use the cached trunk")
+        return {"refs": refs, "queries": queries}
+
+    def _stage(self, stage: int, index: int, first_epoch: int, optimizer_state, model: MuseumModel,
+               top: nn.Module, caches: dict[str, TrunkCache], validate: Validator) -> None:
+        cfg = self.config
+        window = reset_peaks(self.device)
+        started = time.perf_counter()
+        prior_seconds = self.state["stages"].get(str(stage), {}).get("seconds", 0.0)
+        contract = model.classifier.backbone.contract
+        if stage == 3:
+            optimizer = build_descriptor_optimizer(model.net, top, cfg.stage3.optim)
+        else:
+            optimizer = build_optimizer(model.classifier, (cfg.stage1 if stage == 1 else cfg.stage2).optim)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        elif stage == 3 and cfg.stage3.pca_init and first_epoch == 0:
+            init_head_from_pca(model.net, top, caches["refs"], self.device)
+
+        def on_epoch_end(stats: EpochStats) -> None:
+            record = {"stage": stage, **stats.__dict__, **validate(model, stage)}
+            self.state["history"].append(record)
+            self.state["stages"][str(stage)] = {
+                "seconds": round(prior_seconds + time.perf_counter() - started, 2)}
+            print(f"stage {stage} epoch {stats.epoch}: loss {stats.loss:.4f} acc {stats.accuracy:.3f}"
+                  + (f" | val mP@1 {100 * record['val_mp_at_1']:.2f} mAP {100 * record['val_map']:.2f}"
+                     if "val_mp_at_1" in record else ""), file=sys.stderr)
+            self._save(model, optimizer, index, stats.epoch + 1)
+
+        common = dict(device=self.device, start_epoch=first_epoch, on_epoch_end=on_epoch_end,
+                      progress=self.progress)
+        if stage == 1:
+            data = ClassificationDataset(self.train_images, contract, size=cfg.stage1.image_size,
+                                         augment_config=cfg.augment, seed=cfg.seed)
+            fit_classification(model.classifier, optimizer, data, cfg.stage1, **common)
+        elif stage == 2:
+            data = FCNDataset(self.train_images, contract, short_sides=cfg.stage2.short_sides,
+                              max_aspect=cfg.stage2.max_aspect, augment_config=cfg.augment, seed=cfg.seed)
+            fit_fcn(model.classifier, optimizer, data, cfg.stage2, **common)
+        else:
+            fit_descriptor(model.net, top, caches["refs"], np.asarray(self.train_images.labels), optimizer,
+                           cfg.stage3, **common)
+        self.state["stages"][str(stage)] = {
+            "seconds": round(prior_seconds + time.perf_counter() - started, 2), **peaks(self.device, window)}
+        self._save(model, None, index + 1, 0)

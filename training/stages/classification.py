@@ -1,0 +1,264 @@
+"""Stage 1 (paper 004, 3.1): fine-tune the backbone's top blocks to classify artworks.
+
+Each artwork is a class; the network is the ImageNet backbone plus a new linear head
+(:class:`~muselens.training.model.InstanceClassifier`), trained with softmax cross-entropy on
+augmented, fixed-size reference photos. Only the top ``train_blocks`` backbone blocks and the
+head learn (3.1.2); those blocks' BatchNorm layers run in train mode so that their running
+statistics are re-estimated on the museum, which stage 2 then keeps frozen (3.4.1).
+
+Optimiser: SGD with momentum (0.9), the head at ``head_lr_mult`` times the backbone's learning
+rate and a per-epoch cosine decay. SGD because the paper optimises with stochastic gradient
+descent and stage 2's gradient accumulation is defined for it; the higher head rate because
+the head starts from scratch while the blocks start from ImageNet. Weight decay skips biases
+and BatchNorm parameters. The learning rate of an epoch is a pure function of the epoch
+(:func:`cosine_factor`), so all training state is ``(model, optimizer, epoch)``: the lead
+saves those three and resumes with ``fit_classification(..., start_epoch=epoch + 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from muselens.training.datasets import ClassificationDataset, epoch_order
+from muselens.training.model import InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes
+
+# Top blocks retrained by default: for EfficientNet-Lite and MobileNetV2 the last two stages
+# (all blocks at stride 32) and the 1x1 head conv, the analogue of paper 004 retraining
+# ResNet's whole last stage (3.1.2). The instance head always learns.
+DEFAULT_TRAIN_BLOCKS = 3
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _positive_float(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _non_negative_float(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD settings shared by both stages."""
+
+    lr: float
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    cosine: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_float("lr", self.lr)
+        _positive_float("head_lr_mult", self.head_lr_mult)
+        _non_negative_float("weight_decay", self.weight_decay)
+        _non_negative_float("momentum", self.momentum)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
+
+
+@dataclass(frozen=True)
+class ClassificationConfig:
+    """Stage 1 settings; ``to_dict`` is written beside the outputs."""
+
+    train_blocks: int = DEFAULT_TRAIN_BLOCKS
+    epochs: int = 30
+    batch_size: int = 32
+    image_size: int = 224
+    optim: OptimConfig = OptimConfig(lr=0.01)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "image_size"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.train_blocks, bool) or not isinstance(self.train_blocks, int) or self.train_blocks < 0:
+            raise ValueError(f"train_blocks must be an int >= 0, got {self.train_blocks!r}")
+        if not isinstance(self.optim, OptimConfig):
+            raise TypeError(f"optim must be an OptimConfig, got {type(self.optim).__name__}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one pass over the data measured; ``accuracy`` is top-1 (per location in stage 2)."""
+
+    epoch: int
+    loss: float
+    accuracy: float
+    images: int
+    seconds: float
+    lr: float
+
+
+def cosine_factor(epoch: int, epochs: int) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based) in a cosine decay over ``epochs`` to 0."""
+    if not 0 <= epoch < epochs:
+        raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def build_optimizer(model: InstanceClassifier, optim: OptimConfig) -> torch.optim.SGD:
+    """SGD over the parameters that require grad (call after ``set_trainable_blocks``).
+
+    Four groups: backbone/head x decayed (conv and linear weights) / not decayed (biases, BN).
+    Each group remembers its ``base_lr`` so the schedule can be re-applied after a resume.
+    """
+    if not isinstance(model, InstanceClassifier):
+        raise TypeError(f"model must be an InstanceClassifier, got {type(model).__name__}")
+    if not isinstance(optim, OptimConfig):
+        raise TypeError(f"optim must be an OptimConfig, got {type(optim).__name__}")
+    head_ids = {id(p) for p in model.head.parameters()}
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault((id(p) in head_ids, p.ndim > 1), []).append(p)
+    if not groups:
+        raise ValueError("the model has no trainable parameters: call set_trainable_blocks first")
+    param_groups = []
+    for (is_head, decayed), params in sorted(groups.items()):
+        base_lr = optim.lr * (optim.head_lr_mult if is_head else 1.0)
+        param_groups.append({"params": params, "lr": base_lr, "base_lr": base_lr,
+                             "weight_decay": optim.weight_decay if decayed else 0.0})
+    return torch.optim.SGD(param_groups, lr=optim.lr, momentum=optim.momentum)
+
+
+def apply_lr_schedule(optimizer: torch.optim.Optimizer, epoch: int, epochs: int, cosine: bool) -> float:
+    """Set every group's lr for ``epoch``; returns the factor applied to the base rates."""
+    factor = cosine_factor(epoch, epochs) if cosine else 1.0
+    for group in optimizer.param_groups:
+        if "base_lr" not in group:
+            raise ValueError("optimizer groups lack 'base_lr': build the optimizer with build_optimizer")
+        group["lr"] = group["base_lr"] * factor
+    return factor
+
+
+def classification_loader(dataset: ClassificationDataset, batch_size: int, epoch: int,
+                          num_workers: int = 0) -> DataLoader:
+    """The loader of one epoch: ``dataset``'s augmentation draws and order of ``epoch``."""
+    if not isinstance(dataset, ClassificationDataset):
+        raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
+    _positive_int("batch_size", batch_size)
+    dataset.set_epoch(epoch)
+    order = epoch_order(len(dataset), dataset.seed, epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
+                      drop_last=False, persistent_workers=False)
+
+
+def train_epoch(
+    model: InstanceClassifier,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    train_blocks: int,
+    device: torch.device | str,
+    epoch: int = 0,
+    progress: bool = True,
+) -> EpochStats:
+    """One pass of softmax cross-entropy over ``loader``; returns the epoch's mean loss and accuracy.
+
+    Frozen blocks run in eval mode, the top ``train_blocks`` in train mode (see
+    :func:`~muselens.training.model.set_stage_modes`). The model must already be on ``device``.
+    """
+    check_train_blocks(model, train_blocks)
+    dev = resolve_device(model, device)
+    set_stage_modes(model, train_blocks, bn="trainable_blocks")
+    start = time.perf_counter()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=f"stage 1 epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    for x, y in bar:
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        logits = model.logits(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = y.shape[0]
+        total_loss += float(loss.detach()) * n
+        correct += int((logits.detach().argmax(dim=1) == y).sum())
+        seen += n
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    if seen == 0:
+        raise ValueError("the loader yielded no images")
+    return EpochStats(epoch, total_loss / seen, correct / seen, seen, time.perf_counter() - start,
+                      optimizer.param_groups[0]["lr"])
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    loss: float
+    accuracy: float
+    images: int
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: InstanceClassifier, loader: DataLoader, *, device: torch.device | str,
+                      progress: bool = True) -> EvalStats:
+    """Mean cross-entropy and top-1 accuracy of the pooled logits, model in eval mode.
+
+    Leaves the model in eval mode; the training functions set their own modes on entry.
+    """
+    if not isinstance(model, InstanceClassifier):
+        raise TypeError(f"model must be an InstanceClassifier, got {type(model).__name__}")
+    dev = resolve_device(model, device)
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        x, y = x.to(dev), y.to(dev)
+        logits = model.logits(x)
+        total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+        seen += y.shape[0]
+    if seen == 0:
+        raise ValueError("the loader yielded no images")
+    return EvalStats(total_loss / seen, correct / seen, seen)
+
+
+def fit_classification(
+    model: InstanceClassifier,
+    optimizer: torch.optim.Optimizer,
+    dataset: ClassificationDataset,
+    config: ClassificationConfig,
+    *,
+    device: torch.device | str,
+    start_epoch: int = 0,
+    num_workers: int = 0,
+    on_epoch_end: Callable[[EpochStats], None] | None = None,
+    progress: bool = True,
+) -> list[EpochStats]:
+    """Epochs ``start_epoch .. config.epochs - 1`` of stage 1; ``on_epoch_end`` may checkpoint.
+
+    The caller builds the model (``set_trainable_blocks(model, config.train_blocks)``) and the
+    optimizer (:func:`build_optimizer`), moves them to ``device``, and on resume loads their
+    state dicts and passes the next epoch; nothing else carries state between epochs.
+    """
+    if not isinstance(config, ClassificationConfig):
+        raise TypeError(f"config must be a ClassificationConfig, got {type(config).__name__}")
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= config.epochs:
+        raise ValueError(f"start_epoch must be an int in [0, {config.epochs}], got {start_epoch!r}")
+    history = []
+    for epoch in range(start_epoch, config.epochs):
+        apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
+        loader = classification_loader(dataset, config.batch_size, epoch, num_workers)
+        stats = train_epoch(model, loader, optimizer, train_blocks=config.train_blocks, device=device,
+                            epoch=epoch, progress=progress)
+        history.append(stats)
+        if on_epoch_end is not None:
+            on_epoch_end(stats)
+    return history

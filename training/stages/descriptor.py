@@ -1,0 +1,239 @@
+"""Stage 3 (paper 004, 3.4.2): the region descriptor network, trained with eq. 3.6.
+
+The stage-2 FCN picks the k locations of highest maximal class activation; their conv features
+are L2-normalised, shifted, projected, summed and L2-normalised again
+(:class:`~muselens.training.regions.RegionDescriptorNet`). The loss is the dot-product triplet
+loss (m = 0.1) plus ``alpha`` times the cross-entropy of the k regions. Before each pass every
+training descriptor and every dot product is computed and one triplet is mined per positive
+pair: semi-hard in the first two passes, hardest after (3.2.3). The alternatives of papers 002
+and 003 (P x K batches, triplets formed in the batch) run through the same loop.
+
+Images are not augmented here, so the frozen trunk runs once (:class:`TrunkCache`); each step
+runs only the top blocks, one image at a time at its true aspect ratio, as in stage 2, with
+BatchNorm statistics frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from tqdm import tqdm
+
+from muselens.training.losses import LOSSES, RegionRegularisedLoss, build_loss
+from muselens.training.mining import mine_triplets, strategy_for_epoch
+from muselens.training.regions import RegionDescriptorNet, gather_regions
+from muselens.training.stages.classification import EpochStats, OptimConfig, apply_lr_schedule
+from muselens.training.trunk import TrunkCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DescriptorConfig:
+    """Stage 3 settings; ``to_dict`` is written beside the outputs."""
+
+    epochs: int = 6
+    dim: int = 512  # D
+    k: int = 4  # regions of highest maximal activation
+    loss: str = "triplet-dot"  # thesis; or an alternative from training.losses.LOSSES
+    alpha: float = 1.0  # weight of the region cross-entropy (eq. 3.6)
+    short_side: int = 448
+    max_aspect: float = 2.0
+    triplets_per_step: int = 32  # mined triplets per optimiser step (triplet-dot)
+    classes_per_batch: int = 8  # P, for the in-batch losses of 002/003
+    images_per_class: int = 4  # K
+    pca_init: bool = True  # Gordo et al.'s start: shift = -mean, projection = PCA
+    optim: OptimConfig = OptimConfig(lr=0.001, head_lr_mult=10.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "dim", "k", "short_side", "triplets_per_step", "classes_per_batch",
+                     "images_per_class"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_stage3_loss(config: DescriptorConfig) -> RegionRegularisedLoss:
+    return RegionRegularisedLoss(build_loss(config.loss), alpha=config.alpha)
+
+
+def set_frozen_bn_train_mode(net: nn.Module) -> None:
+    """Train mode for dropout and friends, eval mode for every BatchNorm (one image per pass)."""
+    net.train()
+    for module in net.modules():
+        if isinstance(module, _BatchNorm):
+            module.eval()
+
+
+def run_top(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, index: int, device):
+    return net.forward_features(top(cache.get(index, device)))
+
+
+@torch.no_grad()
+def all_descriptors(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, device) -> torch.Tensor:
+    """Descriptors ``(N, D)`` of every cached image with the current weights (eval mode)."""
+    was_training = net.training
+    net.eval()
+    try:
+        return torch.cat([run_top(net, top, cache, i, device).descriptor.cpu() for i in range(len(cache))])
+    finally:
+        net.train(was_training)
+
+
+@torch.no_grad()
+def init_head_from_pca(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, device) -> bool:
+    """Gordo et al.'s initialisation from the training set's top-k region features."""
+    was_training = net.training
+    net.eval()
+    try:
+        feats = []
+        for i in range(len(cache)):
+            fmap = top(cache.get(i, device))
+            out = net.forward_features(fmap)
+            feats.append(gather_regions(fmap, out.locations)[0].cpu())
+        samples = torch.cat(feats)
+    finally:
+        net.train(was_training)
+    if samples.shape[0] - 1 < net.dim or samples.shape[1] < net.dim:
+        log.info("PCA initialisation skipped: %d region samples of %d channels cannot give %d "
+                 "principal directions; the projection keeps its random start",
+                 samples.shape[0], samples.shape[1], net.dim)
+        return False
+    net.head.init_pca_(samples.to(net.head.shift.device))
+    return True
+
+
+def pk_batches(labels: np.ndarray, classes: int, per_class: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """P x K batches covering about one pass over the data, a function of (seed, epoch) only.
+
+    Classes with a single image cannot form a positive pair and are left out. Written here
+    rather than taken from pytorch-metric-learning's MPerClassSampler because resuming after a
+    kill must replay exactly the same batches, and that sampler draws from global state.
+    """
+    rng = np.random.default_rng([seed, epoch, 3])
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    usable = [c for c, idx in by_class.items() if len(idx) >= 2]
+    if len(usable) < 2:
+        raise ValueError("P x K batches need at least two artworks with two readable photos each")
+    p = min(classes, len(usable))
+    steps = max(1, math.ceil(len(labels) / (p * per_class)))
+    batches = []
+    for _ in range(steps):
+        chosen = rng.choice(usable, size=p, replace=False)
+        batch = [rng.choice(by_class[c], size=per_class, replace=len(by_class[c]) < per_class) for c in chosen]
+        batches.append(np.concatenate(batch))
+    return batches
+
+
+def triplet_batches(net, top, cache, labels, config: DescriptorConfig, epoch: int, device):
+    """Mined triplets of this pass, shuffled and cut into steps of ``triplets_per_step``."""
+    descriptors = all_descriptors(net, top, cache, device)
+    triplets = mine_triplets(descriptors.numpy(), labels, strategy=strategy_for_epoch(epoch))
+    order = np.random.default_rng([config.seed, epoch, 2]).permutation(len(triplets))
+    triplets = triplets[order]
+    return [triplets[i:i + config.triplets_per_step] for i in range(0, len(triplets), config.triplets_per_step)]
+
+
+def train_descriptor_epoch(
+    net: RegionDescriptorNet,
+    top: nn.Module,
+    cache: TrunkCache,
+    labels: np.ndarray,
+    loss_fn: RegionRegularisedLoss,
+    optimizer: torch.optim.Optimizer,
+    config: DescriptorConfig,
+    *,
+    epoch: int,
+    device,
+    progress: bool = True,
+) -> EpochStats:
+    start = time.perf_counter()
+    if loss_fn.requires_triplets:
+        steps = triplet_batches(net, top, cache, labels, config, epoch, device)
+    else:
+        steps = pk_batches(labels, config.classes_per_batch, config.images_per_class, config.seed, epoch)
+    set_frozen_bn_train_mode(net)
+    losses, accuracies, images = [], [], 0
+    bar = tqdm(steps, desc=f"stage 3 epoch {epoch}", unit="step", disable=not progress, file=sys.stderr)
+    for step in bar:
+        if loss_fn.requires_triplets:
+            distinct, local = np.unique(step.reshape(-1), return_inverse=True)
+            triplets = torch.from_numpy(local.reshape(-1, 3))
+        else:
+            distinct, triplets = step, None
+        outputs = [run_top(net, top, cache, int(i), device) for i in distinct]
+        embeddings = torch.cat([o.descriptor for o in outputs])
+        region_logits = torch.cat([o.region_logits for o in outputs])
+        y = torch.as_tensor(labels[distinct], device=embeddings.device)
+        loss = loss_fn(embeddings, y, region_logits, None if triplets is None else triplets.to(y.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        accuracies.append((region_logits.detach().argmax(-1) == y[:, None]).float().mean().item())
+        images += len(distinct)
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+    return EpochStats(epoch, float(np.mean(losses)) if losses else 0.0,
+                      float(np.mean(accuracies)) if accuracies else 0.0, images,
+                      time.perf_counter() - start, optimizer.param_groups[0]["lr"])
+
+
+def build_descriptor_optimizer(net: RegionDescriptorNet, top: nn.Module, optim: OptimConfig) -> torch.optim.SGD:
+    """SGD over the top blocks, the FCN classifier and the region head (head at the higher rate)."""
+    head_params = list(net.head.parameters())
+    body_params = [p for p in list(top.parameters()) + list(net.classifier.parameters()) if p.requires_grad]
+    groups = []
+    for params, mult in ((body_params, 1.0), (head_params, optim.head_lr_mult)):
+        decayed = [p for p in params if p.ndim > 1]
+        plain = [p for p in params if p.ndim <= 1]
+        for ps, wd in ((decayed, optim.weight_decay), (plain, 0.0)):
+            if ps:
+                lr = optim.lr * mult
+                groups.append({"params": ps, "lr": lr, "base_lr": lr, "weight_decay": wd})
+    return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum)
+
+
+def fit_descriptor(
+    net: RegionDescriptorNet,
+    top: nn.Module,
+    cache: TrunkCache,
+    labels: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    config: DescriptorConfig,
+    *,
+    device,
+    start_epoch: int = 0,
+    on_epoch_end: Callable[[EpochStats], None] | None = None,
+    progress: bool = True,
+) -> list[EpochStats]:
+    """Epochs ``start_epoch .. config.epochs - 1`` of stage 3. State between epochs is only
+    (net, optimizer, epoch): mining and batches are functions of (weights, seed, epoch)."""
+    if len(cache) != len(labels):
+        raise ValueError(f"{len(cache)} cached images but {len(labels)} labels")
+    loss_fn = build_stage3_loss(config)
+    history = []
+    for epoch in range(start_epoch, config.epochs):
+        apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
+        stats = train_descriptor_epoch(net, top, cache, labels, loss_fn, optimizer, config,
+                                       epoch=epoch, device=device, progress=progress)
+        history.append(stats)
+        if on_epoch_end is not None:
+            on_epoch_end(stats)
+    return history

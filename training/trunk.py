@@ -1,0 +1,58 @@
+"""The frozen trunk, run once: cached lower-block features of every image.
+
+Paper 004 retrains only the top blocks (3.1.2). Everything below them is frozen in every stage,
+so for images seen without augmentation (stage 3's triplets, every validation pass) the
+trunk's output is the same at every epoch. Computing it once turns each later pass into a run
+of the few top blocks only: on CPU this is the difference between minutes and hours.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from muselens.runtime.preprocess import PreprocessContract, prepare_short_side
+
+
+class TrunkCache:
+    """Trunk features of ``images`` at short side ``short_side`` (true aspect, capped)."""
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        images: Sequence[np.ndarray],
+        contract: PreprocessContract,
+        *,
+        short_side: int,
+        max_aspect: float | None = 2.0,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float16,
+        progress: bool = True,
+        desc: str = "trunk features",
+    ):
+        self.short_side = short_side
+        self.max_aspect = max_aspect
+        self.dtype = dtype
+        self.features: list[torch.Tensor] = []
+        was_training = trunk.training
+        trunk.eval()
+        try:
+            with torch.inference_mode():
+                for image in tqdm(images, desc=desc, unit="img", disable=not progress, file=sys.stderr):
+                    x = torch.from_numpy(prepare_short_side(image, contract, short_side, max_aspect))
+                    # Stored compactly on the CPU; moved to the device one image at a time.
+                    self.features.append(trunk(x.to(device)).to("cpu", dtype))
+        finally:
+            trunk.train(was_training)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def get(self, index: int, device: torch.device | str) -> torch.Tensor:
+        """The cached features of one image, ``(1, C, h, w)`` float32 on ``device``."""
+        return self.features[index].to(device, torch.float32)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # The embedded default: small enough for 2 CPU cores, hard enough to leave room for training.
 DEFAULT_MUSEUM = {"instances": 60, "references": 5, "queries": 2, "distractors": 60, "seed": 0}
-DEFAULT_METHODS = ("im-gem",)
+DEFAULT_METHODS = ("sift", "im-gem")  # the best local-feature and the best CNN baseline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     eval_args = argparse.Namespace(
         data=museum_dir, method=[m for m in args.methods.split(",") if m], backbone=None,
         size=args.eval_size, multiscale=False, instance_avg=False, qe=0, dba=0, no_clustering=False,
-        device="cpu", workers=2, out=args.out / "evaluation", no_progress=args.no_progress,
+        device="cpu", workers=2, run=None, out=args.out / "evaluation", no_progress=args.no_progress,
         argv=getattr(args, "argv", ["demo"]),
     )
     code = evaluate_main(eval_args)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from muselens.runtime.data.images import read_image
 from muselens.training.checkpoint import load_checkpoint
 from muselens.training.config import load_config
 from muselens.training.run import TrainingRun
@@ -113,3 +114,28 @@ def test_sigkill_then_resume_reaches_the_same_result(tiny_museum, tmp_path):
     for part in ("classifier", "region_head"):
         for key in a[part]:
             torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):
+    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.training.evaluation import build_method, evaluate_method
+    from muselens.training.trained import TrainedModel
+
+    out = tmp_path / "run"
+    _run(tiny_museum, out)
+    dataset = MuseumDataset.load(tiny_museum)
+    for name, dim in (("ft", None), ("proposed", 8)):
+        method = build_method(name, run=str(out))
+        result = evaluate_method(dataset, method, progress=False)
+        assert result.counts["queries"] == 3 and 0 <= result.retrieval["mp_at_1"] <= 1
+        if dim:
+            assert result.info["dim"] == dim
+    d = TrainedModel(out).describe([read_image(dataset.queries[0].path)])
+    assert d.shape == (1, 8) and abs(float((d ** 2).sum()) - 1) < 1e-5
+
+
+def test_trained_methods_need_a_run(tiny_museum, capsys):
+    from muselens.cli import main as cli
+
+    assert cli(["evaluate", str(tiny_museum), "--method", "proposed", "--no-progress"]) == 2
+    assert "--run" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.training.checkpoint import CheckpointError
 from muselens.training.evaluation.methods import METHODS, build_method
 from muselens.training.evaluation.protocol import EvalOptions, evaluate_method
 from muselens.training.evaluation.report import markdown_table, plot, text_table, write_json
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qe", type=int, default=0, metavar="K", help="query expansion with the top K")
     parser.add_argument("--dba", type=int, default=0, metavar="K", help="database-side augmentation, K neighbours")
     parser.add_argument("--no-clustering", action="store_true", help="skip the k-means NMI/F1")
+    parser.add_argument("--run", type=Path, help="training run folder, for the ft and proposed methods")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=int, default=2, help="processes for SIFT extraction")
     parser.add_argument("--out", type=Path, default=Path("evaluation-output"),
@@ -55,11 +57,11 @@ def main(args: argparse.Namespace) -> int:
                           clustering=not args.no_clustering)
     results = []
     for name in args.method:
-        method = build_method(name, backbone=args.backbone, size=args.size, multiscale=args.multiscale,
-                              device=args.device, workers=args.workers)
         try:
+            method = build_method(name, backbone=args.backbone, size=args.size, multiscale=args.multiscale,
+                                  device=args.device, workers=args.workers, run=args.run)
             results.append(evaluate_method(dataset, method, options, progress=not args.no_progress))
-        except ValueError as error:
+        except (ValueError, CheckpointError) as error:
             print(f"error: {name}: {error}", file=sys.stderr)
             return 2
         print(f"{results[-1].name}: mP@1 {100 * results[-1].retrieval['mp_at_1']:.2f}  "

@@ -40,7 +40,10 @@ def _im_methods() -> dict[str, str]:
 METHODS: dict[str, str] = {
     "sift": "RootSIFT + ratio test, references ranked by RANSAC-verified inliers",
     **_im_methods(),
+    "ft": "a training run's fine-tuned network as a global descriptor (GeM; needs --run)",
+    "proposed": "a training run's region descriptor, thesis 3.4 (needs --run)",
 }
+TRAINED = ("ft", "proposed")
 
 
 def build_method(
@@ -53,6 +56,7 @@ def build_method(
     batch_size: int = 16,
     workers: int = 1,
     pretrained: bool = True,
+    run: str | None = None,
 ) -> DescriptorMethod | PairwiseMethod:
     """Build a registered method; ``pretrained=False`` gives random weights (tests only)."""
     if name not in METHODS:
@@ -62,6 +66,14 @@ def build_method(
 
         config = SiftConfig() if size is None else SiftConfig(max_side=size)
         return PairwiseMethod(name, config, workers, info={"max_side": config.max_side})
+
+    if name in TRAINED:
+        if run is None:
+            raise ValueError(f"method {name!r} measures a trained model: give its run folder with --run")
+        from muselens.training.trained import TrainedModel
+
+        model = TrainedModel(run, device=device)
+        return DescriptorMethod(name, lambda images: model.describe(images, name), info=model.info(name))
 
     from muselens.training.backbones.registry import DEFAULT_BACKBONE, build_backbone
     from muselens.training.descriptors import build_im_extractor

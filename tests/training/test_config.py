@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from muselens.training.command import _set
+from muselens.training.config import ConfigError, TrainConfig, config_from_dict, load_config
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "museum.yaml"
+    path.write_text("backbone: mobilenet_v2\nstage1:\n  epochs: 7\n  optim:\n    lr: 0.05\n")
+    config = load_config(path, {"stage1": {"epochs": 2}, "seed": 3})
+    assert config.backbone == "mobilenet_v2"
+    assert config.stage1.epochs == 2 and config.stage1.optim.lr == 0.05
+    assert config.stage1.seed == config.stage2.seed == config.stage3.seed == 3
+
+
+def test_round_trip_through_plain_data():
+    config = load_config(None, {"stages": [3, 1], "stage2": {"short_sides": [320, 160]}})
+    assert config.stages == (1, 3)
+    assert config_from_dict(config.to_dict()) == config
+
+
+def test_train_blocks_is_one_number_for_all_stages():
+    config = TrainConfig(train_blocks=2)
+    assert config.stage1.train_blocks == config.stage2.train_blocks == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"stage1": {"epoch": 2}}, "unknown key"),
+    ({"stages": [4]}, "subset of"),
+    ({"backbone": "resnet50"}, "not one of"),
+    ({"stage3": {"loss": "nope"}}, "unknown loss"),
+    ({"stage1": 5}, "must be a mapping"),
+])
+def test_bad_settings_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("stage1: [unclosed")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)
+
+
+def test_set_flag_parses_yaml_values():
+    assert _set("stage2.short_sides=[320, 160]") == (["stage2", "short_sides"], [320, 160])
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        _set("stage1.epochs")

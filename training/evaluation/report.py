@@ -20,25 +20,27 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def row(result: MethodResult) -> list[str]:
-    r = result.retrieval
-    c = result.clustering or {}
-    points = {round(p["target_far"], 6): p for p in (result.open_set or {}).get("operating_points", [])}
-    ms = result.timing.get("ms_per_image", result.timing.get("ms_per_query"))
+def row(result: MethodResult | dict[str, Any]) -> list[str]:
+    """One table row, from a result or its JSON form (so saved results render the same way)."""
+    d = result.to_dict() if isinstance(result, MethodResult) else result
+    r = d["retrieval"]
+    c = d["clustering"] or {}
+    points = {round(p["target_far"], 6): p for p in (d["open_set"] or {}).get("operating_points", [])}
+    ms = d["timing"].get("ms_per_image", d["timing"].get("ms_per_query"))
     return [
-        result.name,
+        d["name"],
         _pct(r["mp_at_1"]), _pct(r["map"]), _pct(r["recall_at_k"].get("5")),
         _pct(r["recall_at_k"].get("10")),
         _pct(c.get("1", {}).get("nmi")), _pct(c.get("1", {}).get("f1")),
         _pct(c.get("3", {}).get("nmi")), _pct(c.get("3", {}).get("f1")),
-        _pct((result.open_set or {}).get("auroc")),
+        _pct((d["open_set"] or {}).get("auroc")),
         _pct(points.get(0.01, {}).get("correct_accept_rate")),
         _pct(points.get(0.05, {}).get("correct_accept_rate")),
         "–" if ms is None else f"{ms:.1f}",
     ]
 
 
-def markdown_table(results: Sequence[MethodResult]) -> str:
+def markdown_table(results: Sequence[MethodResult | dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
     return "\n".join(lines)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from muselens.benchmarks.results_md import main as render
+from muselens.cli import main as cli
+
+
+def test_results_md_renders_measured_runs_with_their_command(tiny_museum, tmp_path):
+    results = tmp_path / "results"
+    assert cli(["evaluate", str(tiny_museum), "--method", "sift", "--out", str(results / "tiny-sift"),
+                "--no-progress", "--workers", "1", "--no-clustering"]) == 0
+    (results / "tiny-sift" / "NOTES.md").write_text("A person's reading of the numbers.")
+    out = tmp_path / "RESULTS.md"
+    assert render(["--results", str(results), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## tiny-sift" in text
+    assert f"`muselens evaluate {tiny_museum} --method sift" in text
+    assert "| sift |" in text and "A person's reading" in text

@@ -73,7 +73,10 @@ def test_micro_batches_accumulate_to_the_batched_gradient(model):
     F.cross_entropy(dense, target).backward()
     for name, p in model.named_parameters():
         if p.requires_grad:
-            torch.testing.assert_close(accumulated[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+            # float32 sums in another order: compare against the gradient's own scale
+            scale = float(p.grad.abs().max())
+            torch.testing.assert_close(accumulated[name], p.grad, rtol=1e-4, atol=1e-4 * scale, msg=name)
+    assert any(float(g.abs().max()) > 0 for g in accumulated.values())
 
 
 def test_an_epoch_keeps_batchnorm_statistics_and_trains_the_top_blocks(model):

@@ -202,7 +202,8 @@ class TrainingRun:
             state = optimizer_state if index == start_stage else None
             self._stage(stage, index, first, state, model, top, caches, validate)
         torch.save(model.state_dict(), self.out / "model.pt")
-        (self.out / "model.json").write_text(json.dumps(model.meta(self.config), indent=2))
+        meta = {**model.meta(self.config), "data": str(self.data.resolve())}
+        (self.out / "model.json").write_text(json.dumps(meta, indent=2))
         summary = {"run": str(self.out), "stages": self.state["stages"], "history": self.state["history"],
                    "skipped": self.skipped, "device": str(self.device)}
         (self.out / "history.json").write_text(json.dumps(summary, indent=2))

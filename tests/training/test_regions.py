@@ -25,12 +25,6 @@ from muselens.training.regions import (
 C, CLASSES, DIM = 16, 5, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_backbone(seed: int = 0) -> Backbone:

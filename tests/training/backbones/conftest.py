@@ -18,14 +18,6 @@ def coffee() -> np.ndarray:
     return skimage_data.coffee()
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny test inputs gain nothing from threads, and on a shared 2-core machine OpenMP's
-    spinning threads make each small conv wait for a time slice (20x slower); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def imagenet_probabilities(backbone: Backbone, image: np.ndarray) -> torch.Tensor:

@@ -1,21 +1,11 @@
-"""Shared helpers for the loss tests: seeded P x K batches and a one-thread torch."""
+"""Shared helpers for the loss tests: seeded P x K batches."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors gain nothing from threads on a shared 2-core machine; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def pk_batch(p: int, k: int, dim: int, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

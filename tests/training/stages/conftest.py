@@ -16,13 +16,6 @@ from muselens.training.model import InstanceClassifier
 COLOURS = ((220, 40, 40), (40, 200, 40), (40, 40, 220))
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small convolutions are faster on one thread on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

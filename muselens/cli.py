@@ -35,6 +35,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "train": Subcommand(
         "muselens.training.command", "fine-tune a museum's descriptor: classification, FCN, region descriptors"
     ),
+    "export": Subcommand(
+        "muselens.export.command",
+        "export a trained run to ONNX (fp32/fp16/int8), check parity and drift, write the museum's bundle",
+    ),
     "evaluate": Subcommand(
         "muselens.training.evaluation.command",
         "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",

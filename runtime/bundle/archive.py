@@ -69,6 +69,7 @@ def pack_bundle(bundle_dir: Path | str, archive_path: Path | str) -> Path:
         archive.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{archive.name}.tmp-", dir=archive.parent)
         tmp = Path(name)
+        os.fchmod(fd, 0o644)  # mkstemp makes it private; an archive is meant to be shipped
         with os.fdopen(fd, "wb") as raw:
             # GzipFile with mtime=0 (not tarfile's "w:gz") so equal bundles give equal bytes.
             stream = (gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
@@ -158,6 +159,7 @@ def unpack_bundle(archive_path: Path | str, target_dir: Path | str, *,
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp.chmod(0o755)
         with tarfile.open(archive, mode="r:*") as tar:
             members = _checked_members(tar, archive, tmp, max_total_bytes, max_members)
             if hasattr(tarfile, "data_filter"):

@@ -195,6 +195,7 @@ def write_bundle(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is read by the service's user too
         (tmp / "models").mkdir()
         for source, entry in sources.values():
             if isinstance(source, bytes):

@@ -172,3 +172,14 @@ def test_model_changing_during_copy_is_caught(tmp_path):
     (tmp_path / "dst").mkdir()
     with pytest.raises(BundleError, match="changed while it was being copied"):
         writer._copy_model(src, tmp_path / "dst" / "m.onnx", "0" * 64)
+
+
+def test_bundle_and_archive_are_readable_by_other_users(tmp_path):
+    import stat
+
+    from muselens.runtime.bundle import pack_bundle
+
+    bundle = write_bundle(tmp_path / "b", **bundle_kwargs(tmp_path))
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o755
+    archive = pack_bundle(bundle, tmp_path / "b.tar.gz")
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o644

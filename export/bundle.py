@@ -1,0 +1,266 @@
+"""From a finished training run to the museum's versioned bundle, every step checked.
+
+:func:`export_bundle` exports the fp32 ONNX model and verifies it against PyTorch at several
+sizes, describes the museum's references with that ONNX model through ONNX Runtime (the
+gallery holds exactly what the runtime will compute), calibrates the "no artwork" threshold on
+the museum's distractors, builds the requested reduced-precision variants, measures every
+variant's mP@1/mAP on the museum's queries, refuses a variant that drifts too far from fp32,
+and writes the bundle with :func:`muselens.runtime.bundle.write_bundle` (and, if asked, the
+``.tar.gz`` archive beside it).
+
+Threshold: the top-1 dot-product score of each distractor against the instance-averaged
+gallery (what the runtime compares), calibrated with
+:func:`muselens.runtime.metrics.calibrate_threshold` at ``target_far``. A museum without
+distractors cannot be calibrated: the bundle then records ``calibrated=False`` and the
+fallback :data:`UNCALIBRATED_THRESHOLD` = -1.0, the lowest possible score, i.e. "always answer
+the best match, never reject" -- an honest default rather than an invented cut-off; add
+distractors to the museum to get a real one.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from muselens.export.engine import OrtDescriber, latency_ms
+from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
+from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS,
+                                       calibration_images, check_drift, convert_fp16,
+                                       quantize_int8, retrieval_metrics)
+from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
+                                     write_bundle)
+from muselens.runtime.data.images import SkippedImages, read_image
+from muselens.runtime.data.museum import MuseumDataset
+from muselens.runtime.metrics import calibrate_threshold, similarity
+
+UNCALIBRATED_THRESHOLD = -1.0
+DEFAULT_TARGET_FAR = 0.01
+PARITY_IMAGES = 3  # reference images resized to each parity size (natural content, fewer ties)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to build and how strict to be (the command's flags)."""
+
+    precisions: tuple[str, ...] = VARIANTS
+    max_drop_points: float = DEFAULT_MAX_DROP_POINTS
+    force: bool = False
+    target_far: float = DEFAULT_TARGET_FAR
+    archive: bool = False
+    name: str | None = None
+    bundle_version: str | None = None
+    default_variant: str = "fp32"
+    parity_sizes: tuple[tuple[int, int], ...] | None = None  # None: parity_sizes() of the run
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES
+    latency_runs: int = 10
+
+    def __post_init__(self) -> None:
+        precisions = tuple(self.precisions)
+        unknown = [p for p in precisions if p not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown precision(s) {unknown}; expected some of {list(VARIANTS)}")
+        if len(set(precisions)) != len(precisions):
+            raise ValueError(f"precisions repeat a variant: {list(precisions)}")
+        if "fp32" not in precisions:
+            raise ValueError("precisions must include fp32: the gallery, the threshold and the drift "
+                             "baseline are computed with it")
+        object.__setattr__(self, "precisions", tuple(v for v in VARIANTS if v in precisions))
+        if self.default_variant not in self.precisions:
+            raise ValueError(f"default_variant {self.default_variant!r} is not among the precisions "
+                             f"{list(self.precisions)}")
+        if not (isinstance(self.target_far, (int, float)) and 0.0 <= self.target_far < 1.0):
+            raise ValueError(f"target_far must be in [0, 1), got {self.target_far!r}")
+        if isinstance(self.latency_runs, bool) or not isinstance(self.latency_runs, int) or self.latency_runs < 0:
+            raise ValueError(f"latency_runs must be an int >= 0 (0: do not time), got {self.latency_runs!r}")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    archive: Path | None
+    metrics: dict[str, dict[str, float]]
+    threshold: Threshold
+    parity: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_data(trained, data: Path | str | None) -> Path:
+    """The museum to build from: ``data``, else the one the run recorded in ``model.json``."""
+    if data is None:
+        recorded = trained.meta.get("data")
+        if not recorded:
+            raise ValueError(f"run {trained.run} does not record its training museum; pass --data")
+        path = Path(recorded)
+        if not path.is_dir():
+            raise ValueError(f"run {trained.run} was trained on {path}, which no longer exists; "
+                             "pass --data with the museum's current location")
+        return path
+    path = Path(data)
+    if not path.is_dir():
+        raise ValueError(f"--data {path} is not a directory")
+    return path
+
+
+def _museum_descriptors(describer: OrtDescriber, museum: MuseumDataset,
+                        skipped: SkippedImages) -> dict[str, tuple[np.ndarray, list]]:
+    return {split: describer.describe_records(getattr(museum, split), skipped)
+            for split in ("references", "queries", "distractors")}
+
+
+def calibrated_threshold(distractors: np.ndarray, gallery: Gallery, target_far: float) -> Threshold:
+    """The open-set threshold from distractor descriptors, or the documented uncalibrated fallback."""
+    if distractors.shape[0] == 0:
+        return Threshold(UNCALIBRATED_THRESHOLD, None, 0, False)
+    scores = similarity(distractors, gallery.average_descriptors).max(axis=1)
+    value = float(np.clip(calibrate_threshold(scores, target_far), -1.0, 1.0))
+    return Threshold(value, float(target_far), int(distractors.shape[0]), True)
+
+
+def _labels(museum: MuseumDataset) -> list[LabelInfo]:
+    return [LabelInfo(info.id, info.title, dict(info.metadata)) for info in museum.instances.values()]
+
+
+def default_bundle_version() -> str:
+    """``YYYY.MM.DD-HHMMSS`` (UTC): sortable, and new for every export unless one is given."""
+    return time.strftime("%Y.%m.%d-%H%M%S", time.gmtime())
+
+
+def _training_record(trained, data_path: Path, parity: dict[str, Any]) -> dict[str, Any]:
+    """How the bundle's model was made, for the manifest's ``training`` field."""
+    meta = trained.meta
+    return {
+        "run": str(Path(trained.run).resolve()),
+        "data": str(data_path.resolve()),
+        "backbone": meta["backbone"],
+        "instances": len(meta["instance_ids"]),
+        "model": {k: meta[k] for k in ("dim", "k", "feature_dim", "train_blocks", "eval_short_side") if k in meta},
+        "config": trained.config.to_dict(),
+        "parity": {"min_cosine": parity["min_cosine"], "sizes": [r["size"] for r in parity["sizes"]],
+                   "tolerances": parity["tolerances"]},
+    }
+
+
+def _variant_row(path: Path, metrics: dict[str, float] | None, short_side: int,
+                 runs: int) -> dict[str, float]:
+    row = dict(metrics or {})
+    row["size_mb"] = path.stat().st_size / 1e6
+    if runs:
+        timing = latency_ms(path, (short_side, round(short_side * 4 / 3)), runs=runs)
+        row["ms_p50"], row["ms_p95"] = timing["ms_p50"], timing["ms_p95"]
+    return row
+
+
+def _build_variants(fp32_path: Path, work: Path, museum: MuseumDataset, fp32: OrtDescriber,
+                    options: ExportOptions, progress: Callable[[str], None]) -> dict[str, Path]:
+    """The requested reduced-precision files, built from the fp32 model."""
+    paths = {}
+    if "fp16" in options.precisions:
+        progress("converting to fp16")
+        paths["fp16"] = convert_fp16(fp32_path, work / "fp16.onnx")
+    if "int8" in options.precisions:
+        images = calibration_images(museum, fp32, options.calibration_images)
+        progress(f"quantizing to int8 (calibrated on {len(images)} references)")
+        paths["int8"] = quantize_int8(fp32_path, work / "int8.onnx", images)
+    return paths
+
+
+def _measure_variants(paths: dict[str, Path], museum: MuseumDataset, described: dict, options: ExportOptions,
+                      short_side: int, progress: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """Every variant's retrieval metrics (fp32 first), drift against fp32 checked before anything
+    slow, then its size and CPU latency. ``described`` holds fp32's descriptors already."""
+    metrics: dict[str, dict[str, float]] = {}
+    refs32 = described["fp32"]["references"][0].astype(np.float64)
+    for variant in options.precisions:
+        if variant not in described:
+            described[variant] = _museum_descriptors(OrtDescriber(paths[variant]), museum, SkippedImages())
+        measured = None
+        if museum.queries:
+            refs, ref_ids = described[variant]["references"]
+            queries, query_ids = described[variant]["queries"]
+            measured = retrieval_metrics(refs, ref_ids, queries, query_ids)
+            if variant != "fp32":
+                measured["mp_at_1_drop_points"] = check_drift(
+                    metrics["fp32"], measured, options.max_drop_points, options.force, variant=variant)
+                cosines = np.einsum("ij,ij->i", refs.astype(np.float64), refs32)
+                measured["min_cosine_to_fp32"] = float(cosines.min())
+                measured["mean_cosine_to_fp32"] = float(cosines.mean())
+        metrics[variant] = _variant_row(paths[variant], measured, short_side, options.latency_runs)
+        progress(f"{variant}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics[variant].items()))
+    return metrics
+
+
+def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None = None,
+                  options: ExportOptions = ExportOptions(),
+                  progress: Callable[[str], None] = _stderr) -> ExportResult:
+    """Build and write the bundle of training run ``run`` at ``out``; see the module docstring."""
+    from muselens.training.trained import TrainedModel
+
+    if not isinstance(options, ExportOptions):
+        raise TypeError(f"options must be ExportOptions, got {type(options).__name__}")
+    trained = TrainedModel(Path(run))
+    data_path = resolve_data(trained, data)
+    museum = MuseumDataset.load(data_path)
+    out = Path(out)
+    if options.precisions != ("fp32",) and not museum.queries:
+        raise ValueError(f"{data_path} has no queries: the drift of {list(options.precisions[1:])} "
+                         "cannot be measured; export --precision fp32 only, or add queries")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    short_side = trained.short_side
+    skipped = SkippedImages()
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.export-", dir=out.parent) as tmp:
+        work = Path(tmp)
+        paths = {"fp32": work / "fp32.onnx"}
+        progress(f"exporting {trained.run} ({trained.meta['backbone']}, D={trained.model.net.dim}, "
+                 f"k={trained.model.net.k}) to ONNX")
+        export_onnx(trained, paths["fp32"], sample_size=(short_side, round(short_side * 4 / 3)))
+        parity_images = [read_image(r.path) for r in museum.references[:PARITY_IMAGES]]
+        sizes = options.parity_sizes or parity_sizes(short_side, trained.max_aspect, k=trained.model.net.k,
+                                                     stride=trained.contract.stride)
+        parity = verify_onnx(trained, paths["fp32"], sizes, images=parity_images)
+        progress(f"parity with PyTorch at {len(parity['sizes'])} sizes: min descriptor cosine "
+                 f"{parity['min_cosine']:.7f}")
+        record = _training_record(trained, data_path, parity)
+        del trained  # the rest is ONNX Runtime only
+
+        progress(f"describing {len(museum.references)} references, {len(museum.queries)} queries, "
+                 f"{len(museum.distractors)} distractors with fp32 ONNX Runtime")
+        fp32 = OrtDescriber(paths["fp32"])
+        described = {"fp32": _museum_descriptors(fp32, museum, skipped)}
+        refs, ref_ids = described["fp32"]["references"]
+        if refs.shape[0] == 0:
+            raise ValueError(f"no reference image of {data_path} could be read")
+        gallery = Gallery(refs, np.asarray(ref_ids, dtype=str))
+        threshold = calibrated_threshold(described["fp32"]["distractors"][0], gallery, options.target_far)
+        progress(f"threshold {threshold.value:.4f} " + (
+            f"(FAR {threshold.target_far:g} on {threshold.n_distractors} distractors)" if threshold.calibrated
+            else "(uncalibrated: the museum has no distractors)"))
+
+        paths.update(_build_variants(paths["fp32"], work, museum, fp32, options, progress))
+        metrics = _measure_variants(paths, museum, described, options, short_side, progress)
+        bundle_metrics = {v: m for v, m in metrics.items() if "mp_at_1" in m}
+
+        progress(f"writing bundle {out}")
+        record["skipped_images"] = len(skipped)
+        write_bundle(
+            out, name=options.name or data_path.resolve().name,
+            bundle_version=options.bundle_version or default_bundle_version(),
+            backbone=record["backbone"], descriptor=fp32.contract, model_files=paths, gallery=gallery,
+            labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
+            metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
+        )
+    archive = None
+    if options.archive:
+        archive = pack_bundle(out, out.parent / f"{out.name}.tar.gz")
+        progress(f"archive {archive}")
+    return ExportResult(out, archive, metrics, threshold, parity, skipped.to_list())

@@ -1,0 +1,88 @@
+"""``muselens export RUN --out BUNDLE``: a trained run to the museum's checked, versioned bundle.
+
+A thin layer over :func:`muselens.export.bundle.export_bundle`: parse flags, print progress on
+stderr and the table of variants on stdout. Exit status 0 on success, 1 when a variant drifts
+beyond ``--max-drop`` or ONNX Runtime disagrees with PyTorch (nothing is written then), 2 for
+unusable inputs (not a finished run, no museum, bad flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from muselens.export.bundle import DEFAULT_TARGET_FAR, ExportOptions, ExportResult, export_bundle
+from muselens.export.onnx_export import ParityError
+from muselens.export.precision import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS, DriftError
+from muselens.runtime.bundle import BundleError
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in items if p not in VARIANTS]
+    if not items or unknown:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(VARIANTS)}, got {text!r}")
+    return items
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="finished training run folder (model.pt, model.json, config.yaml)")
+    parser.add_argument("--out", required=True, help="bundle folder to write (replaced atomically if it is a bundle)")
+    parser.add_argument("--precision", type=_precisions, default=VARIANTS,
+                        help=f"comma-separated variants to build, fp32 required (default: {','.join(VARIANTS)})")
+    parser.add_argument("--data", default=None,
+                        help="museum dataset folder (default: the museum the run was trained on)")
+    parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP_POINTS,
+                        help="largest mP@1 drop, in points, a variant may have against fp32 (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="keep variants that drift more than --max-drop")
+    parser.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                        help="false-accept rate the 'no artwork' threshold is calibrated for (default: %(default)s)")
+    parser.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside the bundle folder")
+    parser.add_argument("--name", default=None, help="bundle name (default: the museum folder's name)")
+    parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time YYYY.MM.DD-HHMMSS)")
+    parser.add_argument("--default-variant", default="fp32", choices=VARIANTS,
+                        help="variant the runtime loads unless told otherwise (default: %(default)s)")
+    parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+                        help="reference images used to calibrate int8 (default: %(default)s)")
+    parser.add_argument("--latency-runs", type=int, default=10,
+                        help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
+
+
+def format_table(result: ExportResult) -> str:
+    """The variants side by side: mP@1, mAP (percent), drop, file size, CPU latency."""
+    header = f"{'variant':<8} {'mP@1':>7} {'mAP':>7} {'drop':>6} {'MB':>7} {'ms p50':>8} {'ms p95':>8}"
+    lines = [header, "-" * len(header)]
+
+    def cell(row: dict, key: str, scale: float = 1.0, fmt: str = ".2f") -> str:
+        return format(row[key] * scale, fmt) if key in row else "-"
+
+    for variant, row in result.metrics.items():
+        lines.append(f"{variant:<8} {cell(row, 'mp_at_1', 100):>7} {cell(row, 'map', 100):>7} "
+                     f"{cell(row, 'mp_at_1_drop_points'):>6} {cell(row, 'size_mb'):>7} "
+                     f"{cell(row, 'ms_p50', fmt='.1f'):>8} {cell(row, 'ms_p95', fmt='.1f'):>8}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from muselens.training.checkpoint import CheckpointError
+
+    try:
+        options = ExportOptions(
+            precisions=args.precision, max_drop_points=args.max_drop, force=args.force,
+            target_far=args.target_far, archive=args.archive, name=args.name,
+            bundle_version=args.bundle_version, default_variant=args.default_variant,
+            calibration_images=args.calibration_images, latency_runs=args.latency_runs,
+        )
+        result = export_bundle(args.run, args.out, data=args.data, options=options)
+    except (DriftError, ParityError) as exc:  # the export works but its result is refused
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (CheckpointError, BundleError, ValueError, TypeError) as exc:  # bad inputs
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    t = result.threshold
+    print(f"threshold {t.value:.4f} " + (f"at FAR {t.target_far:g} on {t.n_distractors} distractors"
+                                         if t.calibrated else "(uncalibrated: no distractors)"))
+    print(f"bundle {result.bundle}" + (f", archive {result.archive}" if result.archive else ""))
+    return 0

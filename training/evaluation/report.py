@@ -54,10 +54,21 @@ def text_table(results: Sequence[MethodResult]) -> str:
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows[1:]])
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
-    return {"muselens": __version__, "python": platform.python_version(),
-            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    import os
+
+    return {"muselens": __version__, "python": platform.python_version(), "cpu": _cpu_model(),
+            "cpus": os.cpu_count(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_json(path: Path, results: Sequence[MethodResult], *, dataset: str, command: str) -> None:

@@ -19,11 +19,14 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         rows = [h for h in history if h["stage"] == stage]
         x = list(range(step, step + len(rows)))
         step += len(rows)
-        axes[0].plot(x, [h["loss"] for h in rows], marker="o", label=f"stage {stage}")
-        axes[1].plot(x, [100 * h["accuracy"] for h in rows], marker="o", label=f"stage {stage}")
+        colour = f"C{stage - 1}"
+        axes[0].plot(x, [h["loss"] for h in rows], marker="o", color=colour, label=f"stage {stage}")
+        axes[1].plot(x, [100 * h["accuracy"] for h in rows], marker="o", color=colour, label=f"stage {stage}")
         if rows and "val_mp_at_1" in rows[0]:
-            axes[2].plot(x, [100 * h["val_mp_at_1"] for h in rows], marker="o", label=f"mP@1, stage {stage}")
-            axes[2].plot(x, [100 * h["val_map"] for h in rows], ls="--", label=f"mAP, stage {stage}")
+            axes[2].plot(x, [100 * h["val_mp_at_1"] for h in rows], marker="o", color=colour,
+                         label=f"mP@1, stage {stage}")
+            axes[2].plot(x, [100 * h["val_map"] for h in rows], ls="--", marker=".", color=colour,
+                         label=f"mAP, stage {stage}")
     for ax, title in zip(axes, ("training loss", "training accuracy (%)", "validation (%)")):
         ax.set_title(title)
         ax.set_xlabel("epoch (all stages in sequence)")

@@ -42,7 +42,8 @@ class TrunkCache:
         was_training = trunk.training
         trunk.eval()
         try:
-            with torch.inference_mode():
+            # no_grad, not inference_mode: the cached tensors feed training graphs later.
+            with torch.no_grad():
                 for image in tqdm(images, desc=desc, unit="img", disable=not progress, file=sys.stderr):
                     x = torch.from_numpy(prepare_short_side(image, contract, short_side, max_aspect))
                     # Stored compactly on the CPU; moved to the device one image at a time.

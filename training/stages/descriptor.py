@@ -52,6 +52,7 @@ class DescriptorConfig:
     classes_per_batch: int = 8  # P, for the in-batch losses of 002/003
     images_per_class: int = 4  # K
     pca_init: bool = True  # Gordo et al.'s start: shift = -mean, projection = PCA
+    grad_cache: bool = True  # same gradients in one image's memory (see step_gradients)
     optim: OptimConfig = OptimConfig(lr=0.001, head_lr_mult=10.0)
     seed: int = 0
 
@@ -151,6 +152,37 @@ def triplet_batches(net, top, cache, labels, config: DescriptorConfig, epoch: in
     return [triplets[i:i + config.triplets_per_step] for i in range(0, len(triplets), config.triplets_per_step)]
 
 
+def step_gradients(net, top, cache, rows: np.ndarray, y: torch.Tensor, triplets: torch.Tensor | None,
+                   loss_fn: RegionRegularisedLoss, device, *, grad_cache: bool = True) -> tuple[float, torch.Tensor]:
+    """Accumulate the gradient of eq. 3.6 over the images ``rows`` into the parameters.
+
+    Direct: every image's graph is kept until one backward (memory grows with the batch: about
+    50 MB per 448-px image on the top blocks). ``grad_cache``: forward all without a graph, take
+    the loss' gradient with respect to the descriptors and region logits, then re-run each image
+    with a graph and back-propagate its share; the same gradient (BatchNorm is frozen and
+    nothing is random) in the memory of one image, for one extra forward pass per image.
+    """
+    t = None if triplets is None else triplets.to(device)
+    if not grad_cache:
+        outs = [run_top(net, top, cache, int(i), device) for i in rows]
+        embeddings = torch.cat([o.descriptor for o in outs])
+        region_logits = torch.cat([o.region_logits for o in outs])
+        loss = loss_fn(embeddings, y, region_logits, t)
+        loss.backward()
+        return loss.item(), region_logits.detach()
+    with torch.no_grad():
+        outs = [run_top(net, top, cache, int(i), device) for i in rows]
+    embeddings = torch.cat([o.descriptor for o in outs]).requires_grad_()
+    region_logits = torch.cat([o.region_logits for o in outs]).requires_grad_()
+    loss = loss_fn(embeddings, y, region_logits, t)
+    d_embeddings, d_logits = torch.autograd.grad(loss, (embeddings, region_logits))
+    for j, i in enumerate(rows):
+        out = run_top(net, top, cache, int(i), device)
+        surrogate = (out.descriptor * d_embeddings[j:j + 1]).sum() + (out.region_logits * d_logits[j:j + 1]).sum()
+        surrogate.backward()
+    return loss.item(), region_logits.detach()
+
+
 def train_descriptor_epoch(
     net: RegionDescriptorNet,
     top: nn.Module,
@@ -178,15 +210,12 @@ def train_descriptor_epoch(
             triplets = torch.from_numpy(local.reshape(-1, 3))
         else:
             distinct, triplets = step, None
-        outputs = [run_top(net, top, cache, int(i), device) for i in distinct]
-        embeddings = torch.cat([o.descriptor for o in outputs])
-        region_logits = torch.cat([o.region_logits for o in outputs])
-        y = torch.as_tensor(labels[distinct], device=embeddings.device)
-        loss = loss_fn(embeddings, y, region_logits, None if triplets is None else triplets.to(y.device))
+        y = torch.as_tensor(labels[distinct], device=device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, region_logits = step_gradients(net, top, cache, distinct, y, triplets, loss_fn, device,
+                                             grad_cache=config.grad_cache)
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(loss)
         accuracies.append((region_logits.detach().argmax(-1) == y[:, None]).float().mean().item())
         images += len(distinct)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}")

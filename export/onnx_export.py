@@ -25,7 +25,6 @@ Parity tolerances (ONNX Runtime vs PyTorch, float32, CPU):
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ import torch
 from muselens.export.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY, descriptor_contract
 from muselens.export.engine import feature_cells, open_session
 from muselens.export.graph import InferenceGraph
-from muselens.export.onnx_graph import set_metadata
+from muselens.export.onnx_graph import save_checked, set_metadata
 from muselens.runtime.preprocess import resize_exact
 
 DEFAULT_OPSET = 17
@@ -111,10 +110,8 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sample = torch.from_numpy(_sample_image((h, w), seed=0))[None]
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.export-", dir=path.parent) as scratch:
+        tmp = Path(scratch) / "traced.onnx"
         with warnings.catch_warnings():
             # Expected: the region network's Python-side input checks are not part of the graph.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -135,13 +132,7 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
         set_metadata(model, {METADATA_KEY: json.dumps(descriptor_contract(trained), sort_keys=True),
                              VARIANT_KEY: "fp32"})
         model.doc_string = "muselens region descriptor: uint8 NHWC RGB image at the recognition size"
-        onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return save_checked(model, path)
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,6 +10,10 @@ structure, not by node names.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import onnx
 from onnx import TensorProto
 
@@ -204,3 +208,21 @@ def topological_sort(model: onnx.ModelProto) -> None:
     copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
     del graph.node[:]
     graph.node.extend(copies)
+
+
+def save_checked(model: onnx.ModelProto, dst: Path | str) -> Path:
+    """Save atomically next to ``dst`` and run the full ONNX checker on the file: a model that
+    fails the check, or a write cut short, never replaces what ``dst`` held."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", suffix=".onnx", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp), full_check=True)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dst

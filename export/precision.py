@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ import onnx
 
 from muselens.export.contract import VARIANT_KEY
 from muselens.export.engine import OrtDescriber
-from muselens.export.onnx_graph import (elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
+from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
                                         shape_nodes, topological_sort)
 from muselens.runtime.data.images import SkippedImages, read_images
 from muselens.runtime.data.museum import MuseumDataset
@@ -56,23 +55,6 @@ class DriftError(ValueError):
     """A reduced-precision variant lost more retrieval accuracy than allowed."""
 
 
-def _save_checked(model: onnx.ModelProto, dst: Path | str) -> Path:
-    """Save atomically next to ``dst`` and run the full ONNX checker on the file."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", suffix=".onnx", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        onnx.save(model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return dst
-
-
 def convert_fp16(src: Path | str, dst: Path | str) -> Path:
     """The fp16 variant of the fp32 model ``src``: backbone in fp16, I/O and region head float32."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -83,7 +65,7 @@ def convert_fp16(src: Path | str, dst: Path | str) -> Path:
     elide_cast_round_trips(converted)
     topological_sort(converted)  # the converter appends its casts out of order
     set_metadata(converted, {VARIANT_KEY: "fp16"})
-    return _save_checked(converted, dst)
+    return save_checked(converted, dst)
 
 
 class ImageCalibrationReader:
@@ -175,7 +157,7 @@ def quantize_int8(src: Path | str, dst: Path | str, images: Sequence[np.ndarray]
         quantized = onnx.load(str(raw))
     prune_unused(quantized)
     set_metadata(quantized, {VARIANT_KEY: "int8"})
-    return _save_checked(quantized, dst)
+    return save_checked(quantized, dst)
 
 
 def retrieval_metrics(references: np.ndarray, reference_ids: Sequence[str], queries: np.ndarray,

@@ -133,3 +133,37 @@ def test_trained_methods_need_a_run(tiny_museum, capsys):
 
     assert cli(["evaluate", str(tiny_museum), "--method", "proposed", "--no-progress"]) == 2
     assert "--run" in capsys.readouterr().err
+
+
+def test_train_command_reports_bad_settings_and_data(tiny_museum, tmp_path, capsys):
+    from muselens.cli import main as cli
+
+    assert cli(["train", str(tiny_museum), "--out", str(tmp_path / "r"), "--set", "stage1.epoch=2",
+                "--no-progress"]) == 2
+    assert "unknown key(s) ['epoch'] in stage1" in capsys.readouterr().err
+    assert cli(["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_foreign_checkpoint(tiny_museum, tmp_path):
+    from muselens.training.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    save_checkpoint(out / "checkpoint.pt", {"format": "something else", "epoch": 1})
+    with pytest.raises(ValueError, match="not a muselens-train-checkpoint/1 checkpoint"):
+        TrainingRun(tiny_museum, out, None, pretrained=False, progress=False, resume=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
+def test_cuda_without_a_cuda_device_is_refused(tiny_museum, tmp_path):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        TrainingRun(tiny_museum, tmp_path / "r", load_config(None, TINY), device="cuda", pretrained=False)
+
+
+def test_an_unfinished_run_cannot_be_loaded_for_inference(tmp_path):
+    from muselens.training.checkpoint import CheckpointError
+    from muselens.training.trained import TrainedModel
+
+    (tmp_path / "config.yaml").write_text("{}\n")
+    with pytest.raises(CheckpointError, match="model.pt is missing"):
+        TrainedModel(tmp_path)

@@ -8,6 +8,14 @@ variant's mP@1/mAP on the museum's queries, refuses a variant that drifts too fa
 and writes the bundle with :func:`muselens.runtime.bundle.write_bundle` (and, if asked, the
 ``.tar.gz`` archive beside it).
 
+With ``tensorrt=True`` it also builds a TensorRT engine for each reduced precision asked for
+(``fp16``, ``int8``) from the fp32 ONNX model (:mod:`muselens.export.tensorrt`), checks it
+against fp32 ONNX Runtime at the parity sizes inside its profile, measures its mP@1/mAP on the
+museum through the runtime's describer like any variant, and stores it as variant
+``fp16-trt``/``int8-trt`` (``models/<variant>.plan``); its build (TensorRT version, GPU,
+profile) and parity go to the manifest's ``training["tensorrt"]``. TensorRT missing is
+found before any work starts, so nothing is half written.
+
 Threshold: the top-1 dot-product score of each distractor against the instance-averaged
 gallery (what the runtime compares), calibrated with
 :func:`muselens.runtime.metrics.calibrate_threshold` at ``target_far``. A museum without
@@ -29,13 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from muselens.export.engine import OrtDescriber, latency_ms
+from muselens.export import tensorrt as trt_export
+from muselens.runtime.engine import Describer, OrtDescriber, latency_ms
 from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
 from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS,
                                        calibration_images, check_drift, convert_fp16,
                                        quantize_int8, retrieval_metrics)
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
+from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
 from muselens.runtime.data.images import SkippedImages, read_image
 from muselens.runtime.data.museum import MuseumDataset
 from muselens.runtime.metrics import calibrate_threshold, similarity
@@ -60,6 +70,8 @@ class ExportOptions:
     parity_sizes: tuple[tuple[int, int], ...] | None = None  # None: parity_sizes() of the run
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES
     latency_runs: int = 10
+    tensorrt: bool = False  # also build TensorRT engines for the fp16/int8 variants
+    tensorrt_workspace_gb: float = trt_export.DEFAULT_WORKSPACE_GB
 
     def __post_init__(self) -> None:
         precisions = tuple(self.precisions)
@@ -79,6 +91,16 @@ class ExportOptions:
             raise ValueError(f"target_far must be in [0, 1), got {self.target_far!r}")
         if isinstance(self.latency_runs, bool) or not isinstance(self.latency_runs, int) or self.latency_runs < 0:
             raise ValueError(f"latency_runs must be an int >= 0 (0: do not time), got {self.latency_runs!r}")
+        if not isinstance(self.tensorrt, bool):
+            raise TypeError(f"tensorrt must be a bool, got {type(self.tensorrt).__name__}")
+        if self.tensorrt and not any(p in self.precisions for p in trt_export.ENGINE_PRECISIONS):
+            raise ValueError(f"tensorrt engines are built for the {list(trt_export.ENGINE_PRECISIONS)} variants; "
+                             f"add one of them to the precisions {list(self.precisions)}")
+
+    @property
+    def engine_precisions(self) -> tuple[str, ...]:
+        """The precisions to build TensorRT engines for (none unless ``tensorrt``)."""
+        return tuple(p for p in trt_export.ENGINE_PRECISIONS if p in self.precisions) if self.tensorrt else ()
 
 
 @dataclass
@@ -152,11 +174,11 @@ def _training_record(trained, data_path: Path, parity: dict[str, Any]) -> dict[s
 
 
 def _variant_row(path: Path, metrics: dict[str, float] | None, short_side: int,
-                 runs: int) -> dict[str, float]:
+                 runs: int, backend: str = "ort-cpu") -> dict[str, float]:
     row = dict(metrics or {})
     row["size_mb"] = path.stat().st_size / 1e6
     if runs:
-        timing = latency_ms(path, (short_side, round(short_side * 4 / 3)), runs=runs)
+        timing = latency_ms(path, (short_side, round(short_side * 4 / 3)), runs=runs, backend=backend)
         row["ms_p50"], row["ms_p95"] = timing["ms_p50"], timing["ms_p95"]
     return row
 
@@ -178,10 +200,11 @@ def _build_variants(fp32_path: Path, work: Path, museum: MuseumDataset, fp32: Or
 def _measure_variants(paths: dict[str, Path], museum: MuseumDataset, described: dict, options: ExportOptions,
                       short_side: int, progress: Callable[[str], None]) -> dict[str, dict[str, float]]:
     """Every variant's retrieval metrics (fp32 first), drift against fp32 checked before anything
-    slow, then its size and CPU latency. ``described`` holds fp32's descriptors already."""
+    slow, then its size and latency (CPU for ONNX, the GPU for engines). ``described`` holds
+    fp32's descriptors already, and those of any engine."""
     metrics: dict[str, dict[str, float]] = {}
     refs32 = described["fp32"]["references"][0].astype(np.float64)
-    for variant in options.precisions:
+    for variant in paths:
         if variant not in described:
             described[variant] = _museum_descriptors(OrtDescriber(paths[variant]), museum, SkippedImages())
         measured = None
@@ -195,9 +218,35 @@ def _measure_variants(paths: dict[str, Path], museum: MuseumDataset, described: 
                 cosines = np.einsum("ij,ij->i", refs.astype(np.float64), refs32)
                 measured["min_cosine_to_fp32"] = float(cosines.min())
                 measured["mean_cosine_to_fp32"] = float(cosines.mean())
-        metrics[variant] = _variant_row(paths[variant], measured, short_side, options.latency_runs)
+        backend = "tensorrt" if is_engine_variant(variant) else "ort-cpu"
+        metrics[variant] = _variant_row(paths[variant], measured, short_side, options.latency_runs, backend)
         progress(f"{variant}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics[variant].items()))
     return metrics
+
+
+def _build_engines(paths: dict[str, Path], work: Path, museum: MuseumDataset, fp32: OrtDescriber,
+                   described: dict, options: ExportOptions, sizes: tuple[tuple[int, int], ...],
+                   parity_images: list[np.ndarray], progress: Callable[[str], None]) -> dict[str, Any]:
+    """Build, check and describe the museum with each TensorRT engine; return their records."""
+    records: dict[str, Any] = {}
+    profile = trt_export.profile_from_contract(fp32.contract)
+    for precision in options.engine_precisions:
+        variant = engine_variant(precision)
+        engine = work / f"{variant}.plan"
+        images = calibration_images(museum, fp32, options.calibration_images) if precision == "int8" else None
+        built = trt_export.build_engine(paths["fp32"], engine, precision=precision, profile=profile,
+                                        calibration_images=images, workspace_gb=options.tensorrt_workspace_gb,
+                                        contract=fp32.contract, progress=progress)
+        parity = trt_export.verify_engine(engine, paths["fp32"], trt_export.sizes_in_profile(sizes, profile),
+                                          precision=precision, images=parity_images)
+        progress(f"{variant}: parity with fp32 ONNX Runtime at {len(parity['sizes'])} sizes, min descriptor "
+                 f"cosine {parity['min_cosine']:.6f} (bound {parity['min_cosine_bound']})")
+        describer: Describer = trt_export.engine_describer(engine, fp32.contract)
+        described[variant] = _museum_descriptors(describer, museum, SkippedImages())
+        paths[variant] = engine
+        records[variant] = {**built["build"], "parity": {k: parity[k] for k in ("min_cosine", "min_cosine_bound",
+                                                                                "sizes")}}
+    return records
 
 
 def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None = None,
@@ -208,6 +257,8 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
 
     if not isinstance(options, ExportOptions):
         raise TypeError(f"options must be ExportOptions, got {type(options).__name__}")
+    if options.tensorrt:
+        trt_export.require_tensorrt()  # BackendUnavailable before any work: nothing half written
     trained = TrainedModel(Path(run))
     data_path = resolve_data(trained, data)
     museum = MuseumDataset.load(data_path)
@@ -247,6 +298,9 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             else "(uncalibrated: the museum has no distractors)"))
 
         paths.update(_build_variants(paths["fp32"], work, museum, fp32, options, progress))
+        if options.tensorrt:
+            record["tensorrt"] = _build_engines(paths, work, museum, fp32, described, options, tuple(sizes),
+                                                parity_images, progress)
         metrics = _measure_variants(paths, museum, described, options, short_side, progress)
         bundle_metrics = {v: m for v, m in metrics.items() if "mp_at_1" in m}
 
@@ -258,6 +312,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             backbone=record["backbone"], descriptor=fp32.contract, model_files=paths, gallery=gallery,
             labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
             metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
+            precisions={v: v.removesuffix(ENGINE_SUFFIX) if is_engine_variant(v) else v for v in paths},
         )
     archive = None
     if options.archive:

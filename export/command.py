@@ -2,19 +2,26 @@
 
 A thin layer over :func:`muselens.export.bundle.export_bundle`: parse flags, print progress on
 stderr and the table of variants on stdout. Exit status 0 on success, 1 when a variant drifts
-beyond ``--max-drop`` or ONNX Runtime disagrees with PyTorch (nothing is written then), 2 for
-unusable inputs (not a finished run, no museum, bad flags).
+beyond ``--max-drop`` or ONNX Runtime disagrees with PyTorch or a TensorRT engine with ONNX
+Runtime (nothing is written then), 2 for unusable inputs (not a finished run, no museum, bad
+flags) or a machine that cannot do what was asked (``--tensorrt`` without TensorRT, checked
+before any work; an engine TensorRT cannot build). ``--triton DIR`` also writes a Triton model
+repository for the bundle's default ONNX variant (:mod:`muselens.export.triton`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from muselens.export.bundle import DEFAULT_TARGET_FAR, ExportOptions, ExportResult, export_bundle
 from muselens.export.onnx_export import ParityError
 from muselens.export.precision import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS, DriftError
+from muselens.export.tensorrt import DEFAULT_WORKSPACE_GB, EngineBuildError
+from muselens.export.triton import KINDS, write_triton_repository
 from muselens.runtime.bundle import BundleError
+from muselens.runtime.engine.backends import BackendUnavailable
 
 
 def _precisions(text: str) -> tuple[str, ...]:
@@ -46,6 +53,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference images used to calibrate int8 (default: %(default)s)")
     parser.add_argument("--latency-runs", type=int, default=10,
                         help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="also build TensorRT engines (fp16-trt, int8-trt) for the fp16/int8 variants "
+                             "(needs tensorrt>=10 and cuda-python on a GPU machine)")
+    parser.add_argument("--tensorrt-workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB,
+                        help="TensorRT builder workspace limit in GiB (default: %(default)s)")
+    parser.add_argument("--results-json", type=Path, default=None, metavar="FILE",
+                        help="also write the variants' metrics, the threshold and the command as JSON "
+                             "(what benchmarks/RESULTS.md is generated from)")
+    parser.add_argument("--triton", type=Path, default=None, metavar="DIR",
+                        help="also write a Triton model repository (DIR/<name>/config.pbtxt, 1/model.onnx)")
+    parser.add_argument("--triton-kind", choices=KINDS, default="KIND_CPU",
+                        help="Triton instance kind (default: %(default)s)")
+    parser.add_argument("--triton-instances", type=int, default=1,
+                        help="Triton model instances (default: %(default)s)")
 
 
 def format_table(result: ExportResult) -> str:
@@ -63,6 +84,16 @@ def format_table(result: ExportResult) -> str:
     return "\n".join(lines)
 
 
+def _triton_name(args: argparse.Namespace) -> str | None:
+    """The Triton model name (``--name``, else the bundle folder's), its folder checked free up front."""
+    if args.triton is None:
+        return None
+    name = args.name or Path(args.out).name
+    if (args.triton / name).exists():
+        raise ValueError(f"--triton: {args.triton / name} already exists; remove it or pass another --name")
+    return name
+
+
 def main(args: argparse.Namespace) -> int:
     from muselens.training.checkpoint import CheckpointError
 
@@ -72,17 +103,39 @@ def main(args: argparse.Namespace) -> int:
             target_far=args.target_far, archive=args.archive, name=args.name,
             bundle_version=args.bundle_version, default_variant=args.default_variant,
             calibration_images=args.calibration_images, latency_runs=args.latency_runs,
+            tensorrt=args.tensorrt, tensorrt_workspace_gb=args.tensorrt_workspace_gb,
         )
+        triton_name = _triton_name(args)
         result = export_bundle(args.run, args.out, data=args.data, options=options)
+        if args.triton is not None:
+            repo = write_triton_repository(result.bundle, args.triton, model_name=triton_name,
+                                           instance_count=args.triton_instances, kind=args.triton_kind)
+            print(f"triton model {repo}", file=sys.stderr)
     except (DriftError, ParityError) as exc:  # the export works but its result is refused
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (CheckpointError, BundleError, ValueError, TypeError) as exc:  # bad inputs
-        print(f"error: {exc}", file=sys.stderr)
+    except (CheckpointError, BundleError, BackendUnavailable, EngineBuildError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # bad inputs, or this machine cannot do what was asked
         return 2
     print(format_table(result))
     t = result.threshold
     print(f"threshold {t.value:.4f} " + (f"at FAR {t.target_far:g} on {t.n_distractors} distractors"
                                          if t.calibrated else "(uncalibrated: no distractors)"))
     print(f"bundle {result.bundle}" + (f", archive {result.archive}" if result.archive else ""))
+    if args.results_json is not None:
+        write_results_json(args.results_json, result, args)
+        print(f"results {args.results_json}")
     return 0
+
+
+def write_results_json(path: Path, result: ExportResult, args: argparse.Namespace) -> None:
+    """The export's measured metrics per variant, with the command and machine that measured them."""
+    import json
+
+    from muselens.training.evaluation.report import environment
+
+    payload = {"command": "muselens " + " ".join(getattr(args, "argv", [])), "environment": environment(),
+               "bundle": str(result.bundle), "metrics": result.metrics, "threshold": result.threshold.to_dict(),
+               "parity_min_cosine": result.parity.get("min_cosine")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))

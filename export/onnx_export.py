@@ -36,7 +36,7 @@ import onnx
 import torch
 
 from muselens.export.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY, descriptor_contract
-from muselens.export.engine import feature_cells, open_session
+from muselens.runtime.engine import OrtBackend, feature_cells
 from muselens.export.graph import InferenceGraph
 from muselens.export.onnx_graph import save_checked, set_metadata
 from muselens.runtime.preprocess import resize_exact
@@ -165,8 +165,8 @@ def verify_onnx(trained, path: Path | str, sizes: Sequence[tuple[int, int]] = DE
     sizes = [_check_size(s, graph.k, graph.stride, "each size") for s in sizes]
     if not sizes:
         raise ValueError("sizes must list at least one (height, width)")
-    session = open_session(path)
-    names = [o.name for o in session.get_outputs()]
+    session = OrtBackend(path, "ort-cpu")
+    names = list(session.output_names)
     if names != list(OUTPUT_NAMES):
         raise ParityError(f"{path} outputs {names}, expected {list(OUTPUT_NAMES)}", {"outputs": names})
     rows, failures = [], []
@@ -175,7 +175,7 @@ def verify_onnx(trained, path: Path | str, sizes: Sequence[tuple[int, int]] = DE
             image = resize_exact(images[i % len(images)], h, w)
         else:
             image = _sample_image((h, w), seed=i + 1)
-        ort_out = dict(zip(names, session.run(None, {INPUT_NAME: image[None]})))
+        ort_out = dict(zip(names, session.run(image[None], names)))
         with torch.no_grad():
             torch_out = {n: t.numpy() for n, t in zip(OUTPUT_NAMES, graph(torch.from_numpy(image)[None]))}
         row: dict[str, Any] = {"size": [h, w], "cells": list(torch_out["activation"].shape[1:])}

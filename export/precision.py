@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from muselens.export.contract import VARIANT_KEY
-from muselens.export.engine import OrtDescriber
+from muselens.runtime.engine import OrtDescriber
 from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
                                         shape_nodes, topological_sort)
 from muselens.runtime.data.images import SkippedImages, read_images

@@ -39,9 +39,21 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "muselens.export.command",
         "export a trained run to ONNX (fp32/fp16/int8), check parity and drift, write the museum's bundle",
     ),
+    "retrain": Subcommand(
+        "muselens.export.retrain",
+        "the per-museum one-liner: train, evaluate, export, then validate the bundle through the runtime",
+    ),
     "evaluate": Subcommand(
         "muselens.training.evaluation.command",
         "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",
+    ),
+    "serve": Subcommand(
+        "muselens.runtime.server.command",
+        "serve a bundle over gRPC: streaming recognition, heatmaps, enrolment, hot reload",
+    ),
+    "recognize": Subcommand("muselens.runtime.client.recognize_command", "ask a running server what images show"),
+    "stream": Subcommand(
+        "muselens.runtime.client.stream_command", "stream a video, camera or folder of frames to a running server"
     ),
 }
 

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest_plugins = ["tests.tiny_model"]
+
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 64)) -> Path:
     rng = np.random.default_rng(seed)

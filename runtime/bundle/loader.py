@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
+
 from muselens.runtime.bundle.archive import unpack_bundle
 from muselens.runtime.bundle.errors import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo
 from muselens.runtime.bundle.manifest import Manifest
 from muselens.runtime.bundle.verify import verify_bundle_dir
+from muselens.runtime.data.images import decode_image
+
+
+def reference_file(row: int) -> str:
+    """Where the photo of gallery row ``row`` lives inside a bundle."""
+    return f"references/{row:05d}.jpg"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -44,6 +52,17 @@ class Bundle:
     def model_path(self, variant: str | None = None) -> Path:
         """The ONNX file of ``variant`` (default: the manifest's ``default_variant``)."""
         return self.root / self.manifest.model(variant).file
+
+    def reference_image(self, row: int) -> np.ndarray | None:
+        """The reference photo of gallery row ``row`` (RGB uint8) if the bundle carries it, else None.
+
+        Photos are optional (``references/<row>.jpg``, checksummed like every file); the service
+        uses them to explain a match on the reference's side.
+        """
+        rel = reference_file(row)
+        if rel not in self.manifest.files:
+            return None
+        return decode_image((self.root / rel).read_bytes(), source=self.root / rel)
 
     def label(self, instance_id: str) -> LabelInfo:
         if instance_id not in self.labels:

@@ -10,6 +10,14 @@ The descriptor contract (``descriptor``) is kept a dict, so exporters may add ke
 keys the runtime relies on are required and typed: ``dim``, ``input``, ``outputs``,
 ``short_side``; the optional ``k``, ``normalisation`` (must be ``"l2"``), ``similarity``
 (must be ``"dot"``), ``max_aspect`` and ``interpolation`` are checked when present.
+
+Models are ONNX files, ``models/<variant>.onnx``, except TensorRT engines: a variant whose
+name ends in :data:`ENGINE_SUFFIX` (``fp16-trt``, ``int8-trt``) is a serialised engine,
+``models/<variant>.plan``, built for one GPU architecture and TensorRT version (the export
+records both in ``training["tensorrt"]``). The variant name alone decides the file, so the
+writer, the verifier and the loader need no other field, manifests without engines are
+unchanged (``format_version`` stays 1) and every bundle written before engines existed loads
+as before.
 """
 
 from __future__ import annotations
@@ -41,9 +49,24 @@ _VARIANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_TEXT = 256
 
 
+ENGINE_SUFFIX = "-trt"
+MODEL_FORMATS = {".onnx": "onnx", ".plan": "tensorrt"}
+
+
+def is_engine_variant(variant: str) -> bool:
+    """Whether ``variant`` names a TensorRT engine (``<precision>-trt``) rather than an ONNX file."""
+    return variant.endswith(ENGINE_SUFFIX) and len(variant) > len(ENGINE_SUFFIX)
+
+
+def engine_variant(precision: str) -> str:
+    """The variant name of the TensorRT engine built at ``precision`` (``fp16`` -> ``fp16-trt``)."""
+    return f"{precision}{ENGINE_SUFFIX}"
+
+
 def model_file(variant: str) -> str:
-    """The one place a variant's model lives inside a bundle: ``models/<variant>.onnx``."""
-    return f"models/{variant}.onnx"
+    """The one place a variant's model lives inside a bundle: ``models/<variant>.onnx``, or
+    ``models/<variant>.plan`` for a TensorRT engine variant (see :func:`is_engine_variant`)."""
+    return f"models/{variant}.plan" if is_engine_variant(variant) else f"models/{variant}.onnx"
 
 
 def utc_now() -> str:
@@ -156,7 +179,7 @@ def check_descriptor(descriptor: object) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One exported model of a bundle: ``file`` is always ``models/<variant>.onnx``."""
+    """One exported model of a bundle: ``file`` is :func:`model_file` of its variant."""
 
     file: str
     sha256: str
@@ -169,6 +192,14 @@ class ModelEntry:
             raise ValueError(f"model sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
         object.__setattr__(self, "bytes", _int(self.bytes, "model bytes", 1))
         _text(self.precision, "model precision")
+
+    @property
+    def format(self) -> str:
+        """``"onnx"`` or ``"tensorrt"``: which backends can run the file (from its extension)."""
+        suffix = self.file[self.file.rfind("."):] if "." in self.file else ""
+        if suffix not in MODEL_FORMATS:
+            raise ValueError(f"model file {self.file!r} has no known format {sorted(MODEL_FORMATS)}")
+        return MODEL_FORMATS[suffix]
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

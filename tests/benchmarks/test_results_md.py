@@ -15,3 +15,14 @@ def test_results_md_renders_measured_runs_with_their_command(tiny_museum, tmp_pa
     assert "## tiny-sift" in text
     assert f"`muselens evaluate {tiny_museum} --method sift" in text
     assert "| sift |" in text and "A person's reading" in text
+
+
+def test_export_results_render_variants_side_by_side(run_dir, tmp_path):
+    results = tmp_path / "results"
+    assert cli(["export", str(run_dir), "--out", str(tmp_path / "bundle"), "--precision", "fp32,fp16",
+                "--latency-runs", "1", "--force", "--results-json", str(results / "tiny-export" / "export.json")]) == 0
+    out = tmp_path / "RESULTS.md"
+    assert render(["--results", str(results), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## tiny-export" in text and f"`muselens export {run_dir}" in text
+    assert "| fp32 |" in text and "| fp16 |" in text and "threshold" in text

@@ -15,12 +15,12 @@ import muselens.export.bundle as bundle_module
 from muselens.export.bundle import (UNCALIBRATED_THRESHOLD, ExportOptions, calibrated_threshold, export_bundle,
                                     resolve_data)
 from muselens.export.contract import descriptor_contract
-from muselens.export.engine import OrtDescriber
+from muselens.runtime.engine import OrtDescriber
 from muselens.export.precision import DriftError
 from muselens.runtime.bundle import Gallery, dataset_digest, load_bundle
 from muselens.runtime.data.images import read_image
 from muselens.runtime.data.museum import MuseumDataset
-from tests.export.conftest import TINY_SIZES
+from tests.tiny_model import TINY_SIZES
 
 FAST = dict(parity_sizes=TINY_SIZES[:2], latency_runs=0, calibration_images=4)
 

@@ -11,7 +11,7 @@ import torch
 
 from muselens.export.contract import METADATA_KEY, OUTPUT_NAMES, contract_from_metadata, descriptor_contract
 from muselens.export.onnx_export import ParityError, _locations_agree, export_onnx, verify_onnx
-from tests.export.conftest import TINY_SIZES
+from tests.tiny_model import TINY_SIZES
 
 
 def test_the_exported_file_passes_the_full_checker_and_carries_its_contract(fp32_model, trained):

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from muselens.export.engine import OrtDescriber
+from muselens.runtime.engine import OrtDescriber
 from muselens.export.precision import (DriftError, ImageCalibrationReader, calibration_images, check_drift,
                                        drop_points, measure_variant, retrieval_metrics)
 from muselens.runtime.data.images import read_image

@@ -189,3 +189,56 @@ def test_uncalibrated_threshold_and_empty_metrics_are_allowed():
 def test_unknown_variant_lookup_names_the_variants():
     with pytest.raises(KeyError, match=r"no model variant 'fp16'; it has \['fp32', 'int8'\]"):
         Manifest.from_dict(fields()).model("fp16")
+
+
+# -- TensorRT engine variants (``<precision>-trt`` -> ``models/<variant>.plan``) -----------------
+
+def test_engine_variants_live_in_plan_files_and_say_their_format():
+    from muselens.runtime.bundle.manifest import engine_variant, is_engine_variant
+
+    assert engine_variant("fp16") == "fp16-trt" and is_engine_variant("fp16-trt")
+    assert not is_engine_variant("fp16") and not is_engine_variant("-trt")
+    assert model_file("fp16-trt") == "models/fp16-trt.plan" and model_file("int8") == "models/int8.onnx"
+    engine = {"file": "models/fp16-trt.plan", "sha256": "5" * 64, "bytes": 7, "precision": "fp16"}
+    m = Manifest.from_dict(fields(models={**fields()["models"], "fp16-trt": engine},
+                                  metrics={"fp32": {"mp_at_1": 0.9, "map": 0.75},
+                                           "fp16-trt": {"mp_at_1": 0.9, "map": 0.74, "min_cosine_to_fp32": 0.9995}}))
+    assert Manifest.from_json(m.to_json()) == m
+    assert m.model("fp16-trt").format == "tensorrt" and m.model("fp32").format == "onnx"
+    assert m.format_version == 1
+
+
+def test_engine_variant_must_name_its_plan_file():
+    onnx_named = {"file": "models/fp16-trt.onnx", "sha256": "5" * 64, "bytes": 7, "precision": "fp16"}
+    with pytest.raises(ValueError, match=r"models.fp16-trt.file must be 'models/fp16-trt.plan'"):
+        Manifest.from_dict(fields(models={**fields()["models"], "fp16-trt": onnx_named}))
+    plan_named = {"file": "models/fp16.plan", "sha256": "5" * 64, "bytes": 7, "precision": "fp16"}
+    with pytest.raises(ValueError, match=r"models.fp16.file must be 'models/fp16.onnx'"):
+        Manifest.from_dict(fields(models={**fields()["models"], "fp16": plan_named}))
+    with pytest.raises(ValueError, match="no known format"):
+        ModelEntry("models/x.bin", "5" * 64, 7, "fp16").format
+
+
+def test_a_manifest_without_engines_is_byte_identical_to_before():
+    """Bundles written before engines existed: same keys, same checksum, still version 1."""
+    content = fields()
+    m = Manifest.from_json(with_checksum(content))
+    assert json.loads(m.to_json()) == json.loads(with_checksum(content))
+
+
+def test_an_engine_variant_is_written_verified_and_loaded_like_any_model(tmp_path):
+    from muselens.runtime.bundle import BundleError, load_bundle, write_bundle
+
+    from .conftest import bundle_kwargs
+    from .helpers import flip_byte
+
+    kwargs = bundle_kwargs(tmp_path, model_files={"fp32": b"onnx-fp32", "fp16-trt": b"serialised-engine"},
+                           precisions={"fp32": "fp32", "fp16-trt": "fp16"})
+    root = write_bundle(tmp_path / "bundle", **kwargs)
+    assert sorted(p.name for p in (root / "models").iterdir()) == ["fp16-trt.plan", "fp32.onnx"]
+    bundle = load_bundle(root)
+    assert bundle.model_path("fp16-trt") == root / "models" / "fp16-trt.plan"
+    assert bundle.manifest.model("fp16-trt").precision == "fp16"
+    flip_byte(root / "models" / "fp16-trt.plan")
+    with pytest.raises(BundleError, match="fp16-trt.plan: sha256 mismatch"):
+        load_bundle(root)

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from muselens.export.engine import OrtDescriber, feature_cells, latency_ms
+from muselens.runtime.engine import OrtDescriber, feature_cells, latency_ms
 from muselens.runtime.data.images import read_image
 from muselens.runtime.data.museum import MuseumDataset
 from muselens.runtime.preprocess import resize_short_side

@@ -1,0 +1,157 @@
+"""Inference backends: which engine runs the exported graph, chosen by name, never by accident.
+
+``ort-cpu`` (default), ``ort-cuda`` and ``ort-tensorrt`` run the ONNX file through ONNX Runtime
+with that execution provider first; ``tensorrt`` runs a serialised TensorRT engine natively
+(:mod:`muselens.runtime.engine.tensorrt`). ONNX Runtime quietly falls back to the CPU when a
+requested provider cannot start; :class:`OrtBackend` checks the provider the session actually
+got and raises :class:`BackendUnavailable` instead, so the service always reports the engine it
+really uses. (Individual operators an accelerator lacks may still run on the CPU provider
+listed after it: that is ORT's graph partitioning, not a fallback of the whole model.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from muselens.runtime.engine.cancel import Cancellation, Cancelled
+
+ORT_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "ort-cpu": ("CPUExecutionProvider",),
+    "ort-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "ort-tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+BACKENDS: tuple[str, ...] = (*ORT_PROVIDERS, "tensorrt")
+DEFAULT_BACKEND = "ort-cpu"
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (package, provider or device missing)."""
+
+
+class InferenceBackend(Protocol):
+    """What the recogniser needs from an engine: named uint8 image in, named arrays out."""
+
+    name: str
+    input_name: str
+    output_names: tuple[str, ...]
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str], cancel: Cancellation | None = None) -> list[np.ndarray]:
+        """Run on a ``(1, H, W, 3)`` uint8 batch; return the ``outputs`` in order.
+
+        Raises :class:`~muselens.runtime.engine.cancel.Cancelled` when ``cancel`` fires first.
+        """
+
+    def metadata(self) -> dict[str, str]:
+        """The model's custom metadata (where the descriptor contract travels)."""
+
+    def describe(self) -> str:
+        """One line for logs and ``GetBundleInfo``: backend, providers, device."""
+
+
+def _check_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {list(BACKENDS)}")
+
+
+def ort_available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def available_backends() -> list[str]:
+    """The backends this machine could start (ORT providers compiled in; tensorrt importable)."""
+    providers = set(ort_available_providers())
+    names = [name for name, wanted in ORT_PROVIDERS.items() if wanted[0] in providers]
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        names.append("tensorrt")
+    return names
+
+
+class OrtBackend:
+    """An ONNX Runtime session on the requested execution provider, or an error saying why not."""
+
+    def __init__(self, model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
+                 device_id: int = 0):
+        import onnxruntime as ort
+
+        _check_name(name)
+        if name not in ORT_PROVIDERS:
+            raise ValueError(f"{name!r} is not an ONNX Runtime backend; use open_backend()")
+        path = Path(model_path)
+        if not path.is_file():
+            raise ValueError(f"ONNX model not found: {path}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        wanted = ORT_PROVIDERS[name]
+        compiled = ort.get_available_providers()
+        if wanted[0] not in compiled:
+            raise BackendUnavailable(f"backend {name!r} needs {wanted[0]}, which this onnxruntime build lacks "
+                                     f"(it has {compiled}); install onnxruntime-gpu for CUDA/TensorRT")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        got = self.session.get_providers()
+        if not got or got[0] != wanted[0]:
+            raise BackendUnavailable(f"backend {name!r}: ONNX Runtime could not start {wanted[0]} "
+                                     f"(session got {got}); refusing to fall back silently")
+        self.name = name
+        self.path = path
+        self.threads = threads
+        self.device_id = device_id
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":
+            raise ValueError(f"{path}: expected one uint8 image input, got {[(i.name, i.type) for i in inputs]}")
+        self.input_name = inputs[0].name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str], cancel: Cancellation | None = None) -> list[np.ndarray]:
+        if cancel is None:
+            return self.session.run(list(outputs), {self.input_name: batch})
+        import onnxruntime as ort
+
+        cancel.check()
+        options = ort.RunOptions()
+
+        def terminate() -> None:
+            options.terminate = True
+
+        cancel.on_cancel(terminate)
+        try:
+            return self.session.run(list(outputs), {self.input_name: batch}, options)
+        except Exception as exc:
+            if cancel.cancelled:
+                raise Cancelled("inference cancelled") from exc
+            raise
+        finally:
+            cancel.remove(terminate)
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def describe(self) -> str:
+        providers = ",".join(self.session.get_providers())
+        threads = "auto" if self.threads is None else self.threads
+        device = "" if self.name == "ort-cpu" else f" device {self.device_id}"
+        return f"{self.name} (onnxruntime, providers {providers}, threads {threads}{device})"
+
+
+def open_backend(model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
+                 device_id: int = 0) -> InferenceBackend:
+    """Start backend ``name`` on ``model_path`` (an ``.onnx`` file, or a TensorRT engine for ``tensorrt``)."""
+    _check_name(name)
+    if name == "tensorrt":
+        from muselens.runtime.engine.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(model_path, device_id=device_id)
+    return OrtBackend(model_path, name, threads=threads, device_id=device_id)

@@ -1,0 +1,112 @@
+"""Describing images with an exported model: the contract's resize, then the graph.
+
+:class:`Describer` resizes each RGB image with the contract's rule (short side, aspect cap,
+resampling, antialiasing; :func:`muselens.runtime.preprocess.resize_short_side`) and feeds the
+graph its uint8 pixels. Export builds the gallery, the variant metrics and the threshold
+through it and the service recognises frames through it, so what export measures is what the
+service computes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from muselens.runtime.data.images import SkippedImages, read_images
+from muselens.runtime.data.museum import ImageRecord
+from muselens.runtime.engine.cancel import Cancellation
+from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
+from muselens.runtime.engine.contract import contract_from_metadata, feature_cells
+from muselens.runtime.preprocess import PreprocessContract, resize_short_side
+
+
+class Describer:
+    """One inference backend plus its descriptor contract. ``short_side`` overrides the contract's.
+
+    The contract comes from ``contract`` (e.g. a bundle manifest's ``descriptor``) or, when
+    omitted, from the model's own metadata.
+    """
+
+    def __init__(self, backend: InferenceBackend, *, contract: Mapping[str, Any] | None = None,
+                 short_side: int | None = None):
+        self.backend = backend
+        source = getattr(backend, "path", backend.name)
+        if contract is not None:  # plain dicts all the way down (a manifest's are read-only proxies)
+            self.contract = json.loads(json.dumps(contract, default=dict))
+        else:
+            self.contract = contract_from_metadata(backend.metadata(), source)
+        self.preprocess = PreprocessContract.from_dict(self.contract["preprocess"])
+        if short_side is None:
+            short_side = int(self.contract["short_side"])
+        if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
+            raise ValueError(f"short_side must be a positive int, got {short_side!r}")
+        self.short_side = short_side
+        self.max_aspect = float(self.contract["max_aspect"])
+        self.k = int(self.contract["k"])
+        self.dim = int(self.contract["dim"])
+        self.stride = int(self.preprocess.stride)
+        self.output_names = tuple(backend.output_names)
+        if "descriptor" not in self.output_names:
+            raise ValueError(f"{source}: no 'descriptor' output (outputs: {list(self.output_names)})")
+
+    @classmethod
+    def open(cls, model_path: Path | str, backend: str = DEFAULT_BACKEND, *, threads: int | None = None,
+             device_id: int = 0, contract: Mapping[str, Any] | None = None,
+             short_side: int | None = None) -> Describer:
+        """Start ``backend`` on ``model_path`` and wrap it."""
+        return cls(open_backend(model_path, backend, threads=threads, device_id=device_id),
+                   contract=contract, short_side=short_side)
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """An RGB uint8 image brought to the recognition size with the contract's rule."""
+        return resize_short_side(image, self.short_side, self.max_aspect,
+                                 interpolation=self.preprocess.interpolation,
+                                 antialias=self.preprocess.antialias)
+
+    def run(self, resized: np.ndarray, outputs: Sequence[str] | None = None,
+            cancel: Cancellation | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on one image already at the recognition size: ``{output name: array}``."""
+        if not isinstance(resized, np.ndarray) or resized.dtype != np.uint8 or resized.ndim != 3 \
+                or resized.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got "
+                             f"{getattr(resized, 'shape', None)} {getattr(resized, 'dtype', type(resized))}")
+        h, w = resized.shape[:2]
+        cells = feature_cells(h, w, self.stride)
+        if cells < self.k:
+            raise ValueError(f"a {h}x{w} input gives {cells} feature cells, fewer than k={self.k}")
+        names = list(outputs) if outputs is not None else list(self.output_names)
+        unknown = [n for n in names if n not in self.output_names]
+        if unknown:
+            raise ValueError(f"unknown output(s) {unknown}; the model has {list(self.output_names)}")
+        values = self.backend.run(np.ascontiguousarray(resized[None]), names, cancel)
+        return dict(zip(names, values))
+
+    def describe(self, image: np.ndarray) -> np.ndarray:
+        """The ``(D,)`` float32 descriptor of one RGB image of any size."""
+        return self.run(self.resize(image), ["descriptor"])["descriptor"][0].astype(np.float32)
+
+    def describe_many(self, images: Iterable[np.ndarray]) -> np.ndarray:
+        out = [self.describe(image) for image in images]
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def describe_records(self, records: Sequence[ImageRecord],
+                         skipped: SkippedImages | None = None) -> tuple[np.ndarray, list[str | None]]:
+        """Descriptors and instance ids of the readable ``records`` (unreadable go to ``skipped``)."""
+        skipped = SkippedImages() if skipped is None else skipped
+        descriptors, ids = [], []
+        for record, image in read_images(records, lambda r: r.path, skipped):
+            descriptors.append(self.describe(image))
+            ids.append(record.instance_id)
+        if not descriptors:
+            return np.zeros((0, self.dim), np.float32), ids
+        return np.stack(descriptors), ids
+
+
+def OrtDescriber(model_path: Path | str, *, short_side: int | None = None,  # noqa: N802 (a factory)
+                 threads: int | None = None) -> Describer:
+    """A :class:`Describer` on ONNX Runtime's CPU provider, the contract read from the file."""
+    return Describer.open(model_path, "ort-cpu", threads=threads, short_side=short_side)

@@ -1,0 +1,91 @@
+"""Drawing a similarity map over its image (paper 001: bilinear upsampling, then blending).
+
+Contributions can be negative (a cell that pulls two descriptors apart), so the colormap is
+*diverging and symmetric around zero*: blue for negative, light grey for zero, red for
+positive, with equal magnitudes getting equally strong colours on either side. The scale
+``limit`` defaults to the largest ``|value|`` of the map, so the strongest cell is fully
+saturated; pass the same ``limit`` to several overlays to compare them. Values beyond
+``+-limit`` are clipped.
+
+Images are RGB ``uint8`` ``(H, W, 3)`` as everywhere in muselens; OpenCV's BGR appears only
+inside :func:`encode_jpeg`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from muselens.runtime.explain import _checks
+
+# Anchors of the diverging map (close to matplotlib's "coolwarm" ends and middle), RGB.
+NEGATIVE_RGB = (59, 76, 192)
+ZERO_RGB = (221, 221, 221)
+POSITIVE_RGB = (180, 4, 38)
+
+
+def diverging_lut(levels: int = 255) -> np.ndarray:
+    """``(levels, 3)`` uint8 RGB: ``NEGATIVE_RGB`` at -1, ``ZERO_RGB`` at 0, ``POSITIVE_RGB`` at +1."""
+    levels = int(levels)
+    if levels < 3 or levels % 2 == 0:
+        raise ValueError(f"levels must be an odd int >= 3 (so 0 has its own level), got {levels}")
+    t = np.linspace(-1.0, 1.0, levels)[:, None]
+    neg, zero, pos = (np.asarray(c, dtype=np.float64) for c in (NEGATIVE_RGB, ZERO_RGB, POSITIVE_RGB))
+    colours = np.where(t < 0, zero + (-t) * (neg - zero), zero + t * (pos - zero))
+    return np.round(colours).astype(np.uint8)
+
+
+_LUT = diverging_lut(255)
+
+
+def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an ``(h, w)`` map to ``size = (H, W)``, float32.
+
+    Half-pixel centres (OpenCV ``INTER_LINEAR``): cell ``(i, j)`` sits at image point
+    ``((j + 0.5) W / w, (i + 0.5) H / h)``, the convention of :func:`~muselens.runtime.explain.roi.roi_mask`.
+    """
+    arr = _checks.float_array(heat, "heat", 2).astype(np.float32)
+    height, width = _checks.size(size, "size")
+    return cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def colorize(heat: np.ndarray, limit: float | None = None) -> np.ndarray:
+    """RGB uint8 ``(h, w, 3)`` of a map with the diverging colormap, symmetric around 0."""
+    arr = _checks.float_array(heat, "heat", 2).astype(np.float64)
+    if limit is None:
+        peak = float(np.max(np.abs(arr)))
+        limit = peak if peak > 0.0 else 1.0  # an all-zero map is all "zero" colour
+    elif isinstance(limit, (bool, np.bool_)) or not isinstance(limit, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(limit)) or float(limit) <= 0.0:
+        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+    t = np.clip(arr / float(limit), -1.0, 1.0)
+    index = np.rint((t + 1.0) * 0.5 * (_LUT.shape[0] - 1)).astype(np.intp)
+    return _LUT[index]
+
+
+def heatmap_overlay(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5, *,
+                    limit: float | None = None) -> np.ndarray:
+    """Blend ``heat`` ``(h, w)``, upsampled to the image, over ``image_rgb`` ``(H, W, 3)`` uint8.
+
+    ``out = (1 - alpha) * image + alpha * colour(heat / limit)``, RGB uint8 ``(H, W, 3)``;
+    the colours are :func:`colorize`'s (blue < 0 < red, grey at 0).
+    """
+    image = _checks.rgb_image(image_rgb, "image_rgb")
+    a = _checks.unit_interval(alpha, "alpha")
+    colours = colorize(upsample(heat, image.shape[:2]), limit)
+    blended = (1.0 - a) * image.astype(np.float32) + a * colours.astype(np.float32)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
+    """JPEG bytes of an RGB uint8 image (converted to OpenCV's BGR here), ``quality`` in 1..100."""
+    image = _checks.rgb_image(rgb, "rgb")
+    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} image as JPEG")
+    return buffer.tobytes()

@@ -1,0 +1,65 @@
+"""Encoded camera frames (JPEG, PNG) to RGB uint8 ``(H, W, 3)``, refusing bombs before decoding.
+
+Decoding itself is :func:`muselens.runtime.data.images.decode_image`, the one way muselens reads
+images (grey to RGB, alpha dropped, 16-bit to 8-bit, EXIF orientation ignored), so a frame is
+seen exactly as training saw its images. This module adds what a server facing untrusted
+clients needs around it: size limits from the header, and a :class:`FrameError` for every
+failure. Clients must send frames upright: EXIF orientation is not applied.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from muselens.runtime.data.images import ImageReadError, decode_image
+from muselens.runtime.frames._input import as_bytes
+from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.limits import FrameLimits
+from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
+
+DEFAULT_LIMITS = FrameLimits()
+_JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _looks_truncated(data: bytes, header: ImageHeader) -> bool:
+    """Whether a frame that failed to decode also lacks its end (JPEG EOI, PNG IEND chunk).
+
+    Entropy-coded JPEG data escapes 0xFF as FF00, so FF D9 after the header is a real EOI.
+    The PNG IEND chunk is always the same 12 bytes (empty, fixed CRC).
+    """
+    end = _JPEG_EOI if header.format == JPEG else _PNG_IEND
+    return end not in data[header.header_end:]
+
+
+def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """Decode a JPEG or PNG frame into RGB uint8 ``(H, W, 3)``, or raise :class:`FrameError`.
+
+    Checks, in order: empty, encoded size, format and header (:func:`sniff`), declared size
+    against ``limits`` (nothing is allocated before this), decoding, decoded size == header.
+    """
+    data = as_bytes(data)
+    if not isinstance(limits, FrameLimits):
+        raise TypeError(f"limits must be FrameLimits, got {type(limits).__name__}")
+    if not data:
+        raise FrameError("empty", "frame has no data")
+    if len(data) > limits.max_encoded_bytes:
+        raise FrameError("too_large", f"encoded frame of {len(data)} bytes exceeds the limit of "
+                                      f"{limits.max_encoded_bytes} bytes")
+    header = sniff(data)
+    limits.check_dimensions(header.width, header.height, what=f"{header.format.upper()} frame")
+    try:
+        image = decode_image(data, source=f"{header.format.upper()} frame")
+    except (ImageReadError, cv2.error) as exc:
+        detail = exc.reason if isinstance(exc, ImageReadError) else f"decoder error: {exc}"
+        if _looks_truncated(data, header):
+            raise FrameError("truncated", f"{header.format.upper()} frame of {len(data)} bytes is cut "
+                                          f"short (no end marker) and cannot be decoded") from exc
+        raise FrameError("corrupt", f"{header.format.upper()} frame ({header.width}x{header.height}, "
+                                    f"{header.channels} channels, {header.bit_depth}-bit) cannot be "
+                                    f"decoded: {detail}") from exc
+    if image.shape[:2] != (header.height, header.width):
+        raise FrameError("corrupt", f"{header.format.upper()} frame decoded to {image.shape[1]}x"
+                                    f"{image.shape[0]} but its header says {header.width}x{header.height}")
+    return image

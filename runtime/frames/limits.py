@@ -1,0 +1,61 @@
+"""How big a frame the service accepts, checked from the header before any pixel is allocated.
+
+Defaults: 8 MiB of encoded data (a 24 MP JPEG at high quality is ~6-8 MiB), 24 megapixels
+(a 6000x4000 photo; a 8-bit RGB copy is 72 MB), 8192 pixels a side (refuses 1 x 24M strips
+whose aspect ratio no resize policy can handle), and at least 32 pixels a side.
+
+Why 32: the networks downsample by 32 (``PreprocessContract.stride``), so a 32-pixel side is
+one feature cell at native resolution. The service upscales small frames to its input size,
+but upscaling adds no information: below one cell of real pixels a frame cannot show an
+artwork's structure, and such frames (thumbnails, 1x1 probes) are client bugs. Every real
+camera frame (QQVGA 160x120 and up) passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from muselens.runtime.data.images import MAX_PIXELS
+from muselens.runtime.frames._input import as_int
+from muselens.runtime.frames.errors import FrameError
+
+
+def _positive_int(name: str, value: object) -> int:
+    value = as_int(value, f"FrameLimits.{name}")
+    if value < 1:
+        raise ValueError(f"FrameLimits.{name} must be >= 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What a frame may cost; one instance per server, from its configuration."""
+
+    max_encoded_bytes: int = 8 * 1024 * 1024
+    max_pixels: int = 24_000_000
+    max_side: int = 8192
+    min_side: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("max_encoded_bytes", "max_pixels", "max_side", "min_side"):
+            _positive_int(name, getattr(self, name))
+        if self.max_pixels > MAX_PIXELS:
+            raise ValueError(f"FrameLimits.max_pixels ({self.max_pixels}) exceeds the {MAX_PIXELS} pixels "
+                             f"the image decoder accepts (muselens.runtime.data.images.MAX_PIXELS)")
+        if self.min_side > self.max_side:
+            raise ValueError(f"FrameLimits.min_side ({self.min_side}) exceeds max_side ({self.max_side})")
+        if self.min_side * self.min_side > self.max_pixels:
+            raise ValueError(f"FrameLimits.max_pixels ({self.max_pixels}) is below min_side^2 "
+                             f"({self.min_side}^2): no frame could pass")
+
+    def check_dimensions(self, width: int, height: int, *, what: str = "frame") -> None:
+        """Raise :class:`FrameError` unless a ``width`` x ``height`` frame is within these limits."""
+        if width * height > self.max_pixels:
+            raise FrameError("too_many_pixels", f"{what} of {width}x{height} = {width * height} pixels "
+                                                f"exceeds the limit of {self.max_pixels}")
+        if max(width, height) > self.max_side:
+            raise FrameError("side_too_long", f"{what} of {width}x{height} has a side above the "
+                                              f"limit of {self.max_side} pixels")
+        if min(width, height) < self.min_side:
+            raise FrameError("too_small", f"{what} of {width}x{height} has a side below the minimum "
+                                          f"of {self.min_side} pixels")

@@ -1,0 +1,200 @@
+"""One servable museum: a verified bundle, its inference backend and its gallery search.
+
+:class:`ServedModel` is immutable: enrolling an artwork or loading another bundle builds a new
+one (sharing what did not change) and :class:`~muselens.runtime.recognition.holder.ModelHolder`
+swaps it in, so a call that already holds a model finishes on it undisturbed. It knows nothing
+of gRPC; the service translates messages to and from :meth:`ServedModel.recognize`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
+from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
+from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN, Decision, decide
+from muselens.runtime.recognition.explainer import Explainer, HeatmapResult
+from muselens.runtime.recognition.options import RecognizeOptions
+from muselens.runtime.recognition.search import GallerySearch
+
+STAGES = ("queue", "decode", "preprocess", "inference", "match", "heatmap", "total")
+
+
+@dataclass(frozen=True)
+class Match:
+    instance_id: str
+    title: str
+    score: float
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecognitionResult:
+    """One frame's answer, gRPC-free (the service converts it to a ``Recognition`` message)."""
+
+    decision: Decision
+    matches: tuple[Match, ...]
+    threshold: float
+    bundle_version: str
+    timings_ms: Mapping[str, float]
+    heatmaps: tuple[HeatmapResult, ...] = ()
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How the service runs a bundle: backend, variant, search engine, decision margin."""
+
+    backend: str = DEFAULT_BACKEND
+    variant: str | None = None
+    threads: int | None = None
+    device_id: int = 0
+    search: str = "auto"
+    uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN
+    short_side: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ServedModel:
+    bundle: Bundle
+    describer: Describer
+    search: GallerySearch
+    labels: Mapping[str, LabelInfo]
+    config: ServingConfig
+    variant: str
+    enrolled_images: int = 0
+    explainer: Explainer = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.explainer is None:
+            object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image))
+
+    @classmethod
+    def load(cls, path: Path | str, config: ServingConfig = ServingConfig()) -> ServedModel:
+        """Load and verify a bundle, start the backend, and warm it up with one blank frame."""
+        bundle = load_bundle(path)
+        try:
+            variant = config.variant or bundle.manifest.default_variant
+            if variant not in bundle.manifest.models:
+                raise ValueError(f"bundle {bundle.name!r} has no variant {variant!r} "
+                                 f"(it has {sorted(bundle.manifest.models)})")
+            describer = Describer.open(bundle.model_path(variant), config.backend, threads=config.threads,
+                                       device_id=config.device_id, contract=bundle.manifest.descriptor,
+                                       short_side=config.short_side)
+            model = cls(bundle, describer, GallerySearch(bundle.gallery, config.search),
+                        MappingProxyType(dict(bundle.labels)), config, variant)
+            model.warm_up()
+        except BaseException:
+            bundle.close()
+            raise
+        return model
+
+    # -- what is served -------------------------------------------------------------------
+
+    @property
+    def threshold(self) -> float:
+        return float(self.bundle.manifest.threshold.value)
+
+    @property
+    def bundle_version(self) -> str:
+        return self.bundle.bundle_version
+
+    def info(self) -> dict[str, Any]:
+        manifest = self.bundle.manifest
+        metrics = manifest.metrics.get(self.variant, {})
+        return {
+            "name": manifest.name, "bundle_version": manifest.bundle_version, "backbone": manifest.backbone,
+            "variant": self.variant, "backend": self.describer.backend.describe(),
+            "artworks": len(self.search), "reference_images": self.search.gallery.n_images - self.enrolled_images,
+            "enrolled_images": self.enrolled_images, "threshold": self.threshold,
+            "threshold_calibrated": bool(manifest.threshold.calibrated), "descriptor_dim": self.describer.dim,
+            "short_side": self.describer.short_side, "created": manifest.created,
+            "metrics": {k: float(metrics[k]) for k in ("mp_at_1", "map", "mp_at_1_ia", "map_ia") if k in metrics},
+            "search": self.search.engine,
+        }
+
+    def warm_up(self) -> None:
+        """One inference on a blank frame, so the first visitor does not pay for lazy initialisation."""
+        side = self.describer.short_side
+        self.describer.run(np.zeros((side, side, 3), np.uint8), ["descriptor"])
+
+    def close(self) -> None:
+        self.bundle.close()
+
+    # -- recognition ----------------------------------------------------------------------
+
+    def match(self, instance_id: str, score: float) -> Match:
+        label = self.labels.get(instance_id)
+        title = label.title if label is not None else instance_id
+        metadata = dict(label.metadata) if label is not None else {}
+        return Match(instance_id, title, float(score), metadata)
+
+    def recognize(self, image: np.ndarray, options: RecognizeOptions = RecognizeOptions(), *,
+                  cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None) -> RecognitionResult:
+        """Recognise one RGB uint8 frame. ``timings_ms`` may carry stages measured upstream
+        (queue, decode); the total covers everything recorded."""
+        timings = dict(timings_ms or {})
+        t0 = time.perf_counter()
+        resized = self.describer.resize(image)
+        t1 = time.perf_counter()
+        needs_maps = options.explain or options.roi is not None
+        outputs = ["descriptor", "descriptor_map", "locations"] if needs_maps else ["descriptor"]
+        raw = self.describer.run(resized, outputs, cancel)
+        query = {name: value[0] for name, value in raw.items()}
+        t2 = time.perf_counter()
+        descriptor = query["descriptor"].astype(np.float32)
+        if options.roi is not None:
+            # Ranked by the ROI's contribution; "no artwork" still judged on the winner's whole-frame
+            # score (the threshold's scale), "uncertain" on the ROI margin.
+            roi = self.explainer.rerank_roi(query, options.roi, options.top_k, self.search)
+            ids, scores = roi.instance_ids, roi.roi_scores
+            margin = scores[0] - scores[1] if len(scores) > 1 else np.inf
+            decision = decide([roi.scores[0], roi.scores[0] - margin], self.threshold, self.config.uncertain_margin)
+        else:
+            hits = self.search.search(descriptor, options.top_k)
+            ids, scores = hits.instance_ids, [float(s) for s in hits.scores]
+            decision = decide(scores, self.threshold, self.config.uncertain_margin)
+        matches = tuple(self.match(i, s) for i, s in zip(ids, scores))
+        t3 = time.perf_counter()
+        heatmaps: tuple[HeatmapResult, ...] = ()
+        if options.explain and matches:
+            if cancel is not None:
+                cancel.check()
+            heatmaps = self.explainer.explain(query, resized, matches[0].instance_id, options, self.search, cancel)
+        t4 = time.perf_counter()
+        timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3, match=(t3 - t2) * 1e3,
+                       heatmap=(t4 - t3) * 1e3)
+        timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
+        return RecognitionResult(decision, matches, self.threshold, self.bundle_version,
+                                 MappingProxyType(timings), heatmaps)
+
+    # -- enrolment ------------------------------------------------------------------------
+
+    def with_enrolled(self, instance_id: str, title: str, metadata: Mapping[str, str],
+                      images: Sequence[np.ndarray]) -> ServedModel:
+        """A new model whose gallery also holds ``images`` as references of ``instance_id``."""
+        if not images:
+            raise ValueError("enrolment needs at least one usable photo")
+        descriptors = np.stack([self.describer.describe(image) for image in images])
+        gallery: Gallery = self.search.gallery.add(descriptors, instance_id)
+        labels = dict(self.labels)
+        if instance_id not in labels or title or metadata:
+            old = labels.get(instance_id)
+            labels[instance_id] = LabelInfo(instance_id, title or (old.title if old else instance_id),
+                                            dict(metadata) if metadata else dict(old.metadata) if old else {})
+        explainer = self.explainer.with_references(self.search.gallery.n_images,
+                                                   [self.describer.resize(image) for image in images])
+        return replace(self, search=GallerySearch(gallery, self.search.engine if self.search.engine != "exact"
+                                                  else self.config.search),
+                       labels=MappingProxyType(labels), enrolled_images=self.enrolled_images + len(images),
+                       explainer=explainer)

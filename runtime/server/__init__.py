@@ -1,0 +1,1 @@
+"""The gRPC service (muselens.v1): servicers, auth, metrics, latest-frame-wins streams, the server."""

@@ -1,0 +1,122 @@
+"""Assembling the server: servicers, auth, health, reflection, metrics, TLS, graceful shutdown.
+
+:class:`MuselensServer` is what ``muselens serve`` runs and what the tests start on port 0.
+Health (``grpc.health.v1``) reports SERVING for the whole server and each muselens service,
+and NOT_SERVING as soon as shutdown begins, so a load balancer stops sending new calls while
+those in flight finish within the grace period. Reflection lets ``grpcurl`` discover the API.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from muselens.runtime.frames import FrameLimits
+from muselens.runtime.recognition.holder import ModelHolder
+from muselens.runtime.server.auth import AuthInterceptor, Tokens
+from muselens.runtime.server.metrics import ServiceMetrics
+from muselens.runtime.server.servicer import AdminServicer, RecognizerServicer
+from muselens.runtime.streams import SmootherConfig
+from muselens.v1 import recognition_pb2 as pb
+from muselens.v1 import recognition_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
+# Room for the largest encoded frame FrameLimits allows plus the rest of the message; anything
+# bigger is refused by gRPC itself (RESOURCE_EXHAUSTED) before a byte of it is decoded.
+MESSAGE_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "[::]"
+    port: int = 50051
+    max_workers: int = 16
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tokens: Tokens | None = None
+    limits: FrameLimits = field(default_factory=FrameLimits)
+    smoothing: SmootherConfig = field(default_factory=SmootherConfig)
+    default_top_k: int = 5
+    grace_seconds: float = 5.0
+    max_enrol_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
+
+
+class MuselensServer:
+    def __init__(self, holder: ModelHolder, config: ServerConfig = ServerConfig(),
+                 metrics: ServiceMetrics | None = None):
+        self.holder = holder
+        self.config = config
+        self.metrics = metrics or ServiceMetrics()
+        self._stopped = threading.Event()
+        max_message = max(config.limits.max_encoded_bytes + MESSAGE_OVERHEAD, config.max_enrol_bytes)
+        interceptor = AuthInterceptor(config.tokens,
+                                      on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="muselens-rpc"),
+            interceptors=[interceptor],
+            options=[("grpc.max_receive_message_length", max_message),
+                     ("grpc.max_send_message_length", 32 * 1024 * 1024),
+                     ("grpc.so_reuseport", 0)],
+            maximum_concurrent_rpcs=None,
+        )
+        self.recognizer = RecognizerServicer(holder, self.metrics, limits=config.limits,
+                                             smoothing=config.smoothing, default_top_k=config.default_top_k)
+        pb_grpc.add_RecognizerServicer_to_server(self.recognizer, self.server)
+        pb_grpc.add_AdminServicer_to_server(AdminServicer(holder, self.metrics, limits=config.limits), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                            self.server)
+        address = f"{config.host}:{config.port}"
+        if config.tls_cert is not None:
+            credentials = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(),
+                                                        Path(config.tls_cert).read_bytes())])
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not bind {address}")
+        self.secure = config.tls_cert is not None
+
+    def start(self) -> MuselensServer:
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        model = self.holder.current()
+        log.info("muselens serving %s %s on port %d (%s, %s)", model.bundle.name, model.bundle_version,
+                 self.port, model.describer.backend.describe(), "TLS" if self.secure else "plaintext")
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls (health NOT_SERVING first), let those in flight finish within ``grace``."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.config.grace_seconds if grace is None else grace).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)
+
+    def __enter__(self) -> MuselensServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(0)

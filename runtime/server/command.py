@@ -1,0 +1,83 @@
+"""``muselens serve BUNDLE``: serve a museum's bundle over gRPC until SIGINT/SIGTERM.
+
+Prints ``serving <name> <version> on <host>:<port> ...`` once listening (with ``--port 0`` the
+port the OS chose), then logs reloads and refusals. Exit status 0 after a graceful shutdown,
+2 when the bundle, the backend or the TLS/token files cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from muselens.runtime.bundle import BundleError
+from muselens.runtime.engine import BACKENDS, DEFAULT_BACKEND, BackendUnavailable
+from muselens.runtime.frames import FrameLimits
+from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN
+from muselens.runtime.recognition.search import SEARCH_ENGINES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="bundle folder or .tar.gz archive (from muselens export/retrain)")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="inference backend; an unavailable one is an error, never a fallback (default: %(default)s)")
+    parser.add_argument("--variant", default=None, help="model variant to serve (default: the bundle's default)")
+    parser.add_argument("--host", default="[::]", help="address to bind (default: all interfaces)")
+    parser.add_argument("--port", type=int, default=50051, help="port (0: any free port; default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent calls served (default: %(default)s)")
+    parser.add_argument("--search", choices=SEARCH_ENGINES, default="auto", help="gallery search (default: %(default)s)")
+    parser.add_argument("--uncertain-margin", type=float, default=DEFAULT_UNCERTAIN_MARGIN,
+                        help="answer 'uncertain' when the runner-up is this close to the best (default: %(default)s)")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (with --tls-key)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="'<client|admin> <token>' lines; admin calls are disabled without an admin token")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument("--max-frame-bytes", type=int, default=FrameLimits().max_encoded_bytes,
+                        help="largest encoded frame accepted (default: %(default)s)")
+    parser.add_argument("--max-frame-pixels", type=int, default=FrameLimits().max_pixels,
+                        help="largest frame accepted, in pixels, checked before decoding (default: %(default)s)")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
+
+
+def main(args: argparse.Namespace) -> int:
+    from muselens.runtime.recognition.holder import ModelHolder
+    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.server.app import MuselensServer, ServerConfig
+    from muselens.runtime.server.auth import TokenFileError, Tokens
+
+    try:
+        tokens = Tokens.load(args.token_file) if args.token_file else None
+        limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
+        config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
+                              tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace)
+        for path in (args.tls_cert, args.tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        model = ServedModel.load(args.bundle, ServingConfig(backend=args.backend, variant=args.variant,
+                                                            threads=args.threads, search=args.search,
+                                                            uncertain_margin=args.uncertain_margin))
+        server = MuselensServer(ModelHolder(model), config)
+    except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    metrics_http = server.metrics.serve_http(args.metrics_port) if args.metrics_port is not None else None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    info = model.info()
+    print(f"serving {info['name']} {info['bundle_version']} on {args.host}:{server.port} "
+          f"({info['backend']}; {'TLS' if server.secure else 'plaintext'}; "
+          f"{info['artworks']} artworks; search {info['search']})"
+          + (f"; metrics on :{metrics_http.server_port}" if metrics_http else ""), flush=True)
+    stop.wait()
+    print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
+    server.stop()
+    if metrics_http is not None:
+        metrics_http.shutdown()
+    return 0

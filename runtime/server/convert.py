@@ -1,0 +1,124 @@
+"""Translating between the muselens.v1 messages and the grpc-free recognition layer.
+
+Everything a client controls is validated here, once: the image (via
+:mod:`muselens.runtime.frames`), the options (top-k, heatmap kinds, region of interest) and
+enum values a newer client may send that this server does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, decode_encoded, decode_raw
+from muselens.runtime.recognition.decision import Decision
+from muselens.runtime.recognition.explainer import HeatmapResult
+from muselens.runtime.recognition.model import RecognitionResult
+from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
+                                                  RecognizeOptions)
+from muselens.runtime.streams import SmoothedDecision
+from muselens.v1 import recognition_pb2 as pb
+
+DECISIONS = {
+    Decision.ARTWORK: pb.DECISION_ARTWORK,
+    Decision.NO_ARTWORK: pb.DECISION_NO_ARTWORK,
+    Decision.UNCERTAIN: pb.DECISION_UNCERTAIN,
+}
+HEATMAP_KINDS = {
+    pb.HEATMAP_KIND_REGIONS: HeatmapKind.REGIONS,
+    pb.HEATMAP_KIND_FULL: HeatmapKind.FULL,
+    pb.HEATMAP_KIND_CLASS: HeatmapKind.CLASS,
+}
+HEATMAP_KIND_MESSAGES = {kind: number for number, kind in HEATMAP_KINDS.items()}
+HEATMAP_SIDES = {HeatmapSide.QUERY: pb.HEATMAP_SIDE_QUERY, HeatmapSide.REFERENCE: pb.HEATMAP_SIDE_REFERENCE}
+
+
+def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame") -> np.ndarray:
+    """The RGB uint8 pixels of an ``Image`` message, or :class:`FrameError` naming the problem."""
+    source = image.WhichOneof("source")
+    if source == "encoded":
+        return decode_encoded(image.encoded, limits)
+    if source == "raw":
+        raw = image.raw
+        if raw.pixel_format == pb.PIXEL_FORMAT_UNSPECIFIED:
+            raise FrameError("bad_pixel_format", f"{what}: raw pixels need a pixel_format")
+        try:
+            name = pb.PixelFormat.Name(raw.pixel_format)
+        except ValueError:
+            raise FrameError("bad_pixel_format", f"{what}: unknown pixel_format value {raw.pixel_format} "
+                                                 f"(known: {', '.join(PixelFormat.__members__)})") from None
+        return decode_raw(raw.data, raw.width, raw.height, name, limits)
+    raise FrameError("empty", f"{what} carries no image (set image.encoded or image.raw)")
+
+
+def recognize_options(options: pb.RecognizeOptions, default_top_k: int = DEFAULT_TOP_K) -> RecognizeOptions:
+    """Validated options; :class:`OptionsError` (INVALID_ARGUMENT) for anything out of range."""
+    kinds = []
+    for number in options.heatmap_kinds:
+        if number == pb.HEATMAP_KIND_UNSPECIFIED:
+            continue
+        if number not in HEATMAP_KINDS:
+            raise OptionsError("bad_heatmap_kind", f"unknown heatmap kind value {number}")
+        kinds.append(HEATMAP_KINDS[number])
+    roi = None
+    if options.HasField("region_of_interest"):
+        r = options.region_of_interest
+        roi = (r.x0, r.y0, r.x1, r.y1)
+    return RecognizeOptions(top_k=options.top_k or default_top_k, explain=options.explain,
+                            heatmap_kinds=tuple(kinds), explain_reference=options.explain_reference,
+                            overlay=options.overlay, roi=roi)
+
+
+def heatmap_message(heatmap: HeatmapResult) -> pb.Heatmap:
+    values = np.asarray(heatmap.values, dtype=np.float32)
+    return pb.Heatmap(kind=HEATMAP_KIND_MESSAGES[heatmap.kind], side=HEATMAP_SIDES[heatmap.side],
+                      instance_id=heatmap.instance_id, score=heatmap.score, height=values.shape[0],
+                      width=values.shape[1], values=values.ravel().tolist(),
+                      region_cells=[int(c) for c in heatmap.region_cells],
+                      region_contributions=[float(c) for c in heatmap.region_contributions],
+                      overlay_jpeg=heatmap.overlay_jpeg or b"")
+
+
+def smoothed_message(smoothed: SmoothedDecision | None, titles: Mapping[str, str]) -> pb.SmoothedDecision | None:
+    if smoothed is None:
+        return None
+    iid = smoothed.instance_id or ""
+    return pb.SmoothedDecision(decision=DECISIONS[smoothed.decision], instance_id=iid,
+                               title=titles.get(iid, iid) if iid else "", score=smoothed.score,
+                               stable_frames=smoothed.stable_frames)
+
+
+def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: SmoothedDecision | None = None,
+                        titles: Mapping[str, str] | None = None, dropped_frames: int = 0) -> pb.Recognition:
+    timings = result.timings_ms
+    message = pb.Recognition(
+        frame_id=frame_id, decision=DECISIONS[result.decision], bundle_version=result.bundle_version,
+        threshold=result.threshold, dropped_frames=dropped_frames,
+        matches=[pb.Match(instance_id=m.instance_id, title=m.title, score=m.score, metadata=dict(m.metadata))
+                 for m in result.matches],
+        timings=pb.Timings(**{f"{stage}_ms": float(timings.get(stage, 0.0)) for stage in
+                              ("queue", "decode", "preprocess", "inference", "match", "heatmap", "total")}),
+        heatmaps=[heatmap_message(h) for h in result.heatmaps],
+    )
+    if smoothed is not None:
+        message.smoothed.CopyFrom(smoothed_message(smoothed, titles or {}))
+    else:  # a single frame: its own decision is the answer
+        best = result.best
+        message.smoothed.CopyFrom(pb.SmoothedDecision(
+            decision=DECISIONS[result.decision],
+            instance_id=best.instance_id if best and result.decision == Decision.ARTWORK else "",
+            title=best.title if best and result.decision == Decision.ARTWORK else "",
+            score=best.score if best else 0.0, stable_frames=1))
+    return message
+
+
+def error_recognition(frame_id: str, code: str, reason: str, message: str, *, bundle_version: str = "",
+                      dropped_frames: int = 0) -> pb.Recognition:
+    return pb.Recognition(frame_id=frame_id, bundle_version=bundle_version, dropped_frames=dropped_frames,
+                          error=pb.FrameError(code=code, reason=reason, message=message))
+
+
+def bundle_info_message(info: Mapping[str, Any]) -> pb.BundleInfo:
+    return pb.BundleInfo(**{key: value for key, value in info.items()})

@@ -1,0 +1,207 @@
+"""The gRPC servicers: translate messages, hand the work to the recogniser, map errors to statuses.
+
+Unary calls answer a bad frame with its status (INVALID_ARGUMENT, or RESOURCE_EXHAUSTED when
+the frame is too large to decode); streams answer it in that frame's ``Recognition.error`` and
+go on. A stream reads frames on its own thread into a :class:`LatestSlot`, so the worker always
+processes the newest frame and drops the stale ones; when the client cancels or the deadline
+passes, inference under way is terminated and the stream ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+
+from muselens.runtime.bundle import BundleError
+from muselens.runtime.engine import Cancellation, Cancelled
+from muselens.runtime.frames import FrameError, FrameLimits
+from muselens.runtime.recognition.holder import ModelHolder
+from muselens.runtime.recognition.model import RecognitionResult, ServedModel
+from muselens.runtime.recognition.options import OptionsError
+from muselens.runtime.server import convert
+from muselens.runtime.server.latest import LatestSlot
+from muselens.runtime.server.metrics import ServiceMetrics
+from muselens.runtime.streams import SmootherConfig, StreamSmoother
+from muselens.v1 import recognition_pb2 as pb
+from muselens.v1 import recognition_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_ENROL_PHOTOS = 64
+
+
+class _Call:
+    """One frame's cancellation, tied to its RPC (client gone or deadline passed)."""
+
+    def __init__(self, context: grpc.ServicerContext):
+        self.cancel = Cancellation()
+        context.add_callback(self.cancel.cancel)
+
+
+class RecognizerServicer(pb_grpc.RecognizerServicer):
+    def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
+                 smoothing: SmootherConfig | None = None, default_top_k: int = 5):
+        self.holder = holder
+        self.metrics = metrics
+        self.limits = limits
+        self.smoothing = smoothing or SmootherConfig()
+        self.default_top_k = default_top_k
+
+    # -- one frame, any call --------------------------------------------------------------
+
+    def _recognize(self, model: ServedModel, frame: pb.Frame, cancel: Cancellation,
+                   queue_ms: float = 0.0) -> RecognitionResult:
+        """Decode, validate and recognise; raises FrameError / OptionsError / Cancelled."""
+        options = convert.recognize_options(frame.options, self.default_top_k)
+        t0 = time.perf_counter()
+        pixels = convert.image_pixels(frame.image, self.limits)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        cancel.check()
+        return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
+
+    def Recognize(self, request: pb.Frame, context: grpc.ServicerContext) -> pb.Recognition:
+        call = _Call(context)
+        model = self.holder.current()
+        try:
+            result = self._recognize(model, request, call.cancel)
+        except FrameError as exc:
+            self.metrics.frames.labels("Recognize", exc.reason).inc()
+            context.abort(getattr(grpc.StatusCode, exc.status), f"{exc.reason}: {exc}")
+        except OptionsError as exc:
+            self.metrics.frames.labels("Recognize", exc.reason).inc()
+            context.abort(getattr(grpc.StatusCode, exc.status), f"{exc.reason}: {exc}")
+        except Cancelled:
+            self.metrics.frames.labels("Recognize", "cancelled").inc()
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if _deadline_passed(context) else grpc.StatusCode.CANCELLED
+            context.abort(code, "the call ended before recognition finished; the work was stopped")
+        self.metrics.observe("Recognize", result.decision.value, result.timings_ms)
+        return convert.recognition_message(request.frame_id, result)
+
+    def StreamRecognize(self, request_iterator: Iterator[pb.Frame],
+                        context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
+        call = _Call(context)
+        slot: LatestSlot[pb.Frame] = LatestSlot()
+        reader = threading.Thread(target=_read_frames, args=(request_iterator, slot, call.cancel),
+                                  name="muselens-stream-reader", daemon=True)
+        reader.start()
+        call.cancel.on_cancel(slot.close)
+        smoother: StreamSmoother | None = None
+        counted_drops = 0
+        self.metrics.active_streams.inc()
+        try:
+            while not call.cancel.cancelled:
+                arrival = slot.take()
+                if arrival is None:
+                    break
+                if slot.dropped > counted_drops:
+                    self.metrics.dropped.inc(slot.dropped - counted_drops)
+                    counted_drops = slot.dropped
+                frame = arrival.item
+                model = self.holder.current()
+                if smoother is None or smoother.threshold != model.threshold:
+                    smoother = StreamSmoother(model.threshold, self.smoothing)
+                queue_ms = (time.perf_counter() - arrival.received) * 1e3
+                try:
+                    result = self._recognize(model, frame, call.cancel, queue_ms)
+                except (FrameError, OptionsError) as exc:
+                    self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
+                    code = getattr(exc, "status", "INVALID_ARGUMENT")
+                    yield convert.error_recognition(frame.frame_id, code, exc.reason, str(exc),
+                                                    bundle_version=model.bundle_version, dropped_frames=slot.dropped)
+                    continue
+                except Cancelled:
+                    self.metrics.frames.labels("StreamRecognize", "cancelled").inc()
+                    break
+                try:
+                    smoothed = smoother.update([(m.instance_id, m.score) for m in result.matches], result.decision,
+                                               frame.timestamp if frame.timestamp else None)
+                except ValueError as exc:  # e.g. a timestamp that goes backwards: this frame only
+                    self.metrics.frames.labels("StreamRecognize", "bad_timestamp").inc()
+                    yield convert.error_recognition(frame.frame_id, "INVALID_ARGUMENT", "bad_timestamp", str(exc),
+                                                    bundle_version=model.bundle_version, dropped_frames=slot.dropped)
+                    continue
+                self.metrics.observe("StreamRecognize", result.decision.value, result.timings_ms)
+                titles = {iid: label.title for iid, label in model.labels.items()}
+                yield convert.recognition_message(frame.frame_id, result, smoothed=smoothed, titles=titles,
+                                                  dropped_frames=slot.dropped)
+        finally:
+            self.metrics.active_streams.dec()
+            slot.close()
+
+    def GetBundleInfo(self, request: pb.GetBundleInfoRequest, context: grpc.ServicerContext) -> pb.BundleInfo:
+        return convert.bundle_info_message(self.holder.current().info())
+
+
+def _read_frames(request_iterator: Iterator[pb.Frame], slot: LatestSlot, cancel: Cancellation) -> None:
+    """Drain the client's frames into the slot until it half-closes or the call ends."""
+    try:
+        for frame in request_iterator:
+            slot.put(frame)
+    except grpc.RpcError:
+        cancel.cancel()  # the call was cancelled or failed: stop the worker too
+    except Exception:  # noqa: BLE001 -- a reader crash must not leave the worker waiting forever
+        log.exception("stream reader failed")
+        cancel.cancel()
+    finally:
+        slot.close()
+
+
+def _deadline_passed(context: grpc.ServicerContext) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits()):
+        self.holder = holder
+        self.metrics = metrics
+        self.limits = limits
+
+    def LoadBundle(self, request: pb.LoadBundleRequest, context: grpc.ServicerContext) -> pb.BundleInfo:
+        if not request.path:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "LoadBundle needs a path")
+        try:
+            model = self.holder.load(request.path, request.variant or None)
+        except (BundleError, ValueError, OSError) as exc:
+            self.metrics.reloads.labels("refused").inc()
+            log.warning("refused bundle %s: %s", request.path, exc)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"bundle refused, still serving the previous one: {exc}")
+        except Exception as exc:  # noqa: BLE001 -- e.g. the backend cannot start: keep serving
+            self.metrics.reloads.labels("failed").inc()
+            log.exception("loading bundle %s failed", request.path)
+            context.abort(grpc.StatusCode.INTERNAL, f"loading the bundle failed, still serving the previous one: "
+                                                    f"{type(exc).__name__}: {exc}")
+        self.metrics.reloads.labels("ok").inc()
+        return convert.bundle_info_message(model.info())
+
+    def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        iid = request.instance_id.strip()
+        if not iid or len(iid) > 200 or any(c in iid for c in "\n\r\t/\\"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "instance_id must be 1-200 characters without slashes or line breaks")
+        if not request.photos:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Enroll needs at least one photo")
+        if len(request.photos) > MAX_ENROL_PHOTOS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"at most {MAX_ENROL_PHOTOS} photos per Enroll call, got {len(request.photos)}")
+        images: list[np.ndarray] = []
+        rejected = []
+        for index, photo in enumerate(request.photos):
+            try:
+                images.append(convert.image_pixels(photo, self.limits, what=f"photo {index}"))
+            except FrameError as exc:
+                rejected.append(pb.FrameError(code=exc.status, reason=exc.reason, message=f"photo {index}: {exc}"))
+        if not images:
+            self.metrics.enrolments.labels("refused").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "no usable photo: " + "; ".join(r.message for r in rejected))
+        model = self.holder.enroll(iid, request.title, dict(request.metadata), images)
+        self.metrics.enrolments.labels("ok").inc()
+        return pb.EnrollResponse(instance_id=iid, photos_used=len(images), rejected=rejected,
+                                 bundle=convert.bundle_info_message(model.info()))

@@ -1,0 +1,14 @@
+"""Per-stream temporal smoothing of recognition decisions (stdlib only; no torch, no grpc).
+
+:class:`StreamSmoother` turns each frame's top-k scores and decision into a steady answer
+(:class:`SmoothedDecision`): an EMA of every candidate's score plus hysteresis on showing,
+switching and dropping an artwork, tuned by :class:`SmootherConfig`.
+"""
+
+from __future__ import annotations
+
+from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.decision import Decision, SmoothedDecision
+from muselens.runtime.streams.smoother import StreamSmoother
+
+__all__ = ["Decision", "SmoothedDecision", "SmootherConfig", "StreamSmoother", "ema_alpha"]

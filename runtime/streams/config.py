@@ -1,0 +1,83 @@
+"""The tunables of per-stream smoothing, validated once when a server starts.
+
+Scores are the recogniser's dot products of L2-normalised descriptors (cosine similarities);
+margins are in the same units. The defaults suit camera streams of 10-30 frames a second:
+a candidate must lead for ``min_frames = 3`` consecutive frames (100-300 ms) to be shown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _number(name: str, value: object, low: float, *, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"SmootherConfig.{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (low_open and value == low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ValueError(f"SmootherConfig.{name} must be finite and {bound}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class SmootherConfig:
+    """How a stream's scores are smoothed and when its shown answer may change.
+
+    ``half_life_frames``: EMA half-life in frames, used when frames carry no timestamp (or
+    ``half_life_s`` is None): ``alpha = 1 - 2 ** (-1 / half_life_frames)`` (1.5 -> 0.37).
+    ``half_life_s``: EMA half-life in seconds, used between timestamped frames:
+    ``alpha = 1 - 2 ** (-dt / half_life_s)``, so a slow or jittery frame rate weighs each frame
+    by the time it covers, and after a long gap old evidence is forgotten.
+    ``enter_margin``: a new artwork is shown only once its smoothed score exceeds
+    ``threshold + enter_margin`` ... ``switch_margin``: ... and the shown one's by this much,
+    both for ``min_frames`` consecutive frames. ``exit_margin``: the shown artwork is dropped
+    after ``min_frames`` consecutive frames below ``threshold - exit_margin``.
+    ``floor``: the score a candidate absent from a frame's top-k is taken to have (absent
+    candidates decay toward it); it must lie below ``threshold - exit_margin``.
+    ``uncertain_weight``: an "uncertain" frame moves the averages this fraction of a normal
+    frame (0 ignores such frames, 1 treats them as any other).
+    ``max_tracked``: at most this many candidates are kept (lowest dropped), bounding memory.
+    """
+
+    half_life_frames: float = 1.5
+    half_life_s: float | None = None
+    min_frames: int = 3
+    enter_margin: float = 0.02
+    switch_margin: float = 0.05
+    exit_margin: float = 0.02
+    floor: float = 0.0
+    uncertain_weight: float = 0.5
+    max_tracked: int = 64
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "half_life_frames", _number("half_life_frames", self.half_life_frames, 0.0, low_open=True))
+        if self.half_life_s is not None:
+            set_(self, "half_life_s", _number("half_life_s", self.half_life_s, 0.0, low_open=True))
+        for name in ("enter_margin", "switch_margin", "exit_margin"):
+            set_(self, name, _number(name, getattr(self, name), 0.0))
+        set_(self, "floor", _number("floor", self.floor, -math.inf, low_open=True))
+        weight = _number("uncertain_weight", self.uncertain_weight, 0.0)
+        if weight > 1.0:
+            raise ValueError(f"SmootherConfig.uncertain_weight must be in [0, 1], got {weight}")
+        set_(self, "uncertain_weight", weight)
+        for name in ("min_frames", "max_tracked"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"SmootherConfig.{name} must be an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"SmootherConfig.{name} must be >= 1, got {value}")
+
+
+def ema_alpha(half_life: float, elapsed: float) -> float:
+    """The EMA weight of a new observation after ``elapsed`` (same unit as ``half_life``).
+
+    The old average keeps ``2 ** (-elapsed / half_life)`` of its weight: half after one half-life.
+    """
+    if not half_life > 0:
+        raise ValueError(f"half_life must be > 0, got {half_life}")
+    if not elapsed >= 0:
+        raise ValueError(f"elapsed must be >= 0, got {elapsed}")
+    return 1.0 - 2.0 ** (-elapsed / half_life)

@@ -1,0 +1,209 @@
+"""Per-stream temporal smoothing, so the artwork a visitor sees does not flicker.
+
+Single frames are noisy: two similar paintings trade the top rank, a blurred frame drops the
+score below threshold for an instant. :class:`StreamSmoother` keeps an exponential moving
+average of every candidate's score and changes its answer only through hysteresis:
+
+* show a new artwork when its smoothed score exceeds ``threshold + enter_margin`` and the
+  shown artwork's by ``switch_margin`` for ``min_frames`` consecutive frames;
+* stop showing it after ``min_frames`` consecutive frames below ``threshold - exit_margin``;
+* say "no_artwork" only after ``min_frames`` consecutive frames in which no candidate's
+  smoothed score is above the threshold. Until an answer is confirmed either way, and while
+  no artwork is shown, the answer is "uncertain" (so a new stream starts "uncertain").
+
+Every candidate starts at ``floor`` (a new stream knows nothing), so one frame lifts a new
+candidate only to ``floor + alpha * (score - floor)``: with the defaults a single outlier frame
+can neither start nor hold a switch.
+
+The frame's own decision is respected: a "no_artwork" frame's scores are capped at the
+threshold (it never counts as evidence for an artwork), an "uncertain" frame moves the averages
+by ``uncertain_weight`` of a normal frame.
+
+Timestamps are optional. When a frame has one, the previous frame had one and
+``half_life_s`` is set, the EMA weight follows the elapsed time; otherwise each frame counts as
+one step of ``half_life_frames`` (arrival order). Timestamps must strictly increase: a
+repeated or earlier one raises ValueError *before* the state changes, so the caller can
+refuse that frame (INVALID_ARGUMENT) and the stream goes on. A frame without a timestamp
+breaks the chain: the next timestamped frame counts as one step again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.decision import Decision, SmoothedDecision
+
+# An absent candidate this close to the floor is forgotten: it carries no evidence any more.
+_FORGET = 1e-6
+
+
+def _score(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    result = float(value)  # numpy scalars too
+    if not math.isfinite(result):
+        raise ValueError(f"{what} must be finite, got {result}")
+    return result
+
+
+def _candidates(candidates: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """The frame's top-k as ``{instance_id: score}``, validated."""
+    if isinstance(candidates, (str, bytes)):
+        raise TypeError("candidates must be (instance_id, score) pairs, got a string")
+    observed: dict[str, float] = {}
+    for i, pair in enumerate(candidates):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"candidate {i} must be an (instance_id, score) pair, got {pair!r}")
+        instance_id, score = pair
+        if not isinstance(instance_id, str) or not instance_id:
+            raise TypeError(f"candidate {i} instance_id must be a non-empty string, got {instance_id!r}")
+        if instance_id in observed:
+            raise ValueError(f"candidate {instance_id!r} appears twice in one frame")
+        observed[instance_id] = _score(score, f"score of candidate {instance_id!r}")
+    return observed
+
+
+class StreamSmoother:
+    """Smoothed, hysteretic decisions for one camera stream; one instance per stream.
+
+    ``threshold`` is the bundle's calibrated "no artwork" threshold (a frame shows an artwork
+    when its score is strictly above it). Not thread-safe: a stream's frames arrive in order.
+    """
+
+    def __init__(self, threshold: float, config: SmootherConfig | None = None):
+        config = SmootherConfig() if config is None else config
+        if not isinstance(config, SmootherConfig):
+            raise TypeError(f"config must be a SmootherConfig, got {type(config).__name__}")
+        self._threshold = _score(threshold, "threshold")
+        if not config.floor < self._threshold - config.exit_margin:
+            raise ValueError(f"SmootherConfig.floor ({config.floor}) must lie below threshold - exit_margin "
+                             f"({self._threshold} - {config.exit_margin}), or a vanished artwork never exits")
+        self._config = config
+        self._frame_alpha = ema_alpha(config.half_life_frames, 1.0)
+        self.reset()
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def config(self) -> SmootherConfig:
+        return self._config
+
+    def reset(self) -> None:
+        """Forget everything: a new stream (or a camera that moved to another room) starts here."""
+        self._scores: dict[str, float] = {}
+        self._current: str | None = None
+        self._pending: str | None = None
+        self._pending_count = 0
+        self._exit_count = 0
+        self._quiet_count = 0
+        self._last_timestamp: float | None = None
+        self._last_output: tuple[Decision, str | None] | None = None
+        self._stable = 0
+
+    def update(
+        self,
+        candidates: Iterable[tuple[str, float]],
+        decision: Decision | str,
+        timestamp: float | None = None,
+    ) -> SmoothedDecision:
+        """Take one frame's top-k ``(instance_id, score)`` and decision; return the stream's answer."""
+        decision = Decision(decision)
+        observed = _candidates(candidates)
+        alpha = self._alpha(timestamp)
+        cfg = self._config
+        if decision is Decision.NO_ARTWORK:
+            observed = {k: min(v, self._threshold) for k, v in observed.items()}
+        elif decision is Decision.UNCERTAIN:
+            alpha *= cfg.uncertain_weight
+
+        # Validation is over: from here on the state changes.
+        self._last_timestamp = None if timestamp is None else float(timestamp)
+        for instance_id in self._scores.keys() | observed.keys():
+            previous = self._scores.get(instance_id, cfg.floor)
+            self._scores[instance_id] = previous + alpha * (observed.get(instance_id, cfg.floor) - previous)
+        self._prune(observed)
+        self._step()
+        return self._output()
+
+    def smoothed_scores(self) -> dict[str, float]:
+        """The current smoothed score of every tracked candidate (a copy; for logs and debugging)."""
+        return dict(self._scores)
+
+    def _alpha(self, timestamp: float | None) -> float:
+        if timestamp is None:
+            return self._frame_alpha
+        timestamp = _score(timestamp, "timestamp")
+        last = self._last_timestamp
+        if last is not None and timestamp <= last:
+            raise ValueError(f"timestamp {timestamp} is not after the previous frame's {last}; "
+                             f"timestamps of a stream must strictly increase")
+        if last is None or self._config.half_life_s is None:
+            return self._frame_alpha
+        return ema_alpha(self._config.half_life_s, timestamp - last)
+
+    def _prune(self, observed: dict[str, float]) -> None:
+        cfg = self._config
+        keep = {self._current, self._pending}
+        for instance_id in [k for k, v in self._scores.items()
+                            if k not in observed and k not in keep and abs(v - cfg.floor) < _FORGET]:
+            del self._scores[instance_id]
+        if len(self._scores) > cfg.max_tracked:
+            ranked = sorted(self._scores, key=lambda k: (k not in keep, -self._scores[k], k))
+            for instance_id in ranked[cfg.max_tracked:]:
+                del self._scores[instance_id]
+
+    def _leader(self) -> tuple[str | None, float]:
+        if not self._scores:
+            return None, self._config.floor
+        leader = min(self._scores, key=lambda k: (-self._scores[k], k))
+        return leader, self._scores[leader]
+
+    def _step(self) -> None:
+        """Advance the hysteresis: quiet frames, pending switch, then exit of the shown artwork."""
+        cfg = self._config
+        leader, lead_score = self._leader()
+        self._quiet_count = 0 if lead_score > self._threshold else self._quiet_count + 1
+        shown = self._current
+        shown_score = self._scores.get(shown, cfg.floor) if shown is not None else None
+        challenges = (
+            leader is not None
+            and leader != shown
+            and lead_score > self._threshold + cfg.enter_margin
+            and (shown_score is None or lead_score > shown_score + cfg.switch_margin)
+        )
+        if challenges:
+            if self._pending == leader:
+                self._pending_count += 1
+            else:
+                self._pending, self._pending_count = leader, 1
+            if self._pending_count >= cfg.min_frames:
+                self._current = leader
+                self._pending, self._pending_count, self._exit_count = None, 0, 0
+                return
+        else:
+            self._pending, self._pending_count = None, 0
+        if shown is None:
+            return
+        if shown_score < self._threshold - cfg.exit_margin:
+            self._exit_count += 1
+            if self._exit_count >= cfg.min_frames:
+                self._current, self._exit_count = None, 0
+        else:
+            self._exit_count = 0
+
+    def _output(self) -> SmoothedDecision:
+        if self._current is not None:
+            decision, instance_id, score = Decision.ARTWORK, self._current, self._scores[self._current]
+        else:
+            _, score = self._leader()
+            quiet = self._quiet_count >= self._config.min_frames
+            decision = Decision.NO_ARTWORK if quiet else Decision.UNCERTAIN
+            instance_id = None
+        key = (decision, instance_id)
+        self._stable = self._stable + 1 if key == self._last_output else 1
+        self._last_output = key
+        return SmoothedDecision(decision, instance_id, score, self._stable)

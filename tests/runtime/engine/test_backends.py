@@ -1,0 +1,61 @@
+"""Backends are chosen by name and never fall back silently."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from muselens.runtime.engine import (BACKENDS, BackendUnavailable, Describer, OrtBackend, available_backends,
+                                     open_backend)
+
+
+def test_cpu_backend_reports_what_it_runs_on(fp32_model):
+    backend = open_backend(fp32_model, "ort-cpu", threads=1)
+    assert backend.name == "ort-cpu" and backend.input_name == "image"
+    assert "CPUExecutionProvider" in backend.describe() and "threads 1" in backend.describe()
+    out = backend.run(np.zeros((1, 64, 64, 3), np.uint8), ["descriptor"])
+    assert out[0].shape == (1, 8)
+    assert "ort-cpu" in available_backends()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA provider present")
+def test_a_missing_provider_is_an_error_not_a_fallback(fp32_model):
+    with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
+        open_backend(fp32_model, "ort-cuda")
+    assert "ort-cuda" not in available_backends()
+
+
+def test_a_session_that_silently_fell_back_is_refused(fp32_model, monkeypatch):
+    """ORT starts on the CPU when CUDA fails at run time; the backend must notice."""
+    real = ort.InferenceSession
+
+    class FellBack(real):
+        def __init__(self, path, sess_options=None, providers=None):
+            super().__init__(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FellBack)
+    with pytest.raises(BackendUnavailable, match="refusing to fall back silently"):
+        OrtBackend(fp32_model, "ort-cuda")
+
+
+def test_bad_names_and_arguments(fp32_model, tmp_path):
+    assert BACKENDS == ("ort-cpu", "ort-cuda", "ort-tensorrt", "tensorrt")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        open_backend(fp32_model, "gpu")
+    with pytest.raises(ValueError, match="threads"):
+        OrtBackend(fp32_model, threads=0)
+    with pytest.raises(ValueError, match="not an ONNX Runtime backend"):
+        OrtBackend(fp32_model, "tensorrt")
+    with pytest.raises(ValueError, match="not found"):
+        OrtBackend(tmp_path / "none.onnx")
+
+
+def test_the_describer_takes_a_contract_from_outside(fp32_model):
+    backend = open_backend(fp32_model)
+    own = Describer(backend)
+    given = Describer(backend, contract={**own.contract, "short_side": 96})
+    assert (own.short_side, given.short_side) == (64, 96)
+    with pytest.raises(ValueError, match="unknown output"):
+        own.run(np.zeros((64, 64, 3), np.uint8), ["nope"])

@@ -1,0 +1,54 @@
+"""The served model in process: recognition, options, enrolment, hot swap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from muselens.runtime.recognition.decision import Decision
+from muselens.runtime.recognition.holder import ModelHolder
+from muselens.runtime.recognition.options import HeatmapKind, OptionsError, RecognizeOptions
+from tests.runtime.server.conftest import rgb
+
+
+def test_recognition_ranks_the_gallery_by_dot_product(served, query_images):
+    image = rgb(query_images[0])
+    result = served.recognize(image, RecognizeOptions(top_k=3))
+    d = served.describer.describe(image)
+    vectors, ids = served.bundle.gallery.instance_average()
+    expected = sorted(zip(vectors @ d, ids), key=lambda p: -p[0])
+    assert [m.instance_id for m in result.matches] == [str(i) for _, i in expected]
+    np.testing.assert_allclose([m.score for m in result.matches], [s for s, _ in expected], atol=1e-5)
+    assert result.decision in set(Decision)
+    assert set(result.timings_ms) >= {"preprocess", "inference", "match", "heatmap", "total"}
+
+
+def test_options_are_validated():
+    with pytest.raises(OptionsError, match="top_k"):
+        RecognizeOptions(top_k=0)
+    with pytest.raises(OptionsError, match="x0 < x1"):
+        RecognizeOptions(roi=(0.5, 0, 0.5, 1))
+    with pytest.raises(OptionsError, match="4 numbers"):
+        RecognizeOptions(roi=(0, 0, 1))
+    assert RecognizeOptions(heatmap_kinds=()).heatmap_kinds == (HeatmapKind.REGIONS, HeatmapKind.FULL)
+    assert RecognizeOptions(heatmap_kinds=("class", "class")).heatmap_kinds == (HeatmapKind.CLASS,)
+
+
+def test_enrolment_builds_a_new_model_and_leaves_the_old_one(served, query_images):
+    holder = ModelHolder(served)
+    photo = rgb(query_images[2])
+    new = holder.enroll("extra", "Extra", {}, [photo])
+    assert holder.current() is new and new is not served
+    assert served.search.gallery.n_images + 1 == new.search.gallery.n_images
+    assert "extra" not in served.labels and new.labels["extra"].title == "Extra"
+    assert new.recognize(photo).matches[0].instance_id == "extra"
+    assert new.info()["enrolled_images"] == 1 and served.info()["enrolled_images"] == 0
+    with pytest.raises(ValueError, match="at least one"):
+        new.with_enrolled("x", "", {}, [])
+
+
+def test_a_failed_load_keeps_the_model(served, tmp_path):
+    holder = ModelHolder(served)
+    with pytest.raises(Exception, match="does not exist"):
+        holder.load(tmp_path / "missing")
+    assert holder.current() is served and holder.reloads == 0

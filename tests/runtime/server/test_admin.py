@@ -1,0 +1,117 @@
+"""Hot reload under a live stream, refused bundles, enrolment -- with the admin token."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import grpc
+import numpy as np
+import pytest
+
+from muselens.runtime.server.auth import Tokens
+from muselens.v1 import recognition_pb2 as pb
+from tests.runtime.server.conftest import copy_bundle, frame, rgb
+from tests.runtime.server.test_stream import Lockstep
+
+ADMIN = "admin-token-0123456789abcdef"
+CLIENT = "client-token-0123456789abcdef"
+TOKENS = Tokens(client=(CLIENT,), admin=(ADMIN,))
+AS_ADMIN = (("authorization", f"Bearer {ADMIN}"),)
+AS_CLIENT = (("authorization", f"Bearer {CLIENT}"),)
+
+
+@pytest.fixture(scope="module")
+def bundle_v2(tiny_bundle, tmp_path_factory):
+    return copy_bundle(tiny_bundle, tmp_path_factory.mktemp("v2") / "bundle", "2.0.0")
+
+
+def test_hot_reload_under_a_live_stream(served, start_server, query_images, bundle_v2):
+    server = start_server(served, tokens=TOKENS)
+    stream = Lockstep(server.stub, metadata=AS_CLIENT)
+    before = [stream.send(frame(query_images[0], f"a{i}")) for i in range(2)]
+    info = server.admin.LoadBundle(pb.LoadBundleRequest(path=str(bundle_v2)), metadata=AS_ADMIN)
+    assert info.bundle_version == "2.0.0"
+    after = [stream.send(frame(query_images[0], f"b{i}")) for i in range(2)]
+    stream.close()
+    assert {r.bundle_version for r in before} == {"1.0.0"}
+    assert {r.bundle_version for r in after} == {"2.0.0"}
+    assert [m.instance_id for m in after[0].matches] == [m.instance_id for m in before[0].matches]
+    assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), metadata=AS_CLIENT).bundle_version == "2.0.0"
+
+
+def _tampered(src, dst):
+    shutil.copytree(src, dst)
+    gallery = dst / "gallery.npz"
+    data = bytearray(gallery.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    gallery.write_bytes(bytes(data))
+    return dst
+
+
+def _truncated(src, dst):
+    shutil.copytree(src, dst)
+    model = dst / "models" / "fp32.onnx"
+    model.write_bytes(model.read_bytes()[:1000])
+    return dst
+
+
+def _wrong_version(src, dst):
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_tampered, "sha256 mismatch"), (_truncated, "size mismatch"), (_wrong_version, "format"),
+    (lambda src, dst: dst, "does not exist"),
+])
+def test_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(served, start_server, query_images, tiny_bundle,
+                                                               tmp_path, spoil, message):
+    server = start_server(served, tokens=TOKENS)
+    bad = spoil(tiny_bundle, tmp_path / "bad")
+    with pytest.raises(grpc.RpcError) as err:
+        server.admin.LoadBundle(pb.LoadBundleRequest(path=str(bad)), metadata=AS_ADMIN)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "still serving the previous one" in err.value.details() and message in err.value.details()
+    r = server.stub.Recognize(frame(query_images[0]), metadata=AS_CLIENT)
+    assert r.bundle_version == "1.0.0" and r.matches
+
+
+def test_enrolment_adds_an_artwork_without_retraining(served, start_server, query_images, tmp_path):
+    server = start_server(served, tokens=TOKENS)
+    photo = rgb(query_images[1])
+    photos = [pb.Image(encoded=query_images[1]), pb.Image(encoded=b"not a photo"),
+              pb.Image(raw=pb.RawImage(data=np.ascontiguousarray(photo[:, ::-1]).tobytes(), width=photo.shape[1],
+                                       height=photo.shape[0], pixel_format=pb.PIXEL_FORMAT_RGB8))]
+    response = server.admin.Enroll(pb.EnrollRequest(instance_id="new-1", title="The New One",
+                                                    metadata={"room": "7"}, photos=photos), metadata=AS_ADMIN)
+    assert response.instance_id == "new-1" and response.photos_used == 2
+    assert [r.reason for r in response.rejected] == ["unknown_format"] and "photo 1" in response.rejected[0].message
+    assert response.bundle.enrolled_images == 2 and response.bundle.artworks == 4
+    r = server.stub.Recognize(frame(query_images[1], explain=True, explain_reference=True), metadata=AS_CLIENT)
+    best = r.matches[0]
+    assert (best.instance_id, best.title, dict(best.metadata)) == ("new-1", "The New One", {"room": "7"})
+    d1, d2 = served.describer.describe(photo), served.describer.describe(np.ascontiguousarray(photo[:, ::-1]))
+    average = (d1 + d2) / np.linalg.norm(d1 + d2)
+    assert best.score == pytest.approx(float(d1 @ average), abs=1e-5)  # its photos' instance average
+    sides = {h.side for h in r.heatmaps}
+    assert sides == {pb.HEATMAP_SIDE_QUERY, pb.HEATMAP_SIDE_REFERENCE}  # the enrolled photo explains the match
+    reference = [h for h in r.heatmaps if h.side == pb.HEATMAP_SIDE_REFERENCE][0]
+    assert sum(reference.region_contributions) == pytest.approx(reference.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("request_, message", [
+    (pb.EnrollRequest(instance_id="", photos=[pb.Image(encoded=b"x")]), "instance_id"),
+    (pb.EnrollRequest(instance_id="a/b", photos=[pb.Image(encoded=b"x")]), "instance_id"),
+    (pb.EnrollRequest(instance_id="x"), "at least one photo"),
+    (pb.EnrollRequest(instance_id="x", photos=[pb.Image(encoded=b"junk")]), "no usable photo"),
+])
+def test_bad_enrolments_are_invalid_arguments(served, start_server, request_, message):
+    server = start_server(served, tokens=TOKENS)
+    with pytest.raises(grpc.RpcError) as err:
+        server.admin.Enroll(request_, metadata=AS_ADMIN)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+    assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), metadata=AS_CLIENT).enrolled_images == 0

@@ -1,0 +1,91 @@
+"""The server around the servicers: health, reflection, TLS, metrics, graceful shutdown."""
+
+from __future__ import annotations
+
+import datetime
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from muselens.runtime.server.app import SERVICE_NAMES, ServerConfig
+from muselens.v1 import recognition_pb2 as pb
+from muselens.v1 import recognition_pb2_grpc as pb_grpc
+from tests.runtime.server.conftest import frame
+
+
+def test_health_reports_serving_then_not_serving_on_shutdown(served, start_server):
+    server = start_server(served)
+    health = health_pb2_grpc.HealthStub(server.channel)
+    for name in ("", "muselens.v1.Recognizer", "muselens.v1.Admin"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+    server.server.health.enter_graceful_shutdown()
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_reflection_lists_the_api(served, start_server):
+    server = start_server(served)
+    stub = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for s in next(responses).list_services_response.service}
+    assert set(SERVICE_NAMES) <= names and "grpc.health.v1.Health" in names
+    assert SERVICE_NAMES == ("muselens.v1.Recognizer", "muselens.v1.Admin")
+
+
+def _certificate(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "muselens-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "server.crt", tmp_path / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_with_a_generated_certificate(served, start_server, query_images, tmp_path):
+    cert, key = _certificate(tmp_path)
+    server = start_server(served, tls_cert=cert, tls_key=key)
+    assert server.server.secure
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    with grpc.secure_channel(f"localhost:{server.server.port}", credentials) as channel:
+        r = pb_grpc.RecognizerStub(channel).Recognize(frame(query_images[0]), timeout=10)
+        assert r.matches
+    with grpc.insecure_channel(f"localhost:{server.server.port}") as plain:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.RecognizerStub(plain).Recognize(frame(query_images[0]), timeout=3)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tls_needs_both_files():
+    with pytest.raises(ValueError, match="both a certificate and a key"):
+        ServerConfig(tls_cert="cert.pem")
+
+
+def test_prometheus_metrics_count_frames_stages_and_decisions(served, start_server, query_images):
+    server = start_server(served)
+    server.stub.Recognize(frame(query_images[0]))
+    with pytest.raises(grpc.RpcError):
+        server.stub.Recognize(pb.Frame(image=pb.Image(encoded=b"junk")))
+    http = server.server.metrics.serve_http(0, "127.0.0.1")
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http.server_port}/metrics", timeout=5).read().decode()
+    finally:
+        http.shutdown()
+    assert 'muselens_frames_total{method="Recognize",outcome="ok"} 1.0' in text
+    assert 'muselens_frames_total{method="Recognize",outcome="unknown_format"} 1.0' in text
+    assert 'muselens_stage_seconds_count{stage="inference"} 1.0' in text
+    assert "muselens_decisions_total" in text and "muselens_dropped_frames_total 0.0" in text

@@ -1,0 +1,86 @@
+"""``muselens serve`` as a real process, driven by ``muselens recognize`` and ``muselens stream``."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from muselens.cli import main as cli
+
+
+@pytest.fixture
+def serving(tiny_bundle, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("client client-token-abcdefghijkl\nadmin admin-token-abcdefghijklm\n")
+    tokens.chmod(0o600)
+    process = subprocess.Popen([sys.executable, "-m", "muselens", "serve", str(tiny_bundle), "--port", "0",
+                                "--host", "127.0.0.1", "--threads", "1", "--token-file", str(tokens)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+    if match is None:
+        process.kill()
+        pytest.fail(f"serve did not start: {line!r} {process.stderr.read()}")
+    yield f"127.0.0.1:{match.group(1)}", tokens, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_serve_recognize_and_stream(serving, export_museum, tmp_path, capsys):
+    address, tokens, process = serving
+    query = export_museum / "queries" / "a0" / "q0.png"
+    overlays = tmp_path / "overlays"
+    assert cli(["recognize", "--server", address, "--token-file", str(tokens), str(query), "--top-k", "2",
+                "--overlay-dir", str(overlays)]) == 0
+    out = capsys.readouterr().out
+    assert "q0.png:" in out and "1. " in out and "2. " in out
+    assert sorted(p.name for p in overlays.iterdir()) == ["q0.query.full.jpg", "q0.query.regions.jpg"]
+    assert cli(["recognize", "--server", address, str(query)]) == 1  # no token: refused, status printed
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, iid in enumerate(["a0", "a0", "a1", "a2"]):
+        shutil.copy(export_museum / "queries" / iid / "q0.png", frames / f"{i:03d}.png")
+    (frames / "004.png").write_bytes(b"broken")  # reported and skipped by the client
+    report = tmp_path / "stream.json"
+    assert cli(["stream", "--server", address, "--token-file", str(tokens), "--frames", str(frames), "--fps", "20",
+                "--explain", "--out-dir", str(tmp_path / "annotated"), "--out-video", str(tmp_path / "walk.avi"),
+                "--json-out", str(report)]) == 0
+    captured = capsys.readouterr()
+    assert "frame 000000" in captured.out and "frames answered" in captured.out
+    assert "skipped" in captured.err
+    data = json.loads(report.read_text())
+    assert data["summary"]["answered"] == len(data["frames"]) >= 1
+    assert data["frames"][-1]["frame_id"] == "000003"
+    assert len(list((tmp_path / "annotated").iterdir())) == len(data["frames"])
+    assert (tmp_path / "walk.avi").stat().st_size > 0
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert "shutting down" in process.stderr.read()
+
+
+def test_serve_refuses_what_it_cannot_serve(tiny_bundle, tmp_path, capsys):
+    assert cli(["serve", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert cli(["serve", str(tiny_bundle), "--port", "0", "--backend", "ort-cuda"]) == 2
+        assert "CUDAExecutionProvider" in capsys.readouterr().err
+    assert cli(["serve", str(tiny_bundle), "--port", "0", "--tls-cert", str(tmp_path / "c.pem")]) == 2
+    assert "both a certificate and a key" in capsys.readouterr().err
+
+
+def test_clients_report_an_unreachable_server(export_museum, capsys):
+    query = export_museum / "queries" / "a0" / "q0.png"
+    assert cli(["recognize", "--server", "127.0.0.1:1", "--timeout", "2", str(query)]) == 2
+    assert "unreachable" in capsys.readouterr().err

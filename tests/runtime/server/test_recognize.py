@@ -1,0 +1,159 @@
+"""Unary recognition through a real channel: same answer as in process, every bad input its status."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import zlib
+
+import grpc
+import numpy as np
+import pytest
+
+from muselens.runtime.recognition.options import RecognizeOptions
+from muselens.v1 import recognition_pb2 as pb
+from tests.runtime.server.conftest import frame, rgb, slow_model
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A few hundred bytes claiming a 30000x30000 RGB image."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_the_answer_through_grpc_equals_the_in_process_one(served, start_server, query_images):
+    server = start_server(served)
+    for data in query_images:
+        r = server.stub.Recognize(frame(data, "q", top_k=3))
+        local = served.recognize(rgb(data), RecognizeOptions(top_k=3))
+        assert [m.instance_id for m in r.matches] == [m.instance_id for m in local.matches]
+        np.testing.assert_allclose([m.score for m in r.matches], [m.score for m in local.matches], atol=1e-6)
+        assert pb.Decision.Name(r.decision) == f"DECISION_{local.decision.name}"
+        assert r.frame_id == "q" and r.bundle_version == "1.0.0"
+        assert r.threshold == pytest.approx(served.threshold)
+        assert r.timings.inference_ms > 0 and r.timings.total_ms >= r.timings.inference_ms
+        assert r.smoothed.stable_frames == 1
+        assert {m.title for m in r.matches} <= {label.title for label in served.labels.values()}
+
+
+def test_heatmaps_decompose_the_reported_score(served, start_server, query_images):
+    server = start_server(served)
+    r = server.stub.Recognize(frame(query_images[0], explain=True, overlay=True,
+                                    heatmap_kinds=[pb.HEATMAP_KIND_REGIONS, pb.HEATMAP_KIND_FULL, pb.HEATMAP_KIND_CLASS]))
+    kinds = [h.kind for h in r.heatmaps]
+    assert kinds == [pb.HEATMAP_KIND_REGIONS, pb.HEATMAP_KIND_FULL, pb.HEATMAP_KIND_CLASS]
+    regions, full, cls = r.heatmaps
+    assert regions.instance_id == r.matches[0].instance_id
+    assert regions.score == pytest.approx(r.matches[0].score, abs=1e-5)
+    assert sum(regions.values) == pytest.approx(regions.score, abs=1e-5)
+    assert sum(regions.region_contributions) == pytest.approx(regions.score, abs=1e-5)
+    assert len(regions.region_cells) == 4 and len(regions.values) == regions.height * regions.width
+    cells = np.asarray(full.values)[list(full.region_cells)]
+    assert cells.sum() == pytest.approx(full.score, abs=1e-5)
+    assert regions.overlay_jpeg[:2] == b"\xff\xd8" and full.overlay_jpeg[:2] == b"\xff\xd8"
+    assert sum(np.asarray(cls.values)[list(cls.region_cells)]) == pytest.approx(cls.score, abs=1e-5)
+
+
+def test_a_region_of_interest_reranks(served, start_server, query_images):
+    server = start_server(served)
+    whole = server.stub.Recognize(frame(query_images[1], top_k=3))
+    roi = server.stub.Recognize(frame(query_images[1], top_k=3,
+                                      region_of_interest=pb.RegionOfInterest(x0=0, y0=0, x1=1, y1=1)))
+    assert sorted(m.instance_id for m in roi.matches) == sorted(m.instance_id for m in whole.matches)
+    half = server.stub.Recognize(frame(query_images[1], top_k=3,
+                                       region_of_interest=pb.RegionOfInterest(x0=0, y0=0, x1=0.5, y1=1)))
+    scores = [m.score for m in half.matches]
+    assert scores == sorted(scores, reverse=True)
+
+
+BAD = [
+    ("empty bytes", pb.Frame(image=pb.Image(encoded=b"")), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+    ("no image", pb.Frame(), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+    ("not an image", pb.Frame(image=pb.Image(encoded=b"hello world, not a jpeg")), grpc.StatusCode.INVALID_ARGUMENT,
+     "unknown_format"),
+    ("truncated png", pb.Frame(image=pb.Image(encoded=b"\x89PNG\r\n\x1a\n\0\0")), grpc.StatusCode.INVALID_ARGUMENT,
+     "truncated"),
+    ("decompression bomb", pb.Frame(image=pb.Image(encoded=png_bomb())), grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "too_many_pixels"),
+    ("raw size mismatch", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0" * 100, width=64, height=64,
+                                                                  pixel_format=pb.PIXEL_FORMAT_RGB8))),
+     grpc.StatusCode.INVALID_ARGUMENT, "size_mismatch"),
+    ("raw without format", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0" * 12288, width=64, height=64))),
+     grpc.StatusCode.INVALID_ARGUMENT, "bad_pixel_format"),
+    ("unknown pixel format", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0" * 12288, width=64, height=64,
+                                                                     pixel_format=99))),
+     grpc.StatusCode.INVALID_ARGUMENT, "bad_pixel_format"),
+    ("tiny raw frame", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0\0\0", width=1, height=1,
+                                                               pixel_format=pb.PIXEL_FORMAT_RGB8))),
+     grpc.StatusCode.INVALID_ARGUMENT, "too_small"),
+]
+
+
+@pytest.mark.parametrize("name, request_, code, reason", BAD, ids=[b[0] for b in BAD])
+def test_bad_frames_get_their_status(served, start_server, name, request_, code, reason):
+    server = start_server(served)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(request_)
+    assert err.value.code() == code
+    assert err.value.details().startswith(reason)
+
+
+@pytest.mark.parametrize("options, reason", [
+    (pb.RecognizeOptions(top_k=1000), "bad_top_k"),
+    (pb.RecognizeOptions(region_of_interest=pb.RegionOfInterest(x0=0.5, y0=0, x1=0.2, y1=1)), "bad_roi"),
+    (pb.RecognizeOptions(region_of_interest=pb.RegionOfInterest(x0=0, y0=0, x1=float("nan"), y1=1)), "bad_roi"),
+    (pb.RecognizeOptions(explain=True, heatmap_kinds=[42]), "bad_heatmap_kind"),
+])
+def test_absurd_options_are_invalid_arguments(served, start_server, query_images, options, reason):
+    server = start_server(served)
+    request = pb.Frame(image=pb.Image(encoded=query_images[0]), options=options)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith(reason)
+
+
+def test_explaining_on_the_reference_side_needs_reference_photos(served, start_server, query_images):
+    server = start_server(served)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(frame(query_images[0], explain=True, explain_reference=True))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "reference photos" in err.value.details()
+
+
+def test_oversized_messages_are_refused_before_decoding(served, start_server):
+    from muselens.runtime.frames import FrameLimits
+
+    server = start_server(served, limits=FrameLimits(max_encoded_bytes=64 * 1024), max_enrol_bytes=1)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(pb.Frame(image=pb.Image(encoded=b"\xff" * (512 * 1024))))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_deadline_that_passes_mid_inference_stops_the_work(served, start_server, query_images):
+    model = slow_model(served, delay=5.0)
+    server = start_server(model)
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(frame(query_images[0]), timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 3
+    while model.describer.backend.cancelled_runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert model.describer.backend.cancelled_runs == 1  # the server stopped waiting, not after 5 s
+    assert time.monotonic() - start < 3
+
+
+def test_graceful_shutdown_finishes_calls_in_flight(served, start_server, query_images):
+    model = slow_model(served, delay=0.4)
+    server = start_server(model)
+    results = []
+    call = threading.Thread(target=lambda: results.append(server.stub.Recognize(frame(query_images[0]))))
+    call.start()
+    assert model.describer.backend.started.wait(5)
+    server.server.stop(grace=5)
+    call.join(10)
+    assert len(results) == 1 and results[0].matches

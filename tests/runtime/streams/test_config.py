@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+
+
+def test_defaults_are_valid():
+    config = SmootherConfig()
+    assert config.min_frames == 3 and config.half_life_s is None
+    assert 0 < ema_alpha(config.half_life_frames, 1.0) < 1
+
+
+def test_ints_become_floats():
+    config = SmootherConfig(half_life_frames=2, floor=-1, half_life_s=1)
+    assert isinstance(config.half_life_frames, float) and isinstance(config.floor, float)
+    assert isinstance(config.half_life_s, float)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"half_life_frames": 0}, ValueError, "half_life_frames must be finite and > 0"),
+    ({"half_life_frames": math.nan}, ValueError, "half_life_frames must be finite"),
+    ({"half_life_s": -1.0}, ValueError, "half_life_s must be finite and > 0"),
+    ({"half_life_s": "0.1"}, TypeError, "half_life_s must be a number"),
+    ({"min_frames": 0}, ValueError, "min_frames must be >= 1"),
+    ({"min_frames": 2.0}, TypeError, "min_frames must be an int"),
+    ({"max_tracked": True}, TypeError, "max_tracked must be an int"),
+    ({"enter_margin": -0.01}, ValueError, "enter_margin must be finite and >= 0"),
+    ({"switch_margin": math.inf}, ValueError, "switch_margin must be finite"),
+    ({"exit_margin": None}, TypeError, "exit_margin must be a number"),
+    ({"floor": -math.inf}, ValueError, "floor must be finite"),
+    ({"uncertain_weight": 1.5}, ValueError, r"uncertain_weight must be in \[0, 1\]"),
+    ({"uncertain_weight": -0.5}, ValueError, "uncertain_weight must be finite and >= 0"),
+])
+def test_invalid(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SmootherConfig(**kwargs)
+
+
+def test_ema_alpha_is_a_half_life():
+    assert ema_alpha(2.0, 2.0) == pytest.approx(0.5)
+    assert ema_alpha(0.1, 0.3) == pytest.approx(1 - 0.125)
+    assert ema_alpha(1.0, 0.0) == 0.0
+    # Two steps of dt weigh the old average like one step of 2 dt: frame-rate independent.
+    one = 1 - ema_alpha(0.2, 0.066)
+    assert (1 - ema_alpha(0.2, 0.033)) ** 2 == pytest.approx(one)
+
+
+@pytest.mark.parametrize(("half_life", "elapsed", "match"), [
+    (0.0, 1.0, "half_life must be > 0"),
+    (1.0, -0.1, "elapsed must be >= 0"),
+    (1.0, math.nan, "elapsed must be >= 0"),
+])
+def test_ema_alpha_invalid(half_life, elapsed, match):
+    with pytest.raises(ValueError, match=match):
+        ema_alpha(half_life, elapsed)

@@ -44,6 +44,45 @@ def speed_section(path: Path) -> str:
     return "\n".join(lines)
 
 
+def export_section(folder: Path) -> str:
+    """fp32 / fp16 / int8 side by side: retrieval on the museum's queries, size, CPU latency, drift."""
+    data = json.loads((folder / "export.json").read_text())
+    header = ("| variant | mP@1 | mAP | mP@1 inst-avg | drop (points) | cosine to fp32 mean / min | MB | "
+              "ms p50 / p95 (ORT CPU) |")
+    rows = [header, "|" + "---|" * 8]
+    for variant, m in data["metrics"].items():
+        cos = (f"{m['mean_cosine_to_fp32']:.4f} / {m['min_cosine_to_fp32']:.4f}"
+               if "mean_cosine_to_fp32" in m else "-")
+        drop = f"{m['mp_at_1_drop_points']:+.2f}" if "mp_at_1_drop_points" in m else "-"
+        latency = f"{m['ms_p50']:.1f} / {m['ms_p95']:.1f}" if "ms_p50" in m else "-"
+        rows.append(f"| {variant} | {100 * m['mp_at_1']:.2f} | {100 * m['map']:.2f} | "
+                    f"{100 * m.get('mp_at_1_ia', float('nan')):.2f} | {drop} | {cos} | {m.get('size_mb', 0):.2f} | "
+                    f"{latency} |")
+    t = data["threshold"]
+    lines = [f"## {folder.name}", "", f"`{data['command']}`", "", f"{_machine(data['environment'])}.", "",
+             *rows, "",
+             f"'No artwork' threshold {t['value']:.4f}" + (f" at {t['target_far']:g} FAR on {t['n_distractors']} "
+                                                            f"distractors." if t["calibrated"] else " (uncalibrated)."),
+             ""]
+    if (folder / "NOTES.md").exists():
+        lines += [(folder / "NOTES.md").read_text().strip(), ""]
+    return "\n".join(lines)
+
+
+def bench_section(folder: Path) -> str:
+    """A ``muselens bench`` run, rendered by the module of its kind (see benchmarks/command.py)."""
+    from muselens.benchmarks.command import BENCHMARKS, load
+
+    data = json.loads((folder / "bench.json").read_text())
+    kind = data.get("benchmark")
+    if kind not in BENCHMARKS:
+        raise ValueError(f"{folder / 'bench.json'}: unknown benchmark {kind!r}; expected one of {list(BENCHMARKS)}")
+    text = load(kind).markdown(folder, data).rstrip() + "\n"
+    if (folder / "NOTES.md").exists():
+        text += "\n" + (folder / "NOTES.md").read_text().strip() + "\n"
+    return text
+
+
 def render(results: Path) -> str:
     parts = [HEADER]
     legend = ("Columns: mP@1 and mAP (thesis 4.2), Recall@K (002), k-means NMI / pairwise F1 with 1 and 3 "
@@ -53,6 +92,10 @@ def render(results: Path) -> str:
     parts.append(legend + "\n")
     for folder in sorted(p for p in results.iterdir() if (p / "results.json").exists()):
         parts.append(evaluation_section(folder))
+    for folder in sorted(p for p in results.iterdir() if (p / "export.json").exists()):
+        parts.append(export_section(folder))
+    for folder in sorted(p for p in results.iterdir() if (p / "bench.json").exists()):
+        parts.append(bench_section(folder))
     speed = results / "make_museum_speed.json"
     if speed.exists():
         parts.append(speed_section(speed))

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from muselens.export import tensorrt as trt_export
@@ -70,6 +71,7 @@ class ExportOptions:
     parity_sizes: tuple[tuple[int, int], ...] | None = None  # None: parity_sizes() of the run
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES
     latency_runs: int = 10
+    reference_photos: bool = True  # the references at recognition size, for reference-side heatmaps
     tensorrt: bool = False  # also build TensorRT engines for the fp16/int8 variants
     tensorrt_workspace_gb: float = trt_export.DEFAULT_WORKSPACE_GB
 
@@ -138,6 +140,28 @@ def _museum_descriptors(describer: OrtDescriber, museum: MuseumDataset,
                         skipped: SkippedImages) -> dict[str, tuple[np.ndarray, list]]:
     return {split: describer.describe_records(getattr(museum, split), skipped)
             for split in ("references", "queries", "distractors")}
+
+
+PHOTO_QUALITY = 85
+
+
+def _reference_photos(describer: OrtDescriber, museum: MuseumDataset, skipped: SkippedImages,
+                      rows: int) -> dict[int, bytes]:
+    """Gallery row -> JPEG of that reference at recognition size (the rows are the readable references)."""
+    unreadable = {entry["path"] for entry in skipped.to_list()}
+    records = [r for r in museum.references if str(r.path) not in unreadable]
+    if len(records) != rows:
+        raise ValueError(f"{len(records)} readable references but {rows} gallery rows; was a file changed "
+                         "during the export?")
+    photos = {}
+    for row, record in enumerate(records):
+        resized = describer.resize(read_image(record.path))
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY,
+                                                                                   PHOTO_QUALITY])
+        if not ok:
+            raise ValueError(f"could not JPEG-encode {record.path}")
+        photos[row] = buf.tobytes()
+    return photos
 
 
 def calibrated_threshold(distractors: np.ndarray, gallery: Gallery, target_far: float) -> Threshold:
@@ -292,6 +316,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
         if refs.shape[0] == 0:
             raise ValueError(f"no reference image of {data_path} could be read")
         gallery = Gallery(refs, np.asarray(ref_ids, dtype=str))
+        photos = _reference_photos(fp32, museum, skipped, refs.shape[0]) if options.reference_photos else None
         threshold = calibrated_threshold(described["fp32"]["distractors"][0], gallery, options.target_far)
         progress(f"threshold {threshold.value:.4f} " + (
             f"(FAR {threshold.target_far:g} on {threshold.n_distractors} distractors)" if threshold.calibrated
@@ -313,6 +338,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
             metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
             precisions={v: v.removesuffix(ENGINE_SUFFIX) if is_engine_variant(v) else v for v in paths},
+            reference_photos=photos,
         )
     archive = None
     if options.archive:

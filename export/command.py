@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(needs tensorrt>=10 and cuda-python on a GPU machine)")
     parser.add_argument("--tensorrt-workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB,
                         help="TensorRT builder workspace limit in GiB (default: %(default)s)")
+    parser.add_argument("--no-reference-photos", action="store_true",
+                        help="leave the reference photos out of the bundle (smaller; no reference-side heatmaps)")
     parser.add_argument("--results-json", type=Path, default=None, metavar="FILE",
                         help="also write the variants' metrics, the threshold and the command as JSON "
                              "(what benchmarks/RESULTS.md is generated from)")
@@ -103,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
             target_far=args.target_far, archive=args.archive, name=args.name,
             bundle_version=args.bundle_version, default_variant=args.default_variant,
             calibration_images=args.calibration_images, latency_runs=args.latency_runs,
+            reference_photos=not args.no_reference_photos,
             tensorrt=args.tensorrt, tensorrt_workspace_gb=args.tensorrt_workspace_gb,
         )
         triton_name = _triton_name(args)

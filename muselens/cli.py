@@ -43,6 +43,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "muselens.export.retrain",
         "the per-museum one-liner: train, evaluate, export, then validate the bundle through the runtime",
     ),
+    "bench": Subcommand(
+        "muselens.benchmarks.command", "benchmarks: latency, streams, accuracy, training cost, bad input, soak"
+    ),
     "evaluate": Subcommand(
         "muselens.training.evaluation.command",
         "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",
@@ -75,7 +78,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, spec in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=spec.summary, description=spec.summary)
         if name == chosen:
-            _load(name).add_arguments(sp)
+            module = _load(name)
+            # A command with sub-kinds of its own (bench) picks its chosen kind from argv too.
+            if getattr(module, "NESTED", False):
+                module.add_arguments(sp, argv)
+            else:
+                module.add_arguments(sp)
     return parser
 
 

@@ -34,6 +34,7 @@ from muselens.runtime.bundle.manifest import (
     ModelEntry,
     Threshold,
     model_file,
+    reference_file,
 )
 from muselens.runtime.bundle.verify import read_manifest, verify_bundle_dir
 from muselens.runtime.bundle.writer import write_bundle
@@ -55,6 +56,7 @@ __all__ = [
     "is_archive_path",
     "load_bundle",
     "model_file",
+    "reference_file",
     "pack_bundle",
     "read_manifest",
     "sha256_bytes",

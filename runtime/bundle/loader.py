@@ -23,12 +23,8 @@ from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo
 from muselens.runtime.bundle.manifest import Manifest
 from muselens.runtime.bundle.verify import verify_bundle_dir
+from muselens.runtime.bundle.manifest import reference_file
 from muselens.runtime.data.images import decode_image
-
-
-def reference_file(row: int) -> str:
-    """Where the photo of gallery row ``row`` lives inside a bundle."""
-    return f"references/{row:05d}.jpg"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -59,6 +55,8 @@ class Bundle:
         Photos are optional (``references/<row>.jpg``, checksummed like every file); the service
         uses them to explain a match on the reference's side.
         """
+        if not 0 <= row < self.gallery.n_images:
+            raise IndexError(f"gallery row {row} out of range (the gallery has {self.gallery.n_images} images)")
         rel = reference_file(row)
         if rel not in self.manifest.files:
             return None

@@ -41,6 +41,15 @@ MANIFEST_FILE = "manifest.json"
 GALLERY_FILE = "gallery.npz"
 LABELS_FILE = "labels.json"
 DATA_FILES = (GALLERY_FILE, LABELS_FILE)
+# Optional: the photo of gallery row N, which lets the service explain a match on the reference's side.
+REFERENCE_PHOTO = re.compile(r"references/(\d{5})\.jpg")
+
+
+def reference_file(row: int) -> str:
+    """Where the photo of gallery row ``row`` lives inside a bundle."""
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 100_000:
+        raise ValueError(f"reference photo row must be an int in [0, 100000), got {row!r}")
+    return f"references/{row:05d}.jpg"
 CHECKSUM_KEY = "manifest_sha256"
 
 DESCRIPTOR_REQUIRED = ("dim", "input", "outputs", "short_side")
@@ -324,7 +333,8 @@ class Manifest:
     @staticmethod
     def _check_files(files: object) -> Mapping[str, str]:
         f = _mapping(files, "files")
-        _exact_keys(f, set(DATA_FILES), "files")
+        photos = {key for key in f if isinstance(key, str) and REFERENCE_PHOTO.fullmatch(key)}
+        _exact_keys({k: v for k, v in f.items() if k not in photos}, set(DATA_FILES), "files")
         for path, digest in f.items():
             if not is_sha256(digest):
                 raise ValueError(f"files[{path!r}] must be 64 lowercase hex digits, got {digest!r}")

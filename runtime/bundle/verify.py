@@ -21,6 +21,7 @@ from muselens.runtime.bundle.manifest import (
     GALLERY_FILE,
     LABELS_FILE,
     MANIFEST_FILE,
+    REFERENCE_PHOTO,
     Manifest,
 )
 
@@ -126,6 +127,11 @@ def verify_bundle_dir(root: Path | str) -> BundleContents:
     if gallery.dim != dim:
         raise _fail(root, GALLERY_FILE, f"descriptors have dimension {gallery.dim} but the "
                                         f"manifest's descriptor contract says dim={dim}")
+    for rel in manifest.files:
+        match = REFERENCE_PHOTO.fullmatch(rel)
+        if match and int(match.group(1)) >= gallery.n_images:
+            raise _fail(root, rel, f"is the photo of row {int(match.group(1))}, but the gallery has "
+                                   f"{gallery.n_images} images")
     try:
         check_coverage(labels, gallery.average_ids.tolist())
     except (ValueError, TypeError) as exc:

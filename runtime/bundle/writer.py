@@ -34,6 +34,7 @@ from muselens.runtime.bundle.manifest import (
     ModelEntry,
     Threshold,
     model_file,
+    reference_file,
     utc_now,
 )
 from muselens.runtime.bundle.verify import verify_bundle_dir
@@ -108,6 +109,21 @@ def _model_sources(model_files: Mapping[str, Path | str | bytes],
     return out
 
 
+def _check_photos(photos: Mapping[int, bytes] | None, n_images: int) -> dict[str, bytes]:
+    if photos is None:
+        return {}
+    if not isinstance(photos, Mapping):
+        raise TypeError(f"reference_photos must map gallery rows to JPEG bytes, got {type(photos).__name__}")
+    out = {}
+    for row, data in sorted(photos.items()):
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_images:
+            raise ValueError(f"reference photo row {row!r} is not a gallery row (0..{n_images - 1})")
+        if not isinstance(data, (bytes, bytearray)) or not bytes(data[:3]) == b"\xff\xd8\xff":
+            raise ValueError(f"reference photo of row {row} must be JPEG bytes")
+        out[reference_file(row)] = bytes(data)
+    return out
+
+
 def _check_target(out: Path) -> None:
     """Refuse to replace anything but a bundle (or an empty folder): never delete user data."""
     if out.is_symlink():
@@ -159,13 +175,15 @@ def write_bundle(
     precisions: Mapping[str, str] | None = None,
     created: str | None = None,
     muselens_version: str | None = None,
+    reference_photos: Mapping[int, bytes] | None = None,
 ) -> Path:
     """Write a complete, verified bundle to ``out_dir`` atomically and return its path.
 
     ``model_files`` maps each variant (``fp32``, ``fp16``, ``int8``...) to an ONNX file or its
     bytes; the precision is the variant name unless ``precisions`` says otherwise.
     ``default_variant`` may be omitted when there is a single model. ``created`` defaults to
-    now (UTC) and ``muselens_version`` to the installed version.
+    now (UTC) and ``muselens_version`` to the installed version. ``reference_photos`` maps
+    gallery rows to JPEG bytes of their photos (optional; see :func:`reference_file`).
     """
     out = Path(out_dir)
     if not isinstance(gallery, Gallery):
@@ -178,10 +196,12 @@ def write_bundle(
             raise ValueError(f"default_variant is required with several models {sorted(sources)}")
         default_variant = next(iter(sources))
     gallery_bytes, labels_bytes = gallery.to_bytes(), labels_to_json(indexed.values())
+    photos = _check_photos(reference_photos, gallery.n_images)
     manifest = Manifest(
         name=name, bundle_version=bundle_version, backbone=backbone, descriptor=descriptor,
         models={v: entry for v, (_, entry) in sources.items()}, default_variant=default_variant,
-        files={GALLERY_FILE: sha256_bytes(gallery_bytes), LABELS_FILE: sha256_bytes(labels_bytes)},
+        files={GALLERY_FILE: sha256_bytes(gallery_bytes), LABELS_FILE: sha256_bytes(labels_bytes),
+               **{rel: sha256_bytes(data) for rel, data in photos.items()}},
         training=training, data_digest=data_digest, metrics=metrics, threshold=threshold,
         created=utc_now() if created is None else created,
         muselens_version=muselens.__version__ if muselens_version is None else muselens_version,
@@ -205,6 +225,11 @@ def write_bundle(
         _fsync_dir(tmp / "models")
         _write_bytes(tmp / GALLERY_FILE, gallery_bytes)
         _write_bytes(tmp / LABELS_FILE, labels_bytes)
+        if photos:
+            (tmp / "references").mkdir()
+            for rel, data in photos.items():
+                _write_bytes(tmp / rel, data)
+            _fsync_dir(tmp / "references")
         _write_bytes(tmp / MANIFEST_FILE, manifest.to_json())  # last: its presence means complete
         _fsync_dir(tmp)
         verify_bundle_dir(tmp)

@@ -21,7 +21,7 @@ import numpy as np
 
 from muselens.runtime.engine import Cancellation, Describer
 from muselens.runtime.explain import (RegionMaps, class_similarity, encode_jpeg, explain_query, explain_reference,
-                                      heatmap_overlay, rerank_by_roi)
+                                      heatmap_overlay, rerank_by_roi, roi_mask)
 from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, OptionsError, RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 
@@ -138,6 +138,10 @@ class Explainer:
                    search: GallerySearch) -> RoiMatches:
         """The artworks whose similarity the ROI contributes most to (paper 001, 4.6)."""
         maps = RegionMaps.from_outputs(query)
+        try:  # a valid rectangle can still be too small for this frame's feature grid: the client's error
+            roi_mask(roi, maps.descriptor_map.shape[1:])
+        except ValueError as exc:
+            raise OptionsError("bad_roi", f"region_of_interest: {exc}") from exc
         descriptor = np.asarray(query["descriptor"], np.float32)
         hits = search.search(descriptor, min(ROI_CANDIDATES, len(search)))
         ranking = rerank_by_roi(maps, search.vectors[hits.rows], roi, which="full")

@@ -199,3 +199,24 @@ def test_options_are_checked(kwargs, match):
 
 def test_precisions_are_put_in_canonical_order():
     assert ExportOptions(precisions=("int8", "fp32")).precisions == ("fp32", "int8")
+
+
+def test_the_bundle_carries_reference_photos_at_recognition_size(built, export_museum):
+    bundle = load_bundle(built.bundle)
+    photos = sorted(rel for rel in bundle.manifest.files if rel.startswith("references/"))
+    assert photos == [f"references/{row:05d}.jpg" for row in range(bundle.gallery.n_images)]
+    image = bundle.reference_image(0)
+    assert image.dtype == np.uint8 and min(image.shape[:2]) == bundle.manifest.descriptor["short_side"]
+    with pytest.raises(IndexError):
+        bundle.reference_image(bundle.gallery.n_images)
+
+
+def test_a_changed_reference_photo_is_caught(built, tmp_path):
+    from muselens.runtime.bundle import BundleError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built.bundle, copy)
+    photo = copy / "references" / "00000.jpg"
+    photo.write_bytes(photo.read_bytes()[:-10])
+    with pytest.raises(BundleError, match="references/00000.jpg"):
+        load_bundle(copy)

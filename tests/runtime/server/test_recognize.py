@@ -116,12 +116,34 @@ def test_absurd_options_are_invalid_arguments(served, start_server, query_images
     assert err.value.details().startswith(reason)
 
 
-def test_explaining_on_the_reference_side_needs_reference_photos(served, start_server, query_images):
+def test_explaining_on_the_reference_side_uses_the_bundles_photos(served, start_server, query_images):
     server = start_server(served)
+    r = server.stub.Recognize(frame(query_images[0], explain=True, explain_reference=True, overlay=True))
+    reference = [h for h in r.heatmaps if h.side == pb.HEATMAP_SIDE_REFERENCE]
+    assert [h.kind for h in reference] == [pb.HEATMAP_KIND_REGIONS, pb.HEATMAP_KIND_FULL]
+    for h in reference:
+        assert h.instance_id == r.matches[0].instance_id and h.overlay_jpeg[:2] == b"\xff\xd8"
+        assert sum(h.region_contributions) == pytest.approx(h.score, abs=1e-5)
+    # the reference side decomposes the frame's similarity to the best reference photo (as the bundle
+    # stores it: JPEG at recognition size, so within JPEG noise of the gallery row's own score)
+    query = served.describer.describe(rgb(query_images[0]))
+    row, _ = served.search.best_reference(query, r.matches[0].instance_id)
+    photo = served.describer.describe(served.bundle.reference_image(row))
+    assert reference[0].score == pytest.approx(float(photo @ query), abs=1e-5)
+
+
+def test_without_reference_photos_the_reference_side_is_a_failed_precondition(tiny_bundle, start_server,
+                                                                             query_images, tmp_path):
+    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from tests.runtime.server.conftest import copy_bundle
+
+    bare = ServedModel.load(copy_bundle(tiny_bundle, tmp_path / "bare", "1.0.1"), ServingConfig(threads=1))
+    server = start_server(bare)
     with pytest.raises(grpc.RpcError) as err:
         server.stub.Recognize(frame(query_images[0], explain=True, explain_reference=True))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "reference photos" in err.value.details()
+    assert server.stub.Recognize(frame(query_images[0], explain=True)).heatmaps  # the query side still works
 
 
 def test_oversized_messages_are_refused_before_decoding(served, start_server):

@@ -64,6 +64,28 @@ class ServingConfig:
     short_side: int | None = None
 
 
+def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
+    """The model variant to serve: the one asked for, else the bundle's default -- for the native
+    ``tensorrt`` backend its first TensorRT engine -- checked against what the backend can run."""
+    models = bundle.manifest.models
+    wants = "tensorrt" if config.backend == "tensorrt" else "onnx"
+    variant = config.variant
+    if variant is None:
+        variant = bundle.manifest.default_variant
+        if wants == "tensorrt":
+            engines = [v for v, entry in models.items() if entry.format == "tensorrt"]
+            if not engines:
+                raise ValueError(f"backend 'tensorrt' needs a TensorRT engine, and bundle {bundle.name!r} has "
+                                 f"none (variants {sorted(models)}); export it with --tensorrt on the GPU machine")
+            variant = engines[0]
+    if variant not in models:
+        raise ValueError(f"bundle {bundle.name!r} has no variant {variant!r} (it has {sorted(models)})")
+    if models[variant].format != wants:
+        raise ValueError(f"variant {variant!r} is a {models[variant].format} model, which backend "
+                         f"{config.backend!r} cannot run; choose a {wants} variant")
+    return variant
+
+
 @dataclass(frozen=True, eq=False)
 class ServedModel:
     bundle: Bundle
@@ -84,10 +106,7 @@ class ServedModel:
         """Load and verify a bundle, start the backend, and warm it up with one blank frame."""
         bundle = load_bundle(path)
         try:
-            variant = config.variant or bundle.manifest.default_variant
-            if variant not in bundle.manifest.models:
-                raise ValueError(f"bundle {bundle.name!r} has no variant {variant!r} "
-                                 f"(it has {sorted(bundle.manifest.models)})")
+            variant = choose_variant(bundle, config)
             describer = Describer.open(bundle.model_path(variant), config.backend, threads=config.threads,
                                        device_id=config.device_id, contract=bundle.manifest.descriptor,
                                        short_side=config.short_side)

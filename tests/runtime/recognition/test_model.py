@@ -52,3 +52,12 @@ def test_a_failed_load_keeps_the_model(served, tmp_path):
     with pytest.raises(Exception, match="does not exist"):
         holder.load(tmp_path / "missing")
     assert holder.current() is served and holder.reloads == 0
+
+
+def test_the_variant_must_suit_the_backend(tiny_bundle):
+    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+
+    with pytest.raises(ValueError, match="needs a TensorRT engine"):
+        ServedModel.load(tiny_bundle, ServingConfig(backend="tensorrt"))
+    with pytest.raises(ValueError, match="no variant 'int8'"):
+        ServedModel.load(tiny_bundle, ServingConfig(variant="int8"))

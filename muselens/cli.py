@@ -29,6 +29,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "make-museum": Subcommand(
         "muselens.runtime.data.synthetic.command", "build a seeded synthetic museum dataset"
     ),
+    "make-walk": Subcommand(
+        "muselens.runtime.data.synthetic.walk_command",
+        "render a seeded visitor's walk past a synthetic museum: frames, video, per-frame ground truth",
+    ),
     "check-data": Subcommand(
         "muselens.runtime.data.check", "report what a museum dataset holds and what is wrong with it"
     ),

@@ -1,82 +1,421 @@
 """``muselens demo``: the README's main job, end to end on an embedded default museum.
 
-Today it builds the seeded synthetic museum, checks it, and measures the ImageNet baselines on
-it (the yardstick every trained model must beat). A re-run reuses the museum already built.
+1. make a seeded synthetic museum and check it;
+2. retrain the thesis method on it (a short schedule that finishes in minutes on 2 CPU cores;
+   ``--schedule full`` runs the paper's on a GPU);
+3. measure SIFT, IM-GeM, FT and the proposed method on the museum's queries;
+4. export the bundle;
+5. make a visitor's walk along the walls (artworks, bare walls, passers-by) with ground truth;
+6. start ``muselens serve`` on the bundle and stream the walk through it like a phone would,
+   printing the smoothed answer and its latency live;
+7. write ``report.html`` (opens without a network): the results table, the training curves,
+   the latency histogram, and a strip of walk frames with heatmap overlays and labels.
+
+Every step reuses what an earlier run already built with the same settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import signal
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-# The embedded default: small enough for 2 CPU cores, hard enough to leave room for training.
-DEFAULT_MUSEUM = {"instances": 60, "references": 5, "queries": 2, "distractors": 60, "seed": 0}
-DEFAULT_METHODS = ("sift", "im-gem")  # the best local-feature and the best CNN baseline
+# The embedded default: small enough to train in minutes on 2 CPU cores, hard enough that
+# training visibly matters.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {
+        "museum": {"instances": 20, "references": 4, "queries": 2, "distractors": 30, "seed": 0, "size": 640},
+        "walk": {"seconds": 30.0, "fps": 10.0, "size": (640, 360)},
+        "stream_fps": 10.0,
+    },
+    # What the test suite runs: the same pipeline on a toy museum, in well under a minute.
+    "tiny": {
+        "museum": {"instances": 3, "references": 2, "queries": 1, "distractors": 2, "seed": 0, "size": 160},
+        "walk": {"seconds": 8.0, "fps": 3.0, "size": (192, 108)},
+        "stream_fps": 8.0,
+    },
+}
+SCHEDULES: dict[str, dict[str, Any]] = {
+    # About four minutes on 2 CPU cores for the default museum.
+    "short": {
+        "eval_short_side": 320,
+        "stage1": {"epochs": 3, "batch_size": 16, "image_size": 224},
+        "stage2": {"epochs": 1, "images_per_step": 8, "short_sides": [320, 224]},
+        "stage3": {"epochs": 2, "short_side": 320, "dim": 256, "triplets_per_step": 32},
+    },
+    "full": {},  # TrainConfig's defaults: the paper's schedule (use --device cuda)
+    "tiny": {
+        "train_blocks": 2, "eval_short_side": 64,
+        "stage1": {"epochs": 1, "batch_size": 4, "image_size": 64},
+        "stage2": {"epochs": 1, "images_per_step": 2, "short_sides": [64]},
+        "stage3": {"epochs": 1, "dim": 8, "short_side": 64, "triplets_per_step": 4},
+    },
+}
+BASELINES = ("sift", "im-gem")
+STRIP_FRAMES = 12
+REUSED: list[str] = []  # steps this run took from an earlier one, for the report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where everything goes")
-    parser.add_argument("--instances", type=int, default=DEFAULT_MUSEUM["instances"])
-    parser.add_argument("--references", type=int, default=DEFAULT_MUSEUM["references"])
-    parser.add_argument("--queries", type=int, default=DEFAULT_MUSEUM["queries"])
-    parser.add_argument("--distractors", type=int, default=DEFAULT_MUSEUM["distractors"])
-    parser.add_argument("--seed", type=int, default=DEFAULT_MUSEUM["seed"])
-    parser.add_argument("--size", type=int, default=640, help="long side of the museum's photos")
-    parser.add_argument("--eval-size", type=int, default=None, help="short side for the CNN (default 448)")
-    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help="baselines to measure (see muselens evaluate --help)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="museum and walk size (tiny: what the tests run)")
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
+                        help="training schedule (default: short; tiny with --preset tiny; full: the paper's, for a GPU)")
+    parser.add_argument("--device", default="cpu", help="training device: cpu or cuda")
+    parser.add_argument("--no-pretrained", action="store_true", help="start from random weights (tests)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _step(n: int, total: int, text: str) -> None:
-    print(f"\n[{n}/{total}] {text}", file=sys.stderr, flush=True)
+def _step(n: int, text: str) -> None:
+    print(f"\n[{n}/7] {text}", file=sys.stderr, flush=True)
+
+
+def _cli(argv: list[str]) -> None:
+    from muselens.cli import main as cli
+
+    code = cli(argv)
+    if code != 0:
+        raise SystemExit(f"demo: `muselens {' '.join(argv)}` failed with exit status {code}")
+
+
+@dataclass
+class Paths:
+    out: Path
+
+    @property
+    def museum(self) -> Path: return self.out / "museum"
+    @property
+    def config(self) -> Path: return self.out / "train-config.json"
+    @property
+    def run(self) -> Path: return self.out / "run"
+    @property
+    def evaluation(self) -> Path: return self.out / "evaluation"
+    @property
+    def bundle(self) -> Path: return self.out / "bundle"
+    @property
+    def walk(self) -> Path: return self.out / "walk"
+    @property
+    def stream(self) -> Path: return self.out / "stream.json"
+    @property
+    def report(self) -> Path: return self.out / "report.html"
 
 
 def main(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    REUSED.clear()
+    preset = PRESETS[args.preset]
+    schedule_name = args.schedule or ("tiny" if args.preset == "tiny" else "short")
+    paths = Paths(args.out)
+    progress = not args.no_progress
+
+    _step(1, f"synthetic museum -> {paths.museum}")
+    build_museum(paths.museum, preset["museum"], progress)
+
+    _step(2, f"training ({schedule_name} schedule, {args.device}) -> {paths.run}")
+    trained_now = train(paths, SCHEDULES[schedule_name], args)
+
+    _step(3, "measuring SIFT, IM-GeM, FT and the proposed method on the queries")
+    evaluate(paths, trained_now, progress)
+
+    _step(4, f"exporting the bundle -> {paths.bundle}")
+    export(paths, trained_now)
+
+    _step(5, f"a visitor's walk -> {paths.walk}")
+    walk = make_walk(paths, preset["walk"], preset["museum"]["seed"], progress)
+
+    _step(6, "serving the bundle and streaming the walk through it")
+    stream = stream_walk(paths, walk, preset["stream_fps"])
+
+    _step(7, f"report -> {paths.report}")
+    write_report(paths, walk, stream, time.perf_counter() - started, REUSED)
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; open {paths.report}", file=sys.stderr)
+    return 0
+
+
+# -- 1. museum -------------------------------------------------------------------------------
+
+
+def build_museum(museum: Path, params: dict[str, Any], progress: bool) -> None:
     from muselens.runtime.data.check import check_dataset, format_report
     from muselens.runtime.data.museum import MuseumDataset
     from muselens.runtime.data.synthetic import make_museum
-    from muselens.training.evaluation.command import main as evaluate_main
 
-    started = time.perf_counter()
-    museum_dir = args.out / "museum"
-    params = {"instances": args.instances, "references": args.references, "queries": args.queries,
-              "distractors": args.distractors, "seed": args.seed, "size": args.size}
-    _step(1, 3, f"synthetic museum -> {museum_dir}")
-    if _same_museum(museum_dir, params):
+    if _same_json(museum / "museum.json", params):
         print("  already built with these settings: reused", file=sys.stderr)
+        REUSED.append("museum")
     else:
-        make_museum(museum_dir, **params, progress=not args.no_progress, overwrite=True)
-
-    _step(2, 3, "checking the dataset")
-    report = check_dataset(MuseumDataset.load(museum_dir), progress=not args.no_progress)
+        make_museum(museum, **params, progress=progress, overwrite=True)
+    report = check_dataset(MuseumDataset.load(museum), progress=False)
     print(format_report(report))
     if not report.usable:
-        return 1
-
-    _step(3, 3, f"baselines: {args.methods}")
-    eval_args = argparse.Namespace(
-        data=museum_dir, method=[m for m in args.methods.split(",") if m], backbone=None,
-        size=args.eval_size, multiscale=False, instance_avg=False, qe=0, dba=0, no_clustering=False,
-        device="cpu", workers=2, run=None, out=args.out / "evaluation", no_progress=args.no_progress,
-        argv=getattr(args, "argv", ["demo"]),
-    )
-    code = evaluate_main(eval_args)
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; results in {args.out}/",
-          file=sys.stderr)
-    return code
+        raise SystemExit("demo: the synthetic museum is not usable (see the report above)")
 
 
-def _same_museum(museum_dir: Path, params: dict) -> bool:
-    """True when ``museum_dir`` holds a museum generated with exactly these parameters."""
-    manifest = museum_dir / "museum.json"
-    if not manifest.exists():
+# -- 2-4. train, evaluate, export ----------------------------------------------------------------
+
+
+def train(paths: Paths, schedule: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Train unless a finished run with the same schedule exists; True when it trained now."""
+    wanted = {"schedule": schedule, "pretrained": not args.no_pretrained}
+    if (paths.run / "model.pt").exists() and _same_json(paths.config, wanted):
+        print("  a finished run with this schedule exists: reused", file=sys.stderr)
+        REUSED.append("training")
+        return False
+    if paths.run.exists():
+        shutil.rmtree(paths.run)
+    paths.out.mkdir(parents=True, exist_ok=True)
+    yaml_path = paths.out / "train-config.yaml"
+    import yaml
+
+    from muselens.training.config import load_config
+    from muselens.training.run import TrainingRun
+
+    yaml_path.write_text(yaml.safe_dump(schedule) if schedule else "{}\n")
+    TrainingRun(paths.museum, paths.run, load_config(yaml_path), device=args.device,
+                pretrained=not args.no_pretrained, progress=not args.no_progress).run()
+    paths.config.write_text(json.dumps(wanted, indent=2))
+    return True
+
+
+def evaluate(paths: Paths, trained_now: bool, progress: bool) -> None:
+    results = paths.evaluation / "results.json"
+    if results.exists() and not trained_now:
+        print("  results for this run exist: reused", file=sys.stderr)
+        REUSED.append("evaluation")
+        return
+    argv = ["evaluate", str(paths.museum), "--method", ",".join((*BASELINES, "ft", "proposed")),
+            "--run", str(paths.run), "--out", str(paths.evaluation), "--no-clustering", "--workers", "2"]
+    if not progress:
+        argv.append("--no-progress")
+    _cli(argv)
+
+
+def export(paths: Paths, trained_now: bool) -> None:
+    if (paths.bundle / "manifest.json").exists() and not trained_now:
+        print("  the bundle of this run exists: reused", file=sys.stderr)
+        REUSED.append("bundle")
+        return
+    _cli(["export", str(paths.run), "--out", str(paths.bundle), "--precision", "fp32", "--latency-runs", "5",
+          "--name", "demo-museum", "--results-json", str(paths.out / "export.json")])
+
+
+# -- 5. the walk -----------------------------------------------------------------------------
+
+
+def make_walk(paths: Paths, params: dict[str, Any], seed: int, progress: bool) -> dict[str, Any]:
+    from muselens.runtime.data.synthetic.walk import make_walk as build
+
+    wanted = {**params, "size": list(params["size"]), "seed": seed}
+    stamp = paths.walk / "demo-walk.json"
+    if (paths.walk / "walk.json").exists() and _same_json(stamp, wanted):
+        print("  already made with these settings: reused", file=sys.stderr)
+        REUSED.append("walk")
+    else:
+        if paths.walk.exists():
+            shutil.rmtree(paths.walk)
+        build(paths.museum, paths.walk, seed=seed, seconds=params["seconds"], fps=params["fps"],
+              size=tuple(params["size"]), progress=progress)
+        stamp.write_text(json.dumps(wanted))
+    return json.loads((paths.walk / "walk.json").read_text())
+
+
+# -- 6. serve and stream ---------------------------------------------------------------------
+
+
+class Server:
+    """``muselens serve`` in a subprocess on a free port, stopped with SIGTERM."""
+
+    def __init__(self, bundle: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "muselens", "serve", str(bundle), "--port", "0", "--host", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        match = re.search(r" on (127\.0\.0\.1:\d+) ", line)
+        if match is None:
+            self.process.kill()
+            raise SystemExit(f"demo: the server did not start: {line}{self.process.stderr.read()}")
+        self.address = match.group(1)
+        print(f"  {line.strip()}", file=sys.stderr)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any]:
+    """Stream the walk's frames at ``fps`` and collect every answer with its latency."""
+    from muselens.runtime.client import MuselensClient, frame_message
+    from muselens.v1 import recognition_pb2 as pb
+
+    frames = walk["frames"]
+    truth = {f"{f['index']:06d}": f.get("in_view") for f in frames}
+    sent: dict[str, float] = {}
+    options = pb.RecognizeOptions(top_k=3, explain=True, heatmap_kinds=[pb.HEATMAP_KIND_FULL])
+
+    def requests():
+        start = time.perf_counter()
+        for i, f in enumerate(frames):
+            delay = start + i / fps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            frame_id = f"{f['index']:06d}"
+            image = (paths.walk / "frames" / f"{frame_id}.jpg").read_bytes()
+            sent[frame_id] = time.perf_counter()
+            yield frame_message(image, frame_id=frame_id, timestamp=f["time_s"], options=options)
+
+    server = Server(paths.bundle)
+    rows = []
+    try:
+        with MuselensClient(server.address) as client:
+            client.wait_ready(30)
+            info = client.bundle_info()
+            for r in client.stream(requests()):
+                e2e = (time.perf_counter() - sent[r.frame_id]) * 1e3
+                shown = r.smoothed.instance_id if r.smoothed.decision == pb.DECISION_ARTWORK else None
+                expected = truth.get(r.frame_id)
+                heat = next((h for h in r.heatmaps if h.side == pb.HEATMAP_SIDE_QUERY), None)
+                rows.append({
+                    "frame_id": r.frame_id, "e2e_ms": e2e, "server_ms": r.timings.total_ms,
+                    "inference_ms": r.timings.inference_ms, "decision": pb.Decision.Name(r.decision),
+                    "top1": r.matches[0].instance_id if r.matches else None,
+                    "top1_score": r.matches[0].score if r.matches else None,
+                    "shown": shown, "shown_title": r.smoothed.title, "smoothed": pb.Decision.Name(r.smoothed.decision),
+                    "truth": expected, "dropped": r.dropped_frames,
+                    "heatmap": {"h": heat.height, "w": heat.width, "values": list(heat.values)} if heat else None,
+                })
+                label = r.smoothed.title or pb.Decision.Name(r.smoothed.decision).removeprefix("DECISION_").lower()
+                print(f"  frame {r.frame_id}  shown: {label:<28} truth: {str(expected):<6} "
+                      f"{e2e:6.1f} ms end to end ({r.timings.inference_ms:.1f} ms inference), "
+                      f"dropped {r.dropped_frames}", flush=True)
+    finally:
+        server.stop()
+    summary = stream_summary(rows, len(frames), info)
+    paths.stream.write_text(json.dumps({"summary": summary, "frames": [
+        {k: v for k, v in row.items() if k != "heatmap"} for row in rows]}, indent=2))
+    print(f"  {summary['answered']} of {summary['sent']} frames answered, end-to-end p50 "
+          f"{summary['e2e_ms']['p50']:.1f} ms; shown answer right on {100 * summary['shown_correct']:.0f} % "
+          f"of answered frames", file=sys.stderr)
+    return {"summary": summary, "rows": rows}
+
+
+def stream_summary(rows: list[dict[str, Any]], sent: int, info) -> dict[str, Any]:
+    from muselens.benchmarks.common import percentiles
+
+    with_art = [r for r in rows if r["truth"]]
+    return {
+        "sent": sent, "answered": len(rows), "dropped": rows[-1]["dropped"] if rows else 0,
+        "e2e_ms": percentiles(r["e2e_ms"] for r in rows),
+        "server_ms": percentiles(r["server_ms"] for r in rows),
+        "inference_ms": percentiles(r["inference_ms"] for r in rows),
+        "shown_correct": sum(r["shown"] == r["truth"] for r in rows) / max(len(rows), 1),
+        "top1_correct_in_view": sum(r["top1"] == r["truth"] for r in with_art) / max(len(with_art), 1),
+        "frames_with_artwork": len(with_art),
+        "bundle": {"name": info.name, "version": info.bundle_version, "backend": info.backend,
+                   "threshold": info.threshold},
+    }
+
+
+# -- 7. the report ---------------------------------------------------------------------------
+
+
+def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], seconds: float,
+                 reused: list[str]) -> Path:
+    from muselens.report import Report, code, image_tag, paragraph, table
+
+    note = f" (reused from an earlier run: {', '.join(reused)})" if reused else ""
+    report = Report("muselens demo", f"a synthetic museum, {seconds:.0f} s end to end on this machine{note}")
+    results = json.loads((paths.evaluation / "results.json").read_text())
+    rows = [{"method": r["name"], "mP@1 %": 100 * r["retrieval"]["mp_at_1"], "mAP %": 100 * r["retrieval"]["map"],
+             "Recall@5 %": 100 * r["retrieval"]["recall_at_k"].get("5", float("nan")),
+             "AUROC (artwork vs distractor)": r.get("open_set", {}).get("auroc")} for r in results["results"]]
+    report.add("The museum's results", paragraph(
+        "Retrieval of each query photo among the museum's reference photos (the thesis' Table 5.3 "
+        "protocol): the first answer's precision (mP@1) and mean average precision."),
+        table(rows), code(results["command"]))
+    if (paths.run / "curves.png").exists():
+        report.add("Training curves", image_tag(paths.run / "curves.png", "training curves"))
+    s = stream["summary"]
+    latency_png = paths.out / "latency.png"
+    plot_latency(stream["rows"], latency_png)
+    report.add("Streaming the walk", paragraph(
+        f"{s['answered']} of {s['sent']} camera frames answered over one gRPC stream "
+        f"({s['dropped']} stale frames dropped by the server to stay current); the shown (smoothed) "
+        f"answer matched the ground truth on {100 * s['shown_correct']:.0f} % of the answered frames, "
+        f"the raw top-1 on {100 * s['top1_correct_in_view']:.0f} % of the {s['frames_with_artwork']} "
+        f"frames with an artwork in view. End to end p50 {s['e2e_ms']['p50']:.1f} ms, p99 "
+        f"{s['e2e_ms']['p99']:.1f} ms (server {s['server_ms']['p50']:.1f} ms, inference "
+        f"{s['inference_ms']['p50']:.1f} ms). Served by {s['bundle']['backend']}."),
+        image_tag(latency_png, "latency histogram"))
+    report.add_strip("Frames of the walk, with what lit up the match", strip_frames(paths, stream["rows"]),
+                     "Blue-grey-red overlay: each feature cell's contribution to the similarity with the "
+                     "recognised artwork (red adds, blue subtracts; paper 001 on our region descriptor).")
+    return report.write(paths.report)
+
+
+def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
+    import cv2
+    import numpy as np
+
+    from muselens.report import StripFrame
+    from muselens.runtime.data.images import read_image
+    from muselens.runtime.explain import heatmap_overlay
+
+    if not rows:
+        return []
+    picks = sorted({round(i * (len(rows) - 1) / max(STRIP_FRAMES - 1, 1)) for i in range(STRIP_FRAMES)})
+    out = []
+    for i in picks:
+        row = rows[i]
+        image = read_image(paths.walk / "frames" / f"{row['frame_id']}.jpg")
+        if row["heatmap"] is not None and row["top1"] is not None:
+            heat = np.asarray(row["heatmap"]["values"], np.float32).reshape(row["heatmap"]["h"], row["heatmap"]["w"])
+            image = heatmap_overlay(image, heat, alpha=0.45)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        answer = row["shown_title"] or row["smoothed"].removeprefix("DECISION_").replace("_", " ").lower()
+        out.append(StripFrame(buf.tobytes(), row["frame_id"], answer, row["truth"] or "no artwork",
+                              row["shown"] == row["truth"], row["e2e_ms"]))
+    return out
+
+
+def plot_latency(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for key, label in (("e2e_ms", "end to end (client)"), ("server_ms", "server"), ("inference_ms", "inference")):
+        values = [r[key] for r in rows]
+        if values:
+            ax.hist(values, bins=30, alpha=0.55, label=label)
+    ax.set_xlabel("milliseconds per frame")
+    ax.set_ylabel("frames")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _same_json(path: Path, wanted: dict[str, Any]) -> bool:
+    """True when ``path`` holds JSON whose keys in ``wanted`` have exactly these values."""
+    if not path.exists():
         return False
     try:
-        written = json.loads(manifest.read_text())
+        written = json.loads(path.read_text())
     except json.JSONDecodeError:
         return False
-    return all(written.get(k) == v for k, v in params.items())
+    normal = json.loads(json.dumps(wanted))
+    return all(written.get(k) == v for k, v in normal.items())

@@ -15,6 +15,7 @@ ARTWORK = 2  # (instance,): the artwork itself, its frame and title
 PHOTO = 3  # (instance, split, index): one photo of an artwork
 DISTRACTOR = 4  # (index,): one photo of no artwork
 NEIGHBOUR = 5  # (family, variant): a work hung next to the recognised ones, never recognised itself
+WALK = 16  # everything a visitor's walk draws (runtime/data/synthetic/walk.py)
 
 REFERENCE_SPLIT = 0
 QUERY_SPLIT = 1

@@ -1,4 +1,8 @@
-"""``muselens train DATA --out RUN``: fine-tune a museum's descriptor (stages 1-3 of paper 004)."""
+"""``muselens train DATA --out RUN``: fine-tune a museum's descriptor (stages 1-3 of paper 004).
+
+Started by torchrun (``torchrun --nproc_per_node=N -m muselens train DATA --out RUN --device cuda``)
+it trains on N processes, one per GPU; see :mod:`muselens.training.distributed`.
+"""
 
 from __future__ import annotations
 
@@ -47,22 +51,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--set", type=_set, action="append", metavar="KEY=VALUE",
                         help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda; under torchrun each process takes GPU LOCAL_RANK (NCCL), or gloo on cpu")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after a stop")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def main(args: argparse.Namespace) -> int:
+    from muselens.training.distributed import Distributed, launched_by_torchrun
     from muselens.training.run import TrainingRun
 
+    distributed = None
     try:
+        if launched_by_torchrun():
+            distributed = Distributed.from_env(args.device)
         config = load_config(args.config, overrides_from_args(args))
         run = TrainingRun(args.data, args.out, config, device=args.device, resume=args.resume,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, distributed=distributed)
         summary = run.run()
     except (ConfigError, DatasetError, CheckpointError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        rank = f"rank {distributed.rank}: " if distributed is not None and distributed.enabled else ""
+        print(f"error: {rank}{error}", file=sys.stderr)
         return 2
+    finally:
+        if distributed is not None:
+            distributed.destroy()
+    if distributed is not None and not distributed.is_main:
+        return 0
     last = {}
     for row in summary["history"]:
         last[row["stage"]] = row

@@ -10,6 +10,10 @@ Everything a run writes lives in its folder::
 
 A run killed at any point resumes with ``resume=True`` from the last finished epoch and, as
 every random draw is a function of (seed, stage, epoch, item), reaches the same result.
+
+Given a :class:`~muselens.training.distributed.Distributed` context of several ranks (torchrun),
+every rank trains its share and only rank 0 writes the files above and prints; see
+:mod:`muselens.training.distributed` for what is shared and what stays exact.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from muselens.training.checkpoint import load_checkpoint, save_checkpoint
 from muselens.training.config import TrainConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
                                         LabelledImages, load_labelled_images)
+from muselens.training.distributed import Distributed
 from muselens.training.memory import peaks, reset_peaks
 from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks
 from muselens.training.pooling.functional import gem
@@ -92,20 +97,24 @@ class Validator:
     """Per-epoch mP@1 / mAP of the queries against the references, on cached trunk features."""
 
     def __init__(self, top: nn.Module, refs: TrunkCache, ref_labels: np.ndarray,
-                 queries: TrunkCache, query_labels: np.ndarray, device: torch.device):
+                 queries: TrunkCache, query_labels: np.ndarray, device: torch.device,
+                 dist: Distributed | None = None):
         self.top, self.refs, self.queries = top, refs, queries
         self.ref_labels, self.query_labels, self.device = ref_labels, query_labels, device
+        self.dist = dist
 
     @torch.no_grad()
     def _describe(self, model: MuseumModel, cache: TrunkCache, stage: int) -> np.ndarray:
-        out = []
-        for i in range(len(cache)):
+        def describe(i: int) -> torch.Tensor:
             fmap = self.top(cache.get(i, self.device))
             if stage == 3:
-                out.append(model.net.forward_features(fmap).descriptor)
-            else:  # fine-tuned network as a global descriptor ("FT"): GeM of its last conv layer
-                out.append(torch.nn.functional.normalize(gem(fmap), dim=1))
-        return torch.cat(out).cpu().numpy()
+                return model.net.forward_features(fmap).descriptor
+            # fine-tuned network as a global descriptor ("FT"): GeM of its last conv layer
+            return torch.nn.functional.normalize(gem(fmap), dim=1)
+
+        if self.dist is not None and self.dist.enabled:  # every rank describes a shard, all get all
+            return self.dist.map_rows(len(cache), describe).cpu().numpy()
+        return torch.cat([describe(i) for i in range(len(cache))]).cpu().numpy()
 
     def __call__(self, model: MuseumModel, stage: int) -> dict[str, float]:
         if len(self.queries) == 0:
@@ -127,9 +136,15 @@ class Validator:
 
 class TrainingRun:
     def __init__(self, data: Path, out: Path, config: TrainConfig, *, device: str = "cpu",
-                 resume: bool = False, progress: bool = True, pretrained: bool = True):
-        self.data, self.out, self.progress = Path(data), Path(out), progress
+                 resume: bool = False, progress: bool = True, pretrained: bool = True,
+                 distributed: Distributed | None = None):
+        self.data, self.out = Path(data), Path(out)
         self.device = _device(device)
+        if distributed is not None and distributed.device.type != self.device.type:
+            raise ValueError(f"device {device!r} but the distributed context runs on {distributed.device}")
+        self.dist = distributed if distributed is not None else Distributed.single(self.device)
+        self.device = self.dist.device if distributed is not None else self.device
+        self.progress = progress and self.dist.is_main
         self.checkpoint_path = self.out / "checkpoint.pt"
         self.state: dict[str, Any] = {"stage_index": 0, "next_epoch": 0, "history": [], "stages": {}}
         self.pretrained = pretrained
@@ -139,13 +154,16 @@ class TrainingRun:
                 raise ValueError(f"{self.checkpoint_path}: not a {CHECKPOINT_FORMAT} checkpoint")
             self.config = config_from_dict(json.loads(saved["config"]))
             self.saved = saved
-            print(f"resuming {self.out} at stage {self.config.stages[saved['stage_index']] if saved['stage_index'] < len(self.config.stages) else 'done'}, "
-                  f"epoch {saved['next_epoch']}", file=sys.stderr)
+            if self.dist.is_main:
+                print(f"resuming {self.out} at stage {self.config.stages[saved['stage_index']] if saved['stage_index'] < len(self.config.stages) else 'done'}, "
+                      f"epoch {saved['next_epoch']}", file=sys.stderr)
         else:
             if not resume and self.checkpoint_path.exists():
                 raise FileExistsError(f"{self.out} already holds a run: pass --resume to continue it, "
                                       "or choose another --out")
             self.config, self.saved = config, None
+        # Every rank has read the checkpoint (or seen there is none) before rank 0 may write one.
+        self.dist.barrier()
 
     # -- data ---------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -156,11 +174,13 @@ class TrainingRun:
             load_labelled_images(museum.queries, self.labels) if museum.queries else None)
         self.skipped = self.train_images.skipped.to_list() + (
             self.query_images.skipped.to_list() if self.query_images else [])
-        for s in self.skipped:
+        for s in self.skipped if self.dist.is_main else []:
             print(f"warning: skipped unreadable image {s['path']}: {s['reason']}", file=sys.stderr)
 
     # -- checkpoints -------------------------------------------------------------------
     def _save(self, model: MuseumModel, optimizer, stage_index: int, next_epoch: int) -> None:
+        if not self.dist.is_main:  # the ranks hold the same state; one writes it
+            return
         save_checkpoint(self.checkpoint_path, {
             "format": CHECKPOINT_FORMAT,
             "config": json.dumps(self.config.to_dict()),
@@ -175,8 +195,9 @@ class TrainingRun:
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_config(self.config, self.out / "config.yaml")
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_config(self.config, self.out / "config.yaml")
         torch.manual_seed(self.config.seed)
         self._load_data()
         model = MuseumModel.build(self.config, list(self.labels.instance_ids), pretrained=self.pretrained)
@@ -189,27 +210,36 @@ class TrainingRun:
             self.state["history"] = json.loads(self.saved["history"])
             self.state["stages"] = json.loads(self.saved["stages"])
         model.to(self.device)
+        self.dist.broadcast_module(model.classifier)  # every rank starts from rank 0's weights
+        self.dist.broadcast_module(model.net.head)
+        self.model = model  # the trained network, for callers that inspect it (tests compare ranks)
         set_trainable_blocks(model.classifier, self.config.train_blocks)
         frozen, trainable = split_blocks(model.classifier, self.config.train_blocks)
         trunk, top = nn.Sequential(*frozen), nn.Sequential(*trainable)
         caches = self._caches(trunk, model.classifier.backbone.contract)
         validate = Validator(top, caches["refs"], np.asarray(self.train_images.labels), caches["queries"],
-                             np.asarray(self.query_images.labels if self.query_images else []), self.device)
+                             np.asarray(self.query_images.labels if self.query_images else []), self.device,
+                             self.dist)
 
         for index in range(start_stage, len(self.config.stages)):
             stage = self.config.stages[index]
             first = start_epoch if index == start_stage else 0
             state = optimizer_state if index == start_stage else None
             self._stage(stage, index, first, state, model, top, caches, validate)
-        torch.save(model.state_dict(), self.out / "model.pt")
-        meta = {**model.meta(self.config), "data": str(self.data.resolve())}
-        (self.out / "model.json").write_text(json.dumps(meta, indent=2))
         summary = {"run": str(self.out), "stages": self.state["stages"], "history": self.state["history"],
                    "skipped": self.skipped, "device": str(self.device)}
-        (self.out / "history.json").write_text(json.dumps(summary, indent=2))
-        from muselens.training.curves import plot_curves
+        if self.dist.enabled:
+            summary["world_size"] = self.dist.world_size
+            self.dist.check_same(model.state_dict())  # raises if the ranks drifted apart
+        if self.dist.is_main:
+            torch.save(model.state_dict(), self.out / "model.pt")
+            meta = {**model.meta(self.config), "data": str(self.data.resolve())}
+            (self.out / "model.json").write_text(json.dumps(meta, indent=2))
+            (self.out / "history.json").write_text(json.dumps(summary, indent=2))
+            from muselens.training.curves import plot_curves
 
-        plot_curves(self.state["history"], self.out / "curves.png")
+            plot_curves(self.state["history"], self.out / "curves.png")
+        self.dist.barrier()  # no rank reports success before the files exist
         return summary
 
     def _caches(self, trunk: nn.Module, contract) -> dict[str, TrunkCache]:
@@ -238,19 +268,21 @@ class TrainingRun:
             optimizer.load_state_dict(optimizer_state)
         elif stage == 3 and cfg.stage3.pca_init and first_epoch == 0:
             init_head_from_pca(model.net, top, caches["refs"], self.device)
+            self.dist.broadcast_module(model.net.head)  # one PCA for all ranks, bit for bit
 
         def on_epoch_end(stats: EpochStats) -> None:
             record = {"stage": stage, **stats.__dict__, **validate(model, stage)}
             self.state["history"].append(record)
             self.state["stages"][str(stage)] = {
                 "seconds": round(prior_seconds + time.perf_counter() - started, 2)}
-            print(f"stage {stage} epoch {stats.epoch}: loss {stats.loss:.4f} acc {stats.accuracy:.3f}"
-                  + (f" | val mP@1 {100 * record['val_mp_at_1']:.2f} mAP {100 * record['val_map']:.2f}"
-                     if "val_mp_at_1" in record else ""), file=sys.stderr)
+            if self.dist.is_main:
+                print(f"stage {stage} epoch {stats.epoch}: loss {stats.loss:.4f} acc {stats.accuracy:.3f}"
+                      + (f" | val mP@1 {100 * record['val_mp_at_1']:.2f} mAP {100 * record['val_map']:.2f}"
+                         if "val_mp_at_1" in record else ""), file=sys.stderr)
             self._save(model, optimizer, index, stats.epoch + 1)
 
         common = dict(device=self.device, start_epoch=first_epoch, on_epoch_end=on_epoch_end,
-                      progress=self.progress)
+                      progress=self.progress, dist=self.dist)
         if stage == 1:
             data = ClassificationDataset(self.train_images, contract, size=cfg.stage1.image_size,
                                          augment_config=cfg.augment, seed=cfg.seed)

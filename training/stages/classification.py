@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from muselens.training.datasets import ClassificationDataset, epoch_order
-from muselens.training.model import InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes
+from muselens.training.distributed import Distributed
+from muselens.training.model import (InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes,
+                                     split_blocks)
 
 # Top blocks retrained by default: for EfficientNet-Lite and MobileNetV2 the last two stages
 # (all blocks at stride 32) and the 1x1 head conv, the analogue of paper 004 retraining
@@ -200,6 +202,64 @@ def train_epoch(
                       optimizer.param_groups[0]["lr"])
 
 
+def train_epoch_sharded(
+    model: InstanceClassifier,
+    dataset: ClassificationDataset,
+    optimizer: torch.optim.Optimizer,
+    dist: Distributed,
+    *,
+    batch_size: int,
+    train_blocks: int,
+    device: torch.device | str,
+    epoch: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EpochStats:
+    """:func:`train_epoch` on several ranks: the epoch's batches are the single process's, each
+    split across the ranks; every rank back-propagates ``sum of its losses / batch size`` and
+    :meth:`~Distributed.sync_gradients` sums them, so a step follows the whole batch's mean loss.
+    The retrained blocks' BatchNorm running statistics are averaged over the ranks at the end.
+    Loss and accuracy are over all ranks' images."""
+    if not isinstance(dataset, ClassificationDataset):
+        raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
+    check_train_blocks(model, train_blocks)
+    _positive_int("batch_size", batch_size)
+    dev = resolve_device(model, device)
+    set_stage_modes(model, train_blocks, bn="trainable_blocks")
+    dataset.set_epoch(epoch)
+    order = epoch_order(len(dataset), dataset.seed, epoch)
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if not batches:
+        raise ValueError("the dataset holds no images")
+    mine = [dist.shard(batch) for batch in batches]
+    # A rank whose share of a (last, short) batch is empty still joins that step's all-reduce.
+    loader = DataLoader(dataset, batch_sampler=[m for m in mine if m], num_workers=num_workers)
+    items = iter(loader)
+    start = time.perf_counter()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(list(zip(batches, mine)), desc=f"stage 1 epoch {epoch}", unit="batch",
+               disable=not (progress and dist.is_main), leave=False)
+    for batch, share in bar:
+        optimizer.zero_grad(set_to_none=True)
+        if share:
+            x, y = next(items)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            logits = model.logits(x)
+            loss_sum = F.cross_entropy(logits, y, reduction="sum")
+            (loss_sum / len(batch)).backward()
+            total_loss += float(loss_sum.detach())
+            correct += int((logits.detach().argmax(dim=1) == y).sum())
+            seen += y.shape[0]
+        dist.sync_gradients(optimizer)
+        optimizer.step()
+    _, trainable = split_blocks(model, train_blocks)
+    dist.average_buffers(trainable)
+    total_loss, correct, seen = dist.all_reduce_sum(
+        torch.tensor([total_loss, correct, seen], dtype=torch.float64)).tolist()
+    return EpochStats(epoch, total_loss / seen, correct / seen, int(seen), time.perf_counter() - start,
+                      optimizer.param_groups[0]["lr"])
+
+
 @dataclass(frozen=True)
 class EvalStats:
     loss: float
@@ -241,12 +301,14 @@ def fit_classification(
     num_workers: int = 0,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> list[EpochStats]:
     """Epochs ``start_epoch .. config.epochs - 1`` of stage 1; ``on_epoch_end`` may checkpoint.
 
     The caller builds the model (``set_trainable_blocks(model, config.train_blocks)``) and the
     optimizer (:func:`build_optimizer`), moves them to ``device``, and on resume loads their
     state dicts and passes the next epoch; nothing else carries state between epochs.
+    With ``dist`` of several ranks, each epoch runs :func:`train_epoch_sharded`.
     """
     if not isinstance(config, ClassificationConfig):
         raise TypeError(f"config must be a ClassificationConfig, got {type(config).__name__}")
@@ -255,9 +317,14 @@ def fit_classification(
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
-        loader = classification_loader(dataset, config.batch_size, epoch, num_workers)
-        stats = train_epoch(model, loader, optimizer, train_blocks=config.train_blocks, device=device,
-                            epoch=epoch, progress=progress)
+        if dist is not None and dist.enabled:
+            stats = train_epoch_sharded(model, dataset, optimizer, dist, batch_size=config.batch_size,
+                                        train_blocks=config.train_blocks, device=device, epoch=epoch,
+                                        num_workers=num_workers, progress=progress)
+        else:
+            loader = classification_loader(dataset, config.batch_size, epoch, num_workers)
+            stats = train_epoch(model, loader, optimizer, train_blocks=config.train_blocks, device=device,
+                                epoch=epoch, progress=progress)
         history.append(stats)
         if on_epoch_end is not None:
             on_epoch_end(stats)

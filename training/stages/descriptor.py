@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm import tqdm
 
+from muselens.training.distributed import Distributed
 from muselens.training.losses import LOSSES, RegionRegularisedLoss, build_loss
 from muselens.training.mining import mine_triplets, strategy_for_epoch
 from muselens.training.regions import RegionDescriptorNet, gather_regions
@@ -88,11 +89,15 @@ def run_top(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, index: 
 
 
 @torch.no_grad()
-def all_descriptors(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, device) -> torch.Tensor:
-    """Descriptors ``(N, D)`` of every cached image with the current weights (eval mode)."""
+def all_descriptors(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, device,
+                    dist: Distributed | None = None) -> torch.Tensor:
+    """Descriptors ``(N, D)`` of every cached image with the current weights (eval mode);
+    with ``dist`` of several ranks each computes its shard and every rank gets them all."""
     was_training = net.training
     net.eval()
     try:
+        if dist is not None and dist.enabled:
+            return dist.map_rows(len(cache), lambda i: run_top(net, top, cache, i, device).descriptor.cpu())
         return torch.cat([run_top(net, top, cache, i, device).descriptor.cpu() for i in range(len(cache))])
     finally:
         net.train(was_training)
@@ -143,9 +148,10 @@ def pk_batches(labels: np.ndarray, classes: int, per_class: int, seed: int, epoc
     return batches
 
 
-def triplet_batches(net, top, cache, labels, config: DescriptorConfig, epoch: int, device):
+def triplet_batches(net, top, cache, labels, config: DescriptorConfig, epoch: int, device,
+                    dist: Distributed | None = None):
     """Mined triplets of this pass, shuffled and cut into steps of ``triplets_per_step``."""
-    descriptors = all_descriptors(net, top, cache, device)
+    descriptors = all_descriptors(net, top, cache, device, dist)
     triplets = mine_triplets(descriptors.numpy(), labels, strategy=strategy_for_epoch(epoch))
     order = np.random.default_rng([config.seed, epoch, 2]).permutation(len(triplets))
     triplets = triplets[order]
@@ -183,6 +189,47 @@ def step_gradients(net, top, cache, rows: np.ndarray, y: torch.Tensor, triplets:
     return loss.item(), region_logits.detach()
 
 
+def sharded_step_gradients(net, top, cache, rows: np.ndarray, y: torch.Tensor, triplets: torch.Tensor | None,
+                           loss_fn: RegionRegularisedLoss, device, dist: Distributed, *,
+                           grad_cache: bool = True) -> tuple[float, torch.Tensor]:
+    """:func:`step_gradients` with the images ``rows`` split across the ranks of ``dist``.
+
+    Each rank runs its share of the images, the descriptors and region logits are gathered so
+    every rank computes the whole step's loss, and each rank back-propagates into the parameters
+    only its own images' part of it: with ``grad_cache`` by re-running them against the loss'
+    gradient, otherwise by splicing its images' graphs into the gathered (constant) rows. The sum
+    over the ranks (:meth:`~Distributed.sync_gradients`) is the single-process gradient.
+    """
+    t = None if triplets is None else triplets.to(device)
+    mine = dist.shard(range(len(rows)))
+
+    def row(j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = run_top(net, top, cache, int(rows[j]), device)
+        return out.descriptor, out.region_logits
+
+    if grad_cache:
+        with torch.no_grad():
+            embeddings, region_logits = dist.map_rows(len(rows), row)
+        embeddings.requires_grad_()
+        region_logits.requires_grad_()
+        loss = loss_fn(embeddings, y, region_logits, t)
+        d_embeddings, d_logits = torch.autograd.grad(loss, (embeddings, region_logits))
+        for j in mine:
+            descriptor, logits = row(j)
+            surrogate = (descriptor * d_embeddings[j:j + 1]).sum() + (logits * d_logits[j:j + 1]).sum()
+            surrogate.backward()
+        return loss.item(), region_logits.detach()
+    own = {j: row(j) for j in mine}
+    gathered = dist.map_rows(len(rows), lambda j: tuple(x.detach() for x in own[j]))
+    index = torch.tensor(mine, dtype=torch.long, device=gathered[0].device)
+    spliced = [full.index_put((index,), torch.cat([own[j][c] for j in mine])) if mine else full
+               for c, full in enumerate(gathered)]
+    loss = loss_fn(spliced[0], y, spliced[1], t)
+    if mine:
+        loss.backward()
+    return loss.item(), spliced[1].detach()
+
+
 def train_descriptor_epoch(
     net: RegionDescriptorNet,
     top: nn.Module,
@@ -195,15 +242,18 @@ def train_descriptor_epoch(
     epoch: int,
     device,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> EpochStats:
+    sharded = dist is not None and dist.enabled
     start = time.perf_counter()
     if loss_fn.requires_triplets:
-        steps = triplet_batches(net, top, cache, labels, config, epoch, device)
+        steps = triplet_batches(net, top, cache, labels, config, epoch, device, dist)
     else:
         steps = pk_batches(labels, config.classes_per_batch, config.images_per_class, config.seed, epoch)
     set_frozen_bn_train_mode(net)
     losses, accuracies, images = [], [], 0
-    bar = tqdm(steps, desc=f"stage 3 epoch {epoch}", unit="step", disable=not progress, file=sys.stderr)
+    bar = tqdm(steps, desc=f"stage 3 epoch {epoch}", unit="step",
+               disable=not progress or (sharded and not dist.is_main), file=sys.stderr)
     for step in bar:
         if loss_fn.requires_triplets:
             distinct, local = np.unique(step.reshape(-1), return_inverse=True)
@@ -212,8 +262,13 @@ def train_descriptor_epoch(
             distinct, triplets = step, None
         y = torch.as_tensor(labels[distinct], device=device)
         optimizer.zero_grad(set_to_none=True)
-        loss, region_logits = step_gradients(net, top, cache, distinct, y, triplets, loss_fn, device,
-                                             grad_cache=config.grad_cache)
+        if sharded:
+            loss, region_logits = sharded_step_gradients(net, top, cache, distinct, y, triplets, loss_fn,
+                                                         device, dist, grad_cache=config.grad_cache)
+            dist.sync_gradients(optimizer)
+        else:
+            loss, region_logits = step_gradients(net, top, cache, distinct, y, triplets, loss_fn, device,
+                                                 grad_cache=config.grad_cache)
         optimizer.step()
         losses.append(loss)
         accuracies.append((region_logits.detach().argmax(-1) == y[:, None]).float().mean().item())
@@ -251,9 +306,11 @@ def fit_descriptor(
     start_epoch: int = 0,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> list[EpochStats]:
     """Epochs ``start_epoch .. config.epochs - 1`` of stage 3. State between epochs is only
-    (net, optimizer, epoch): mining and batches are functions of (weights, seed, epoch)."""
+    (net, optimizer, epoch): mining and batches are functions of (weights, seed, epoch).
+    With ``dist`` of several ranks, mining and each step's gradient are shared among them."""
     if len(cache) != len(labels):
         raise ValueError(f"{len(cache)} cached images but {len(labels)} labels")
     loss_fn = build_stage3_loss(config)
@@ -261,7 +318,7 @@ def fit_descriptor(
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
         stats = train_descriptor_epoch(net, top, cache, labels, loss_fn, optimizer, config,
-                                       epoch=epoch, device=device, progress=progress)
+                                       epoch=epoch, device=device, progress=progress, dist=dist)
         history.append(stats)
         if on_epoch_end is not None:
             on_epoch_end(stats)

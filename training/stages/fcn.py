@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from muselens.training.datasets import STAGE2_MAX_ASPECT, STAGE2_SHORT_SIDES, FCNDataset, epoch_order
+from muselens.training.distributed import Distributed
 from muselens.training.model import InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes
 from muselens.training.stages.classification import (
     DEFAULT_TRAIN_BLOCKS,
@@ -119,16 +120,23 @@ def accumulate_fcn_gradients(
     model: InstanceClassifier,
     items: Sequence[tuple[Sequence[torch.Tensor], int]],
     device: torch.device,
+    *,
+    step_images: int | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Backpropagate ``fcn_image_loss / len(items)`` of each image, one image at a time.
+    """Backpropagate ``fcn_image_loss / step_images`` of each image, one image at a time.
 
     Adds to the parameters' ``.grad`` (the caller zeroes them before a mini-batch). Each item is
-    ``(per-scale tensors (3, H_s, W_s), label)``. Returns each image's loss and location accuracy.
+    ``(per-scale tensors (3, H_s, W_s), label)``. ``step_images`` is the number of images in the
+    whole optimiser step, ``len(items)`` unless ``items`` is one rank's share of it.
+    Returns each image's loss and location accuracy.
     """
     if len(items) == 0:
         raise ValueError("a mini-batch needs at least one image")
+    if step_images is not None and (isinstance(step_images, bool) or not isinstance(step_images, int)
+                                    or step_images < len(items)):
+        raise ValueError(f"step_images must be an int >= len(items) = {len(items)}, got {step_images!r}")
     losses, accuracies = [], []
-    weight = 1.0 / len(items)
+    weight = 1.0 / (len(items) if step_images is None else step_images)
     for scales, label in items:
         maps = [model.dense_logits(x.to(device).unsqueeze(0)) for x in scales]
         loss = fcn_image_loss(maps, int(label))
@@ -188,6 +196,59 @@ def train_fcn_epoch(
                       time.perf_counter() - start, optimizer.param_groups[0]["lr"])
 
 
+def train_fcn_epoch_sharded(
+    model: InstanceClassifier,
+    dataset: FCNDataset,
+    optimizer: torch.optim.Optimizer,
+    dist: Distributed,
+    *,
+    images_per_step: int,
+    train_blocks: int,
+    device: torch.device | str,
+    epoch: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EpochStats:
+    """:func:`train_fcn_epoch` on several ranks: the images of each step are split across the
+    ranks, each rank accumulates its images' ``loss / images in the step`` and
+    :meth:`~Distributed.sync_gradients` sums them, so every step takes the single-process
+    gradient (BatchNorm is frozen and the augmentation of an item does not depend on the rank).
+    Loss and accuracy are over all ranks' images."""
+    if not isinstance(dataset, FCNDataset):
+        raise TypeError(f"dataset must be an FCNDataset, got {type(dataset).__name__}")
+    check_train_blocks(model, train_blocks)
+    dev = resolve_device(model, device)
+    sizes = step_sizes(len(dataset), images_per_step)
+    if not sizes:
+        raise ValueError("the dataset holds no images")
+    set_stage_modes(model, train_blocks, bn="frozen")
+    dataset.set_epoch(epoch)
+    order = epoch_order(len(dataset), dataset.seed, epoch)
+    steps = [order[k:k + size] for k, size in zip(range(0, len(order), images_per_step), sizes)]
+    mine = [dist.shard(step) for step in steps]
+    loader = DataLoader(dataset, batch_size=None, sampler=[i for share in mine for i in share],
+                        num_workers=num_workers)
+    start = time.perf_counter()
+    loss_sum, accuracy_sum, seen = 0.0, 0.0, 0
+    items = iter(loader)
+    bar = tqdm(list(zip(steps, mine)), desc=f"stage 2 epoch {epoch}", unit="step",
+               disable=not (progress and dist.is_main), leave=False)
+    for step, share in bar:
+        group = [next(items) for _ in share]
+        optimizer.zero_grad(set_to_none=True)
+        if group:  # a rank whose share of a (last, short) step is empty still joins the all-reduce
+            step_losses, step_accuracies = accumulate_fcn_gradients(model, group, dev, step_images=len(step))
+            loss_sum += sum(step_losses)
+            accuracy_sum += sum(step_accuracies)
+            seen += len(group)
+        dist.sync_gradients(optimizer)
+        optimizer.step()
+    loss_sum, accuracy_sum, seen = dist.all_reduce_sum(
+        torch.tensor([loss_sum, accuracy_sum, seen], dtype=torch.float64)).tolist()
+    return EpochStats(epoch, loss_sum / seen, accuracy_sum / seen, int(seen), time.perf_counter() - start,
+                      optimizer.param_groups[0]["lr"])
+
+
 def fit_fcn(
     model: InstanceClassifier,
     optimizer: torch.optim.Optimizer,
@@ -199,11 +260,13 @@ def fit_fcn(
     num_workers: int = 0,
     on_epoch_end: Callable[[EpochStats], None] | None = None,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> list[EpochStats]:
     """Epochs ``start_epoch .. config.epochs - 1`` of stage 2; see ``fit_classification`` for resuming.
 
     The model must come out of stage 1 (its BatchNorm statistics are used as they are); the
     caller sets its trainable blocks and builds the optimizer with ``config.optim``.
+    With ``dist`` of several ranks, each epoch runs :func:`train_fcn_epoch_sharded`.
     """
     if not isinstance(config, FCNConfig):
         raise TypeError(f"config must be an FCNConfig, got {type(config).__name__}")
@@ -219,9 +282,15 @@ def fit_fcn(
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
-        stats = train_fcn_epoch(model, dataset, optimizer, images_per_step=config.images_per_step,
-                                train_blocks=config.train_blocks, device=device, epoch=epoch,
-                                num_workers=num_workers, progress=progress)
+        if dist is not None and dist.enabled:
+            stats = train_fcn_epoch_sharded(model, dataset, optimizer, dist,
+                                            images_per_step=config.images_per_step,
+                                            train_blocks=config.train_blocks, device=device, epoch=epoch,
+                                            num_workers=num_workers, progress=progress)
+        else:
+            stats = train_fcn_epoch(model, dataset, optimizer, images_per_step=config.images_per_step,
+                                    train_blocks=config.train_blocks, device=device, epoch=epoch,
+                                    num_workers=num_workers, progress=progress)
         history.append(stats)
         if on_epoch_end is not None:
             on_epoch_end(stats)

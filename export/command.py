@@ -5,8 +5,9 @@ stderr and the table of variants on stdout. Exit status 0 on success, 1 when a v
 beyond ``--max-drop`` or ONNX Runtime disagrees with PyTorch or a TensorRT engine with ONNX
 Runtime (nothing is written then), 2 for unusable inputs (not a finished run, no museum, bad
 flags) or a machine that cannot do what was asked (``--tensorrt`` without TensorRT, checked
-before any work; an engine TensorRT cannot build). ``--triton DIR`` also writes a Triton model
-repository for the bundle's default ONNX variant (:mod:`muselens.export.triton`).
+before any work; an engine TensorRT cannot build; an unwritable ``--out`` or a full disk).
+``--triton DIR`` also writes a Triton model repository for the bundle's default ONNX variant
+(:mod:`muselens.export.triton`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except (CheckpointError, BundleError, BackendUnavailable, EngineBuildError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # bad inputs, or this machine cannot do what was asked
+        return 2
+    except OSError as exc:  # an unwritable --out folder, a full disk while exporting (before the bundle writer)
+        print(f"error: could not write the export to {args.out}: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
     t = result.threshold

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,16 @@ MAX_MESSAGE = 32 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter, capped; ``max_attempts`` consecutive failures give up."""
+    """Exponential backoff with full jitter, capped; ``max_attempts`` consecutive failures give up.
+
+    It also paces the channel's own reconnection attempts (gRPC's default backoff grows to
+    120 s, so a stream could stay down for seconds after its server is back). gRPC adds
+    +-20% jitter to those, so the 0.8 s cap keeps a resumed stream within 1 s of the server
+    being ready again.
+    """
 
     initial: float = 0.05
-    maximum: float = 1.0
+    maximum: float = 0.8
     multiplier: float = 2.0
     max_attempts: int = 30
 
@@ -73,7 +78,10 @@ class MuselensClient:
         self.backoff = backoff
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         options = [("grpc.max_receive_message_length", MAX_MESSAGE),
-                   ("grpc.max_send_message_length", MAX_MESSAGE)]
+                   ("grpc.max_send_message_length", MAX_MESSAGE),
+                   ("grpc.initial_reconnect_backoff_ms", max(1, round(backoff.initial * 1000))),
+                   ("grpc.min_reconnect_backoff_ms", max(1, round(backoff.initial * 1000))),
+                   ("grpc.max_reconnect_backoff_ms", max(1, round(backoff.maximum * 1000)))]
         if tls_server_name:
             options.append(("grpc.ssl_target_name_override", tls_server_name))
         if tls_ca is not None:
@@ -91,6 +99,14 @@ class MuselensClient:
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def _wait_ready(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or less: until the channel has reconnected, if that is sooner."""
+        ready = grpc.channel_ready_future(self.channel)
+        try:
+            ready.result(timeout=delay)
+        except grpc.FutureTimeoutError:
+            ready.cancel()  # still down after the full delay: the caller retries (and fails fast)
 
     def close(self) -> None:
         self.channel.close()
@@ -147,8 +163,8 @@ class MuselensClient:
                 if failures > self.backoff.max_attempts:
                     raise
                 delay = self.backoff.delay(failures - 1, self._rng)
-                log.info("stream to %s lost (%s); reconnecting in %.2f s", self.address, exc.code().name, delay)
-                time.sleep(delay)
+                log.info("stream to %s lost (%s); reconnecting within %.2f s", self.address, exc.code().name, delay)
+                self._wait_ready(delay)
                 self.reconnects += 1
             finally:
                 call.cancel()

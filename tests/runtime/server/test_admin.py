@@ -64,9 +64,58 @@ def _wrong_version(src, dst):
     return dst
 
 
+def _no_manifest(src, dst):
+    shutil.copytree(src, dst)
+    (dst / "manifest.json").unlink()
+    return dst
+
+
+def _archive(src, dst, extra):
+    """The bundle as a .tar.gz with one extra, hostile member added by ``extra(tar)``."""
+    import tarfile
+
+    archive = dst.parent / f"{dst.name}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(src.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(src)), recursive=False)
+        extra(tar)
+    return archive
+
+
+def _escaping_member(src, dst):
+    import io
+    import tarfile
+
+    def add(tar):
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"owned"))
+
+    return _archive(src, dst, add)
+
+
+def _symlink_member(src, dst):
+    import tarfile
+
+    def add(tar):
+        info = tarfile.TarInfo("models/link.onnx")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+
+    return _archive(src, dst, add)
+
+
+def _truncated_archive(src, dst):
+    archive = _archive(src, dst, lambda tar: None)
+    archive.write_bytes(archive.read_bytes()[:-4000])
+    return archive
+
+
 @pytest.mark.parametrize("spoil, message", [
     (_tampered, "sha256 mismatch"), (_truncated, "size mismatch"), (_wrong_version, "format"),
-    (lambda src, dst: dst, "does not exist"),
+    (lambda src, dst: dst, "does not exist"), (_no_manifest, "manifest.json: is missing"),
+    (_escaping_member, "unsafe member"), (_symlink_member, "is a symlink"),
+    (_truncated_archive, "truncated, corrupt or not a tar archive"),
 ])
 def test_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(served, start_server, query_images, tiny_bundle,
                                                                tmp_path, spoil, message):
@@ -78,6 +127,7 @@ def test_a_bad_bundle_is_refused_and_the_old_one_keeps_serving(served, start_ser
     assert "still serving the previous one" in err.value.details() and message in err.value.details()
     r = server.stub.Recognize(frame(query_images[0]), metadata=AS_CLIENT)
     assert r.bundle_version == "1.0.0" and r.matches
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path.parent / "escaped.txt").exists()
 
 
 def test_enrolment_adds_an_artwork_without_retraining(served, start_server, query_images, tmp_path):

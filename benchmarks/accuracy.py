@@ -1,0 +1,597 @@
+"""``muselens bench accuracy DATA``: the thesis' Table 5.3 in one command.
+
+Rows are methods -- SIFT, the ImageNet baselines (IM-MAC/SPoC/GeM/R-MAC, single- and multi-scale,
+and the logits), a training run's fine-tuned network ("FT", its pooled last conv layer) and its
+region descriptor ("proposed"), one run per alternative stage-3 loss of papers 002/003 (trained
+here with ``muselens train``'s machinery, or given), and the exported bundle's variants described
+through the torch-free runtime. Columns are mP@1 and mAP of each *variant*: plain, with
+instance-averaging, query expansion, database-side augmentation, or several (5.4.2-5.4.4).
+
+Every number comes from :func:`muselens.training.evaluation.evaluate_method`; this module only
+decides what to measure and avoids paying twice for it: each image is described once per method
+whatever the variant (:class:`DescriptorStore`), and the ImageNet baselines read every pooling and
+scale from one pass of the CNN (:class:`MemoBackbone`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from muselens.benchmarks import common
+from muselens.runtime.bundle import BundleError, load_bundle
+from muselens.runtime.bundle.manifest import is_engine_variant
+from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
+from muselens.training import command as train_command
+from muselens.training.backbones.base import Backbone
+from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
+from muselens.training.checkpoint import CheckpointError
+from muselens.training.config import ConfigError, TrainConfig, load_config
+from muselens.training.descriptors import IM_METHODS, build_im_extractor
+from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod, build_method
+from muselens.training.evaluation.protocol import EvalOptions, MethodResult, evaluate_method
+from muselens.training.losses import LOSSES
+
+IM_POOLED = tuple(name for name, spec in IM_METHODS.items() if spec.output == "pooled")
+BASELINES = ("sift", *IM_METHODS, *(f"{name}-ms" for name in IM_POOLED))
+LABELS = {"sift": "SIFT", "im-mac": "IM-MAC", "im-spoc": "IM-SPoC", "im-gem": "IM-GeM", "im-rmac": "IM-R-MAC",
+          "im-logits": "IM logits"}
+VARIANT_PARTS = ("ia", "qe", "dba")
+DEFAULT_VARIANTS = ("plain", "ia", "qe", "dba", "ia+qe+dba")
+PROPOSED = "proposed"
+PLOT = "accuracy.png"
+
+
+# -- what is measured ---------------------------------------------------------------------------
+
+def baseline_label(method: str) -> str:
+    base = method.removesuffix("-ms")
+    return LABELS[base] + (" multi-scale" if method.endswith("-ms") else "")
+
+
+def parse_variants(text: str) -> list[str]:
+    """``plain,ia,qe+dba`` -> canonical names (parts in ia, qe, dba order), refusing unknown parts."""
+    out: list[str] = []
+    for raw in (v.strip() for v in text.split(",")):
+        if not raw:
+            continue
+        if raw == "plain":
+            name = raw
+        else:
+            parts = raw.split("+")
+            unknown = [p for p in parts if p not in VARIANT_PARTS]
+            if unknown or len(set(parts)) != len(parts):
+                raise argparse.ArgumentTypeError(
+                    f"variant {raw!r}: use 'plain' or '+'-joined parts of {', '.join(VARIANT_PARTS)}")
+            name = "+".join(p for p in VARIANT_PARTS if p in parts)
+        if name in out:
+            raise argparse.ArgumentTypeError(f"variant {name!r} is listed twice")
+        out.append(name)
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one variant, e.g. plain,ia")
+    return out
+
+
+def variant_options(variant: str, *, qe: int, dba: int, clustering: bool = False) -> EvalOptions:
+    parts = set() if variant == "plain" else set(variant.split("+"))
+    return EvalOptions(instance_avg="ia" in parts, qe=qe if "qe" in parts else 0, dba=dba if "dba" in parts else 0,
+                       clustering=clustering)
+
+
+def parse_methods(text: str) -> list[str]:
+    if text.strip() == "none":
+        return []
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown baseline(s) {unknown or text!r}; choose from "
+                                         f"{', '.join(BASELINES)} or 'none'")
+    return list(dict.fromkeys(names))
+
+
+def parse_runs(text: str) -> dict[str, Path]:
+    """``proposed=RUN,batch-hard-hinge=RUN2`` -> {name: folder}; each must be a finished run."""
+    runs: dict[str, Path] = {}
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        name, sep, folder = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not folder.strip():
+            raise argparse.ArgumentTypeError(f"--runs wants NAME=RUN_DIR items, got {item!r}")
+        if name in runs:
+            raise argparse.ArgumentTypeError(f"run name {name!r} is given twice")
+        runs[name] = Path(folder.strip())
+    if not runs:
+        raise argparse.ArgumentTypeError("--runs is empty")
+    return runs
+
+
+def parse_losses(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in LOSSES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown loss(es) {unknown or text!r}; choose from {', '.join(LOSSES)}")
+    return list(dict.fromkeys(names))
+
+
+# -- describing each image once -----------------------------------------------------------------
+
+def image_key(image: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """Content key of an image: the same pixels give the same key in every variant's pass."""
+    a = np.ascontiguousarray(image)
+    return a.shape, hashlib.blake2b(a.data, digest_size=16).hexdigest()
+
+
+class DescriptorStore:
+    """Descriptors of every distinct image, computed once for a set of extractors run together.
+
+    ``evaluate_method`` describes the whole dataset again for each variant; the store answers
+    the repeats from memory. Extractors of one store run on the same missing images together,
+    then ``after()`` runs (a shared backbone forgets its feature maps there).
+    """
+
+    def __init__(self, extractors: Mapping[str, Callable[[list[np.ndarray]], np.ndarray]],
+                 after: Callable[[], None] | None = None):
+        if not extractors:
+            raise ValueError("a DescriptorStore needs at least one extractor")
+        self.extractors = dict(extractors)
+        self.after = after
+        self.vectors: dict[str, dict[tuple, np.ndarray]] = {name: {} for name in self.extractors}
+        self.seconds = 0.0
+        self.described = 0
+
+    def extract(self, name: str, images: Sequence[np.ndarray]) -> np.ndarray:
+        if name not in self.extractors:
+            raise ValueError(f"no extractor {name!r}; have {sorted(self.extractors)}")
+        images = list(images)
+        if not images:
+            return self.extractors[name]([])
+        keys = [image_key(im) for im in images]
+        todo: dict[tuple, np.ndarray] = {}
+        for key, image in zip(keys, images):
+            if key not in self.vectors[name]:
+                todo.setdefault(key, image)
+        if todo:
+            started = time.perf_counter()
+            try:
+                for other, extractor in self.extractors.items():
+                    out = np.asarray(extractor(list(todo.values())), dtype=np.float32)
+                    if out.shape[0] != len(todo):
+                        raise ValueError(f"extractor {other!r} gave {out.shape[0]} descriptors for {len(todo)} images")
+                    self.vectors[other].update(zip(todo, out))
+            finally:
+                if self.after is not None:
+                    self.after()
+            self.seconds += time.perf_counter() - started
+            self.described += len(todo)
+        return np.stack([self.vectors[name][k] for k in keys])
+
+    def method(self, name: str, info: dict[str, Any] | None = None) -> DescriptorMethod:
+        return DescriptorMethod(name, lambda images: self.extract(name, images), info=dict(info or {}))
+
+
+class MemoBackbone(Backbone):
+    """The same network, remembering its feature maps by input content until :meth:`forget`.
+
+    MAC, SPoC, GeM and R-MAC pool the same last conv layer, and multi-scale descriptors include
+    the full-size scale, so all of them read one forward pass per image batch and scale."""
+
+    def __init__(self, backbone: Backbone):
+        blocks = backbone.blocks()
+        super().__init__(backbone.name, blocks[0], blocks[1:-1], blocks[-1], backbone.classifier,
+                         backbone.contract)
+        self._memo: dict[tuple, torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        data = np.ascontiguousarray(x.detach().cpu().numpy())
+        key = (tuple(x.shape), str(x.dtype), str(x.device), hashlib.blake2b(data.data, digest_size=16).hexdigest())
+        if key in self._memo:
+            self.hits += 1
+            return self._memo[key]
+        self.misses += 1
+        fmap = super().features(x)
+        self._memo[key] = fmap
+        return fmap
+
+    def forget(self) -> None:
+        self._memo.clear()
+
+
+# -- the rows -----------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    label: str
+    group: str  # baseline | trained | alternative | bundle
+    method: DescriptorMethod | PairwiseMethod
+    source: dict[str, Any]
+
+
+def baseline_rows(methods: Sequence[str], *, backbone: str, size: int | None, device: str, workers: int,
+                  batch_size: int = 16) -> list[Callable[[], list[Row]]]:
+    """Builders (called when reached, so memory holds one group at a time): SIFT, then every IM method
+    sharing one :class:`MemoBackbone`."""
+    groups: list[Callable[[], list[Row]]] = []
+    if "sift" in methods:
+        groups.append(lambda: [Row("SIFT", "baseline", build_method("sift", size=size, workers=workers),
+                                   {"method": "sift"})])
+    im = [m for m in methods if m != "sift"]
+    if im:
+        def build_im() -> list[Row]:
+            net = MemoBackbone(build_backbone(backbone, pretrained=True))
+            extractors = {m: build_im_extractor(m.removesuffix("-ms"), net, size=size, multiscale=m.endswith("-ms"),
+                                                device=device, batch_size=batch_size) for m in im}
+            store = DescriptorStore({m: ex.extract for m, ex in extractors.items()}, after=net.forget)
+            return [Row(baseline_label(m), "baseline", store.method(m, extractors[m].describe()), {"method": m})
+                    for m in im]
+        groups.append(build_im)
+    return groups
+
+
+def run_stages(run: Path) -> tuple[int, ...]:
+    return load_config(run / "config.yaml").stages
+
+
+def trained_rows(name: str, run: Path, *, device: str, group: str) -> Callable[[], list[Row]]:
+    """A run's two descriptors: the pooled last conv layer (GeM; "FT" for the proposed run, paper
+    002's pooled layer for the others) and, when stage 3 ran, the region descriptor (its embedding)."""
+    def build() -> list[Row]:
+        from muselens.training.trained import TrainedModel
+
+        model = TrainedModel(run, device=device)
+        kinds = {"ft": "FT" if name == PROPOSED else f"{name} pooled"}
+        if 3 in model.config.stages:
+            kinds["proposed"] = name
+        store = DescriptorStore({kind: (lambda images, kind=kind: model.describe(images, kind)) for kind in kinds})
+        source = {"run": str(run), "stage3_loss": model.config.stage3.loss}
+        return [Row(label, group, store.method(kind, model.info(kind)), {**source, "kind": kind})
+                for kind, label in kinds.items()]
+    return build
+
+
+def bundle_variants(bundle: Path, backend: str) -> tuple[list[str], str, dict[str, Any], list[str]]:
+    """(variants to measure, default variant, the export's own metrics, variants skipped and why)."""
+    with load_bundle(bundle) as loaded:
+        manifest = loaded.manifest
+        variants, skipped = [], []
+        for variant in sorted(manifest.models, key=lambda v: (v != manifest.default_variant, v)):
+            if is_engine_variant(variant) and backend != "tensorrt":
+                skipped.append(f"{variant} (a TensorRT engine; pass --bundle-backend tensorrt on its GPU)")
+            else:
+                variants.append(variant)
+        metrics = {v: {k: float(m[k]) for k in ("mp_at_1", "map", "mp_at_1_ia", "map_ia") if k in m}
+                   for v, m in manifest.metrics.items()}
+        return variants, manifest.default_variant, metrics, skipped
+
+
+def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None) -> Callable[[], list[Row]]:
+    def build() -> list[Row]:
+        from muselens.runtime.recognition.model import ServedModel, ServingConfig
+
+        served = ServedModel.load(bundle, ServingConfig(backend=backend, variant=variant, threads=threads))
+        store = DescriptorStore({variant: served.describer.describe_many})
+        info = {"bundle": str(bundle), "variant": variant, "backend": served.describer.backend.describe(),
+                "bundle_version": served.bundle_version, "short_side": served.describer.short_side}
+        return [Row(f"bundle {variant}", "bundle", store.method(variant, info), info)]
+    return build
+
+
+# -- alternative losses, trained here -----------------------------------------------------------
+
+def _differences(have: Any, want: Any, path: str = "") -> list[str]:
+    if isinstance(have, dict) and isinstance(want, dict):
+        out = []
+        for key in sorted(set(have) | set(want)):
+            out += _differences(have.get(key), want.get(key), f"{path}.{key}".lstrip("."))
+        return out
+    return [] if have == want else [f"{path}: {have!r} != {want!r}"]
+
+
+def alternative_config(loss: str, base: TrainConfig) -> TrainConfig:
+    data = base.to_dict()
+    data["stage3"]["loss"] = loss
+    return load_config(None, data)
+
+
+def ensure_alternative(data: Path, root: Path, loss: str, config: TrainConfig, *, device: str,
+                       progress: bool) -> dict[str, Any]:
+    """Train ``root/<loss>`` unless a finished run with exactly this configuration is there
+    (resuming a stopped one); a run made with another configuration is refused, not reused."""
+    from muselens.training.run import TrainingRun
+
+    run = root / loss
+    if (run / "config.yaml").exists():
+        diff = _differences(load_config(run / "config.yaml").to_dict(), config.to_dict())
+        if diff:
+            raise ConfigError(f"{run} holds a run trained with another configuration ({'; '.join(diff[:4])}): "
+                              "remove it or choose another --out")
+    if (run / "model.pt").exists() and (run / "history.json").exists():
+        print(f"reusing finished run {run} (stage-3 loss {loss})", file=sys.stderr)
+        return {"loss": loss, "run": str(run), "trained_now": False}
+    resume = (run / "checkpoint.pt").exists()
+    print(f"{'resuming' if resume else 'training'} {run} (stage-3 loss {loss})", file=sys.stderr)
+    started = time.perf_counter()
+    TrainingRun(data, run, config, device=device, resume=resume, progress=progress).run()
+    return {"loss": loss, "run": str(run), "trained_now": True, "resumed": resume,
+            "wall_s": round(time.perf_counter() - started, 2)}
+
+
+def training_seconds(run: Path) -> dict[str, float] | None:
+    path = run / "history.json"
+    if not path.exists():
+        return None
+    stages = json.loads(path.read_text()).get("stages", {})
+    return {str(s): float(v["seconds"]) for s, v in stages.items() if "seconds" in v}
+
+
+# -- results ------------------------------------------------------------------------------------
+
+def _metric(result: dict[str, Any] | None, key: str) -> float | None:
+    return None if result is None else float(result["retrieval"][key])
+
+
+def best_variant(row: Mapping[str, Any]) -> str | None:
+    """The variant with the highest mP@1 (then mAP); None when nothing was measured."""
+    scored = [(r["retrieval"]["mp_at_1"], r["retrieval"]["map"], -i, v)
+              for i, (v, r) in enumerate(row["results"].items()) if r]
+    return max(scored)[3] if scored else None  # ties: the variant listed first
+
+
+def comparison(rows: Sequence[Mapping[str, Any]], variants: Sequence[str], a: str = PROPOSED,
+               b: str = "IM-GeM") -> dict[str, Any]:
+    """How much row ``a`` beats row ``b``, on the first variant (plain when measured) and on each's best."""
+    by_label = {r["label"]: r for r in rows}
+    missing = [label for label in (a, b) if label not in by_label]
+    if missing:
+        return {"a": a, "b": b, "missing": missing}
+    variant = "plain" if "plain" in variants else variants[0]
+    ra, rb = by_label[a]["results"][variant], by_label[b]["results"][variant]
+    out: dict[str, Any] = {"a": a, "b": b, "variant": variant}
+    for key in ("mp_at_1", "map"):
+        out[key] = {"a": _metric(ra, key), "b": _metric(rb, key),
+                    "points": 100 * (_metric(ra, key) - _metric(rb, key))}
+    ba, bb = best_variant(by_label[a]), best_variant(by_label[b])
+    out["best"] = {"a_variant": ba, "b_variant": bb,
+                   "mp_at_1_points": 100 * (by_label[a]["results"][ba]["retrieval"]["mp_at_1"]
+                                            - by_label[b]["results"][bb]["retrieval"]["mp_at_1"])}
+    out["beats"] = out["mp_at_1"]["points"] > 0
+    return out
+
+
+def comparison_line(c: Mapping[str, Any]) -> str:
+    if "missing" in c:
+        return f"No {c['a']} vs {c['b']} comparison: no {' or '.join(c['missing'])} row was measured."
+    p, m = c["mp_at_1"], c["map"]
+    verdict = "beats" if c["beats"] else ("ties with" if p["points"] == 0 else "does not beat")
+    return (f"**{c['a']} {verdict} {c['b']}** ({c['variant']}): mP@1 {100 * p['a']:.2f} vs {100 * p['b']:.2f} "
+            f"({p['points']:+.2f} points), mAP {100 * m['a']:.2f} vs {100 * m['b']:.2f} ({m['points']:+.2f}); "
+            f"best variants ({c['best']['a_variant']} vs {c['best']['b_variant']}): "
+            f"{c['best']['mp_at_1_points']:+.2f} mP@1 points.")
+
+
+def _cell(result: dict[str, Any] | None, key: str) -> str:
+    return "N/A" if result is None else f"{100 * result['retrieval'][key]:.2f}"
+
+
+def table_rows(data: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Table 5.3's layout: methods as rows, an mP@1 block then an mAP block, one column per variant."""
+    variants = data["variants"]
+    header = ["method"] + [f"mP@1 {v}" for v in variants] + [f"mAP {v}" for v in variants]
+    body = []
+    for row in data["rows"]:
+        label = row["label"] + (" (default)" if row.get("default_variant") else "")
+        body.append([label] + [_cell(row["results"][v], "mp_at_1") for v in variants]
+                    + [_cell(row["results"][v], "map") for v in variants])
+    return header, body
+
+
+def text_table(data: Mapping[str, Any]) -> str:
+    header, body = table_rows(data)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                              for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(fmt, body)])
+
+
+def variant_legend(data: Mapping[str, Any]) -> str:
+    o = data["options"]
+    return (f"Variants: plain; ia = instance-averaging, one mean descriptor per artwork (5.4.4); "
+            f"qe = average query expansion with the top {o['qe']} (5.4.2); dba = database-side augmentation "
+            f"with {o['dba']} neighbour(s) (5.4.3). N/A: SIFT scores pairs, it has no descriptor to expand. "
+            "FT = the proposed run's fine-tuned last conv layer, GeM-pooled; '<loss> pooled' is the same "
+            "layer of an alternative-loss run (paper 002's pooled layer), '<loss>' its region descriptor.")
+
+
+def markdown(folder: Path, data: dict) -> str:
+    header, body = table_rows(data)
+    c = data["counts"]
+    lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]) + ".", "",
+             f"Dataset `{data['dataset']}`: {c['references']} references of {c['artworks']} artworks, "
+             f"{c['queries']} queries, {c['distractors']} distractors. Percentages.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *("| " + " | ".join(r) + " |" for r in body), "", variant_legend(data), "",
+             comparison_line(data["comparison"]), ""]
+    for alt in data.get("alternatives", []):
+        how = f"trained now in {alt['wall_s']:.0f} s" if alt.get("trained_now") else "reused"
+        lines.append(f"- stage-3 loss `{alt['loss']}`: run `{alt['run']}` ({how}).")
+    for skipped in data.get("bundle", {}).get("skipped", []):
+        lines.append(f"- bundle variant not measured: {skipped}.")
+    if lines[-1] != "":
+        lines.append("")
+    if (folder / PLOT).exists():
+        lines += [f"![{folder.name}](results/{folder.name}/{PLOT})", ""]
+    return "\n".join(lines)
+
+
+def plot(path: Path, data: Mapping[str, Any]) -> None:
+    """mP@1 and mAP per method: the plain variant next to each method's best variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    first = "plain" if "plain" in data["variants"] else data["variants"][0]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.75 * len(rows) + 3), 4.8), sharey=True)
+    x = np.arange(len(rows))
+    for ax, key, title in zip(axes, ("mp_at_1", "map"), ("mP@1", "mAP")):
+        plain = [100 * (_metric(r["results"][first], key) or 0.0) for r in rows]
+        best = [100 * (_metric(r["results"][best_variant(r)], key) or 0.0) if best_variant(r) else 0.0 for r in rows]
+        ax.bar(x - 0.2, plain, 0.4, label=first)
+        ax.bar(x + 0.2, best, 0.4, label="best variant (by mP@1)")
+        ax.set_xticks(x, [r["label"] for r in rows], rotation=40, ha="right", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_title(title)
+        ax.grid(axis="y", lw=0.3)
+    axes[0].set_ylabel("%")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="museum dataset directory (references/, queries/, distractors/)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for bench.json, accuracy.png, runs/")
+    parser.add_argument("--runs", type=parse_runs, default={}, metavar="NAME=RUN[,...]",
+                        help="finished training runs; 'proposed' gives the FT and proposed rows, any other "
+                             "name a '<name>' and '<name> pooled' row")
+    parser.add_argument("--train-alternatives", type=parse_losses, default=[], metavar="LOSS[,LOSS...]",
+                        help="train one run per stage-3 loss into OUT/runs/<loss> (finished ones are reused); "
+                             "losses: " + ", ".join(LOSSES))
+    parser.add_argument("--train-config", type=Path,
+                        help="their configuration (default: the proposed run's config.yaml, else the defaults)")
+    parser.add_argument("--train-set", type=train_command._set, action="append", metavar="KEY=VALUE",
+                        help="override one training setting, as muselens train --set (repeatable)")
+    parser.add_argument("--bundle", type=Path, help="exported bundle: one row per variant, through the runtime")
+    parser.add_argument("--bundle-backend", choices=BACKENDS, default=DEFAULT_BACKEND)
+    parser.add_argument("--methods", type=parse_methods, default=list(BASELINES), metavar="M[,M...]|none",
+                        help="baselines to measure (default all): " + ", ".join(BASELINES))
+    parser.add_argument("--variants", type=parse_variants, default=list(DEFAULT_VARIANTS), metavar="V[,V...]",
+                        help="plain and '+'-joined ia, qe, dba (default %(default)s)")
+    parser.add_argument("--qe", type=int, default=1, metavar="K", help="query expansion with the top K (default 1)")
+    parser.add_argument("--dba", type=int, default=1, metavar="K", help="DBA with K neighbours (default 1)")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default=DEFAULT_BACKBONE, help="for the IM rows")
+    parser.add_argument("--size", type=int, default=None,
+                        help="short side for the IM rows (448), long side for SIFT (640)")
+    parser.add_argument("--device", default="cpu", help="torch device for IM, trained rows and training")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the bundle rows")
+    parser.add_argument("--workers", type=int, default=2, help="processes for SIFT extraction")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.qe < 1 or args.dba < 1:
+        raise ValueError("--qe and --dba are numbers of neighbours, at least 1 (leave the variant out to turn one off)")
+    for name, run in args.runs.items():
+        if not (run / "model.pt").exists() or not (run / "config.yaml").exists():
+            raise CheckpointError(f"--runs {name}={run}: not a finished training run (model.pt or config.yaml missing)")
+    clash = sorted(set(args.runs) & set(args.train_alternatives))
+    if clash:
+        raise ValueError(f"{clash} given both in --runs and in --train-alternatives")
+    if (args.train_config or args.train_set) and not args.train_alternatives:
+        raise ValueError("--train-config / --train-set configure --train-alternatives, which is not given")
+    if args.bundle is not None and not args.bundle.exists():
+        raise BundleError(f"--bundle {args.bundle} does not exist")
+
+
+def _training_base(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    overrides = train_command.overrides_from_args(
+        argparse.Namespace(set=args.train_set, backbone=None, stages=None, seed=None))
+    if args.train_config is not None:
+        return load_config(args.train_config, overrides), str(args.train_config)
+    if PROPOSED in args.runs:
+        path = args.runs[PROPOSED] / "config.yaml"
+        return load_config(path, overrides), str(path)
+    return load_config(None, overrides), "defaults"
+
+
+def measure(args: argparse.Namespace, dataset: MuseumDataset) -> dict[str, Any]:
+    progress = not args.no_progress
+    payload: dict[str, Any] = {"alternatives": [], "bundle": {}}
+    groups: list[tuple[str, Callable[[], list[Row]]]] = []
+    groups += [("baseline", g) for g in baseline_rows(args.methods, backbone=args.backbone, size=args.size,
+                                                       device=args.device, workers=args.workers)]
+    runs = dict(args.runs)
+    if args.train_alternatives:
+        base, source = _training_base(args)
+        payload["training_config"] = source
+        for loss in args.train_alternatives:
+            alt = ensure_alternative(args.data, args.out / "runs", loss, alternative_config(loss, base),
+                                     device=args.device, progress=progress)
+            payload["alternatives"].append(alt)
+            runs[loss] = Path(alt["run"])
+    for name, run in sorted(runs.items(), key=lambda kv: kv[0] != PROPOSED):
+        groups.append((name, trained_rows(name, run, device=args.device,
+                                          group="trained" if name == PROPOSED else "alternative")))
+    default = None
+    if args.bundle is not None:
+        variants, default, metrics, skipped = bundle_variants(args.bundle, args.bundle_backend)
+        payload["bundle"] = {"path": str(args.bundle), "default_variant": default, "variants": variants,
+                             "export_metrics": metrics, "skipped": skipped}
+        groups += [("bundle", bundle_row(args.bundle, v, backend=args.bundle_backend, threads=args.threads))
+                   for v in variants]
+
+    rows: list[dict[str, Any]] = []
+    for _, build in groups:
+        for row in build():
+            started = time.perf_counter()
+            results: dict[str, dict[str, Any] | None] = {}
+            for variant in args.variants:
+                options = variant_options(variant, qe=args.qe, dba=args.dba, clustering=variant == args.variants[0])
+                if row.method.kind == "pairwise" and (options.qe or options.dba):
+                    results[variant] = None  # SIFT has no descriptors to expand or augment
+                    continue
+                result: MethodResult = evaluate_method(dataset, row.method, options, progress=progress)
+                results[variant] = result.to_dict()
+                print(f"{row.label} {variant}: mP@1 {100 * result.retrieval['mp_at_1']:.2f}  "
+                      f"mAP {100 * result.retrieval['map']:.2f}", file=sys.stderr)
+            entry = {"label": row.label, "group": row.group, "source": row.source, "info": row.method.info,
+                     "results": results, "wall_s": round(time.perf_counter() - started, 2)}
+            if row.group == "bundle":
+                entry["default_variant"] = row.source["variant"] == default
+            if "run" in row.source:
+                entry["training_seconds"] = training_seconds(Path(row.source["run"]))
+            rows.append(entry)
+    payload["rows"] = rows
+    return payload
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        _check_args(args)
+        dataset = MuseumDataset.load(args.data)
+        if not dataset.queries:
+            raise DatasetError(f"{args.data} has no queries to evaluate: add queries/<instance_id>/*.jpg")
+        payload = measure(args, dataset)
+    except (ValueError, DatasetError, CheckpointError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    counts = {"references": len(dataset.references), "artworks": len({r.instance_id for r in dataset.references}),
+              "queries": len(dataset.queries), "distractors": len(dataset.distractors)}
+    payload = {"dataset": str(args.data), "counts": counts, "variants": list(args.variants),
+               "options": {"qe": args.qe, "dba": args.dba, "backbone": args.backbone, "size": args.size,
+                           "device": args.device, "methods": list(args.methods)}, **payload}
+    payload["comparison"] = comparison(payload["rows"], payload["variants"])
+    path = common.write_bench(args.out, "accuracy", getattr(args, "argv", None), payload)
+    plot(args.out / PLOT, payload)
+    print(text_table(payload))
+    print("\n" + comparison_line(payload["comparison"]).replace("**", ""))
+    print(f"\nwrote {path} and {args.out / PLOT}")
+    return 0

@@ -390,6 +390,24 @@ def warmup_frames(seed: int) -> list[bytes]:
     return frames
 
 
+# Valid requests of every size and kind the corpus sends: "growth after warm-up" must measure what
+# stays after the server has once held its largest working set, not that working set itself.
+WORKING_SET_CATEGORIES = ("valid_image_variant", "raw_valid", "top_k_valid", "options_valid")
+WORKING_SET_PER_CATEGORY = 12
+
+
+def working_set_frames(corpus: Corpus) -> list[bytes]:
+    """The corpus's largest valid frames of each kind (by request size), served before measuring."""
+    frames = []
+    for name in WORKING_SET_CATEGORIES:
+        cases = [corpus.case(i) for i in range(len(corpus.categories)) if corpus.categories[i] == name]
+        cases = [c for c in cases if c.rpc == "Recognize" and c.payload is not None and c.metadata is None
+                 and {o.status for o in c.expected} == {"OK"}]
+        cases.sort(key=lambda c: len(c.payload), reverse=True)
+        frames += [c.payload for c in cases[:WORKING_SET_PER_CATEGORY]]
+    return frames
+
+
 def warm_up(wire: Wire, frames: list[bytes], timeout: float, workers: int, rounds: int = 3) -> None:
     """The warm-up frames from ``workers`` threads at once, as the run will send them: the server's
     worker threads (and their allocator arenas) each reach their working size here."""
@@ -440,7 +458,7 @@ def run(bundle: Path, out: Path, *, count: int, seed: int, workers: int = 4, thr
         wire = Wire(server.address, tokens)
         try:
             with RssSampler(server.pid) as rss:
-                warm_up(wire, warmup_frames(seed), timeout, workers)
+                warm_up(wire, warmup_frames(seed) + working_set_frames(corpus), timeout, workers)
                 rss.mark("warm")
                 bar = _progress(total, show_progress)
                 run_unary(wire, corpus, tally, workers, timeout, bar.update)

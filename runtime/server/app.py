@@ -47,7 +47,7 @@ class ServerConfig:
     smoothing: SmootherConfig = field(default_factory=SmootherConfig)
     default_top_k: int = 5
     grace_seconds: float = 5.0
-    max_enrol_bytes: int = 64 * 1024 * 1024
+    max_enrol_bytes: int = 16 * 1024 * 1024  # one Enroll request: a few photos, JPEG
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

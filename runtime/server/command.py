@@ -49,6 +49,9 @@ def main(args: argparse.Namespace) -> int:
     from muselens.runtime.recognition.model import ServedModel, ServingConfig
     from muselens.runtime.server.app import MuselensServer, ServerConfig
     from muselens.runtime.server.auth import TokenFileError, Tokens
+    from muselens.runtime.server.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any worker thread exists
 
     try:
         tokens = Tokens.load(args.token_file) if args.token_file else None

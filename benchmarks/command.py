@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "bad-input": ("muselens.benchmarks.bad_input",
                   "thousands of bad frames and messages through unary and streaming calls: outcomes, RSS growth"),
     "soak": ("muselens.benchmarks.soak", "N streams for M minutes: throughput, p99 and RSS over time"),
+    "reconnect": ("muselens.benchmarks.reconnect",
+                  "kill the server mid-stream and restart it: how long the camera stream stays dark"),
 }
 
 

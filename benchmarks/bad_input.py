@@ -403,17 +403,39 @@ def working_set_frames(corpus: Corpus) -> list[bytes]:
         cases = [corpus.case(i) for i in range(len(corpus.categories)) if corpus.categories[i] == name]
         cases = [c for c in cases if c.rpc == "Recognize" and c.payload is not None and c.metadata is None
                  and {o.status for o in c.expected} == {"OK"}]
-        cases.sort(key=lambda c: len(c.payload), reverse=True)
+        cases.sort(key=lambda c: _pixels(c.payload), reverse=True)
         frames += [c.payload for c in cases[:WORKING_SET_PER_CATEGORY]]
     return frames
+
+
+def _pixels(payload: bytes) -> int:
+    """Decoded size of a Frame's image (what the server allocates), from its header or raw size."""
+    from muselens.runtime.frames import FrameError, sniff
+
+    frame = pb.Frame.FromString(payload)
+    if frame.image.WhichOneof("source") == "raw":
+        return frame.image.raw.width * frame.image.raw.height
+    try:
+        header = sniff(frame.image.encoded)
+    except FrameError:
+        return 0
+    return header.width * header.height
 
 
 def warm_up(wire: Wire, frames: list[bytes], timeout: float, workers: int, rounds: int = 3) -> None:
     """The warm-up frames from ``workers`` threads at once, as the run will send them: the server's
     worker threads (and their allocator arenas) each reach their working size here."""
 
+    # The largest frames from every worker at once, several times: the server's peak working set
+    # (all its threads decoding and resizing the biggest frames together) is reached here.
+    peak = sorted(frames, key=_pixels, reverse=True)[:workers]
+    barrier = threading.Barrier(workers)
+
     def one(_: int) -> None:
         for _ in range(rounds):
+            for frame in peak:
+                barrier.wait(timeout)
+                wire.recognize(frame, metadata=wire.metadata(None), timeout=timeout)
             for frame in frames:
                 wire.recognize(frame, metadata=wire.metadata(None), timeout=timeout)
             stream = Lockstep(wire, wire.metadata(None), timeout)

@@ -110,6 +110,50 @@ def test_sigkill_then_resume_reaches_the_same_result(tiny_museum, tmp_path):
             torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_resume_reaches_the_same_result(tiny_museum, tmp_path, seed):
+    """Killed at a seeded random instant of the run (mid-epoch, mid-checkpoint-write, between
+    stages: wherever it lands), resumed, the same history and weights as an uninterrupted run."""
+    import random
+
+    start = time.monotonic()
+    reference = _run(tiny_museum, tmp_path / "reference")
+    duration = time.monotonic() - start
+    delay = random.Random(seed).uniform(0.15, 0.9) * duration
+
+    out = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny_museum), str(out), json.dumps(TINY)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300  # start-up (imports) is not part of the reference's duration
+        while not out.exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        time.sleep(delay)
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    if (out / "model.pt").exists():  # the kill came after the run had finished: nothing to resume
+        resumed = json.loads((out / "history.json").read_text())
+    else:  # a killed run resumes from its checkpoint, or starts over if it died before the first one
+        config = None if (out / "checkpoint.pt").exists() else load_config(None, TINY)
+        resumed = TrainingRun(tiny_museum, out, config, pretrained=False, progress=False, resume=True).run()
+    assert [(r["stage"], r["epoch"]) for r in resumed["history"]] == \
+        [(r["stage"], r["epoch"]) for r in reference["history"]]
+    for key in ("loss", "val_mp_at_1", "val_map"):
+        assert [r[key] for r in resumed["history"]] == \
+            pytest.approx([r[key] for r in reference["history"]], rel=1e-4, abs=1e-6)
+    a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
+    b = torch.load(out / "model.pt", weights_only=True)
+    for part in ("classifier", "region_head"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
+
+
 def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):
     from muselens.runtime.data.museum import MuseumDataset
     from muselens.training.evaluation import build_method, evaluate_method

@@ -19,16 +19,7 @@ from typing import Any
 import numpy as np
 
 from muselens import __version__
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from muselens.runtime.machine import cpu_model
 
 
 def gpu_names() -> list[str]:

@@ -60,6 +60,20 @@ def test_a_corrupt_reference_is_skipped_not_fatal(tiny_museum, tmp_path):
     assert [s["path"].endswith("broken.jpg") for s in summary["skipped"]] == [True]
 
 
+def _assert_same_run(reference: dict, resumed: dict, reference_dir, resumed_dir) -> None:
+    """Same epochs, losses, validation metrics and final weights (within float noise)."""
+    assert [(r["stage"], r["epoch"]) for r in resumed["history"]] == \
+        [(r["stage"], r["epoch"]) for r in reference["history"]]
+    for key in ("loss", "val_mp_at_1", "val_map"):
+        assert [r[key] for r in resumed["history"]] == \
+            pytest.approx([r[key] for r in reference["history"]], rel=1e-4, abs=1e-6)
+    a = torch.load(reference_dir / "model.pt", weights_only=True)
+    b = torch.load(resumed_dir / "model.pt", weights_only=True)
+    for part in ("classifier", "region_head"):
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
+
+
 CHILD = """
 import sys, torch
 torch.set_num_threads(1)
@@ -98,16 +112,7 @@ def test_sigkill_then_resume_reaches_the_same_result(tiny_museum, tmp_path):
     assert not (out / "model.pt").exists()
 
     resumed = TrainingRun(tiny_museum, out, None, pretrained=False, progress=False, resume=True).run()
-    assert [(r["stage"], r["epoch"]) for r in resumed["history"]] == \
-        [(r["stage"], r["epoch"]) for r in reference["history"]]
-    for key in ("loss", "val_mp_at_1", "val_map"):
-        assert [r[key] for r in resumed["history"]] == \
-            pytest.approx([r[key] for r in reference["history"]], rel=1e-4, abs=1e-6)
-    a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
-    b = torch.load(out / "model.pt", weights_only=True)
-    for part in ("classifier", "region_head"):
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
+    _assert_same_run(reference, resumed, tmp_path / "reference", out)
 
 
 @pytest.mark.slow
@@ -142,16 +147,7 @@ def test_sigkill_at_a_random_moment_then_resume_reaches_the_same_result(tiny_mus
     else:  # a killed run resumes from its checkpoint, or starts over if it died before the first one
         config = None if (out / "checkpoint.pt").exists() else load_config(None, TINY)
         resumed = TrainingRun(tiny_museum, out, config, pretrained=False, progress=False, resume=True).run()
-    assert [(r["stage"], r["epoch"]) for r in resumed["history"]] == \
-        [(r["stage"], r["epoch"]) for r in reference["history"]]
-    for key in ("loss", "val_mp_at_1", "val_map"):
-        assert [r[key] for r in resumed["history"]] == \
-            pytest.approx([r[key] for r in reference["history"]], rel=1e-4, abs=1e-6)
-    a = torch.load(tmp_path / "reference" / "model.pt", weights_only=True)
-    b = torch.load(out / "model.pt", weights_only=True)
-    for part in ("classifier", "region_head"):
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], rtol=1e-4, atol=1e-5)
+    _assert_same_run(reference, resumed, tmp_path / "reference", out)
 
 
 def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from muselens import __version__
+from muselens.runtime.machine import cpu_model
 from muselens.training.evaluation.protocol import MethodResult
 
 COLUMNS = ("method", "mP@1", "mAP", "R@5", "R@10", "NMI", "F1", "NMI×3", "F1×3",
@@ -54,20 +55,10 @@ def text_table(results: Sequence[MethodResult]) -> str:
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows[1:]])
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment() -> dict[str, Any]:
     import os
 
-    return {"muselens": __version__, "python": platform.python_version(), "cpu": _cpu_model(),
+    return {"muselens": __version__, "python": platform.python_version(), "cpu": cpu_model(),
             "cpus": os.cpu_count(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from muselens.runtime.bundle import LabelInfo
 from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, decode_encoded, decode_raw
 from muselens.runtime.recognition.decision import Decision
 from muselens.runtime.recognition.explainer import HeatmapResult
@@ -81,17 +82,18 @@ def heatmap_message(heatmap: HeatmapResult) -> pb.Heatmap:
                       overlay_jpeg=heatmap.overlay_jpeg or b"")
 
 
-def smoothed_message(smoothed: SmoothedDecision | None, titles: Mapping[str, str]) -> pb.SmoothedDecision | None:
+def smoothed_message(smoothed: SmoothedDecision | None,
+                     labels: Mapping[str, LabelInfo]) -> pb.SmoothedDecision | None:
     if smoothed is None:
         return None
     iid = smoothed.instance_id or ""
     return pb.SmoothedDecision(decision=DECISIONS[smoothed.decision], instance_id=iid,
-                               title=titles.get(iid, iid) if iid else "", score=smoothed.score,
+                               title=labels[iid].title if iid in labels else iid, score=smoothed.score,
                                stable_frames=smoothed.stable_frames)
 
 
 def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: SmoothedDecision | None = None,
-                        titles: Mapping[str, str] | None = None, dropped_frames: int = 0) -> pb.Recognition:
+                        labels: Mapping[str, LabelInfo] | None = None, dropped_frames: int = 0) -> pb.Recognition:
     timings = result.timings_ms
     message = pb.Recognition(
         frame_id=frame_id, decision=DECISIONS[result.decision], bundle_version=result.bundle_version,
@@ -103,7 +105,7 @@ def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: S
         heatmaps=[heatmap_message(h) for h in result.heatmaps],
     )
     if smoothed is not None:
-        message.smoothed.CopyFrom(smoothed_message(smoothed, titles or {}))
+        message.smoothed.CopyFrom(smoothed_message(smoothed, labels or {}))
     else:  # a single frame: its own decision is the answer
         best = result.best
         message.smoothed.CopyFrom(pb.SmoothedDecision(

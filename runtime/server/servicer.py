@@ -126,8 +126,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                                     bundle_version=model.bundle_version, dropped_frames=slot.dropped)
                     continue
                 self.metrics.observe("StreamRecognize", result.decision.value, result.timings_ms)
-                titles = {iid: label.title for iid, label in model.labels.items()}
-                yield convert.recognition_message(frame.frame_id, result, smoothed=smoothed, titles=titles,
+                yield convert.recognition_message(frame.frame_id, result, smoothed=smoothed, labels=model.labels,
                                                   dropped_frames=slot.dropped)
         finally:
             self.metrics.active_streams.dec()

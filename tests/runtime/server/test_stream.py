@@ -76,6 +76,11 @@ def test_the_same_artwork_in_view_holds_a_steady_answer(served, start_server, qu
     assert len(set(shown)) == 1
     assert [r.smoothed.stable_frames for r in answers[-3:]] == sorted(r.smoothed.stable_frames for r in answers[-3:])
     assert answers[-1].smoothed.stable_frames >= 3
+    last = answers[-1].smoothed
+    if last.decision == pb.DECISION_ARTWORK:  # the shown artwork carries its title
+        assert last.title == served.labels[last.instance_id].title
+    else:
+        assert (last.instance_id, last.title) == ("", "")
 
 
 def test_latest_frame_wins_when_the_client_sends_faster_than_the_server_works(served, start_server, query_images):

@@ -22,7 +22,7 @@ FRAME_INTERVAL_S = 0.05  # the simulated camera: 20 frames a second
 
 
 def measure_restart(bundle: Path, query: bytes, down_s: float, log_dir: Path) -> dict[str, float]:
-    from muselens.benchmarks.bad_input import ServerProcess
+    from muselens.runtime.server.process import ServerProcess
     from muselens.runtime.client.client import Backoff, MuselensClient, frame_message
 
     first = ServerProcess(bundle, log=log_dir / "server.log").start()

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from muselens.benchmarks import common
-from muselens.benchmarks.bad_input import ServerProcess, write_token_file
+from muselens.benchmarks.bad_input import write_token_file
+from muselens.runtime.server.process import ServerProcess
 from muselens.benchmarks.corpus import jpeg_bytes, smooth_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -149,7 +150,7 @@ def run(bundle: Path, out: Path, *, streams: int, minutes: float, fps: float, in
             latencies = recorder.window(window_start, end)
             series.append({"t": end - t0, "throughput": len(latencies) / (end - window_start),
                            "p99_ms": common.percentiles(latencies).get("p99"), "answers": len(latencies),
-                           "rss_mb": server.rss_mb()})
+                           "rss_mb": common.rss_mb(server.pid)})
             print(f"[soak] t={end - t0:6.1f}s {series[-1]['throughput']:6.1f} answers/s p99 "
                   f"{series[-1]['p99_ms'] or float('nan'):7.1f} ms RSS {series[-1]['rss_mb']:7.1f} MiB",
                   file=sys.stderr, flush=True)

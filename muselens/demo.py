@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -234,30 +231,6 @@ def make_walk(paths: Paths, params: dict[str, Any], seed: int, progress: bool) -
 # -- 6. serve and stream ---------------------------------------------------------------------
 
 
-class Server:
-    """``muselens serve`` in a subprocess on a free port, stopped with SIGTERM."""
-
-    def __init__(self, bundle: Path):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "muselens", "serve", str(bundle), "--port", "0", "--host", "127.0.0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        match = re.search(r" on (127\.0\.0\.1:\d+) ", line)
-        if match is None:
-            self.process.kill()
-            raise SystemExit(f"demo: the server did not start: {line}{self.process.stderr.read()}")
-        self.address = match.group(1)
-        print(f"  {line.strip()}", file=sys.stderr)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
 def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any]:
     """Stream the walk's frames at ``fps`` and collect every answer with its latency."""
     from muselens.runtime.client import MuselensClient, frame_message
@@ -279,7 +252,10 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
             sent[frame_id] = time.perf_counter()
             yield frame_message(image, frame_id=frame_id, timestamp=f["time_s"], options=options)
 
-    server = Server(paths.bundle)
+    from muselens.runtime.server.process import ServerProcess
+
+    server = ServerProcess(paths.bundle, log=paths.out / "server.log").start()
+    print(f"  serving {paths.bundle} on {server.address} (log: {paths.out / 'server.log'})", file=sys.stderr)
     rows = []
     try:
         with MuselensClient(server.address) as client:

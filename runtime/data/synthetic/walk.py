@@ -18,13 +18,12 @@ byte-identical for a seed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from muselens.runtime.data.synthetic.museum import (
     GENERATOR_VERSION,
     InstancePlan,
     MuseumPlan,
+    _opencv_threads,
     draw_artwork,
     plan_museum,
 )
@@ -829,16 +829,6 @@ def _open_video(out: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Video
         (out / name).unlink(missing_ok=True)
         tried.append(f"{codec} ({name})")
     raise RuntimeError(f"OpenCV could not open a video writer with any of {', '.join(tried)}")
-
-
-@contextlib.contextmanager
-def _opencv_threads(n: int) -> Iterator[None]:
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(n)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
 
 
 def _wall_json(plan: WalkPlan) -> dict:

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from muselens.benchmarks.bad_input import ServerProcess
+from muselens.runtime.server.process import ServerProcess
 from muselens.runtime.client.client import Backoff, MuselensClient, frame_message
 
 RESUME_BOUND_S = 1.0

@@ -1,0 +1,108 @@
+"""``muselens serve`` as a child process: what the demo, the benchmarks and the fault tests run.
+
+:meth:`ServerProcess.start` waits for the ``serving ... on HOST:PORT`` line ``serve`` prints
+once it listens (so ``--port 0`` works), and keeps draining its stdout so the child never
+blocks; :meth:`ServerProcess.stop` is a graceful SIGTERM, :meth:`ServerProcess.kill` a crash.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = re.compile(r"serving \S+ \S+ on [^ ]*:(\d+) ")
+
+
+class ServerProcess:
+    """``muselens serve BUNDLE`` in a child process, ready once it prints its ``serving`` line."""
+
+    def __init__(self, bundle: Path | str, *, port: int = 0, token_file: Path | None = None,
+                 threads: int | None = None, log: Path | None = None, extra: tuple[str, ...] = ()):
+        self.bundle, self.requested_port, self.token_file = Path(bundle), port, token_file
+        self.threads, self.log, self.extra = threads, log, extra
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.ready_at: float | None = None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "muselens", "serve", str(self.bundle), "--host", "127.0.0.1",
+               "--port", str(self.requested_port)]
+        if self.threads is not None:
+            cmd += ["--threads", str(self.threads)]
+        if self.token_file is not None:
+            cmd += ["--token-file", str(self.token_file)]
+        return cmd + list(self.extra)
+
+    def start(self, timeout: float = 180.0) -> ServerProcess:
+        """Start and wait for the ``serving ... on host:port`` line; RuntimeError if it never comes."""
+        stderr = open(self.log, "ab") if self.log is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=stderr, text=True)
+        finally:
+            if self.log is not None:
+                stderr.close()
+        lines: queue.Queue = queue.Queue()
+
+        def read() -> None:  # keeps draining stdout so the child never blocks on a full pipe
+            for line in self.process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read, name="serve-stdout", daemon=True).start()
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            raise RuntimeError(f"muselens serve printed nothing within {timeout:.0f} s") from None
+        match = READY.search(line or "")
+        if match is None:
+            code = self.process.wait(timeout=30) if line is None else self.kill()
+            raise RuntimeError(f"muselens serve did not start (exit {code}, printed {line!r}); see {self.log}")
+        self.port = int(match.group(1))
+        self.ready_at = time.monotonic()
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("server not started")
+        return self.process.pid
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> int | None:
+        """SIGKILL (a crash, as far as clients can tell); returns the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        return self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (graceful stop), SIGKILL if it has not exited within ``timeout``; the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return self.kill()
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

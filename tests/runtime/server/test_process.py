@@ -1,0 +1,20 @@
+"""``muselens serve`` as a child process: ready on its banner, refused bundles reported, stopped gracefully."""
+
+from __future__ import annotations
+
+import pytest
+
+from muselens.runtime.server.process import ServerProcess
+
+
+def test_a_server_that_cannot_start_is_an_error(tmp_path):
+    server = ServerProcess(tmp_path / "missing", log=tmp_path / "serve.log")
+    with pytest.raises(RuntimeError, match="did not start"):
+        server.start(timeout=60)
+    assert "does not exist" in (tmp_path / "serve.log").read_text()
+
+
+def test_start_then_stop(tiny_bundle, tmp_path):
+    with ServerProcess(tiny_bundle, threads=1, log=tmp_path / "serve.log") as server:
+        assert server.alive() and server.address.startswith("127.0.0.1:")
+    assert not server.alive() and server.process.returncode == 0

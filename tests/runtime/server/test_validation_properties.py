@@ -69,7 +69,7 @@ def image_messages(draw) -> pb.Image:
     fmt = draw(st.one_of(st.integers(0, 9), INT32))
     if draw(st.booleans()) and width * height <= 80 * 80 and 1 <= fmt <= 8:  # the right size, sometimes
         size = width * height * {1: 3, 2: 3, 3: 4, 4: 4, 5: 1}.get(fmt, 1.5)
-        data = bytes(int(size) + draw(st.integers(-2, 2)))
+        data = bytes(max(0, int(size) + draw(st.integers(-2, 2))))
     else:
         data = draw(st.binary(max_size=300))
     return pb.Image(raw=pb.RawImage(data=data, width=width, height=height, pixel_format=fmt))

@@ -20,27 +20,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from muselens.benchmarks import common
 from muselens.benchmarks.load import STAGES, csv_ints, load_frames, recognition_timings, summarise
+from muselens.runtime.server.process import ServerProcess
 
 CURVE_PLOT = "streams_curve.png"
-READY = re.compile(r"^serving (?P<name>\S+) (?P<version>\S+) on (?P<host>\S+):(?P<port>\d+) \((?P<detail>.*)\)")
 SERVER_WAIT_S = 30.0  # for a running server (--server) to accept a connection
+SERVER_START_S = 120.0  # for the server started here to print its banner
 SUSTAINED = 0.95  # a run keeps up when it answers at least this share of the frames offered
 CPU_LATENCY_RATIO = 1.15
 CPU_FPS = 25.0
@@ -76,102 +73,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=32,
                         help="distinct frames the cameras cycle through (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the frames and the cameras' phases")
-
-
-# -- the server process ---------------------------------------------------------------------
-
-
-class ServeProcess:
-    """``muselens serve BUNDLE --port 0`` in a subprocess; :meth:`stop` sends SIGTERM (SIGKILL if ignored)."""
-
-    def __init__(self, bundle: Path, *, backend: str, variant: str | None, threads: int | None, workers: int,
-                 ready_timeout: float = 120.0):
-        self.command = [sys.executable, "-m", "muselens", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0",
-                        "--backend", backend, "--workers", str(workers)]
-        if threads is not None:
-            self.command += ["--threads", str(threads)]
-        if variant is not None:
-            self.command += ["--variant", variant]
-        self.ready_timeout = ready_timeout
-        self.log = tempfile.TemporaryFile(mode="w+", prefix="muselens-serve-", suffix=".log")
-        self.process: subprocess.Popen | None = None
-        self._reader: threading.Thread | None = None
-        self.address = ""
-        self.banner = ""
-
-    def start(self) -> ServeProcess:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                        stdin=subprocess.DEVNULL)
-        lines: queue.Queue[str | None] = queue.Queue()
-        stdout = self.process.stdout
-
-        def read() -> None:  # the banner, then keep draining so the server never blocks on stdout
-            for line in stdout:
-                lines.put(line)
-            lines.put(None)
-
-        self._reader = threading.Thread(target=read, name="muselens-serve-stdout", daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self._fail(f"muselens serve did not report ready within {self.ready_timeout:.0f} s")
-            if line is None:
-                self._fail(f"muselens serve exited with status {self.process.wait()} before serving")
-            match = READY.match(line.strip())
-            if match:
-                self.address = f"127.0.0.1:{match['port']}"
-                self.banner = line.strip()
-                return self
-
-    def _fail(self, message: str) -> NoReturn:
-        tail = self.log_tail()
-        self.stop()
-        self.log.close()
-        raise RuntimeError(f"{message}; its log ends: {tail}")
-
-    def log_tail(self, chars: int = 2000) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-chars:].strip() or "(empty)"
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise RuntimeError("the server has not been started")
-        return self.process.pid
-
-    def stop(self, timeout: float = 20.0) -> dict[str, Any]:
-        """SIGTERM and wait (the server finishes calls in flight); SIGKILL after ``timeout`` seconds."""
-        if self.process is None:
-            return {"stopped": "never started"}
-        if self.process.poll() is not None:
-            outcome = {"stopped": "had exited", "exit_code": self.process.returncode}
-        else:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                outcome = {"stopped": "SIGTERM", "exit_code": self.process.wait(timeout)}
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                outcome = {"stopped": f"SIGKILL (still running {timeout:.0f} s after SIGTERM)",
-                           "exit_code": self.process.wait()}
-        if self._reader is not None:
-            self._reader.join(5)  # it sees end-of-file once the process is gone
-        if self.process.stdout is not None and not self._reader_alive():
-            self.process.stdout.close()
-        return outcome
-
-    def _reader_alive(self) -> bool:
-        return self._reader is not None and self._reader.is_alive()
-
-    def __enter__(self) -> ServeProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.log.close()
 
 
 # -- utilisation ----------------------------------------------------------------------------
@@ -424,6 +325,15 @@ def _bundle_info(address: str, token: str | None) -> Any:
                                f"{exc.details()}") from None
 
 
+def server_process(args: argparse.Namespace, workers: int) -> ServerProcess:
+    """``muselens serve`` for this run: the backend, variant and thread count asked for, and one
+    worker per camera plus headroom (every open stream holds one)."""
+    extra = ["--backend", args.backend, "--workers", str(workers)]
+    if args.variant is not None:
+        extra += ["--variant", args.variant]
+    return ServerProcess(args.bundle, threads=args.threads, extra=tuple(extra))
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from muselens.runtime.client.client import read_token
 
@@ -434,17 +344,16 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     token = read_token(args.token_file) if args.token_file else None
     runs = []
     server_record: dict[str, Any] = {}
-    serve: ServeProcess | None = None
+    serve: ServerProcess | None = None
     try:
         if args.server is None:
             workers = args.workers or max(16, max(args.streams) + 8)
-            serve = ServeProcess(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads,
-                                 workers=workers)
-            print(f"streams: starting {' '.join(serve.command[1:])}", file=sys.stderr, flush=True)
-            serve.start()
+            serve = server_process(args, workers)
+            command = "muselens " + " ".join(serve.command()[3:])
+            print(f"streams: starting {command}", file=sys.stderr, flush=True)
+            serve.start(timeout=SERVER_START_S)
             address = serve.address
-            server_record.update(started_here=True, command="muselens " + " ".join(serve.command[3:]),
-                                 banner=serve.banner, workers=workers)
+            server_record.update(started_here=True, command=command, banner=serve.banner, workers=workers)
         else:
             address = args.server
             server_record.update(started_here=False, address=address)
@@ -464,8 +373,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                    f"{n} streams; its log ends: {serve.log_tail()}")
     finally:
         if serve is not None:
-            server_record["shutdown"] = serve.stop()
-            serve.log.close()
+            code = serve.stop()
+            serve.close_log()
+            server_record["shutdown"] = {"stopped": serve.stopped_by, "exit_code": code}
             print(f"streams: server stopped ({server_record['shutdown']})", file=sys.stderr, flush=True)
     return {"server": server_record,
             "settings": {"streams": list(args.streams), "fps": args.fps, "duration_s": args.duration,

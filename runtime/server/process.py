@@ -12,15 +12,21 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 READY = re.compile(r"serving \S+ \S+ on [^ ]*:(\d+) ")
 
 
 class ServerProcess:
-    """``muselens serve BUNDLE`` in a child process, ready once it prints its ``serving`` line."""
+    """``muselens serve BUNDLE`` in a child process, ready once it prints its ``serving`` line.
+
+    Its stderr goes to ``log`` (appended), or to a temporary file when no log is given, so a
+    server that fails to start is always reported with the end of what it said.
+    """
 
     def __init__(self, bundle: Path | str, *, port: int = 0, token_file: Path | None = None,
                  threads: int | None = None, log: Path | None = None, extra: tuple[str, ...] = ()):
@@ -29,6 +35,9 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
         self.ready_at: float | None = None
+        self.banner = ""
+        self.stopped_by: str | None = None  # SIGTERM, SIGKILL or "had exited", once stopped
+        self._stderr: IO[bytes] | None = None
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "muselens", "serve", str(self.bundle), "--host", "127.0.0.1",
@@ -40,13 +49,14 @@ class ServerProcess:
         return cmd + list(self.extra)
 
     def start(self, timeout: float = 180.0) -> ServerProcess:
-        """Start and wait for the ``serving ... on host:port`` line; RuntimeError if it never comes."""
-        stderr = open(self.log, "ab") if self.log is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=stderr, text=True)
-        finally:
-            if self.log is not None:
-                stderr.close()
+        """Start and wait for the ``serving ... on host:port`` line; RuntimeError (with the end of
+        the server's log) if it never comes."""
+        if self.log is not None:
+            self._stderr = open(self.log, "ab")  # noqa: SIM115 -- closed in close_log()
+        else:
+            self._stderr = tempfile.TemporaryFile(prefix="muselens-serve-", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                        stdin=subprocess.DEVNULL)
         lines: queue.Queue = queue.Queue()
 
         def read() -> None:  # keeps draining stdout so the child never blocks on a full pipe
@@ -59,14 +69,33 @@ class ServerProcess:
             line = lines.get(timeout=timeout)
         except queue.Empty:
             self.kill()
-            raise RuntimeError(f"muselens serve printed nothing within {timeout:.0f} s") from None
+            raise RuntimeError(f"muselens serve printed nothing within {timeout:.0f} s; its log ends: "
+                               f"{self.log_tail()}") from None
         match = READY.search(line or "")
         if match is None:
             code = self.process.wait(timeout=30) if line is None else self.kill()
-            raise RuntimeError(f"muselens serve did not start (exit {code}, printed {line!r}); see {self.log}")
+            raise RuntimeError(f"muselens serve did not start (exit {code}, printed {line!r}); its log ends: "
+                               f"{self.log_tail()}")
         self.port = int(match.group(1))
+        self.banner = line.strip()
         self.ready_at = time.monotonic()
         return self
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The last ``chars`` characters the server wrote to stderr."""
+        if self.log is not None:
+            data = self.log.read_bytes() if self.log.exists() else b""
+        elif self._stderr is not None and not self._stderr.closed:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            data = self._stderr.read()
+        else:
+            data = b""
+        return data.decode("utf-8", "replace")[-chars:].strip() or "(empty)"
+
+    def close_log(self) -> None:
+        if self._stderr is not None:
+            self._stderr.close()
 
     @property
     def pid(self) -> int:
@@ -87,6 +116,7 @@ class ServerProcess:
             return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
+            self.stopped_by = "SIGKILL"
         return self.process.wait(timeout=30)
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -95,10 +125,12 @@ class ServerProcess:
             return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            self.stopped_by = "SIGTERM"
             try:
                 return self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 return self.kill()
+        self.stopped_by = self.stopped_by or "had exited"
         return self.process.returncode
 
     def __enter__(self) -> ServerProcess:
@@ -106,3 +138,4 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.close_log()

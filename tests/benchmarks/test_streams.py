@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -134,12 +135,21 @@ def test_cpu_seconds_of_this_process():
     assert streams.cpu_seconds(os.getpid()) > before
 
 
+def streams_args(**given) -> argparse.Namespace:
+    """``muselens bench streams`` arguments as the command line parses them."""
+    parser = argparse.ArgumentParser()
+    streams.add_arguments(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args(["--out", "x"])), **given})
+
+
 def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
-    serve = streams.ServeProcess(tmp_path / "missing-bundle", backend="ort-cpu", variant=None, threads=1, workers=2)
-    expected = r"exited with status 2 before serving; its log ends: error: .*missing-bundle"
-    with pytest.raises(RuntimeError, match=expected):
-        serve.start()
+    args = streams_args(bundle=tmp_path / "missing-bundle")
+    serve = streams.server_process(args, workers=2)
+    assert serve.command()[-4:] == ["--backend", "ort-cpu", "--workers", "2"]
+    with pytest.raises(RuntimeError, match=r"did not start \(exit 2.*its log ends: error: .*missing-bundle"):
+        serve.start(timeout=60)
     assert serve.process.returncode == 2
+    serve.close_log()
 
 
 def test_an_unreachable_server_is_an_error(tmp_path, capsys, monkeypatch):

@@ -151,62 +151,10 @@ def apply_lr_schedule(optimizer: torch.optim.Optimizer, epoch: int, epochs: int,
     return factor
 
 
-def classification_loader(dataset: ClassificationDataset, batch_size: int, epoch: int,
-                          num_workers: int = 0) -> DataLoader:
-    """The loader of one epoch: ``dataset``'s augmentation draws and order of ``epoch``."""
-    if not isinstance(dataset, ClassificationDataset):
-        raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
-    _positive_int("batch_size", batch_size)
-    dataset.set_epoch(epoch)
-    order = epoch_order(len(dataset), dataset.seed, epoch)
-    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers,
-                      drop_last=False, persistent_workers=False)
-
-
 def train_epoch(
-    model: InstanceClassifier,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    *,
-    train_blocks: int,
-    device: torch.device | str,
-    epoch: int = 0,
-    progress: bool = True,
-) -> EpochStats:
-    """One pass of softmax cross-entropy over ``loader``; returns the epoch's mean loss and accuracy.
-
-    Frozen blocks run in eval mode, the top ``train_blocks`` in train mode (see
-    :func:`~muselens.training.model.set_stage_modes`). The model must already be on ``device``.
-    """
-    check_train_blocks(model, train_blocks)
-    dev = resolve_device(model, device)
-    set_stage_modes(model, train_blocks, bn="trainable_blocks")
-    start = time.perf_counter()
-    total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"stage 1 epoch {epoch}", unit="batch", disable=not progress, leave=False)
-    for x, y in bar:
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        logits = model.logits(x)
-        loss = F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = y.shape[0]
-        total_loss += float(loss.detach()) * n
-        correct += int((logits.detach().argmax(dim=1) == y).sum())
-        seen += n
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    if seen == 0:
-        raise ValueError("the loader yielded no images")
-    return EpochStats(epoch, total_loss / seen, correct / seen, seen, time.perf_counter() - start,
-                      optimizer.param_groups[0]["lr"])
-
-
-def train_epoch_sharded(
     model: InstanceClassifier,
     dataset: ClassificationDataset,
     optimizer: torch.optim.Optimizer,
-    dist: Distributed,
     *,
     batch_size: int,
     train_blocks: int,
@@ -214,17 +162,23 @@ def train_epoch_sharded(
     epoch: int = 0,
     num_workers: int = 0,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> EpochStats:
-    """:func:`train_epoch` on several ranks: the epoch's batches are the single process's, each
-    split across the ranks; every rank back-propagates ``sum of its losses / batch size`` and
-    :meth:`~Distributed.sync_gradients` sums them, so a step follows the whole batch's mean loss.
-    The retrained blocks' BatchNorm running statistics are averaged over the ranks at the end.
-    Loss and accuracy are over all ranks' images."""
+    """One pass of softmax cross-entropy over ``dataset``, in the batches and augmentation draws
+    of ``(dataset.seed, epoch)``; returns the epoch's mean loss and accuracy.
+
+    Frozen blocks run in eval mode, the top ``train_blocks`` in train mode (see
+    :func:`~muselens.training.model.set_stage_modes`). The model must already be on ``device``.
+    With ``dist`` of several ranks each batch is split across them: every rank back-propagates
+    ``sum of its losses / batch size`` and :meth:`~Distributed.sync_gradients` sums them, so a
+    step follows the whole batch's mean loss; the retrained blocks' BatchNorm running statistics
+    are averaged over the ranks at the end. Loss and accuracy are over all ranks' images."""
     if not isinstance(dataset, ClassificationDataset):
         raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
     check_train_blocks(model, train_blocks)
     _positive_int("batch_size", batch_size)
     dev = resolve_device(model, device)
+    dist = dist if dist is not None else Distributed.single(dev)
     set_stage_modes(model, train_blocks, bn="trainable_blocks")
     dataset.set_epoch(epoch)
     order = epoch_order(len(dataset), dataset.seed, epoch)
@@ -250,6 +204,7 @@ def train_epoch_sharded(
             total_loss += float(loss_sum.detach())
             correct += int((logits.detach().argmax(dim=1) == y).sum())
             seen += y.shape[0]
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         dist.sync_gradients(optimizer)
         optimizer.step()
     _, trainable = split_blocks(model, train_blocks)
@@ -308,7 +263,7 @@ def fit_classification(
     The caller builds the model (``set_trainable_blocks(model, config.train_blocks)``) and the
     optimizer (:func:`build_optimizer`), moves them to ``device``, and on resume loads their
     state dicts and passes the next epoch; nothing else carries state between epochs.
-    With ``dist`` of several ranks, each epoch runs :func:`train_epoch_sharded`.
+    With ``dist`` of several ranks, each epoch's batches are split across them.
     """
     if not isinstance(config, ClassificationConfig):
         raise TypeError(f"config must be a ClassificationConfig, got {type(config).__name__}")
@@ -317,14 +272,8 @@ def fit_classification(
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
-        if dist is not None and dist.enabled:
-            stats = train_epoch_sharded(model, dataset, optimizer, dist, batch_size=config.batch_size,
-                                        train_blocks=config.train_blocks, device=device, epoch=epoch,
-                                        num_workers=num_workers, progress=progress)
-        else:
-            loader = classification_loader(dataset, config.batch_size, epoch, num_workers)
-            stats = train_epoch(model, loader, optimizer, train_blocks=config.train_blocks, device=device,
-                                epoch=epoch, progress=progress)
+        stats = train_epoch(model, dataset, optimizer, batch_size=config.batch_size, train_blocks=config.train_blocks,
+                            device=device, epoch=epoch, num_workers=num_workers, progress=progress, dist=dist)
         history.append(stats)
         if on_epoch_end is not None:
             on_epoch_end(stats)

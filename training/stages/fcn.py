@@ -163,61 +163,21 @@ def train_fcn_epoch(
     epoch: int = 0,
     num_workers: int = 0,
     progress: bool = True,
+    dist: Distributed | None = None,
 ) -> EpochStats:
     """One pass over ``dataset`` in the order of ``(dataset.seed, epoch)``, stepping every
     ``images_per_step`` images; all BatchNorm layers stay in eval mode. Returns the mean
-    per-image loss (eq. 3.5) and location accuracy. The model must already be on ``device``."""
+    per-image loss (eq. 3.5) and location accuracy. The model must already be on ``device``.
+
+    With ``dist`` of several ranks the images of each step are split across them: each rank
+    accumulates its images' ``loss / images in the step`` and :meth:`~Distributed.sync_gradients`
+    sums them, so every step takes the single-process gradient (BatchNorm is frozen and an item's
+    augmentation does not depend on the rank). Loss and accuracy are over all ranks' images."""
     if not isinstance(dataset, FCNDataset):
         raise TypeError(f"dataset must be an FCNDataset, got {type(dataset).__name__}")
     check_train_blocks(model, train_blocks)
     dev = resolve_device(model, device)
-    sizes = step_sizes(len(dataset), images_per_step)
-    if not sizes:
-        raise ValueError("the dataset holds no images")
-    set_stage_modes(model, train_blocks, bn="frozen")
-    dataset.set_epoch(epoch)
-    order = epoch_order(len(dataset), dataset.seed, epoch)
-    # batch_size=None: items arrive one image at a time, at their own shapes; workers only prefetch.
-    loader = DataLoader(dataset, batch_size=None, sampler=order, num_workers=num_workers)
-    start = time.perf_counter()
-    losses: list[float] = []
-    accuracies: list[float] = []
-    items = iter(loader)
-    bar = tqdm(sizes, desc=f"stage 2 epoch {epoch}", unit="step", disable=not progress, leave=False)
-    for size in bar:
-        group = [next(items) for _ in range(size)]
-        optimizer.zero_grad(set_to_none=True)
-        step_losses, step_accuracies = accumulate_fcn_gradients(model, group, dev)
-        optimizer.step()
-        losses.extend(step_losses)
-        accuracies.extend(step_accuracies)
-        bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}", acc=f"{sum(accuracies) / len(accuracies):.3f}")
-    return EpochStats(epoch, sum(losses) / len(losses), sum(accuracies) / len(accuracies), len(losses),
-                      time.perf_counter() - start, optimizer.param_groups[0]["lr"])
-
-
-def train_fcn_epoch_sharded(
-    model: InstanceClassifier,
-    dataset: FCNDataset,
-    optimizer: torch.optim.Optimizer,
-    dist: Distributed,
-    *,
-    images_per_step: int,
-    train_blocks: int,
-    device: torch.device | str,
-    epoch: int = 0,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> EpochStats:
-    """:func:`train_fcn_epoch` on several ranks: the images of each step are split across the
-    ranks, each rank accumulates its images' ``loss / images in the step`` and
-    :meth:`~Distributed.sync_gradients` sums them, so every step takes the single-process
-    gradient (BatchNorm is frozen and the augmentation of an item does not depend on the rank).
-    Loss and accuracy are over all ranks' images."""
-    if not isinstance(dataset, FCNDataset):
-        raise TypeError(f"dataset must be an FCNDataset, got {type(dataset).__name__}")
-    check_train_blocks(model, train_blocks)
-    dev = resolve_device(model, device)
+    dist = dist if dist is not None else Distributed.single(dev)
     sizes = step_sizes(len(dataset), images_per_step)
     if not sizes:
         raise ValueError("the dataset holds no images")
@@ -226,6 +186,7 @@ def train_fcn_epoch_sharded(
     order = epoch_order(len(dataset), dataset.seed, epoch)
     steps = [order[k:k + size] for k, size in zip(range(0, len(order), images_per_step), sizes)]
     mine = [dist.shard(step) for step in steps]
+    # batch_size=None: items arrive one image at a time, at their own shapes; workers only prefetch.
     loader = DataLoader(dataset, batch_size=None, sampler=[i for share in mine for i in share],
                         num_workers=num_workers)
     start = time.perf_counter()
@@ -241,6 +202,7 @@ def train_fcn_epoch_sharded(
             loss_sum += sum(step_losses)
             accuracy_sum += sum(step_accuracies)
             seen += len(group)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{accuracy_sum / seen:.3f}")
         dist.sync_gradients(optimizer)
         optimizer.step()
     loss_sum, accuracy_sum, seen = dist.all_reduce_sum(
@@ -266,7 +228,7 @@ def fit_fcn(
 
     The model must come out of stage 1 (its BatchNorm statistics are used as they are); the
     caller sets its trainable blocks and builds the optimizer with ``config.optim``.
-    With ``dist`` of several ranks, each epoch runs :func:`train_fcn_epoch_sharded`.
+    With ``dist`` of several ranks, each step's images are split across them.
     """
     if not isinstance(config, FCNConfig):
         raise TypeError(f"config must be an FCNConfig, got {type(config).__name__}")
@@ -282,15 +244,9 @@ def fit_fcn(
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)
-        if dist is not None and dist.enabled:
-            stats = train_fcn_epoch_sharded(model, dataset, optimizer, dist,
-                                            images_per_step=config.images_per_step,
-                                            train_blocks=config.train_blocks, device=device, epoch=epoch,
-                                            num_workers=num_workers, progress=progress)
-        else:
-            stats = train_fcn_epoch(model, dataset, optimizer, images_per_step=config.images_per_step,
-                                    train_blocks=config.train_blocks, device=device, epoch=epoch,
-                                    num_workers=num_workers, progress=progress)
+        stats = train_fcn_epoch(model, dataset, optimizer, images_per_step=config.images_per_step,
+                                train_blocks=config.train_blocks, device=device, epoch=epoch,
+                                num_workers=num_workers, progress=progress, dist=dist)
         history.append(stats)
         if on_epoch_end is not None:
             on_epoch_end(stats)

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 from muselens.runtime.preprocess import PreprocessContract
 from muselens.training.augment import AugmentConfig
@@ -16,7 +17,6 @@ from muselens.training.stages.classification import (
     ClassificationConfig,
     OptimConfig,
     build_optimizer,
-    classification_loader,
     cosine_factor,
     evaluate_accuracy,
     fit_classification,
@@ -50,7 +50,7 @@ def test_a_step_changes_only_the_top_blocks_and_their_batchnorm_statistics(model
     bn_top_before = _bn_stats(trainable)
     imagenet_head = model.backbone.classifier.weight.clone()
     head_before = model.head.weight.clone()
-    train_epoch(model, classification_loader(dataset, 6, 0), optimizer, train_blocks=2, device="cpu", progress=False)
+    train_epoch(model, dataset, optimizer, batch_size=6, train_blocks=2, device="cpu", progress=False)
     assert not any(_changed(frozen_before, _snapshot(frozen)))
     assert all(_changed(bn_top_before, _bn_stats(trainable)))  # statistics re-estimated on the museum
     assert sum(_changed(top_before, _snapshot(trainable))) > len(top_before) // 2
@@ -97,7 +97,7 @@ def test_resuming_reproduces_an_uninterrupted_run(_lite0):
 
 def test_evaluate_accuracy_reports_loss_and_top1(model):
     dataset = ClassificationDataset(colour_images(2), CONTRACT, size=32, augment_config=None)
-    stats = evaluate_accuracy(model, classification_loader(dataset, 4, 0), device="cpu", progress=False)
+    stats = evaluate_accuracy(model, DataLoader(dataset, batch_size=4), device="cpu", progress=False)
     assert stats.images == 6 and 0.0 <= stats.accuracy <= 1.0 and stats.loss > 0
     assert not model.training
 
@@ -130,9 +130,9 @@ def test_arguments_are_checked(model):
     with pytest.raises(ValueError, match="batch_size"):
         ClassificationConfig(batch_size=0)
     with pytest.raises(TypeError, match="ClassificationDataset"):
-        classification_loader([1, 2], 2, 0)
+        train_epoch(model, [1, 2], None, batch_size=2, train_blocks=0, device="cpu")
     dataset = ClassificationDataset(colour_images(1), CONTRACT, size=32, augment_config=None)
     with pytest.raises(ValueError, match="train_blocks"):
-        train_epoch(model, classification_loader(dataset, 2, 0), None, train_blocks=50, device="cpu")
+        train_epoch(model, dataset, None, batch_size=2, train_blocks=50, device="cpu")
     with pytest.raises(ValueError, match="start_epoch"):
         fit_classification(model, None, dataset, ClassificationConfig(epochs=2), device="cpu", start_epoch=3)

@@ -9,7 +9,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from muselens.runtime.preprocess import PreprocessContract
 from muselens.training.datasets import ClassificationDataset, FCNDataset
 from muselens.training.model import set_trainable_blocks
-from muselens.training.stages.classification import OptimConfig, build_optimizer, classification_loader, train_epoch
+from muselens.training.stages.classification import OptimConfig, build_optimizer, train_epoch
 from muselens.training.stages.fcn import train_fcn_epoch
 from tests.training.stages.conftest import colour_images
 
@@ -32,8 +32,7 @@ def test_both_stages_train_on_cuda(model):
     images = colour_images(2)
     stage1 = ClassificationDataset(images, CONTRACT, size=64)
     before = _running_means(model)
-    stats = train_epoch(model, classification_loader(stage1, 6, 0), optimizer, train_blocks=2, device="cuda",
-                        progress=False)
+    stats = train_epoch(model, stage1, optimizer, batch_size=6, train_blocks=2, device="cuda", progress=False)
     assert stats.images == 6 and torch.isfinite(torch.tensor(stats.loss))
     after_stage1 = _running_means(model)
     assert any(not torch.equal(a, b) for a, b in zip(before, after_stage1))

@@ -21,6 +21,7 @@ from muselens.runtime.data.museum import ImageRecord
 from muselens.runtime.engine.cancel import Cancellation
 from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
 from muselens.runtime.engine.contract import contract_from_metadata, feature_cells
+from muselens.runtime.engine.gate import InferenceGate, slots_for
 from muselens.runtime.preprocess import PreprocessContract, resize_short_side
 
 
@@ -28,12 +29,14 @@ class Describer:
     """One inference backend plus its descriptor contract. ``short_side`` overrides the contract's.
 
     The contract comes from ``contract`` (e.g. a bundle manifest's ``descriptor``) or, when
-    omitted, from the model's own metadata.
+    omitted, from the model's own metadata. At most ``slots`` runs are in flight at once (the
+    backend's default when omitted; see :mod:`muselens.runtime.engine.gate`); more callers wait.
     """
 
     def __init__(self, backend: InferenceBackend, *, contract: Mapping[str, Any] | None = None,
-                 short_side: int | None = None):
+                 short_side: int | None = None, slots: int | None = None):
         self.backend = backend
+        self.gate = InferenceGate(slots_for(backend.name, slots))
         source = getattr(backend, "path", backend.name)
         if contract is not None:  # plain dicts all the way down (a manifest's are read-only proxies)
             self.contract = json.loads(json.dumps(contract, default=dict))
@@ -56,10 +59,11 @@ class Describer:
     @classmethod
     def open(cls, model_path: Path | str, backend: str = DEFAULT_BACKEND, *, threads: int | None = None,
              device_id: int = 0, contract: Mapping[str, Any] | None = None,
-             short_side: int | None = None) -> Describer:
+             short_side: int | None = None, slots: int | None = None) -> Describer:
         """Start ``backend`` on ``model_path`` and wrap it."""
+        slots_for(backend, slots)  # a bad slot count is refused before the engine starts
         return cls(open_backend(model_path, backend, threads=threads, device_id=device_id),
-                   contract=contract, short_side=short_side)
+                   contract=contract, short_side=short_side, slots=slots)
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """An RGB uint8 image brought to the recognition size with the contract's rule."""
@@ -68,8 +72,10 @@ class Describer:
                                  antialias=self.preprocess.antialias)
 
     def run(self, resized: np.ndarray, outputs: Sequence[str] | None = None,
-            cancel: Cancellation | None = None) -> dict[str, np.ndarray]:
-        """Run the graph on one image already at the recognition size: ``{output name: array}``."""
+            cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on one image already at the recognition size: ``{output name: array}``.
+
+        The wait for an inference slot is added to ``timings_ms["queue"]`` when given."""
         if not isinstance(resized, np.ndarray) or resized.dtype != np.uint8 or resized.ndim != 3 \
                 or resized.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got "
@@ -82,7 +88,10 @@ class Describer:
         unknown = [n for n in names if n not in self.output_names]
         if unknown:
             raise ValueError(f"unknown output(s) {unknown}; the model has {list(self.output_names)}")
-        values = self.backend.run(np.ascontiguousarray(resized[None]), names, cancel)
+        with self.gate.slot(cancel) as waited_ms:
+            values = self.backend.run(np.ascontiguousarray(resized[None]), names, cancel)
+        if timings_ms is not None:
+            timings_ms["queue"] = timings_ms.get("queue", 0.0) + waited_ms
         return dict(zip(names, values))
 
     def describe(self, image: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ One execution context, dynamic shapes per call: :meth:`TensorRTBackend.run` sets
 shape (which must lie inside the engine's optimisation profile), reads every output's shape
 back from the context, grows the device buffers when a larger image arrives, copies the input
 up, runs ``execute_async_v3`` on the backend's own stream and copies the requested outputs
-back as numpy arrays. Not thread-safe: one backend per serving thread (as with one context).
+back as numpy arrays. Not thread-safe (one context): the
+:class:`~muselens.runtime.engine.gate.InferenceGate` of its Describer lets one call in at a time.
 
 An engine file carries no metadata of its own, so the descriptor contract travels in a JSON
 sidecar ``<engine>.json`` (e.g. ``fp16.plan.json``) written at build time by
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from muselens.runtime.engine.backends import BackendUnavailable
+from muselens.runtime.engine.cancel import Cancellation, Cancelled
 from muselens.runtime.engine.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY
 
 SIDECAR_FORMAT = "muselens-tensorrt-engine"
@@ -232,8 +234,12 @@ class TensorRTBackend:
         if self.input_name != INPUT_NAME:
             raise ValueError(f"{path}: the engine's input is {self.input_name!r}, expected {INPUT_NAME!r}")
 
-    def run(self, batch: np.ndarray, outputs: Sequence[str]) -> list[np.ndarray]:
+    def run(self, batch: np.ndarray, outputs: Sequence[str], cancel: Cancellation | None = None) -> list[np.ndarray]:
+        """One synchronous run. A TensorRT launch cannot be aborted, so ``cancel`` is honoured
+        before the launch and after it (the outputs of a cancelled call are not copied back)."""
         cudart = self._cudart
+        if cancel is not None:
+            cancel.check()
         batch = check_batch(batch)
         unknown = [n for n in outputs if n not in self.output_names]
         if unknown:
@@ -256,6 +262,9 @@ class TensorRTBackend:
                    "cudaMemcpyAsync (input)")
         if not self.context.execute_async_v3(int(self._stream)):
             raise RuntimeError(f"{self.path}: TensorRT execute_async_v3 failed (see the TensorRT log)")
+        if cancel is not None and cancel.cancelled:
+            cuda_check(cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            raise Cancelled("inference cancelled")
         for name in outputs:
             host = hosts[name]
             cuda_check(cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers.pointer(name, host.nbytes),

@@ -62,6 +62,7 @@ class ServingConfig:
     search: str = "auto"
     uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN
     short_side: int | None = None
+    inference_slots: int | None = None  # runs in flight at once; None: the backend's default
 
 
 def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
@@ -109,7 +110,7 @@ class ServedModel:
             variant = choose_variant(bundle, config)
             describer = Describer.open(bundle.model_path(variant), config.backend, threads=config.threads,
                                        device_id=config.device_id, contract=bundle.manifest.descriptor,
-                                       short_side=config.short_side)
+                                       short_side=config.short_side, slots=config.inference_slots)
             model = cls(bundle, describer, GallerySearch(bundle.gallery, config.search),
                         MappingProxyType(dict(bundle.labels)), config, variant)
             model.warm_up()
@@ -168,7 +169,8 @@ class ServedModel:
         t1 = time.perf_counter()
         needs_maps = options.explain or options.roi is not None
         outputs = ["descriptor", "descriptor_map", "locations"] if needs_maps else ["descriptor"]
-        raw = self.describer.run(resized, outputs, cancel)
+        waits: dict[str, float] = {}
+        raw = self.describer.run(resized, outputs, cancel, waits)
         query = {name: value[0] for name, value in raw.items()}
         t2 = time.perf_counter()
         descriptor = query["descriptor"].astype(np.float32)
@@ -191,7 +193,9 @@ class ServedModel:
                 cancel.check()
             heatmaps = self.explainer.explain(query, resized, matches[0].instance_id, options, self.search, cancel)
         t4 = time.perf_counter()
-        timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3, match=(t3 - t2) * 1e3,
+        waited = waits.get("queue", 0.0)  # for an inference slot: queueing, not inference
+        timings["queue"] = timings.get("queue", 0.0) + waited
+        timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3 - waited, match=(t3 - t2) * 1e3,
                        heatmap=(t4 - t3) * 1e3)
         timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
         return RecognitionResult(decision, matches, self.threshold, self.bundle_version,

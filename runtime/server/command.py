@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=50051, help="port (0: any free port; default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
     parser.add_argument("--workers", type=int, default=16, help="concurrent calls served (default: %(default)s)")
+    parser.add_argument("--inference-slots", type=int, default=None,
+                        help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
+                             "tensorrt, 2 on ort-cuda and ort-tensorrt)")
     parser.add_argument("--search", choices=SEARCH_ENGINES, default="auto", help="gallery search (default: %(default)s)")
     parser.add_argument("--uncertain-margin", type=float, default=DEFAULT_UNCERTAIN_MARGIN,
                         help="answer 'uncertain' when the runner-up is this close to the best (default: %(default)s)")
@@ -63,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
                 raise ValueError(f"TLS file not found: {path}")
         model = ServedModel.load(args.bundle, ServingConfig(backend=args.backend, variant=args.variant,
                                                             threads=args.threads, search=args.search,
-                                                            uncertain_margin=args.uncertain_margin))
+                                                            uncertain_margin=args.uncertain_margin,
+                                                            inference_slots=args.inference_slots))
         server = MuselensServer(ModelHolder(model), config)
     except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,7 +79,8 @@ def main(args: argparse.Namespace) -> int:
     server.start()
     info = model.info()
     print(f"serving {info['name']} {info['bundle_version']} on {args.host}:{server.port} "
-          f"({info['backend']}; {'TLS' if server.secure else 'plaintext'}; "
+          f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
+          f"{'TLS' if server.secure else 'plaintext'}; "
           f"{info['artworks']} artworks; search {info['search']})"
           + (f"; metrics on :{metrics_http.server_port}" if metrics_http else ""), flush=True)
     stop.wait()

@@ -1,0 +1,132 @@
+"""The inference gate: at most N runs in flight, cancelled waiters leave, waits are reported."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from muselens.runtime.engine import Describer
+from muselens.runtime.engine.cancel import Cancellation, Cancelled
+from muselens.runtime.engine.gate import InferenceGate, slots_for
+
+
+def test_slots_per_backend_and_their_checks():
+    assert slots_for("ort-cpu") == 1 and slots_for("tensorrt") == 1 and slots_for("ort-cuda") == 2
+    assert slots_for("ort-cpu", 3) == 3
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="positive int"):
+            slots_for("ort-cpu", bad)
+    with pytest.raises(ValueError, match="'tensorrt' runs at most 1 inference"):
+        slots_for("tensorrt", 2)
+    with pytest.raises(ValueError, match="positive int"):
+        InferenceGate(0)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_never_more_holders_than_slots(slots):
+    gate = InferenceGate(slots)
+    inside, most, lock = 0, 0, threading.Lock()
+    waits: list[float] = []
+
+    def work() -> None:
+        nonlocal inside, most
+        with gate.slot() as waited:
+            with lock:
+                inside += 1
+                most = max(most, inside)
+                waits.append(waited)
+            time.sleep(0.03)
+            with lock:
+                inside -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == slots and gate.in_use == 0
+    assert max(waits) >= 0.03 * 1e3 * (8 // slots - 1) * 0.8  # the last in line waited for the others
+
+
+def test_a_cancelled_waiter_leaves_at_once_and_the_slot_survives():
+    gate = InferenceGate(1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.slot():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    cancel = Cancellation()
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            with gate.slot(cancel):
+                outcome.append("ran")
+        except Cancelled as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.05)
+    assert waiter.is_alive()  # queued behind the holder
+    started = time.perf_counter()
+    cancel.cancel()
+    waiter.join(5)
+    assert not waiter.is_alive() and time.perf_counter() - started < 1.0
+    assert isinstance(outcome[0], Cancelled) and "inference slot" in str(outcome[0])
+    release.set()
+    holder.join(5)
+    assert gate.in_use == 0
+    with gate.slot() as waited:  # the slot is free again
+        assert waited < 1e3
+
+
+def test_an_already_cancelled_call_does_not_run_even_with_a_free_slot():
+    cancel = Cancellation()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        with InferenceGate(2).slot(cancel):
+            pytest.fail("ran a cancelled call")
+
+
+def test_the_describer_gates_its_backend_and_reports_the_wait(fp32_model):
+    describer = Describer.open(fp32_model, short_side=64)
+    assert describer.gate.slots == 1
+    with pytest.raises(ValueError, match="positive int"):
+        Describer.open(fp32_model, slots=0)
+    image = np.zeros((64, 80, 3), np.uint8)
+    timings: dict[str, float] = {"queue": 1.0}
+    describer.run(image, ["descriptor"], timings_ms=timings)
+    assert timings["queue"] >= 1.0
+    inside, most, lock = 0, 0, threading.Lock()
+    run = describer.backend.run
+
+    def counting_run(*args, **kwargs):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.01)
+            return run(*args, **kwargs)
+        finally:
+            with lock:
+                inside -= 1
+
+    describer.backend.run = counting_run
+    threads = [threading.Thread(target=describer.describe, args=(image,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most == 1
+    two = Describer.open(fp32_model, short_side=64, slots=2)
+    assert two.gate.slots == 2

@@ -65,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="the server's concurrent calls (default: the largest N + 8, at least 16; "
                              "every open stream holds one)")
+    parser.add_argument("--inference-slots", type=int, default=None,
+                        help="the server's inferences in flight at once (default: the backend's; see muselens serve)")
     parser.add_argument("--server", default=None, metavar="ADDR",
                         help="measure a running server at host:port instead of starting one")
     parser.add_argument("--token-file", type=Path, default=None, help="token file for --server ('client <token>')")
@@ -278,10 +280,12 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    for name in ("threads", "workers"):
+    for name in ("threads", "workers", "inference_slots"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.inference_slots is not None and args.server is not None:
+        raise ValueError("--inference-slots configures the server started here, not a running one (--server)")
 
 
 def bare_baseline(bundle: Path, frames: Sequence[bytes], args: argparse.Namespace) -> dict[str, Any]:
@@ -331,6 +335,8 @@ def server_process(args: argparse.Namespace, workers: int) -> ServerProcess:
     extra = ["--backend", args.backend, "--workers", str(workers)]
     if args.variant is not None:
         extra += ["--variant", args.variant]
+    if args.inference_slots is not None:
+        extra += ["--inference-slots", str(args.inference_slots)]
     return ServerProcess(args.bundle, threads=args.threads, extra=tuple(extra))
 
 
@@ -380,6 +386,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {"server": server_record,
             "settings": {"streams": list(args.streams), "fps": args.fps, "duration_s": args.duration,
                          "warmup_s": args.warmup, "threads": args.threads, "backend": args.backend,
+                         "inference_slots": args.inference_slots,
                          "frame_source": source},
             "bare": bare, "runs": runs}
 

@@ -146,6 +146,8 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     args = streams_args(bundle=tmp_path / "missing-bundle")
     serve = streams.server_process(args, workers=2)
     assert serve.command()[-4:] == ["--backend", "ort-cpu", "--workers", "2"]
+    assert streams.server_process(streams_args(bundle=tmp_path, inference_slots=3), workers=2).command()[-2:] == \
+        ["--inference-slots", "3"]
     with pytest.raises(RuntimeError, match=r"did not start \(exit 2.*its log ends: error: .*missing-bundle"):
         serve.start(timeout=60)
     assert serve.process.returncode == 2
@@ -161,6 +163,7 @@ def test_an_unreachable_server_is_an_error(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("flags, message", [([], "give a BUNDLE to serve, or --server"),
                                             (["BUNDLE", "--fps", "0"], "--fps must be > 0"),
+                                            (["BUNDLE", "--inference-slots", "0"], "--inference-slots must be >= 1"),
                                             (["BUNDLE", "--token-file", "t"], "--token-file is for --server")])
 def test_bad_arguments_exit_2_naming_the_problem(tiny_bundle, tmp_path, capsys, flags, message):
     flags = [str(tiny_bundle) if f == "BUNDLE" else f for f in flags]

@@ -20,10 +20,11 @@ def serving(tiny_bundle, tmp_path):
     tokens.write_text("client client-token-abcdefghijkl\nadmin admin-token-abcdefghijklm\n")
     tokens.chmod(0o600)
     process = subprocess.Popen([sys.executable, "-m", "muselens", "serve", str(tiny_bundle), "--port", "0",
-                                "--host", "127.0.0.1", "--threads", "1", "--token-file", str(tokens)],
+                                "--host", "127.0.0.1", "--threads", "1", "--token-file", str(tokens),
+                                "--inference-slots", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()
-    match = re.search(r"on 127\.0\.0\.1:(\d+)", line)
+    match = re.search(r"on 127\.0\.0\.1:(\d+) .*; 2 inference slot\(s\);", line)
     if match is None:
         process.kill()
         pytest.fail(f"serve did not start: {line!r} {process.stderr.read()}")
@@ -78,6 +79,8 @@ def test_serve_refuses_what_it_cannot_serve(tiny_bundle, tmp_path, capsys):
         assert "CUDAExecutionProvider" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--tls-cert", str(tmp_path / "c.pem")]) == 2
     assert "both a certificate and a key" in capsys.readouterr().err
+    assert cli(["serve", str(tiny_bundle), "--port", "0", "--inference-slots", "0"]) == 2
+    assert "inference slots must be a positive int, got 0" in capsys.readouterr().err
 
 
 def test_clients_report_an_unreachable_server(export_museum, capsys):

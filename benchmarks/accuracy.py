@@ -308,10 +308,13 @@ def alternative_config(loss: str, base: TrainConfig) -> TrainConfig:
 
 
 def ensure_alternative(data: Path, root: Path, loss: str, config: TrainConfig, *, device: str,
-                       progress: bool) -> dict[str, Any]:
+                       progress: bool, share_from: Sequence[Path] = ()) -> dict[str, Any]:
     """Train ``root/<loss>`` unless a finished run with exactly this configuration is there
-    (resuming a stopped one); a run made with another configuration is refused, not reused."""
-    from muselens.training.run import TrainingRun
+    (resuming a stopped one); a run made with another configuration is refused, not reused.
+
+    A new run starts at stage 3 from the first run of ``share_from`` whose stages 1-2 it shares
+    (same museum, weights and settings but ``stage3``): the losses differ only in stage 3."""
+    from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
 
     run = root / loss
     if (run / "config.yaml").exists():
@@ -322,12 +325,25 @@ def ensure_alternative(data: Path, root: Path, loss: str, config: TrainConfig, *
     if (run / "model.pt").exists() and (run / "history.json").exists():
         print(f"reusing finished run {run} (stage-3 loss {loss})", file=sys.stderr)
         return {"loss": loss, "run": str(run), "trained_now": False}
+    shared = None
+    if not (run / "checkpoint.pt").exists():
+        for source in share_from:
+            if not (source / STAGE3_START).exists():
+                continue
+            try:
+                start_at_stage3(source, run, config, data=data)
+            except ValueError as exc:
+                print(f"not sharing stages 1-2: {exc}", file=sys.stderr)
+                continue
+            shared = str(source)
+            print(f"{run}: stages 1-2 from {source}", file=sys.stderr)
+            break
     resume = (run / "checkpoint.pt").exists()
     print(f"{'resuming' if resume else 'training'} {run} (stage-3 loss {loss})", file=sys.stderr)
     started = time.perf_counter()
     TrainingRun(data, run, config, device=device, resume=resume, progress=progress).run()
-    return {"loss": loss, "run": str(run), "trained_now": True, "resumed": resume,
-            "wall_s": round(time.perf_counter() - started, 2)}
+    return {"loss": loss, "run": str(run), "trained_now": True, "resumed": resume and shared is None,
+            "stages_1_2_from": shared, "wall_s": round(time.perf_counter() - started, 2)}
 
 
 def training_seconds(run: Path) -> dict[str, float] | None:
@@ -532,11 +548,13 @@ def measure(args: argparse.Namespace, dataset: MuseumDataset) -> dict[str, Any]:
     if args.train_alternatives:
         base, source = _training_base(args)
         payload["training_config"] = source
+        share_from = [runs[PROPOSED]] if PROPOSED in runs else []
         for loss in args.train_alternatives:
             alt = ensure_alternative(args.data, args.out / "runs", loss, alternative_config(loss, base),
-                                     device=args.device, progress=progress)
+                                     device=args.device, progress=progress, share_from=share_from)
             payload["alternatives"].append(alt)
             runs[loss] = Path(alt["run"])
+            share_from.append(runs[loss])
     for name, run in sorted(runs.items(), key=lambda kv: kv[0] != PROPOSED):
         groups.append((name, trained_rows(name, run, device=args.device,
                                           group="trained" if name == PROPOSED else "alternative")))

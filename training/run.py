@@ -51,6 +51,7 @@ from muselens.training.trunk import TrunkCache
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "muselens-train-checkpoint/1"
+STAGE3_START = "before-stage-3.pt"  # the run as stage 3 begins, for stage-3 variants to start from
 
 
 @dataclass
@@ -178,11 +179,14 @@ class TrainingRun:
             print(f"warning: skipped unreadable image {s['path']}: {s['reason']}", file=sys.stderr)
 
     # -- checkpoints -------------------------------------------------------------------
-    def _save(self, model: MuseumModel, optimizer, stage_index: int, next_epoch: int) -> None:
+    def _save(self, model: MuseumModel, optimizer, stage_index: int, next_epoch: int,
+              path: Path | None = None) -> None:
         if not self.dist.is_main:  # the ranks hold the same state; one writes it
             return
-        save_checkpoint(self.checkpoint_path, {
+        save_checkpoint(path or self.checkpoint_path, {
             "format": CHECKPOINT_FORMAT,
+            "data": str(self.data.resolve()),
+            "pretrained": self.pretrained,
             "config": json.dumps(self.config.to_dict()),
             "stage_index": stage_index,
             "next_epoch": next_epoch,
@@ -297,3 +301,36 @@ class TrainingRun:
         self.state["stages"][str(stage)] = {
             "seconds": round(prior_seconds + time.perf_counter() - started, 2), **peaks(self.device, window)}
         self._save(model, None, index + 1, 0)
+        if index + 1 < len(cfg.stages) and cfg.stages[index + 1] == 3:
+            self._save(model, None, index + 1, 0, path=self.out / STAGE3_START)
+
+
+def start_at_stage3(source: Path | str, out: Path | str, config: TrainConfig, *, data: Path | str,
+                    pretrained: bool = True) -> None:
+    """Make ``out`` a run of ``config`` that resumes at stage 3 from run ``source``'s stages 1-2.
+
+    Stage-3 variants (another loss, another descriptor size) share stages 1 and 2; training
+    those once saves most of a variant's cost. ``source`` must hold :data:`STAGE3_START` from
+    the same museum, the same initial weights and every setting but ``stage3`` the same, or a
+    ValueError says what differs. The shared stages keep their history and are marked
+    ``shared_from`` in the run's ``history.json``. Then ``TrainingRun(..., resume=True)``.
+    """
+    source, out = Path(source), Path(out)
+    saved = load_checkpoint(source / STAGE3_START)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{source / STAGE3_START}: not a {CHECKPOINT_FORMAT} checkpoint")
+    theirs, ours = json.loads(saved["config"]), config.to_dict()
+    differs = [key for key in sorted(set(theirs) | set(ours)) if key != "stage3" and theirs.get(key) != ours.get(key)]
+    if saved.get("data") != str(Path(data).resolve()):
+        differs.append(f"museum ({saved.get('data')})")
+    if saved.get("pretrained") != pretrained:
+        differs.append(f"initial weights (pretrained={saved.get('pretrained')})")
+    if differs:
+        raise ValueError(f"{source} cannot give its stages 1-2 to this run: {', '.join(differs)} differ")
+    if (out / "checkpoint.pt").exists():
+        raise FileExistsError(f"{out} already holds a run")
+    stages = json.loads(saved["stages"])
+    for record in stages.values():
+        record["shared_from"] = str(source)
+    save_checkpoint(out / "checkpoint.pt", {**saved, "config": json.dumps(ours), "stages": json.dumps(stages)})
+

@@ -142,17 +142,20 @@ def test_table_53_with_a_trained_alternative_and_the_bundle(export_museum, run_d
     out = tmp_path / "results" / "tiny-accuracy"
     argv = ["bench", "accuracy", str(export_museum), "--out", str(out), "--runs", f"proposed={run_dir}",
             "--methods", "sift,im-gem", "--size", "64", "--workers", "1", "--no-progress",
-            "--train-alternatives", "batch-hard-hinge", "--train-config", str(config),
+            "--train-alternatives", "batch-hard-hinge,batch-hard-squared", "--train-config", str(config),
             "--train-set", "stage3.epochs=1", "--bundle", str(tiny_bundle)]
     assert cli(argv) == 0
     captured = capsys.readouterr()
     assert "training" in captured.err and "IM-GeM" in captured.out
+    # The fixture's proposed run started from random weights, so the first alternative trains all
+    # three stages; the second shares the first's stages 1-2.
+    assert "not sharing stages 1-2" in captured.err and "initial weights" in captured.err
 
     data = json.loads((out / "bench.json").read_text())
     assert data["benchmark"] == "accuracy" and data["command"] == "muselens " + " ".join(argv)
     labels = [r["label"] for r in data["rows"]]
     assert labels == ["SIFT", "IM-GeM", "FT", "proposed", "batch-hard-hinge pooled", "batch-hard-hinge",
-                      "bundle fp32"]
+                      "batch-hard-squared pooled", "batch-hard-squared", "bundle fp32"]
     assert data["variants"] == list(accuracy.DEFAULT_VARIANTS)
     rows = {r["label"]: r for r in data["rows"]}
     sift = rows["SIFT"]["results"]
@@ -168,8 +171,12 @@ def test_table_53_with_a_trained_alternative_and_the_bundle(export_museum, run_d
     for v in data["variants"]:
         assert rows["bundle fp32"]["results"][v]["retrieval"]["map"] == pytest.approx(
             rows["proposed"]["results"][v]["retrieval"]["map"], abs=1e-6)
-    alt = data["alternatives"][0]
-    assert alt["loss"] == "batch-hard-hinge" and alt["trained_now"] is True
+    alt, second = data["alternatives"]
+    assert alt["loss"] == "batch-hard-hinge" and alt["trained_now"] is True and alt["stages_1_2_from"] is None
+    assert second["stages_1_2_from"] == str(out / "runs" / "batch-hard-hinge")
+    history = json.loads((out / "runs" / "batch-hard-squared" / "history.json").read_text())
+    assert history["stages"]["2"]["shared_from"] == second["stages_1_2_from"]
+    assert "shared_from" not in history["stages"]["3"]
     run = out / "runs" / "batch-hard-hinge"
     assert yaml.safe_load((run / "config.yaml").read_text())["stage3"]["loss"] == "batch-hard-hinge"
     assert rows["batch-hard-hinge"]["source"]["stage3_loss"] == "batch-hard-hinge"

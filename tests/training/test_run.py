@@ -16,7 +16,7 @@ import yaml
 from muselens.runtime.data.images import read_image
 from muselens.training.checkpoint import load_checkpoint
 from muselens.training.config import load_config
-from muselens.training.run import TrainingRun
+from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
 
 TINY = {
     "train_blocks": 2, "eval_short_side": 64,
@@ -78,7 +78,7 @@ CHILD = """
 import sys, torch
 torch.set_num_threads(1)
 from muselens.training.config import load_config
-from muselens.training.run import TrainingRun
+from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
 import json
 TrainingRun(sys.argv[1], sys.argv[2], load_config(None, json.loads(sys.argv[3])),
             pretrained=False, progress=False).run()
@@ -148,6 +148,28 @@ def test_sigkill_at_a_random_moment_then_resume_reaches_the_same_result(tiny_mus
         config = None if (out / "checkpoint.pt").exists() else load_config(None, TINY)
         resumed = TrainingRun(tiny_museum, out, config, pretrained=False, progress=False, resume=True).run()
     _assert_same_run(reference, resumed, tmp_path / "reference", out)
+
+
+def test_a_stage3_variant_starts_from_another_runs_stages_1_2_and_equals_training_it_whole(tiny_museum, tmp_path):
+    _run(tiny_museum, tmp_path / "proposed")
+    assert (tmp_path / "proposed" / STAGE3_START).exists()
+    other = load_config(None, {**TINY, "stage3": {**TINY["stage3"], "loss": "batch-hard-hinge"}})
+    whole = TrainingRun(tiny_museum, tmp_path / "whole", other, pretrained=False, progress=False).run()
+
+    start_at_stage3(tmp_path / "proposed", tmp_path / "shared", other, data=tiny_museum, pretrained=False)
+    shared = TrainingRun(tiny_museum, tmp_path / "shared", None, pretrained=False, progress=False, resume=True).run()
+    _assert_same_run(whole, shared, tmp_path / "whole", tmp_path / "shared")
+    assert shared["stages"]["1"]["shared_from"] == str(tmp_path / "proposed") and "shared_from" not in shared["stages"]["3"]
+    assert yaml.safe_load((tmp_path / "shared" / "config.yaml").read_text())["stage3"]["loss"] == "batch-hard-hinge"
+
+    with pytest.raises(FileExistsError):
+        start_at_stage3(tmp_path / "proposed", tmp_path / "shared", other, data=tiny_museum, pretrained=False)
+    longer = load_config(None, {**TINY, "stage1": {**TINY["stage1"], "epochs": 3}})
+    for config, kw, names in ((longer, {"pretrained": False}, "stage1"),
+                              (other, {"pretrained": True}, "initial weights"),
+                              (other, {"pretrained": False, "data": tmp_path}, "museum")):
+        with pytest.raises(ValueError, match=f"cannot give its stages 1-2 to this run: .*{names}"):
+            start_at_stage3(tmp_path / "proposed", tmp_path / "x", config, **{"data": tiny_museum, **kw})
 
 
 def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):

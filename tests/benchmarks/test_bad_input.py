@@ -53,6 +53,17 @@ def test_rss_growth_is_measured_from_the_warm_up_mark():
 
 
 @pytest.mark.slow
+def test_the_cache_filling_frames_are_explain_requests_of_the_bundles_references(tiny_bundle):
+    from muselens.runtime.frames import decode_encoded
+    from muselens.v1 import recognition_pb2 as pb
+
+    frames = [pb.Frame.FromString(f) for f in bad_input.reference_frames(tiny_bundle, 4)]
+    assert 0 < len(frames) <= 4
+    for frame in frames:
+        assert frame.options.explain and list(frame.options.heatmap_kinds) == [1, 2, 3]
+        assert decode_encoded(frame.image.encoded).ndim == 3
+
+
 def test_bench_bad_input_on_the_tiny_bundle(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "bad-input"
     code = cli(["bench", "bad-input", str(tiny_bundle), "--out", str(out), "--count", "200", "--workers", "2",

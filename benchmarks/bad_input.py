@@ -345,7 +345,7 @@ def reference_frames(bundle: Path, count: int) -> list[bytes]:
             image = loaded.reference_image(row)
             if image is not None:
                 frames.append(pb.Frame(image=pb.Image(encoded=jpeg_bytes(image)), options=pb.RecognizeOptions(
-                    explain=True, top_k=3, heatmap_kinds=[1, 2, 3])).SerializeToString())
+                    explain=True, explain_reference=True, top_k=3, heatmap_kinds=[1, 2, 3])).SerializeToString())
         return frames
     finally:
         loaded.close()

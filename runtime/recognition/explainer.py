@@ -22,11 +22,13 @@ import numpy as np
 from muselens.runtime.engine import Cancellation, Describer
 from muselens.runtime.explain import (RegionMaps, class_similarity, encode_jpeg, explain_query, explain_reference,
                                       heatmap_overlay, rerank_by_roi, roi_mask)
+from muselens.runtime.frames import decode_encoded
 from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, OptionsError, RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 
 ROI_CANDIDATES = 200  # re-rank the best artworks by whole-frame score; enough for any museum
 REFERENCE_CACHE = 64  # reference photos whose maps are kept
+ENROLLED_JPEG_QUALITY = 95  # enrolled photos kept for explanations
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,17 +61,19 @@ class Explainer:
     """Heatmaps and ROI re-ranking for one served model (thread-safe; caches reference maps)."""
 
     def __init__(self, describer: Describer, reference_image: ReferenceImages = _no_references,
-                 extra: Mapping[int, np.ndarray] | None = None):
+                 extra: Mapping[int, bytes] | None = None):
         self.describer = describer
         self._reference_image = reference_image
-        self._extra = dict(extra or {})  # gallery row -> resized RGB (enrolled photos)
+        # gallery row -> an enrolled photo, resized and JPEG-encoded: a server that enrols photos
+        # all day keeps ~0.1 MB of each, not ~1 MB of pixels (the bundle's own photos stay on disk)
+        self._extra = dict(extra or {})
         self._cache: OrderedDict[int, tuple[np.ndarray, RegionMaps]] = OrderedDict()
         self._lock = threading.Lock()
 
     def with_references(self, first_row: int, resized: Sequence[np.ndarray]) -> Explainer:
         """A copy that also knows the photos enrolled as gallery rows ``first_row`` onwards."""
         extra = dict(self._extra)
-        extra.update({first_row + i: image for i, image in enumerate(resized)})
+        extra.update({first_row + i: encode_jpeg(image, ENROLLED_JPEG_QUALITY) for i, image in enumerate(resized)})
         return Explainer(self.describer, self._reference_image, extra)
 
     def reference(self, row: int, cancel: Cancellation | None = None) -> tuple[np.ndarray, RegionMaps] | None:
@@ -78,8 +82,10 @@ class Explainer:
             if row in self._cache:
                 self._cache.move_to_end(row)
                 return self._cache[row]
-        image = self._extra.get(row)
-        if image is None:
+        enrolled = self._extra.get(row)
+        if enrolled is not None:
+            image = decode_encoded(enrolled)
+        else:
             original = self._reference_image(row)
             if original is None:
                 return None

@@ -60,7 +60,7 @@ def test_the_cache_filling_frames_are_explain_requests_of_the_bundles_references
     frames = [pb.Frame.FromString(f) for f in bad_input.reference_frames(tiny_bundle, 4)]
     assert 0 < len(frames) <= 4
     for frame in frames:
-        assert frame.options.explain and list(frame.options.heatmap_kinds) == [1, 2, 3]
+        assert frame.options.explain and frame.options.explain_reference and list(frame.options.heatmap_kinds) == [1, 2, 3]
         assert decode_encoded(frame.image.encoded).ndim == 3
 
 

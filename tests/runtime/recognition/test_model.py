@@ -7,7 +7,7 @@ import pytest
 
 from muselens.runtime.recognition.decision import Decision
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.options import HeatmapKind, OptionsError, RecognizeOptions
+from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, OptionsError, RecognizeOptions
 from tests.runtime.server.conftest import rgb
 
 
@@ -45,6 +45,22 @@ def test_enrolment_builds_a_new_model_and_leaves_the_old_one(served, query_image
     assert new.info()["enrolled_images"] == 1 and served.info()["enrolled_images"] == 0
     with pytest.raises(ValueError, match="at least one"):
         new.with_enrolled("x", "", {}, [])
+
+
+def test_enrolled_photos_are_kept_as_jpeg_and_explain_matches(served):
+    y, x = np.mgrid[0:480, 0:640] / 80.0  # a smooth photo-like picture (JPEG's easy case, like photos)
+    big = np.stack([127 + 120 * np.sin(x), 127 + 120 * np.cos(y), 127 + 120 * np.sin(x + y)], -1).astype(np.uint8)
+    new = served.with_enrolled("extra", "Extra", {}, [big])
+    row = new.search.gallery.n_images - 1
+    kept = new.explainer._extra[row]
+    resized = new.describer.resize(big)
+    assert isinstance(kept, bytes) and kept[:2] == b"\xff\xd8" and len(kept) < resized.nbytes
+    image, _ = new.explainer.reference(row)
+    assert image.shape == resized.shape
+    assert np.abs(image.astype(int) - resized).mean() < 8  # JPEG at quality 95
+    answer = new.recognize(big, RecognizeOptions(explain=True, explain_reference=True))
+    assert answer.matches[0].instance_id == "extra"
+    assert {h.side for h in answer.heatmaps} == {HeatmapSide.QUERY, HeatmapSide.REFERENCE}
 
 
 def test_a_failed_load_keeps_the_model(served, tmp_path):

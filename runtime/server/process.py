@@ -57,6 +57,9 @@ class ServerProcess:
             self._stderr = tempfile.TemporaryFile(prefix="muselens-serve-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
                                         stdin=subprocess.DEVNULL)
+        if self.log is not None:  # the child holds its own handle; log_tail reads the file by path
+            self._stderr.close()
+            self._stderr = None
         lines: queue.Queue = queue.Queue()
 
         def read() -> None:  # keeps draining stdout so the child never blocks on a full pipe
@@ -94,6 +97,7 @@ class ServerProcess:
         return data.decode("utf-8", "replace")[-chars:].strip() or "(empty)"
 
     def close_log(self) -> None:
+        """Drop the temporary log (when no ``log`` path was given); its tail is gone after this."""
         if self._stderr is not None:
             self._stderr.close()
 

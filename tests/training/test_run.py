@@ -170,6 +170,11 @@ def test_a_stage3_variant_starts_from_another_runs_stages_1_2_and_equals_trainin
                               (other, {"pretrained": False, "data": tmp_path}, "museum")):
         with pytest.raises(ValueError, match=f"cannot give its stages 1-2 to this run: .*{names}"):
             start_at_stage3(tmp_path / "proposed", tmp_path / "x", config, **{"data": tiny_museum, **kw})
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    torch.save({"format": "something-else"}, foreign / STAGE3_START)
+    with pytest.raises(ValueError, match="not a muselens-train-checkpoint/1 checkpoint"):
+        start_at_stage3(foreign, tmp_path / "y", other, data=tiny_museum, pretrained=False)
 
 
 def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):

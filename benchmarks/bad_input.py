@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import queue
 import secrets
 import sys
@@ -33,13 +34,14 @@ from muselens.benchmarks import common
 from muselens.benchmarks.corpus import (CATEGORIES, ENROLL, IN_STREAM, LAST_IN_STREAM, OK, OWN_STREAM, Case, Corpus,
                                         Outcome, Tokens)
 from muselens.runtime.frames import REASONS
-from muselens.runtime.recognition.explainer import REFERENCE_CACHE
+from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
+from muselens.runtime.server.handlers import MALFORMED
 from muselens.runtime.server.process import ServerProcess
 from muselens.v1 import recognition_pb2 as pb
 
 RSS_GROWTH_TARGET = 0.05
 KNOWN_REASONS = frozenset(REASONS) | {"bad_top_k", "bad_heatmap_kind", "bad_roi", "bad_timestamp",
-                                      "no_reference_images"}
+                                      "no_reference_images", MALFORMED}
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 SHOW_MISMATCHES = 10
 
@@ -254,7 +256,7 @@ def run_streams(wire: Wire, corpus: Corpus, tally: Tally, streams: list[list[int
                 tally.record("stream", case, case.category, answer, case.expected)
                 ended = True
             else:
-                detail = "" if answer.frame_id == case.frame_id else f"answer for {answer.frame_id!r}"
+                detail = "" if answer.frame_id == case.answered_frame_id else f"answer for {answer.frame_id!r}"
                 outcome = recognition_outcome(answer) if not detail else Outcome("WRONG_FRAME_ID")
                 tally.record("stream", case, case.category, outcome, case.expected, detail)
             progress()
@@ -328,24 +330,33 @@ def _pixels(payload: bytes) -> int:
     return header.width * header.height
 
 
-def reference_frames(bundle: Path, count: int) -> list[bytes]:
-    """Explain requests whose queries are ``count`` of the bundle's own reference photos (spread
-    over the gallery). Each makes the server explain against, and cache, that reference: its
-    bounded cache of reference maps (``REFERENCE_CACHE`` photos, ~1.3 MB each at 448 px) is full
-    before measuring, as after any long run, so filling it is not counted as growth."""
+def reference_frames(bundle: Path, fill_bytes: int) -> list[bytes]:
+    """Explain requests whose queries are the bundle's own reference photos (spread over the
+    gallery), enough of them that their maps fill ``fill_bytes``. Each makes the server explain
+    against, and cache, that reference: its byte-bounded cache of reference maps
+    (``REFERENCE_CACHE_BYTES``) is full before measuring, as after any long run, so filling it is
+    not counted as growth. An entry's size is estimated from the photo's shape at the model's
+    input size (pixels plus a ``dim`` x cells float32 map)."""
     from muselens.benchmarks.corpus import jpeg_bytes
     from muselens.runtime.bundle import load_bundle
 
     loaded = load_bundle(bundle)
     try:
+        contract = loaded.manifest.descriptor
+        short, stride, dim = int(contract["short_side"]), int(contract["stride"]), int(contract["dim"])
         n = loaded.gallery.n_images
-        rows = sorted({int(r) for r in np.linspace(0, n - 1, min(n, count)).round()}) if n else []
-        frames = []
-        for row in rows:
+        frames, estimated = [], 0
+        for row in np.random.default_rng(0).permutation(n).tolist():  # spread over the gallery
+            if estimated >= fill_bytes:
+                break
             image = loaded.reference_image(row)
-            if image is not None:
-                frames.append(pb.Frame(image=pb.Image(encoded=jpeg_bytes(image)), options=pb.RecognizeOptions(
-                    explain=True, explain_reference=True, top_k=3, heatmap_kinds=[1, 2, 3])).SerializeToString())
+            if image is None:
+                continue
+            scale = short / min(image.shape[:2])
+            h, w = (round(side * scale) for side in image.shape[:2])
+            estimated += h * w * 3 + math.ceil(h / stride) * math.ceil(w / stride) * dim * 4
+            frames.append(pb.Frame(image=pb.Image(encoded=jpeg_bytes(image)), options=pb.RecognizeOptions(
+                explain=True, explain_reference=True, top_k=3, heatmap_kinds=[1, 2, 3])).SerializeToString())
         return frames
     finally:
         loaded.close()
@@ -416,7 +427,7 @@ def run(bundle: Path, out: Path, *, count: int, seed: int, workers: int = 4, thr
         try:
             with RssSampler(server.pid) as rss:
                 warm_up(wire, warmup_frames(seed) + working_set_frames(corpus), timeout, workers)
-                fill_caches(wire, reference_frames(bundle, REFERENCE_CACHE + REFERENCE_CACHE // 4), timeout, workers)
+                fill_caches(wire, reference_frames(bundle, REFERENCE_CACHE_BYTES * 5 // 4), timeout, workers)
                 rss.mark("warm")
                 bar = _progress(total, show_progress)
                 run_unary(wire, corpus, tally, workers, timeout, bar.update)
@@ -528,9 +539,9 @@ def markdown(folder: Path, data: dict[str, Any]) -> str:
                   f"{rss['rss_peak_mb']:.1f} MiB; over the second half {rss['rss_middle_mb']:.1f} -> "
                   f"{rss['rss_end_mb']:.1f} MiB ({rss['rss_growth_second_half'] * 100:+.2f}%).", ""]
     lines += [table(data), "",
-              "Oversized messages, unparsable protobuf and metadata beyond gRPC's limits are refused by gRPC "
-              "itself and end a stream (a stream cannot continue after them); every other bad frame is "
-              "answered in its own `Recognition.error` and the stream goes on.", ""]
+              "Oversized messages and metadata beyond gRPC's limits are refused by gRPC itself and end a "
+              "stream (a stream cannot continue after them); every other bad frame, unparsable protobuf "
+              "included, is answered in its own `Recognition.error` and the stream goes on.", ""]
     for example in data.get("mismatch_examples", [])[:SHOW_MISMATCHES]:
         lines.append(f"- mismatch: {json.dumps(example)}")
     lines.append(f"![server RSS](results/{folder.name}/rss.png)")

@@ -10,13 +10,14 @@ formats details as ``"<reason>: ..."``), or, on a stream, ``Recognition.error.co
 
 What each category expects is the service's contract (protos/muselens/v1/recognition.proto,
 :mod:`muselens.runtime.frames`, :mod:`muselens.runtime.recognition.options`), written down
-here independently of the code that implements it. Three outcomes belong to gRPC itself, not
-to muselens, and end a stream instead of answering one frame:
+here independently of the code that implements it. Bytes that are no valid protobuf are a
+client error like a corrupt image (INVALID_ARGUMENT, reason ``malformed_message``; on a stream
+that frame's error, with an empty ``frame_id`` as none could be read, and the stream goes on).
+Two outcomes belong to gRPC itself, not to muselens, and end a stream instead of answering one
+frame:
 
 * a message larger than the server's receive limit: RESOURCE_EXHAUSTED before any of it is
   parsed; the HTTP/2 stream is reset, so a stream cannot continue after it;
-* bytes that are no valid protobuf: grpc-python answers INTERNAL ("Exception deserializing
-  request!") and ends the stream;
 * metadata that cannot be sent: a token with non-ASCII characters is refused by the client's
   gRPC core (INTERNAL, it never reaches the server), a token above gRPC's 16 KiB metadata hard
   limit is refused by the server's transport (RESOURCE_EXHAUSTED). Tokens between the 8 KiB
@@ -51,6 +52,7 @@ ENROLL = "Enroll"
 # carries its own call metadata), or not at all (not a Recognizer call).
 IN_STREAM, LAST_IN_STREAM, OWN_STREAM, NO_STREAM = "frame", "last", "own", "none"
 OK = "OK"
+MALFORMED_PROTOBUF = "malformed_protobuf"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class Case:
     @property
     def frame_id(self) -> str:
         return f"c{self.index}"
+
+    @property
+    def answered_frame_id(self) -> str:
+        """The ``frame_id`` a stream's answer carries: none for bytes that are no Frame at all."""
+        return "" if self.category == MALFORMED_PROTOBUF else self.frame_id
 
     def request(self) -> bytes:
         """The serialized request (oversized ones are built here, on demand)."""
@@ -713,9 +720,9 @@ def _varint(n: int) -> bytes:
 _WIRE_BREAKS = ("bad_utf8_frame_id", "length_overflow", "bad_wire_type", "field_zero", "truncated_varint")
 
 
-@category("malformed_protobuf", 3, stream=LAST_IN_STREAM)
+@category(MALFORMED_PROTOBUF, 3)
 def _malformed_protobuf(c: Corpus, rng: np.random.Generator) -> Built:
-    """Bytes that do not parse as a Frame: gRPC answers INTERNAL and ends a stream."""
+    """Bytes that do not parse as a Frame: INVALID_ARGUMENT/malformed_message, this frame only."""
     how = _WIRE_BREAKS[int(rng.integers(len(_WIRE_BREAKS)))]
     prefix = c.good_frame(rng).SerializeToString() if rng.random() < 0.5 else b""
     if how == "bad_utf8_frame_id":
@@ -731,7 +738,7 @@ def _malformed_protobuf(c: Corpus, rng: np.random.Generator) -> Built:
         body = bytes([int(rng.choice([0x00, 0x01, 0x02, 0x05]))]) + rng.bytes(int(rng.integers(1, 16)))
     else:  # a varint field whose varint never ends
         body = _varint((int(rng.integers(16, 1 << 20)) << 3) | 0) + b"\x80" * int(rng.integers(1, 9))
-    return prefix + body, (Outcome("INTERNAL"),), f"{how} after {len(prefix)} valid bytes"
+    return prefix + body, (Outcome("INVALID_ARGUMENT", "malformed_message"),), f"{how} after {len(prefix)} valid bytes"
 
 
 @category("unknown_fields", 2)

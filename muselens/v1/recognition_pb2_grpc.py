@@ -59,7 +59,8 @@ class RecognizerServicer:
 
     def Recognize(self, request, context):
         """One frame, one answer. A bad frame fails the call with INVALID_ARGUMENT
-        (or RESOURCE_EXHAUSTED when it is too large to decode).
+        (or RESOURCE_EXHAUSTED when it is too large to decode); bytes that are no valid message at
+        all too, with details starting "malformed_message:" (on every call of both services).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,7 +70,8 @@ class RecognizerServicer:
         """Frames in, recognitions out, one per processed frame. When frames arrive faster than the
         server processes them only the newest waiting frame is processed (latest frame wins) and the
         others are counted in `dropped_frames`. A bad frame gets a Recognition carrying `error`
-        and the stream goes on.
+        and the stream goes on; so do bytes that are no valid Frame (reason "malformed_message",
+        with an empty frame_id: none could be read).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

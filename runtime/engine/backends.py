@@ -97,6 +97,10 @@ class OrtBackend:
             raise BackendUnavailable(f"backend {name!r} needs {wanted[0]}, which this onnxruntime build lacks "
                                      f"(it has {compiled}); install onnxruntime-gpu for CUDA/TensorRT")
         options = ort.SessionOptions()
+        # Memory patterns are planned and cached per input shape; frames come in every width, so
+        # the cache (and the arena behind it) would grow with each new one. Off: flat memory, no
+        # slower here (muselens bench bad-input; onnxruntime#11118).
+        options.enable_mem_pattern = False
         if threads is not None:
             options.intra_op_num_threads = threads
         providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]

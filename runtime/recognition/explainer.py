@@ -27,7 +27,10 @@ from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, Optio
 from muselens.runtime.recognition.search import GallerySearch
 
 ROI_CANDIDATES = 200  # re-rank the best artworks by whole-frame score; enough for any museum
-REFERENCE_CACHE = 64  # reference photos whose maps are kept
+# Reference photos (pixels and maps) kept for explanations, in bytes: an entry is 1-1.7 MB at
+# 448 px depending on the photo's shape, so a count would leave the memory it takes to the mix
+# of photos asked about (64 of them: 64-110 MB). 96 MiB holds 56-100 photos.
+REFERENCE_CACHE_BYTES = 96 * 1024 * 1024
 ENROLLED_JPEG_QUALITY = 95  # enrolled photos kept for explanations
 
 
@@ -57,24 +60,61 @@ def _no_references(row: int) -> None:
     return None
 
 
+def _entry_bytes(entry: tuple[np.ndarray, RegionMaps]) -> int:
+    image, maps = entry
+    arrays = (image, maps.descriptor_map, maps.locations, maps.descriptor)
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
 class Explainer:
     """Heatmaps and ROI re-ranking for one served model (thread-safe; caches reference maps)."""
 
     def __init__(self, describer: Describer, reference_image: ReferenceImages = _no_references,
-                 extra: Mapping[int, bytes] | None = None):
+                 extra: Mapping[int, bytes] | None = None,
+                 cache: OrderedDict[int, tuple[np.ndarray, RegionMaps]] | None = None,
+                 cache_bytes: int = REFERENCE_CACHE_BYTES):
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be an int >= 0, got {cache_bytes!r}")
         self.describer = describer
         self._reference_image = reference_image
         # gallery row -> an enrolled photo, resized and JPEG-encoded: a server that enrols photos
         # all day keeps ~0.1 MB of each, not ~1 MB of pixels (the bundle's own photos stay on disk)
         self._extra = dict(extra or {})
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict[int, tuple[np.ndarray, RegionMaps]] = OrderedDict()
+        self._cached = 0  # bytes held by _cache
         self._lock = threading.Lock()
+        for row, entry in (cache or {}).items():
+            self._keep(row, entry)
 
     def with_references(self, first_row: int, resized: Sequence[np.ndarray]) -> Explainer:
-        """A copy that also knows the photos enrolled as gallery rows ``first_row`` onwards."""
+        """A copy that also knows the photos enrolled as gallery rows ``first_row`` onwards.
+
+        Enrolment only appends rows, so the cached maps stay valid and go along: an enrolment
+        neither throws away the cached maps nor makes the next explanations compute them again.
+        """
         extra = dict(self._extra)
         extra.update({first_row + i: encode_jpeg(image, ENROLLED_JPEG_QUALITY) for i, image in enumerate(resized)})
-        return Explainer(self.describer, self._reference_image, extra)
+        with self._lock:
+            cache = OrderedDict((row, entry) for row, entry in self._cache.items() if row < first_row)
+        return Explainer(self.describer, self._reference_image, extra, cache, self.cache_bytes)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of reference pixels and maps held now (at most ``cache_bytes``)."""
+        return self._cached
+
+    def _keep(self, row: int, entry: tuple[np.ndarray, RegionMaps]) -> None:
+        """Cache ``entry`` as the newest, then drop the oldest until within ``cache_bytes``
+        (caller holds the lock, or nobody else has the explainer yet)."""
+        old = self._cache.pop(row, None)
+        if old is not None:
+            self._cached -= _entry_bytes(old)
+        self._cache[row] = entry
+        self._cached += _entry_bytes(entry)
+        while self._cached > self.cache_bytes and self._cache:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached -= _entry_bytes(dropped)
 
     def reference(self, row: int, cancel: Cancellation | None = None) -> tuple[np.ndarray, RegionMaps] | None:
         """The resized reference photo of gallery ``row`` and its maps, or None if not in the bundle."""
@@ -93,9 +133,7 @@ class Explainer:
         outputs = self.describer.run(image, ["descriptor", "descriptor_map", "locations"], cancel)
         entry = (image, RegionMaps.from_outputs({k: v[0] for k, v in outputs.items()}))
         with self._lock:
-            self._cache[row] = entry
-            while len(self._cache) > REFERENCE_CACHE:
-                self._cache.popitem(last=False)
+            self._keep(row, entry)
         return entry
 
     def explain(self, query: Mapping[str, np.ndarray], resized: np.ndarray, instance_id: str,

@@ -20,7 +20,7 @@ import numpy as np
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
 from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN, Decision, decide
-from muselens.runtime.recognition.explainer import Explainer, HeatmapResult
+from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 
@@ -63,6 +63,7 @@ class ServingConfig:
     uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN
     short_side: int | None = None
     inference_slots: int | None = None  # runs in flight at once; None: the backend's default
+    reference_cache_bytes: int = REFERENCE_CACHE_BYTES  # reference photos' maps kept for explanations
 
 
 def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
@@ -100,7 +101,8 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         if self.explainer is None:
-            object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image))
+            object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
+                                                            cache_bytes=self.config.reference_cache_bytes))
 
     @classmethod
     def load(cls, path: Path | str, config: ServingConfig = ServingConfig()) -> ServedModel:

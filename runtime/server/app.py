@@ -21,11 +21,11 @@ from grpc_reflection.v1alpha import reflection
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
+from muselens.runtime.server.handlers import MALFORMED, add_servicer
 from muselens.runtime.server.metrics import ServiceMetrics
 from muselens.runtime.server.servicer import AdminServicer, RecognizerServicer
 from muselens.runtime.streams import SmootherConfig
 from muselens.v1 import recognition_pb2 as pb
-from muselens.v1 import recognition_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ class MuselensServer:
         )
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=config.limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k)
-        pb_grpc.add_RecognizerServicer_to_server(self.recognizer, self.server)
-        pb_grpc.add_AdminServicer_to_server(AdminServicer(holder, self.metrics, limits=config.limits), self.server)
+        malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
+        add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
+        add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Admin"],
+                     AdminServicer(holder, self.metrics, limits=config.limits), malformed)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),

@@ -17,6 +17,7 @@ from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import BACKENDS, DEFAULT_BACKEND, BackendUnavailable
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN
+from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.search import SEARCH_ENGINES
 
 
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inference-slots", type=int, default=None,
                         help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
                              "tensorrt, 2 on ort-cuda and ort-tensorrt)")
+    parser.add_argument("--reference-cache-mb", type=int, default=REFERENCE_CACHE_BYTES // 2**20,
+                        help="MiB of reference photos' maps kept for reference-side heatmaps "
+                             "(default: %(default)s)")
     parser.add_argument("--search", choices=SEARCH_ENGINES, default="auto", help="gallery search (default: %(default)s)")
     parser.add_argument("--uncertain-margin", type=float, default=DEFAULT_UNCERTAIN_MARGIN,
                         help="answer 'uncertain' when the runner-up is this close to the best (default: %(default)s)")
@@ -52,9 +56,12 @@ def main(args: argparse.Namespace) -> int:
     from muselens.runtime.recognition.model import ServedModel, ServingConfig
     from muselens.runtime.server.app import MuselensServer, ServerConfig
     from muselens.runtime.server.auth import TokenFileError, Tokens
-    from muselens.runtime.server.memory import limit_malloc_arenas
+    from muselens.runtime.server.memory import tune_malloc
 
-    limit_malloc_arenas()  # before any worker thread exists
+    tune_malloc()  # before any worker thread exists
+    if args.reference_cache_mb < 0:
+        print(f"error: --reference-cache-mb must be >= 0, got {args.reference_cache_mb}", file=sys.stderr)
+        return 2
 
     try:
         tokens = Tokens.load(args.token_file) if args.token_file else None
@@ -67,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
         model = ServedModel.load(args.bundle, ServingConfig(backend=args.backend, variant=args.variant,
                                                             threads=args.threads, search=args.search,
                                                             uncertain_margin=args.uncertain_margin,
-                                                            inference_slots=args.inference_slots))
+                                                            inference_slots=args.inference_slots,
+                                                            reference_cache_bytes=args.reference_cache_mb * 2**20))
         server = MuselensServer(ModelHolder(model), config)
     except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

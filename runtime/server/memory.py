@@ -1,10 +1,19 @@
-"""Keeping a long-running server's memory flat: fewer glibc malloc arenas.
+"""Keeping a long-running server's memory flat: glibc malloc tuned for frames of every size.
 
-glibc gives each thread that allocates concurrently its own arena (up to 8 per core). A
-server whose worker threads decode frames of every size from every client ends up with a
-dozen arenas, each holding freed-but-fragmented memory: RSS climbs for minutes before it
-levels off. Two arenas keep it flat at no measurable cost here (the inference itself runs in
-ONNX Runtime's own allocator). Measured with ``muselens bench bad-input``; see RESULTS.md.
+Two glibc defaults make a server's RSS climb and wander while nothing leaks:
+
+* each thread that allocates concurrently gets its own arena (up to 8 per core); worker
+  threads decoding frames of every size from every client end up with a dozen arenas, each
+  holding freed-but-fragmented memory. Two arenas are enough (inference runs in ONNX
+  Runtime's own allocator).
+* the mmap threshold is dynamic: once a large block (say a decoded 6 MB frame) is freed, blocks
+  up to that size come from the heap instead of ``mmap``, where freed memory stays in the
+  process. A fixed threshold keeps every frame-sized buffer in its own mapping, returned to
+  the system when freed; RSS then follows what is live (256 KiB: well below any frame, well
+  above the small objects that would pay for a mapping each).
+
+Measured with ``muselens bench bad-input``; see RESULTS.md. Environment variables
+(``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``) win: the operator chose.
 """
 
 from __future__ import annotations
@@ -16,29 +25,46 @@ import os
 
 log = logging.getLogger(__name__)
 
-M_ARENA_MAX = -8  # from glibc's malloc.h
+M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+M_ARENA_MAX = -8
 DEFAULT_ARENAS = 2
+DEFAULT_MMAP_THRESHOLD = 256 * 1024
+_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's HEAP_MAX_SIZE / 2 on 64-bit: mallopt refuses more
 
 
-def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> bool:
-    """Cap glibc's malloc arenas (for threads started from now on); False where not glibc.
-
-    ``MALLOC_ARENA_MAX`` in the environment wins: the operator chose.
-    """
-    if arenas < 1:
-        raise ValueError(f"arenas must be >= 1, got {arenas}")
-    if "MALLOC_ARENA_MAX" in os.environ:
+def _mallopt(param: int, value: int, env: str, what: str) -> bool:
+    """``mallopt(param, value)`` unless ``env`` is set; False where not glibc or refused."""
+    if env in os.environ:
         return False
     name = ctypes.util.find_library("c")
     if name is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(M_ARENA_MAX, arenas) == 1
+    ok = mallopt(param, value) == 1
     if not ok:
-        log.warning("mallopt(M_ARENA_MAX, %d) failed; memory may grow with many threads", arenas)
+        log.warning("mallopt(%s, %d) failed; memory may grow over a long run", what, value)
     return ok
+
+
+def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (for threads started from now on); False where not glibc."""
+    if arenas < 1:
+        raise ValueError(f"arenas must be >= 1, got {arenas}")
+    return _mallopt(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX", "M_ARENA_MAX")
+
+
+def fix_mmap_threshold(threshold: int = DEFAULT_MMAP_THRESHOLD) -> bool:
+    """Blocks of ``threshold`` bytes or more get their own mapping, always (no dynamic raise)."""
+    if not 0 <= threshold <= _MAX_MMAP_THRESHOLD:
+        raise ValueError(f"mmap threshold must be 0..{_MAX_MMAP_THRESHOLD} bytes, got {threshold}")
+    return _mallopt(M_MMAP_THRESHOLD, threshold, "MALLOC_MMAP_THRESHOLD_", "M_MMAP_THRESHOLD")
+
+
+def tune_malloc() -> None:
+    """Both of the above with their defaults: call before any worker thread exists."""
+    limit_malloc_arenas()
+    fix_mmap_threshold()

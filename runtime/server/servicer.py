@@ -2,9 +2,10 @@
 
 Unary calls answer a bad frame with its status (INVALID_ARGUMENT, or RESOURCE_EXHAUSTED when
 the frame is too large to decode); streams answer it in that frame's ``Recognition.error`` and
-go on. A stream reads frames on its own thread into a :class:`LatestSlot`, so the worker always
-processes the newest frame and drops the stale ones; when the client cancels or the deadline
-passes, inference under way is terminated and the stream ends.
+go on, also for bytes that are no valid Frame (:mod:`.handlers` parses requests). A stream
+reads frames on its own thread into a :class:`LatestSlot`, so the worker always processes the
+newest frame and drops the stale ones; when the client cancels or the deadline passes,
+inference under way is terminated and the stream ends.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.server import convert
+from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
 from muselens.runtime.streams import SmootherConfig, StreamSmoother
@@ -44,6 +46,8 @@ class _Call:
 
 
 class RecognizerServicer(pb_grpc.RecognizerServicer):
+    """Recognize, StreamRecognize, GetBundleInfo; registered with :func:`.handlers.add_servicer`."""
+
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
                  smoothing: SmootherConfig | None = None, default_top_k: int = 5):
         self.holder = holder
@@ -82,7 +86,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.metrics.observe("Recognize", result.decision.value, result.timings_ms)
         return convert.recognition_message(request.frame_id, result)
 
-    def StreamRecognize(self, request_iterator: Iterator[pb.Frame],
+    def StreamRecognize(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                         context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
         call = _Call(context)
         slot: LatestSlot[pb.Frame] = LatestSlot()
@@ -103,6 +107,11 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     counted_drops = slot.dropped
                 frame = arrival.item
                 model = self.holder.current()
+                if isinstance(frame, MalformedMessage):  # this frame only: gRPC's framing is intact
+                    self.metrics.frames.labels("StreamRecognize", MALFORMED).inc()
+                    yield convert.error_recognition("", "INVALID_ARGUMENT", MALFORMED, frame.message,
+                                                    bundle_version=model.bundle_version, dropped_frames=slot.dropped)
+                    continue
                 if smoother is None or smoother.threshold != model.threshold:
                     smoother = StreamSmoother(model.threshold, self.smoothing)
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3

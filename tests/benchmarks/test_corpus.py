@@ -11,6 +11,7 @@ from muselens.benchmarks.corpus import (CATEGORIES, ENROLL, LAST_IN_STREAM, OK, 
 from muselens.runtime.frames import FrameError, FrameLimits, decode_encoded
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.server import convert
+from muselens.runtime.server.handlers import MALFORMED, MalformedMessage, lenient_parser
 from muselens.v1 import recognition_pb2 as pb
 
 TOKENS = Tokens("client-token-0123456789", "admin-token-0123456789")
@@ -63,10 +64,9 @@ def test_cases_are_varied_not_repeated(cases):
 
 def _frame_outcome(request: bytes) -> Outcome:
     """What the server's validation layer (options, then image) makes of a Recognize request."""
-    try:
-        frame = pb.Frame.FromString(request)
-    except DecodeError:
-        return Outcome("INTERNAL")
+    frame = lenient_parser(pb.Frame)(request)
+    if isinstance(frame, MalformedMessage):
+        return Outcome("INVALID_ARGUMENT", MALFORMED)
     try:
         convert.recognize_options(frame.options)
         convert.image_pixels(frame.image, FrameLimits())
@@ -120,6 +120,7 @@ def test_stream_enders_auth_and_oversize(corpus, cases):
         elif case.category == "malformed_protobuf":
             with pytest.raises(DecodeError):
                 pb.Frame.FromString(case.request())
+            assert case.stream != LAST_IN_STREAM and case.answered_frame_id == ""
         elif case.category == "auth":
             assert case.metadata is not None and case.stream == OWN_STREAM
             for _, value in case.metadata:

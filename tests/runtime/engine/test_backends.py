@@ -19,6 +19,14 @@ def test_cpu_backend_reports_what_it_runs_on(fp32_model):
     assert "ort-cpu" in available_backends()
 
 
+def test_sessions_plan_no_memory_pattern_per_shape(fp32_model):
+    """Frames arrive in every width: a per-shape memory pattern cache would grow with each."""
+    backend = open_backend(fp32_model, "ort-cpu", threads=1)
+    assert backend.session.get_session_options().enable_mem_pattern is False
+    for width in (64, 96, 160):  # still answers every shape
+        assert backend.run(np.zeros((1, 64, width, 3), np.uint8), ["descriptor"])[0].shape == (1, 8)
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA provider present")
 def test_a_missing_provider_is_an_error_not_a_fallback(fp32_model):
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):

@@ -63,6 +63,42 @@ def test_enrolled_photos_are_kept_as_jpeg_and_explain_matches(served):
     assert {h.side for h in answer.heatmaps} == {HeatmapSide.QUERY, HeatmapSide.REFERENCE}
 
 
+def test_an_enrolment_keeps_the_cached_reference_maps(served, query_images, monkeypatch):
+    first = served.explainer.reference(0)
+    assert first is not None
+    new = served.with_enrolled("extra", "Extra", {}, [rgb(query_images[2])])
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("a cached reference was computed again")
+
+    monkeypatch.setattr(new.describer, "run", no_inference)
+    assert new.explainer.reference(0) is first  # the same maps, not recomputed
+    monkeypatch.undo()
+    row = new.search.gallery.n_images - 1
+    assert new.explainer.reference(row) is not None
+    assert row not in served.explainer._cache  # the old model's cache is not the new one's
+
+
+def test_the_reference_cache_is_bounded_in_bytes_oldest_first(served, query_images):
+    from muselens.runtime.recognition.explainer import Explainer, _entry_bytes
+
+    probe = Explainer(served.describer, served.bundle.reference_image)
+    rows = list(range(min(4, served.search.gallery.n_images)))
+    sizes = [_entry_bytes(probe.reference(row)) for row in rows]
+    assert probe.cached_bytes == sum(sizes) and probe.cache_bytes >= sum(sizes)
+    budget = sizes[-1] + sizes[-2]  # room for the last two only
+    small = Explainer(served.describer, served.bundle.reference_image, cache_bytes=budget)
+    for row in rows:
+        small.reference(row)
+    assert list(small._cache) == rows[-2:] and small.cached_bytes == budget
+    small.reference(rows[-2])  # used again: now the newest, the other one goes first
+    grown = small.with_references(served.search.gallery.n_images, [rgb(query_images[2])])
+    assert grown.cache_bytes == budget and grown.cached_bytes == budget and list(grown._cache) == [rows[-1], rows[-2]]
+    assert Explainer(served.describer, cache_bytes=0).cache_bytes == 0
+    with pytest.raises(ValueError, match="cache_bytes"):
+        Explainer(served.describer, cache_bytes=-1)
+
+
 def test_a_failed_load_keeps_the_model(served, tmp_path):
     holder = ModelHolder(served)
     with pytest.raises(Exception, match="does not exist"):

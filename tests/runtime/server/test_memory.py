@@ -1,4 +1,4 @@
-"""The malloc arena cap: applied on glibc, the operator's MALLOC_ARENA_MAX respected."""
+"""glibc malloc tuning: applied on glibc, the operator's environment variables respected."""
 
 from __future__ import annotations
 
@@ -6,20 +6,34 @@ import platform
 
 import pytest
 
-from muselens.runtime.server.memory import limit_malloc_arenas
+from muselens.runtime.server.memory import fix_mmap_threshold, limit_malloc_arenas
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
 
 def test_the_environment_wins(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
     assert limit_malloc_arenas() is False
+    assert fix_mmap_threshold() is False
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt(M_ARENA_MAX) is glibc's")
+@glibc_only
 def test_glibc_accepts_the_cap(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert limit_malloc_arenas(2) is True
 
 
-def test_bad_value():
+@glibc_only
+def test_glibc_accepts_the_threshold(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert fix_mmap_threshold(256 * 1024) is True
+
+
+def test_bad_values():
     with pytest.raises(ValueError, match="arenas"):
         limit_malloc_arenas(0)
+    with pytest.raises(ValueError, match="mmap threshold"):
+        fix_mmap_threshold(-1)
+    with pytest.raises(ValueError, match="mmap threshold"):
+        fix_mmap_threshold(64 * 1024 * 1024)

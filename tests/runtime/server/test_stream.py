@@ -53,6 +53,21 @@ def test_a_bad_frame_gets_its_own_error_and_the_stream_goes_on(served, start_ser
     stream.close()
 
 
+def test_bytes_that_are_no_frame_are_answered_and_the_stream_goes_on(served, start_server, query_images):
+    raw = start_server(served).channel.stream_stream("/muselens.v1.Recognizer/StreamRecognize",
+                                                     request_serializer=None,
+                                                     response_deserializer=pb.Recognition.FromString)
+    stream = Lockstep(type("Raw", (), {"StreamRecognize": staticmethod(raw)}))
+    assert stream.send(frame(query_images[0], "1").SerializeToString()).matches
+    bad = stream.send(b"\x0a\x02c2" + b"\x1a\xff\xff\x03")  # an image field longer than the message
+    assert bad.frame_id == "" and not bad.matches  # no frame_id could be read
+    assert (bad.error.code, bad.error.reason) == ("INVALID_ARGUMENT", "malformed_message")
+    assert "muselens.v1.Frame" in bad.error.message
+    after = stream.send(frame(query_images[1], "3").SerializeToString())
+    assert after.frame_id == "3" and after.matches and not after.HasField("error")
+    stream.close()
+
+
 def test_a_timestamp_going_backwards_is_that_frames_error(served, start_server, query_images):
     server = start_server(served)
     stream = Lockstep(server.stub)

@@ -96,7 +96,7 @@ class Explainer:
         extra = dict(self._extra)
         extra.update({first_row + i: encode_jpeg(image, ENROLLED_JPEG_QUALITY) for i, image in enumerate(resized)})
         with self._lock:
-            cache = OrderedDict((row, entry) for row, entry in self._cache.items() if row < first_row)
+            cache = OrderedDict(self._cache)
         return Explainer(self.describer, self._reference_image, extra, cache, self.cache_bytes)
 
     @property

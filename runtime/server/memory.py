@@ -29,7 +29,7 @@ M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 M_ARENA_MAX = -8
 DEFAULT_ARENAS = 2
 DEFAULT_MMAP_THRESHOLD = 256 * 1024
-_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's HEAP_MAX_SIZE / 2 on 64-bit: mallopt refuses more
+_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's own dynamic maximum on 64-bit; no frame buffer needs more
 
 
 def _mallopt(param: int, value: int, env: str, what: str) -> bool:

@@ -37,3 +37,26 @@ def test_bad_values():
         fix_mmap_threshold(-1)
     with pytest.raises(ValueError, match="mmap threshold"):
         fix_mmap_threshold(64 * 1024 * 1024)
+
+
+
+def test_a_refused_setting_is_reported_not_fatal(monkeypatch, caplog):
+    from muselens.runtime.server import memory
+
+    class RefusingLibc:  # a C library whose mallopt says no, as glibc does to values it cannot take
+        def __init__(self, name):
+            self.mallopt = lambda param, value: 0
+
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: "libc.so.6")
+    monkeypatch.setattr(memory.ctypes, "CDLL", RefusingLibc)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert memory.fix_mmap_threshold(256 * 1024) is False
+    assert "mallopt(M_MMAP_THRESHOLD, 262144) failed" in caplog.text
+
+
+def test_without_a_c_library_nothing_is_tuned(monkeypatch):
+    from muselens.runtime.server import memory
+
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)  # e.g. a static musl build
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert memory.limit_malloc_arenas() is False

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the service: frames, per-stage latency, drops, decisions, streams, reloads.
+"""Prometheus metrics of the service: frames, per-stage latency, drops, decisions, streams, reloads,
+and the process's own (resident memory, CPU time, open files: ``process_*``).
 
 Each server owns its registry (several servers in one process -- the tests -- do not collide);
 ``muselens serve --metrics-port P`` exposes it over HTTP for Prometheus to scrape.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
+                               start_http_server)
 
 # 0.5 ms .. 2.5 s: a stage on an H100 takes a fraction of a millisecond, a CPU inference tens.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -29,6 +31,8 @@ class ServiceMetrics:
         self.reloads = Counter("muselens_bundle_reloads", "Hot reloads by outcome", ["outcome"], registry=r)
         self.enrolments = Counter("muselens_enrolments", "Enrol calls by outcome", ["outcome"], registry=r)
         self.refused = Counter("muselens_auth_refused", "Calls refused by authentication", ["code"], registry=r)
+        if registry is None:  # a registry of the caller's may hold the process metrics already
+            ProcessCollector(registry=r)  # process_resident_memory_bytes: RSS over time, per server
 
     def observe(self, method: str, decision: str, timings_ms: Mapping[str, float]) -> None:
         self.frames.labels(method, "ok").inc()

@@ -89,3 +89,4 @@ def test_prometheus_metrics_count_frames_stages_and_decisions(served, start_serv
     assert 'muselens_frames_total{method="Recognize",outcome="unknown_format"} 1.0' in text
     assert 'muselens_stage_seconds_count{stage="inference"} 1.0' in text
     assert "muselens_decisions_total" in text and "muselens_dropped_frames_total 0.0" in text
+    assert "process_resident_memory_bytes" in text  # the process's own, for RSS over time

@@ -90,3 +90,14 @@ def test_prometheus_metrics_count_frames_stages_and_decisions(served, start_serv
     assert 'muselens_stage_seconds_count{stage="inference"} 1.0' in text
     assert "muselens_decisions_total" in text and "muselens_dropped_frames_total 0.0" in text
     assert "process_resident_memory_bytes" in text  # the process's own, for RSS over time
+
+
+def test_process_metrics_are_on_each_servers_own_registry_only():
+    """Two servers' registries each get process_*; a caller's registry is left as the caller made it."""
+    from prometheus_client import CollectorRegistry
+
+    from muselens.runtime.server.metrics import ServiceMetrics
+
+    for metrics in (ServiceMetrics(), ServiceMetrics()):
+        assert metrics.registry.get_sample_value("process_resident_memory_bytes") > 0
+    assert ServiceMetrics(CollectorRegistry()).registry.get_sample_value("process_resident_memory_bytes") is None

@@ -24,7 +24,7 @@ def descriptor_contract(trained) -> dict[str, Any]:
 
     Keys the manifest checks: ``dim``, ``input``, ``outputs``, ``short_side``, ``k``,
     ``normalisation``, ``similarity``, ``max_aspect``, ``interpolation``; the rest
-    (``input_name``, ``antialias``, ``stride``, ``long_side_multiple``, ``preprocess``) let a client rebuild the
+    (``input_name``, ``antialias``, ``stride``, ``preprocess``) let a client rebuild the
     resize exactly and know the smallest usable input (``k`` feature cells).
     """
     contract: PreprocessContract = trained.contract
@@ -39,7 +39,6 @@ def descriptor_contract(trained) -> dict[str, Any]:
         "interpolation": contract.interpolation,
         "antialias": contract.antialias,
         "stride": contract.stride,
-        "long_side_multiple": contract.long_side_multiple,
         "normalisation": "l2",
         "similarity": "dot",
         "preprocess": contract.to_dict(),

@@ -124,8 +124,7 @@ class Profile:
 def profile_from_contract(contract: Mapping[str, Any], *, short_sides: Sequence[int] | None = None) -> Profile:
     """The profile covering every input the contract produces at ``short_sides`` (default: its own).
 
-    The describer makes the short side ``s``, caps the long side at ``round(s * max_aspect)`` and
-    rounds it to the contract's ``long_side_multiple``
+    The describer makes the short side ``s`` and caps the long side at ``round(s * max_aspect)``
     (:func:`~muselens.runtime.preprocess.short_side_size`), in either orientation, so each side
     lies in ``[min(s), long(max(s))]``; ``opt`` is a 4:3 landscape frame at the contract's ``s``,
     the camera's usual shape. The smallest input must still give ``k`` feature cells.
@@ -138,15 +137,14 @@ def profile_from_contract(contract: Mapping[str, Any], *, short_sides: Sequence[
     if not sides or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sides):
         raise ValueError(f"short_sides must be positive ints, got {short_sides!r}")
     aspect = float(contract["max_aspect"])
-    pre = PreprocessContract.from_dict(contract["preprocess"])
-    stride, multiple = int(pre.stride), int(pre.long_side_multiple)
+    stride = int(PreprocessContract.from_dict(contract["preprocess"]).stride)
     k = int(contract["k"])
     low, high = int(min(sides)), int(max(sides))
     if feature_cells(low, low, stride) < k:
         raise ValueError(f"short side {low} gives {feature_cells(low, low, stride)} feature cells at stride "
                          f"{stride}, fewer than k={k}")
-    longest = max(short_side_size(1, 1 << 20, high, aspect, multiple))
-    opt = short_side_size(3, 4, own, aspect, multiple)
+    longest = max(short_side_size(1, 1 << 20, high, aspect))
+    opt = short_side_size(3, 4, own, aspect)
     return Profile((low, low), opt, (longest, longest))
 
 

@@ -37,11 +37,6 @@ class PreprocessContract:
     (which antialias) effectively did; enlarging always uses ``interpolation``.
     ``stride`` is the network's total downsampling; ``native_size`` the square input size of
     its ImageNet training, used only where a method asks for the network's own input size.
-    ``long_side_multiple`` rounds the long side of a short-side resize to a multiple of it
-    (:func:`short_side_size`): with the stride, every feature cell covers whole pixels and a
-    camera's frames of every aspect fall on a few dozen input shapes instead of hundreds,
-    which inference engines plan and allocate for per shape. 1 keeps the exact aspect ratio,
-    the rule of everything written before the field existed.
     """
 
     mean: tuple[float, float, float]
@@ -52,7 +47,6 @@ class PreprocessContract:
     stride: int = 32
     native_size: int = 224
     channel_order: str = "RGB"
-    long_side_multiple: int = 1
 
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
@@ -74,7 +68,7 @@ class PreprocessContract:
             )
         if not isinstance(self.antialias, bool):
             raise TypeError(f"antialias must be a bool, got {type(self.antialias).__name__}")
-        for name in ("stride", "native_size", "long_side_multiple"):
+        for name in ("stride", "native_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -90,18 +84,13 @@ class PreprocessContract:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessContract:
-        """Rebuild a contract written by :meth:`to_dict`; unknown or missing keys are errors.
-
-        Keys added after the first contracts were written (:data:`LATER_KEYS`) may be missing:
-        they then take the value that reproduces what those older files were made with.
-        """
+        """Rebuild a contract written by :meth:`to_dict`; unknown or missing keys are errors."""
         if not isinstance(data, dict):
             raise TypeError(f"contract must be a dict, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown preprocessing contract keys: {sorted(unknown)}")
-        data = {**LATER_KEYS, **data}
         missing = known - set(data)
         if missing:
             raise ValueError(f"preprocessing contract lacks keys: {sorted(missing)}")
@@ -109,10 +98,6 @@ class PreprocessContract:
         kwargs["mean"] = tuple(kwargs["mean"])
         kwargs["std"] = tuple(kwargs["std"])
         return cls(**kwargs)
-
-
-# Contract keys newer than the first checkpoints and bundles, with the value that means "as before".
-LATER_KEYS: dict[str, Any] = {"long_side_multiple": 1}
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -136,32 +121,22 @@ def _round_half_up(x: float) -> int:
 
 
 def short_side_size(
-    height: int, width: int, short: int, max_aspect: float | None = None, multiple: int = 1
+    height: int, width: int, short: int, max_aspect: float | None = None
 ) -> tuple[int, int]:
     """Output ``(height, width)`` when the short side becomes ``short`` at the true aspect ratio.
 
     With ``max_aspect`` the long side is capped at ``round(short * max_aspect)``, which squashes
     very elongated images instead of letting them grow without bound (paper 004 uses 2.0).
-    With ``multiple`` the long side then goes to its nearest multiple of ``multiple`` (ties up),
-    so it moves by at most half of ``multiple``, unless that would take it below ``short`` or
-    above the cap; then it stays as it was.
     """
     _check_positive_int("height", height)
     _check_positive_int("width", width)
     _check_positive_int("short", short)
-    _check_positive_int("multiple", multiple)
     if max_aspect is not None and not (math.isfinite(max_aspect) and max_aspect >= 1.0):
         raise ValueError(f"max_aspect must be a finite number >= 1, got {max_aspect!r}")
     long_in, short_in = max(height, width), min(height, width)
     long_out = max(1, _round_half_up(long_in * short / short_in))
-    cap = None
     if max_aspect is not None:
-        cap = max(short, _round_half_up(short * max_aspect))
-        long_out = min(long_out, cap)
-    if multiple > 1:
-        nearest = _round_half_up(long_out / multiple) * multiple
-        if short <= nearest and (cap is None or nearest <= cap):
-            long_out = nearest
+        long_out = min(long_out, max(short, _round_half_up(short * max_aspect)))
     if height <= width:
         return short, long_out
     return long_out, short
@@ -185,11 +160,10 @@ def resize_short_side(
     *,
     interpolation: str = "bilinear",
     antialias: bool = True,
-    multiple: int = 1,
 ) -> np.ndarray:
     """Resize so the short side is ``short`` pixels, keeping the aspect ratio (see :func:`short_side_size`)."""
     _check_image(image_rgb_uint8)
-    h, w = short_side_size(image_rgb_uint8.shape[0], image_rgb_uint8.shape[1], short, max_aspect, multiple)
+    h, w = short_side_size(image_rgb_uint8.shape[0], image_rgb_uint8.shape[1], short, max_aspect)
     return _resize(image_rgb_uint8, h, w, interpolation, antialias)
 
 
@@ -225,12 +199,10 @@ def prepare_short_side(
     short: int,
     max_aspect: float | None = None,
 ) -> np.ndarray:
-    """Resize to short side ``short`` with the contract's resampling and long-side rounding, then
-    normalise: (1, 3, H, W)."""
+    """Resize to short side ``short`` with the contract's resampling, then normalise: (1, 3, H, W)."""
     resized = resize_short_side(
         image_rgb_uint8, short, max_aspect,
         interpolation=contract.interpolation, antialias=contract.antialias,
-        multiple=contract.long_side_multiple,
     )
     return to_network_input(resized, contract)
 

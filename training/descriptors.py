@@ -159,8 +159,7 @@ class GlobalDescriptorExtractor:
     def _target_shape(self, image: np.ndarray, size: int) -> tuple[int, int]:
         if self.resize == "square":
             return size, size
-        return short_side_size(image.shape[0], image.shape[1], size, self.max_aspect,
-                               self.backbone.contract.long_side_multiple)
+        return short_side_size(image.shape[0], image.shape[1], size, self.max_aspect)
 
     def _prepare(self, image: np.ndarray, size: int) -> np.ndarray:
         contract = self.backbone.contract

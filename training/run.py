@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "muselens-train-checkpoint/1"
 STAGE3_START = "before-stage-3.pt"  # the run as stage 3 begins, for stage-3 variants to start from
-NEW_RUN = object()  # MuseumModel.build: a new run takes today's preprocessing contract
 
 
 @dataclass
@@ -64,12 +63,8 @@ class MuseumModel:
     net: RegionDescriptorNet
 
     @classmethod
-    def build(cls, config: TrainConfig, instance_ids: list[str], *, pretrained: bool = True,
-              contract: dict[str, Any] | None | object = NEW_RUN) -> MuseumModel:
-        """The network of a new run, or (``contract``: what a run recorded) of an existing one."""
+    def build(cls, config: TrainConfig, instance_ids: list[str], *, pretrained: bool = True) -> MuseumModel:
         backbone = build_backbone(config.backbone, pretrained=pretrained)
-        if contract is not NEW_RUN:
-            backbone.adopt_contract(contract)
         classifier = InstanceClassifier(backbone, instance_ids, seed=config.seed)
         net = RegionDescriptorNet(backbone, classifier.head, dim=config.stage3.dim, k=config.stage3.k,
                                   if_fewer="repeat")
@@ -140,11 +135,6 @@ class Validator:
         return {"val_mp_at_1": report.mp_at_1, "val_map": report.map, "val_mp_at_1_ia": averaged.mp_at_1}
 
 
-def saved_contract(saved: dict[str, Any]) -> dict[str, Any] | None:
-    """The preprocessing contract a checkpoint was trained with (``None``: it predates recording it)."""
-    return json.loads(saved["contract"]) if "contract" in saved else None
-
-
 class TrainingRun:
     def __init__(self, data: Path, out: Path, config: TrainConfig, *, device: str = "cpu",
                  resume: bool = False, progress: bool = True, pretrained: bool = True,
@@ -198,7 +188,6 @@ class TrainingRun:
             "data": str(self.data.resolve()),
             "pretrained": self.pretrained,
             "config": json.dumps(self.config.to_dict()),
-            "contract": json.dumps(model.classifier.backbone.contract.to_dict()),
             "stage_index": stage_index,
             "next_epoch": next_epoch,
             "model": model.state_dict(),
@@ -215,8 +204,7 @@ class TrainingRun:
             write_config(self.config, self.out / "config.yaml")
         torch.manual_seed(self.config.seed)
         self._load_data()
-        model = MuseumModel.build(self.config, list(self.labels.instance_ids), pretrained=self.pretrained,
-                                  contract=NEW_RUN if self.saved is None else saved_contract(self.saved))
+        model = MuseumModel.build(self.config, list(self.labels.instance_ids), pretrained=self.pretrained)
         start_stage, start_epoch, optimizer_state = 0, 0, None
         if self.saved is not None:
             model.load_state_dict(self.saved["model"])

@@ -34,9 +34,7 @@ class TrainedModel:
         self.run = run
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
         self.config: TrainConfig = load_config(config_path)
-        # The preprocessing the run was trained with, which may predate today's default.
-        self.model = MuseumModel.build(self.config, self.meta["instance_ids"], pretrained=False,
-                                       contract=self.meta.get("contract"))
+        self.model = MuseumModel.build(self.config, self.meta["instance_ids"], pretrained=False)
         self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         self.device = torch.device(device)
         self.model.to(self.device)

@@ -9,8 +9,7 @@ anything else. Every other file of the bundle is checksummed *in* the manifest.
 The descriptor contract (``descriptor``) is kept a dict, so exporters may add keys, but the
 keys the runtime relies on are required and typed: ``dim``, ``input``, ``outputs``,
 ``short_side``; the optional ``k``, ``normalisation`` (must be ``"l2"``), ``similarity``
-(must be ``"dot"``), ``max_aspect``, ``interpolation`` and ``long_side_multiple`` are checked
-when present.
+(must be ``"dot"``), ``max_aspect`` and ``interpolation`` are checked when present.
 
 Models are ONNX files, ``models/<variant>.onnx``, except TensorRT engines: a variant whose
 name ends in :data:`ENGINE_SUFFIX` (``fp16-trt``, ``int8-trt``) is a serialised engine,
@@ -184,8 +183,6 @@ def check_descriptor(descriptor: object) -> Mapping[str, Any]:
         _number(d["max_aspect"], "descriptor.max_aspect", 1.0, math.inf)
     if "interpolation" in d:
         _text(d["interpolation"], "descriptor.interpolation")
-    if "long_side_multiple" in d:
-        _int(d["long_side_multiple"], "descriptor.long_side_multiple", 1)
     return _json.freeze(d, "descriptor")
 
 

@@ -1,7 +1,7 @@
 """Describing images with an exported model: the contract's resize, then the graph.
 
 :class:`Describer` resizes each RGB image with the contract's rule (short side, aspect cap,
-resampling, antialiasing, long-side rounding; :func:`muselens.runtime.preprocess.resize_short_side`) and feeds the
+resampling, antialiasing; :func:`muselens.runtime.preprocess.resize_short_side`) and feeds the
 graph its uint8 pixels. Export builds the gallery, the variant metrics and the threshold
 through it and the service recognises frames through it, so what export measures is what the
 service computes.
@@ -69,8 +69,7 @@ class Describer:
         """An RGB uint8 image brought to the recognition size with the contract's rule."""
         return resize_short_side(image, self.short_side, self.max_aspect,
                                  interpolation=self.preprocess.interpolation,
-                                 antialias=self.preprocess.antialias,
-                                 multiple=self.preprocess.long_side_multiple)
+                                 antialias=self.preprocess.antialias)
 
     def run(self, resized: np.ndarray, outputs: Sequence[str] | None = None,
             cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None) -> dict[str, np.ndarray]:

@@ -72,7 +72,7 @@ def test_plots_and_markdown_section(latency_run):
     assert f"`muselens {' '.join(argv)}`" in text
     assert "| size | input | backend | mode |" in text
     for mode in ("bare", "inprocess", "heatmap", "unary", "stream"):
-        assert f"| 64 | 64x128 | ort-cpu | {mode} |" in text  # a 16:9 frame: 114 wide, rounded to the stride
+        assert f"| 64 | 64x114 | ort-cpu | {mode} |" in text
     assert "skipped `ort-cuda`" in text and "hardware reference (PyTorch fp16 CUDA graph) skipped" in text
     assert f"![tiny-latency end-to-end latency per mode](results/tiny-latency/{latency.HIST_PLOT})" in text
 

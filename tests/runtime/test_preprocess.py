@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -35,7 +34,7 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_contract_round_trips_through_json():
     contract = PreprocessContract(
         mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), scale=1 / 255, interpolation="area",
-        antialias=False, stride=16, native_size=240, long_side_multiple=16,
+        antialias=False, stride=16, native_size=240,
     )
     data = json.loads(json.dumps(contract.to_dict()))
     assert data["mean"] == [0.1, 0.2, 0.3]
@@ -60,8 +59,6 @@ def test_contract_normalises_lists_to_float_tuples():
         ({"stride": 0}, ValueError, "stride"),
         ({"native_size": True}, ValueError, "native_size"),
         ({"channel_order": "BGR"}, ValueError, "channel_order"),
-        ({"long_side_multiple": 0}, ValueError, "long_side_multiple"),
-        ({"long_side_multiple": 32.0}, ValueError, "long_side_multiple"),
     ],
 )
 def test_contract_rejects_bad_fields(kwargs, error, match):
@@ -79,14 +76,6 @@ def test_from_dict_rejects_unknown_and_missing_keys():
         PreprocessContract.from_dict(data)
     with pytest.raises(TypeError, match="dict"):
         PreprocessContract.from_dict([1, 2])
-
-
-def test_contracts_written_before_long_side_rounding_keep_the_exact_aspect():
-    rounded = PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), long_side_multiple=32)
-    older = rounded.to_dict()
-    del older["long_side_multiple"]
-    assert PreprocessContract.from_dict(older).long_side_multiple == 1
-    assert PreprocessContract.from_dict(rounded.to_dict()) == rounded
 
 
 # ---- sizes ---------------------------------------------------------------------------------
@@ -109,49 +98,6 @@ def test_contracts_written_before_long_side_rounding_keep_the_exact_aspect():
 )
 def test_short_side_size(hw, short, max_aspect, expected):
     assert short_side_size(*hw, short, max_aspect) == expected
-    assert short_side_size(*hw, short, max_aspect, 1) == expected
-
-
-@pytest.mark.parametrize(
-    "hw, short, max_aspect, multiple, expected",
-    [
-        ((480, 640), 448, 2.0, 32, (448, 608)),  # 597.3 -> 608
-        ((640, 480), 448, 2.0, 32, (608, 448)),
-        ((400, 610), 448, 2.0, 32, (448, 672)),  # 683.2 -> 672
-        ((400, 600), 448, 2.0, 32, (448, 672)),  # already a multiple
-        ((448, 455), 448, 2.0, 32, (448, 448)),  # 455 -> 448, the short side itself
-        ((100, 1000), 448, 2.0, 32, (448, 896)),  # the cap is a multiple
-        ((100, 1000), 448, 1.9, 32, (448, 851)),  # cap 851: 864 would pass it, so it stays
-        ((450, 460), 450, None, 32, (450, 460)),  # 448 would make it the short side: stays
-        ((45, 45), 45, 2.0, 32, (45, 45)),  # a square stays square at any short side
-        ((300, 310), 30, None, 64, (30, 31)),
-        ((480, 640), 448, None, 1, (448, 597)),
-    ],
-)
-def test_short_side_size_rounds_the_long_side(hw, short, max_aspect, multiple, expected):
-    assert short_side_size(*hw, short, max_aspect, multiple) == expected
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    h=st.integers(1, 5000), w=st.integers(1, 5000), short=st.integers(1, 1024),
-    max_aspect=st.one_of(st.none(), st.floats(1.0, 4.0)), multiple=st.integers(2, 64),
-)
-def test_short_side_size_rounding_properties(h, w, short, max_aspect, multiple):
-    exact = short_side_size(h, w, short, max_aspect)
-    oh, ow = short_side_size(h, w, short, max_aspect, multiple)
-    long_exact, long_out = max(exact), max(oh, ow)
-    assert min(oh, ow) == short and ((oh <= ow) if h <= w else (oh >= ow))
-    nearest = math.floor(long_exact / multiple + 0.5) * multiple
-    cap = math.inf if max_aspect is None else max(short, math.floor(short * max_aspect + 0.5))
-    assert long_out == (nearest if short <= nearest <= cap else long_exact)
-    assert abs(long_out - long_exact) <= multiple / 2 and long_out <= cap
-
-
-def test_frames_of_every_aspect_fall_on_few_shapes():
-    shapes = {short_side_size(480, w, 448, 2.0, 32) for w in range(480, 1200)}
-    assert len(shapes) == len({(448, w) for w in range(448, 897, 32)}) == 15
-    assert len({short_side_size(480, w, 448, 2.0) for w in range(480, 1200)}) == 449
 
 
 @settings(max_examples=200, deadline=None)
@@ -178,11 +124,6 @@ def test_short_side_size_properties(h, w, short, max_aspect):
 def test_short_side_size_rejects_bad_sizes(args, match):
     with pytest.raises(ValueError, match=match):
         short_side_size(*args)
-
-
-def test_short_side_size_rejects_a_bad_multiple():
-    with pytest.raises(ValueError, match="multiple"):
-        short_side_size(10, 20, 5, None, 0)
 
 
 def test_short_side_size_rejects_bad_max_aspect():
@@ -295,10 +236,3 @@ def test_prepare_combines_resize_and_normalise():
     )
     assert np.array_equal(x, expected)
     assert prepare_square(image, IMAGENET, 24).shape == (1, 3, 24, 24)
-
-
-def test_prepare_rounds_the_long_side_as_the_contract_says():
-    image = _image(60, 100, seed=2)
-    rounded = dataclasses.replace(LITE, long_side_multiple=16)
-    assert prepare_short_side(image, LITE, 32).shape == (1, 3, 32, 53)
-    assert prepare_short_side(image, rounded, 32).shape == (1, 3, 32, 48)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -80,7 +79,6 @@ import sys, torch
 torch.set_num_threads(1)
 from muselens.training.config import load_config
 from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
-import dataclasses
 import json
 TrainingRun(sys.argv[1], sys.argv[2], load_config(None, json.loads(sys.argv[3])),
             pretrained=False, progress=False).run()
@@ -236,47 +234,3 @@ def test_an_unfinished_run_cannot_be_loaded_for_inference(tmp_path):
     (tmp_path / "config.yaml").write_text("{}\n")
     with pytest.raises(CheckpointError, match="model.pt is missing"):
         TrainedModel(tmp_path)
-
-
-def test_a_run_records_its_preprocessing_and_keeps_it(run_dir, tmp_path, export_museum):
-    """Runs made before the long side was rounded to the stride are still described, and
-    exported, with the exact aspect ratio they were trained with."""
-    import shutil
-
-    from muselens.export.contract import descriptor_contract
-    from muselens.training.trained import TrainedModel
-
-    assert json.loads((run_dir / "model.json").read_text())["contract"]["long_side_multiple"] == 32
-    saved = load_checkpoint(run_dir / "checkpoint.pt")
-    assert json.loads(saved["contract"])["long_side_multiple"] == 32
-    assert TrainedModel(run_dir).contract.long_side_multiple == 32
-
-    older = tmp_path / "older"
-    shutil.copytree(run_dir, older)
-    meta = json.loads((older / "model.json").read_text())
-    del meta["contract"]["long_side_multiple"]
-    (older / "model.json").write_text(json.dumps(meta))
-    trained = TrainedModel(older)
-    assert trained.contract.long_side_multiple == 1
-    assert descriptor_contract(trained)["preprocess"]["long_side_multiple"] == 1
-    image = read_image(next((export_museum / "references" / "a0").iterdir()))  # 48x64: 85 wide, or 96
-    assert not torch.allclose(torch.from_numpy(trained.describe([image])),
-                              torch.from_numpy(TrainedModel(run_dir).describe([image])))
-
-
-def test_a_resumed_checkpoint_keeps_the_preprocessing_it_started_with():
-    from muselens.training.run import MuseumModel, saved_contract
-
-    config = load_config(None, TINY)
-    fresh = MuseumModel.build(config, ["a0", "a1"], pretrained=False).classifier.backbone.contract
-    assert fresh.long_side_multiple == 32
-    assert saved_contract({"contract": json.dumps(fresh.to_dict())}) == fresh.to_dict()
-    assert saved_contract({}) is None  # written before checkpoints recorded it
-    older = MuseumModel.build(config, ["a0", "a1"], pretrained=False, contract=None)
-    assert older.classifier.backbone.contract == dataclasses.replace(fresh, long_side_multiple=1)
-    recorded = dataclasses.replace(fresh, long_side_multiple=64).to_dict()
-    assert MuseumModel.build(config, ["a0", "a1"], pretrained=False,
-                             contract=recorded).classifier.backbone.contract.long_side_multiple == 64
-    with pytest.raises(ValueError, match="stride 16 is not the network's 32"):
-        MuseumModel.build(config, ["a0", "a1"], pretrained=False,
-                          contract=dataclasses.replace(fresh, stride=16).to_dict())

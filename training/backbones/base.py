@@ -8,14 +8,13 @@ in that order so training can unfreeze the top N blocks only.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muselens.runtime.preprocess import LATER_KEYS, PreprocessContract
+from muselens.runtime.preprocess import PreprocessContract
 
 
 class Backbone(nn.Module):
@@ -48,18 +47,6 @@ class Backbone(nn.Module):
         self.feature_dim = classifier.in_features
         self.num_classes = classifier.out_features
         self.stride = contract.stride
-
-    def adopt_contract(self, recorded: dict | None) -> None:
-        """Prepare pixels as a run recorded (``recorded``: its ``contract.to_dict()``), not as today's
-        default: a run resumed or exported later keeps the preprocessing it was trained with.
-        ``None`` means the record predates recording it, i.e. today's contract without the keys
-        added since (:data:`~muselens.runtime.preprocess.LATER_KEYS` at their old values)."""
-        contract = (dataclasses.replace(self.contract, **LATER_KEYS) if recorded is None
-                    else PreprocessContract.from_dict(recorded))
-        if contract.stride != self.stride:
-            raise ValueError(f"{self.name}: the recorded contract's stride {contract.stride} is not the "
-                             f"network's {self.stride}")
-        self.contract = contract
 
     def blocks(self) -> list[nn.Module]:
         """The body's top-level blocks, input to output: ``[stem, *stages, head]``."""

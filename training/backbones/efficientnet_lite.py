@@ -48,12 +48,10 @@ LITE_VARIANTS: dict[str, LiteVariant] = {
 
 
 def lite_contract(native_size: int) -> PreprocessContract:
-    """Pixels /255, mean = std = 0.5; bicubic as in timm's pretrained cfg for these weights.
-
-    Long sides are rounded to the stride (see :class:`PreprocessContract`)."""
+    """Pixels /255, mean = std = 0.5; bicubic as in timm's pretrained cfg for these weights."""
     return PreprocessContract(
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), scale=1.0 / 255.0,
-        interpolation="bicubic", antialias=True, stride=32, native_size=native_size, long_side_multiple=32,
+        interpolation="bicubic", antialias=True, stride=32, native_size=native_size,
     )
 
 

@@ -25,7 +25,7 @@ STAGE_SLICES = ((1, 2), (2, 4), (4, 7), (7, 11), (11, 14), (14, 17), (17, 18))
 
 MOBILENET_V2_CONTRACT = PreprocessContract(
     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1.0 / 255.0,
-    interpolation="bilinear", antialias=True, stride=32, native_size=224, long_side_multiple=32,
+    interpolation="bilinear", antialias=True, stride=32, native_size=224,
 )
 
 

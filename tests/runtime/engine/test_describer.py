@@ -15,11 +15,10 @@ from muselens.runtime.preprocess import resize_short_side
 def test_it_reads_the_contract_and_describes_like_pytorch(fp32_model, trained, export_museum):
     describer = OrtDescriber(fp32_model)
     assert (describer.short_side, describer.k, describer.dim) == (64, 4, 8)
-    image = read_image(next((export_museum / "references" / "a0").iterdir()))  # 48x64 -> 64x85 -> 64x96
+    image = read_image(next((export_museum / "references" / "a0").iterdir()))  # 48x64 -> 64x85
     resized = describer.resize(image)
-    assert trained.contract.long_side_multiple == 32 and resized.shape == (64, 96, 3)
     expected_resize = resize_short_side(image, 64, trained.max_aspect, interpolation=trained.contract.interpolation,
-                                        antialias=trained.contract.antialias, multiple=32)
+                                        antialias=trained.contract.antialias)
     np.testing.assert_array_equal(resized, expected_resize)
     d = describer.describe(image)
     assert d.shape == (8,) and d.dtype == np.float32

@@ -27,7 +27,7 @@ out.mkdir(parents=True, exist_ok=True)
 tokens = b.write_token_file(out / "tokens.txt")
 corpus = Corpus(count, 0, tokens=tokens)
 holder = ModelHolder(ServedModel.load(bundle, ServingConfig()))
-server = MuselensServer(holder, ServerConfig(host="127.0.0.1", port=0, tokens=ServerTokens.load(out / "tokens.txt"), release_memory_every=0)).start()
+server = MuselensServer(holder, ServerConfig(host="127.0.0.1", port=0, tokens=ServerTokens.load(out / "tokens.txt"))).start()
 wire = b.Wire(f"127.0.0.1:{server.port}", tokens)
 phase[0] = "warm"
 b.warm_up(wire, b.warmup_frames(0) + b.working_set_frames(corpus), 120, 4)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+def plot_curves(history: list[dict[str, Any]], path: Path | BinaryIO) -> None:
+    """The curves as a PNG at ``path`` (a file name or an open binary file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,5 +34,5 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)

@@ -33,7 +33,7 @@ from torch import nn
 from muselens.runtime.data.museum import MuseumDataset
 from muselens.runtime.metrics import evaluate_retrieval, instance_average, similarity
 from muselens.training.backbones.registry import build_backbone
-from muselens.training.checkpoint import load_checkpoint, save_checkpoint
+from muselens.training.checkpoint import load_checkpoint, save_checkpoint, write_whole
 from muselens.training.config import TrainConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
                                         LabelledImages, load_labelled_images)
@@ -236,13 +236,15 @@ class TrainingRun:
             summary["world_size"] = self.dist.world_size
             self.dist.check_same(model.state_dict())  # raises if the ranks drifted apart
         if self.dist.is_main:
-            torch.save(model.state_dict(), self.out / "model.pt")
-            meta = {**model.meta(self.config), "data": str(self.data.resolve())}
-            (self.out / "model.json").write_text(json.dumps(meta, indent=2))
-            (self.out / "history.json").write_text(json.dumps(summary, indent=2))
+            # Each file whole, model.pt last: a run killed in here has no model.pt and resumes to
+            # write them all again; a run with model.pt is finished, its other files complete.
             from muselens.training.curves import plot_curves
 
-            plot_curves(self.state["history"], self.out / "curves.png")
+            meta = {**model.meta(self.config), "data": str(self.data.resolve())}
+            write_whole(self.out / "model.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
+            write_whole(self.out / "history.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+            write_whole(self.out / "curves.png", lambda f: plot_curves(self.state["history"], f))
+            write_whole(self.out / "model.pt", lambda f: torch.save(model.state_dict(), f))
         self.dist.barrier()  # no rank reports success before the files exist
         return summary
 

@@ -47,6 +47,29 @@ def test_all_stages_write_what_the_run_promises(tiny_museum, tmp_path):
     assert json.loads((out / "model.json").read_text())["instance_ids"] == ["a0", "a1", "a2"]
 
 
+def test_model_pt_is_written_last_so_it_means_the_run_is_finished(tiny_museum, tmp_path, monkeypatch):
+    """A SIGKILL between the final files once left model.pt without history.json: a run that
+    looked finished. Each file is now written whole and model.pt last; killed before it, the run
+    resumes from its finished checkpoint and writes them all."""
+    import muselens.training.run as run_module
+
+    written, real = [], run_module.write_whole
+
+    def recording(path, write):
+        real(path, write)
+        written.append(path.name)
+
+    monkeypatch.setattr(run_module, "write_whole", recording)
+    out = tmp_path / "run"
+    reference = _run(tiny_museum, out)
+    assert written == ["model.json", "history.json", "curves.png", "model.pt"]
+    for name in written:  # killed before model.pt: as if the last files had never been written
+        (out / name).unlink()
+    resumed = TrainingRun(tiny_museum, out, None, pretrained=False, progress=False, resume=True).run()
+    assert resumed["history"] == reference["history"]
+    assert all((out / name).exists() for name in written)
+
+
 def test_an_existing_run_is_not_overwritten(tiny_museum, tmp_path):
     out = tmp_path / "run"
     _run(tiny_museum, out)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from muselens.runtime.engine.contract import INPUT_NAME, METADATA_KEY, contract_
 from muselens.runtime.engine.describer import Describer
 from muselens.runtime.engine.tensorrt import (TensorRTBackend, import_cudart, import_tensorrt, sidecar_document,
                                               sidecar_path)
+from muselens.runtime.files import write_bytes_whole
 from muselens.runtime.preprocess import PreprocessContract, resize_exact, short_side_size
 
 ENGINE_PRECISIONS = ("fp16", "int8")
@@ -241,8 +241,8 @@ class CalibrationCache:
     def write(self, data: bytes, key: Mapping[str, Any]) -> None:
         if not data:
             raise ValueError("TensorRT produced an empty calibration cache")
-        _write_atomic(self.path, bytes(data))
-        _write_atomic(self.key_path, json.dumps(dict(key), indent=2).encode())
+        write_bytes_whole(self.path, bytes(data))
+        write_bytes_whole(self.key_path, json.dumps(dict(key), indent=2).encode())
 
 
 def entropy_calibrator(trt: Any, cudart: Any, feed: CalibrationFeed, cache: CalibrationCache | None,
@@ -282,21 +282,6 @@ def entropy_calibrator(trt: Any, cudart: Any, feed: CalibrationFeed, cache: Cali
 
 
 # -- building ----------------------------------------------------------------------------------
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 def check_build_args(onnx_path: Path | str, precision: str, profile: Profile | Sequence[HW],
                      workspace_gb: float, calibration_images: Sequence[np.ndarray] | None,
@@ -378,7 +363,7 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, precision: s
     if serialized is None:
         raise EngineBuildError(f"TensorRT {trt.__version__} failed to build the {precision} engine of {onnx_path} "
                                "(its log above says why)")
-    _write_atomic(engine_path, bytes(serialized))
+    write_bytes_whole(engine_path, bytes(serialized))
     device_id = cuda_check(cudart.cudaGetDevice(), "cudaGetDevice")
     props = cuda_check(cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
     gpu = props.name.decode(errors="replace").rstrip("\0") if isinstance(props.name, bytes) else str(props.name)
@@ -389,7 +374,7 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, precision: s
         "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(), "calibration": calibration,
     }
     sidecar = sidecar_document(engine_path, contract, precision=precision, build=build)
-    _write_atomic(sidecar_path(engine_path), json.dumps(sidecar, indent=2).encode())
+    write_bytes_whole(sidecar_path(engine_path), json.dumps(sidecar, indent=2).encode())
     return {"engine": str(engine_path), "bytes": engine_path.stat().st_size, "build": build}
 
 
@@ -491,7 +476,7 @@ def verify_engine(engine_path: Path | str, onnx_path: Path | str, sizes: Sequenc
 def write_report(report: Mapping[str, Any], path: Path | str) -> Path:
     """The build/parity report as JSON (atomically)."""
     path = Path(path)
-    _write_atomic(path, (json.dumps(dict(report), indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_whole(path, (json.dumps(dict(report), indent=2, sort_keys=True) + "\n").encode())
     return path
 
 

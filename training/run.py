@@ -33,7 +33,8 @@ from torch import nn
 from muselens.runtime.data.museum import MuseumDataset
 from muselens.runtime.metrics import evaluate_retrieval, instance_average, similarity
 from muselens.training.backbones.registry import build_backbone
-from muselens.training.checkpoint import load_checkpoint, save_checkpoint, write_whole
+from muselens.runtime.files import write_whole
+from muselens.training.checkpoint import load_checkpoint, save_checkpoint
 from muselens.training.config import TrainConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
                                         LabelledImages, load_labelled_images)

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from muselens.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_whole
+from muselens.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):
@@ -28,22 +28,6 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(tmp_path / "c.pt", {"epoch": 2})
     assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
-
-
-def test_a_file_written_whole_is_the_old_one_or_the_new_one(tmp_path):
-    path = tmp_path / "history.json"
-    write_whole(path, lambda f: f.write(b'{"old": true}'))
-
-    def half_then_killed(f):
-        f.write(b'{"new": ')
-        raise KeyboardInterrupt  # stands for the kill: BaseException, not Exception
-
-    with pytest.raises(KeyboardInterrupt):
-        write_whole(path, half_then_killed)
-    assert path.read_bytes() == b'{"old": true}'
-    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
-    write_whole(path, lambda f: f.write(b'{"new": true}'))
-    assert path.read_bytes() == b'{"new": true}'
 
 
 class Evil:

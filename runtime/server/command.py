@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import BACKENDS, DEFAULT_BACKEND, BackendUnavailable
@@ -19,6 +20,9 @@ from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.search import SEARCH_ENGINES
+
+if TYPE_CHECKING:
+    from muselens.runtime.server.app import MuselensServer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,32 +55,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
 
 
-def main(args: argparse.Namespace) -> int:
+def build(args: argparse.Namespace) -> MuselensServer:
+    """The server for ``args``, not yet started; ValueError (and the load errors) when it cannot be.
+
+    It returns the server and nothing else on purpose: a reference to the model loaded here,
+    kept for the life of the process, would keep that model -- its session, its cache of
+    reference maps, its bundle -- alive after a hot reload or an enrolment replaced it.
+    """
     from muselens.runtime.recognition.holder import ModelHolder
     from muselens.runtime.recognition.model import ServedModel, ServingConfig
     from muselens.runtime.server.app import MuselensServer, ServerConfig
-    from muselens.runtime.server.auth import TokenFileError, Tokens
+    from muselens.runtime.server.auth import Tokens
+
+    if args.reference_cache_mb < 0:
+        raise ValueError(f"--reference-cache-mb must be >= 0, got {args.reference_cache_mb}")
+    tokens = Tokens.load(args.token_file) if args.token_file else None
+    limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
+    config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
+                          tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace)
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"TLS file not found: {path}")
+    serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
+                            uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
+                            reference_cache_bytes=args.reference_cache_mb * 2**20)
+    return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
+
+
+def banner(server: MuselensServer, host: str, metrics_port: int | None) -> str:
+    """The ``serving ... on HOST:PORT`` line (what :class:`ServerProcess` waits for)."""
+    model = server.holder.current()
+    info = model.info()
+    return (f"serving {info['name']} {info['bundle_version']} on {host}:{server.port} "
+            f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
+            f"{'TLS' if server.secure else 'plaintext'}; "
+            f"{info['artworks']} artworks; search {info['search']})"
+            + (f"; metrics on :{metrics_port}" if metrics_port is not None else ""))
+
+
+def main(args: argparse.Namespace) -> int:
+    from muselens.runtime.server.auth import TokenFileError
     from muselens.runtime.server.memory import tune_malloc
 
     tune_malloc()  # before any worker thread exists
-    if args.reference_cache_mb < 0:
-        print(f"error: --reference-cache-mb must be >= 0, got {args.reference_cache_mb}", file=sys.stderr)
-        return 2
-
     try:
-        tokens = Tokens.load(args.token_file) if args.token_file else None
-        limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
-        config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
-                              tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace)
-        for path in (args.tls_cert, args.tls_key):
-            if path is not None and not path.is_file():
-                raise ValueError(f"TLS file not found: {path}")
-        model = ServedModel.load(args.bundle, ServingConfig(backend=args.backend, variant=args.variant,
-                                                            threads=args.threads, search=args.search,
-                                                            uncertain_margin=args.uncertain_margin,
-                                                            inference_slots=args.inference_slots,
-                                                            reference_cache_bytes=args.reference_cache_mb * 2**20))
-        server = MuselensServer(ModelHolder(model), config)
+        server = build(args)
     except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,12 +108,7 @@ def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
-    info = model.info()
-    print(f"serving {info['name']} {info['bundle_version']} on {args.host}:{server.port} "
-          f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
-          f"{'TLS' if server.secure else 'plaintext'}; "
-          f"{info['artworks']} artworks; search {info['search']})"
-          + (f"; metrics on :{metrics_http.server_port}" if metrics_http else ""), flush=True)
+    print(banner(server, args.host, metrics_http.server_port if metrics_http else None), flush=True)
     stop.wait()
     print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
     server.stop()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+import weakref
 
 import pytest
 
@@ -89,3 +94,37 @@ def test_clients_report_an_unreachable_server(export_museum, capsys):
     query = export_museum / "queries" / "a0" / "q0.png"
     assert cli(["recognize", "--server", "127.0.0.1:1", "--timeout", "2", str(query)]) == 2
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_serve_keeps_no_replaced_model_alive(tiny_bundle, monkeypatch, capsys):
+    """After a hot reload the model loaded at start must be freed once no call holds it. The
+    command once kept it in a local for the life of the process, pinning its session and its
+    cache of reference maps (~96 MiB): the bad-input bench's RSS growth after enrolments."""
+    from muselens.runtime.server import command
+
+    built, outcome = [], {}
+    real_build = command.build
+    monkeypatch.setattr(command, "build", lambda args: built.append(real_build(args)) or built[-1])
+
+    def reload_then_stop() -> None:
+        try:
+            while not built or built[0].port is None or "serving" not in capsys.readouterr().out:
+                time.sleep(0.05)
+            holder = built[0].holder
+            first = weakref.ref(holder.current())
+            holder.load(tiny_bundle)
+            gc.collect()
+            outcome["freed"] = first() is None
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # main's handler: a graceful shutdown
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    helper = threading.Thread(target=reload_then_stop, daemon=True)
+    helper.start()
+    try:
+        assert cli(["serve", str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1"]) == 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    helper.join(10)
+    assert outcome == {"freed": True}

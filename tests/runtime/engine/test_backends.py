@@ -27,6 +27,33 @@ def test_sessions_plan_no_memory_pattern_per_shape(fp32_model):
         assert backend.run(np.zeros((1, 64, width, 3), np.uint8), ["descriptor"])[0].shape == (1, 8)
 
 
+def test_sessions_share_one_cpu_arena_with_a_large_first_region(fp32_model, monkeypatch):
+    """ORT's default arena starts at 1 MiB and adds doubling regions as frames of new widths need
+    them (RSS climbing for minutes); one region sized for a whole run holds them all."""
+    from muselens.runtime.engine import backends
+
+    registered = []
+    monkeypatch.setattr(backends, "_cpu_arena_registered", False)
+    monkeypatch.setattr(ort, "create_and_register_allocator", lambda info, config: registered.append(config))
+    first = open_backend(fp32_model, "ort-cpu", threads=1)
+    second = open_backend(fp32_model, "ort-cpu", threads=1)
+    assert len(registered) == 1  # once per process, shared by every session
+    assert registered[0].initial_chunk_size_bytes == backends.CPU_ARENA_FIRST_REGION_BYTES >= 128 * 1024 * 1024
+    for backend in (first, second):
+        assert backend.session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+        assert backend.run(np.zeros((1, 64, 96, 3), np.uint8), ["descriptor"])[0].shape == (1, 8)
+
+
+def test_outputs_are_copies_not_views_of_the_arena(fp32_model):
+    """ORT returns views of its arena; one kept (a cached reference map) would pin arena memory."""
+    backend = open_backend(fp32_model, "ort-cpu", threads=1)
+    outputs = backend.run(np.zeros((1, 64, 64, 3), np.uint8), list(backend.output_names))
+    assert all(out.flags.owndata and out.base is None for out in outputs)
+    kept = outputs[0].copy()
+    backend.run(np.full((1, 64, 96, 3), 200, np.uint8), list(backend.output_names))
+    np.testing.assert_array_equal(outputs[0], kept)  # later runs never write into an earlier answer
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA provider present")
 def test_a_missing_provider_is_an_error_not_a_fallback(fp32_model):
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):

@@ -102,21 +102,25 @@ def test_serve_keeps_no_replaced_model_alive(tiny_bundle, monkeypatch, capsys):
     cache of reference maps (~96 MiB): the bad-input bench's RSS growth after enrolments."""
     from muselens.runtime.server import command
 
-    built, outcome = [], {}
+    built, outcome, returned = [], {}, threading.Event()
     real_build = command.build
     monkeypatch.setattr(command, "build", lambda args: built.append(real_build(args)) or built[-1])
 
     def reload_then_stop() -> None:
+        printed, deadline = "", time.monotonic() + 60
+        while not (built and built[0].port is not None and "serving" in printed):
+            if returned.is_set() or time.monotonic() > deadline:
+                return  # never served: cli() returned on its own and the assertions below say so
+            printed += capsys.readouterr().out
+            time.sleep(0.05)
         try:
-            while not built or built[0].port is None or "serving" not in capsys.readouterr().out:
-                time.sleep(0.05)
             holder = built[0].holder
             first = weakref.ref(holder.current())
             holder.load(tiny_bundle)
             gc.collect()
             outcome["freed"] = first() is None
         finally:
-            os.kill(os.getpid(), signal.SIGTERM)  # main's handler: a graceful shutdown
+            os.kill(os.getpid(), signal.SIGTERM)  # serving, so main's handler is in place: a graceful stop
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     helper = threading.Thread(target=reload_then_stop, daemon=True)
@@ -124,6 +128,7 @@ def test_serve_keeps_no_replaced_model_alive(tiny_bundle, monkeypatch, capsys):
     try:
         assert cli(["serve", str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1"]) == 0
     finally:
+        returned.set()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     helper.join(10)

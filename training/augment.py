@@ -11,6 +11,9 @@ gives the same image. The pipeline order is crop, scale, colour, flip, rotate: t
 comes last and expands its canvas, so it never cuts off a corner of what the crop kept.
 
 :func:`cap_aspect_with_noise` is the stage-2 aspect-ratio limit of paper 004 (3.4.1).
+:func:`phone_view` makes a second photo out of one (stage 3's positives for an artwork that
+has a single photo): what a visitor's phone makes of the photo
+(:func:`muselens.runtime.data.phone.phone_view`), then this augmentation.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from muselens.runtime.data import phone
 
 FILL_MODES = ("mean", "reflect", "replicate", "black")
 _BORDER = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
@@ -306,3 +311,17 @@ def cap_aspect_with_noise(image: np.ndarray, max_aspect: float, rng: np.random.G
     noise_before = rng.integers(0, 256, size=shape_before, dtype=np.uint8)
     noise_after = rng.integers(0, 256, size=shape_after, dtype=np.uint8)
     return np.concatenate([noise_before, image, noise_after], axis=axis)
+
+
+def phone_view(image: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Another photo of the artwork in ``image``, for an artwork photographed once.
+
+    Stage 3 learns from positive pairs, which one photo cannot give; two independent draws of
+    this function can. A draw is what a visitor's phone makes of the photo (tilt, roll, zoom,
+    lighting, blur, exposure, noise, JPEG: :func:`muselens.runtime.data.phone.phone_view`), then
+    :func:`augment` with ``config``, as stages 1 and 2 treat every photo. Deterministic given
+    ``rng``'s state.
+    """
+    _check_image(image)
+    _check_rng(rng)
+    return augment(phone.phone_view(image, rng), config, rng)

@@ -4,6 +4,7 @@ resolved result is written beside the run (so a run says exactly how it was made
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,31 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """How often the per-epoch validation (the queries' mP@1 / mAP against the references) runs.
+
+    A pass describes every reference and query through the top blocks, which on a large museum
+    costs a good part of an epoch. A museum of at most ``every_epoch_up_to`` validation images
+    (references plus queries) is validated after every epoch: cheap, and its history is the
+    same in every run. A larger one after an epoch only while the stage's validation time, this
+    pass included (estimated from the last), stays within ``budget`` times the stage's training
+    time, and always after the last epoch of a stage. Which epochs fit the budget depends on
+    measured times; the training result never does.
+    """
+
+    budget: float = 0.1
+    every_epoch_up_to: int = 200
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or math.isnan(self.budget) \
+                or self.budget < 0:
+            raise ValueError(f"budget must be a number >= 0, got {self.budget!r}")
+        if isinstance(self.every_epoch_up_to, bool) or not isinstance(self.every_epoch_up_to, int) \
+                or self.every_epoch_up_to < 0:
+            raise ValueError(f"every_epoch_up_to must be an int >= 0, got {self.every_epoch_up_to!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     backbone: str = DEFAULT_BACKBONE
     stages: tuple[int, ...] = STAGES
@@ -35,6 +61,7 @@ class TrainConfig:
     stage1: ClassificationConfig = ClassificationConfig()
     stage2: FCNConfig = FCNConfig()
     stage3: DescriptorConfig = DescriptorConfig()
+    validation: ValidationConfig = ValidationConfig()
     extra: dict[str, Any] = field(default_factory=dict)  # free notes carried into the manifest
 
     def __post_init__(self) -> None:

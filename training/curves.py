@@ -1,4 +1,8 @@
-"""Training curves as a picture: loss and accuracy per epoch, and validation mP@1 / mAP."""
+"""Training curves as a picture: loss and accuracy per epoch, and validation mP@1 / mAP.
+
+Not every epoch is validated (:class:`~muselens.training.config.ValidationConfig`): the
+validation curves join the epochs that were, at their place on the epoch axis.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ def plot_curves(history: list[dict[str, Any]], path: Path | BinaryIO) -> None:
         colour = f"C{stage - 1}"
         axes[0].plot(x, [h["loss"] for h in rows], marker="o", color=colour, label=f"stage {stage}")
         axes[1].plot(x, [100 * h["accuracy"] for h in rows], marker="o", color=colour, label=f"stage {stage}")
-        if rows and "val_mp_at_1" in rows[0]:
-            axes[2].plot(x, [100 * h["val_mp_at_1"] for h in rows], marker="o", color=colour,
+        validated = [(i, h) for i, h in zip(x, rows) if "val_mp_at_1" in h]
+        if validated:
+            vx = [i for i, _ in validated]
+            axes[2].plot(vx, [100 * h["val_mp_at_1"] for _, h in validated], marker="o", color=colour,
                          label=f"mP@1, stage {stage}")
-            axes[2].plot(x, [100 * h["val_map"] for h in rows], ls="--", marker=".", color=colour,
+            axes[2].plot(vx, [100 * h["val_map"] for _, h in validated], ls="--", marker=".", color=colour,
                          label=f"mAP, stage {stage}")
     for ax, title in zip(axes, ("training loss", "training accuracy (%)", "validation (%)")):
         ax.set_title(title)

@@ -10,6 +10,8 @@ on the way in), and a photo that cannot be read is logged, collected and skipped
 * :class:`FCNDataset` (stage 2, 3.4.1): one augmented photo at its true aspect ratio (capped
   at ``max_aspect`` by noise padding), prepared at every short side in ``short_sides``; one
   image per item, items are not batched.
+* :class:`PhotoViews` (stage 3): a fixed set of augmented phone views of some photos, the same
+  in every epoch, so an artwork photographed once still has positive pairs.
 
 Randomness: item ``i`` of epoch ``e`` is augmented with ``np.random.default_rng([seed, e, i])``
 and :func:`epoch_order` shuffles with ``[seed, e]``, so an epoch is reproduced from the seed and
@@ -30,7 +32,7 @@ from torch.utils.data import Dataset
 from muselens.runtime.data.images import SkippedImages, read_images
 from muselens.runtime.data.museum import DatasetError, ImageRecord, MuseumDataset
 from muselens.runtime.preprocess import PreprocessContract, prepare_short_side, prepare_square, resize_short_side
-from muselens.training.augment import AugmentConfig, augment, cap_aspect_with_noise
+from muselens.training.augment import AugmentConfig, augment, cap_aspect_with_noise, phone_view
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ DEFAULT_CACHE_SHORT_SIDE = 640
 STAGE1_SIZE = 224  # the backbones' native square input
 STAGE2_SHORT_SIDES = (448, 224)  # paper 004, 3.4.1
 STAGE2_MAX_ASPECT = 2.0  # paper 004, 3.4.1
+PURPOSES = ("training", "validation")  # what load_labelled_images' photos are for
+VIEW_STREAM = 4  # keeps PhotoViews' generators apart from the per-epoch [seed, epoch, item] draws
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,20 @@ def load_labelled_images(
     instance_labels: InstanceLabels,
     *,
     max_short_side: int | None = DEFAULT_CACHE_SHORT_SIDE,
+    purpose: str = "training",
 ) -> LabelledImages:
     """Decode ``records`` into memory, shrinking any photo whose short side exceeds ``max_short_side``.
 
     Unreadable files are logged as warnings and collected in ``.skipped``; the call fails only
     when nothing at all could be read. A record of an unknown instance (a distractor) is an error.
+    Artworks left without a readable photo are reported for what they cost: for ``"training"``
+    photos (references) a warning that they cannot be learnt; for ``"validation"`` photos
+    (queries, which many artworks lack) a note that they are not validated.
     """
     if not isinstance(instance_labels, InstanceLabels):
         raise TypeError(f"instance_labels must be InstanceLabels, got {type(instance_labels).__name__}")
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
     if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
                                        or max_short_side < 1):
         raise ValueError(f"max_short_side must be a positive int or None, got {max_short_side!r}")
@@ -119,8 +129,10 @@ def load_labelled_images(
     if not out.images:
         raise DatasetError(f"none of the {len(records)} images could be read ({len(skipped)} skipped)")
     empty = out.instances_without_images()
-    if empty:
+    if empty and purpose == "training":
         log.warning("%d instance(s) have no readable photo and cannot be learnt: %s", len(empty), empty)
+    elif empty:
+        log.info("%d artwork(s) have no readable query photo: they are not validated", len(empty))
     return out
 
 
@@ -230,3 +242,40 @@ class FCNDataset(_AugmentedImages):
             for s in self.short_sides
         )
         return scales, self.images.labels[index]
+
+
+class PhotoViews(Sequence):
+    """``views_per_photo`` augmented phone views (:func:`~muselens.training.augment.phone_view`)
+    of each photo ``images.images[i]`` for ``i`` in ``photos``, labelled with its artwork.
+
+    View ``v`` of photo ``i`` is drawn from ``np.random.default_rng([seed, VIEW_STREAM, i, v])``
+    whenever it is read: nothing is held in memory, and a run resumed after a kill sees exactly
+    the views the first process saw. The order is photo by photo, view by view.
+    """
+
+    def __init__(self, images: LabelledImages, photos: Sequence[int], views_per_photo: int,
+                 augment_config: AugmentConfig, seed: int):
+        if not isinstance(images, LabelledImages):
+            raise TypeError(f"images must be LabelledImages (see load_labelled_images), got {type(images).__name__}")
+        if not isinstance(augment_config, AugmentConfig):
+            raise TypeError(f"augment_config must be an AugmentConfig, got {type(augment_config).__name__}")
+        if isinstance(views_per_photo, bool) or not isinstance(views_per_photo, int) or views_per_photo < 1:
+            raise ValueError(f"views_per_photo must be a positive int, got {views_per_photo!r}")
+        photos = [_non_negative("photo index", p) for p in photos]
+        if any(p >= len(images) for p in photos):
+            raise ValueError(f"photo indices must lie in [0, {len(images)}), got {max(photos)}")
+        self.images = images
+        self.augment_config = augment_config
+        self.seed = _non_negative("seed", seed)
+        self.keys = [(p, v) for p in photos for v in range(views_per_photo)]
+        self.labels = [images.labels[p] for p, _ in self.keys]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} views")
+        photo, view = self.keys[index]
+        rng = np.random.default_rng([self.seed, VIEW_STREAM, photo, view])
+        return phone_view(self.images.images[photo], self.augment_config, rng)

@@ -5,7 +5,8 @@ Everything a run writes lives in its folder::
     RUN/config.yaml        the resolved configuration
     RUN/checkpoint.pt      latest state (weights-only loadable), replaced atomically every epoch
     RUN/model.pt           the final weights, RUN/model.json what is needed to rebuild them
-    RUN/history.json       per-epoch loss, accuracy, validation mP@1 / mAP; per-stage time, memory
+    RUN/history.json       per-epoch loss, accuracy, validation mP@1 / mAP (on the epochs validated,
+                           see ValidationConfig); per-stage time, validation time, memory
     RUN/curves.png         the training curves
 
 A run killed at any point resumes with ``resume=True`` from the last finished epoch and, as
@@ -35,9 +36,9 @@ from muselens.runtime.metrics import evaluate_retrieval, instance_average, simil
 from muselens.training.backbones.registry import build_backbone
 from muselens.runtime.files import write_whole
 from muselens.training.checkpoint import load_checkpoint, save_checkpoint
-from muselens.training.config import TrainConfig, config_from_dict, write_config
+from muselens.training.config import TrainConfig, ValidationConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
-                                        LabelledImages, load_labelled_images)
+                                        LabelledImages, PhotoViews, load_labelled_images)
 from muselens.training.distributed import Distributed
 from muselens.training.memory import peaks, reset_peaks
 from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks
@@ -45,7 +46,7 @@ from muselens.training.pooling.functional import gem
 from muselens.training.regions import RegionDescriptorNet
 from muselens.training.stages.classification import EpochStats, build_optimizer, fit_classification
 from muselens.training.stages.descriptor import (build_descriptor_optimizer, fit_descriptor,
-                                                 init_head_from_pca)
+                                                 init_head_from_pca, view_sources)
 from muselens.training.stages.fcn import fit_fcn
 from muselens.training.trunk import TrunkCache
 
@@ -136,6 +137,34 @@ class Validator:
         return {"val_mp_at_1": report.mp_at_1, "val_map": report.map, "val_mp_at_1_ia": averaged.mp_at_1}
 
 
+class ValidationSchedule:
+    """Which epochs are validated (:class:`~muselens.training.config.ValidationConfig`).
+
+    It reads only the run's history (each validated epoch records ``val_seconds``), so a
+    resumed run goes on with the budget it had. An epoch left out carries no ``val_*`` keys.
+    """
+
+    def __init__(self, config: ValidationConfig, images: int):
+        self.config, self.images = config, images
+
+    @property
+    def every_epoch(self) -> bool:
+        return self.images <= self.config.every_epoch_up_to
+
+    def wants(self, history: list[dict[str, Any]], stage: int, seconds: float, *, last: bool) -> bool:
+        """Whether to validate the epoch of ``stage`` that just trained for ``seconds`` (its
+        record not yet in ``history``); ``last``: the stage's final epoch, always validated."""
+        if last or self.every_epoch:
+            return True
+        rows = [h for h in history if h["stage"] == stage]
+        spent = sum(h.get("val_seconds", 0.0) for h in rows)
+        trained = seconds + sum(h["seconds"] for h in rows)
+        measured = [h["val_seconds"] for h in history if "val_seconds" in h]
+        if not measured:  # nothing to estimate from yet: this pass is the measurement
+            return self.config.budget > 0
+        return spent + measured[-1] <= self.config.budget * trained
+
+
 class TrainingRun:
     def __init__(self, data: Path, out: Path, config: TrainConfig, *, device: str = "cpu",
                  resume: bool = False, progress: bool = True, pretrained: bool = True,
@@ -173,7 +202,7 @@ class TrainingRun:
         self.labels = InstanceLabels.from_museum(museum)
         self.train_images: LabelledImages = load_labelled_images(museum.references, self.labels)
         self.query_images: LabelledImages | None = (
-            load_labelled_images(museum.queries, self.labels) if museum.queries else None)
+            load_labelled_images(museum.queries, self.labels, purpose="validation") if museum.queries else None)
         self.skipped = self.train_images.skipped.to_list() + (
             self.query_images.skipped.to_list() if self.query_images else [])
         for s in self.skipped if self.dist.is_main else []:
@@ -225,12 +254,17 @@ class TrainingRun:
         validate = Validator(top, caches["refs"], np.asarray(self.train_images.labels), caches["queries"],
                              np.asarray(self.query_images.labels if self.query_images else []), self.device,
                              self.dist)
+        schedule = ValidationSchedule(self.config.validation, len(caches["refs"]) + len(caches["queries"]))
+        if not schedule.every_epoch and len(caches["queries"]):
+            self._say(f"validation: {len(caches['refs'])} references and {len(caches['queries'])} queries are "
+                      f"validated after an epoch while that costs at most {self.config.validation.budget:.0%} of "
+                      "the stage's training time, and after every stage's last epoch")
 
         for index in range(start_stage, len(self.config.stages)):
             stage = self.config.stages[index]
             first = start_epoch if index == start_stage else 0
             state = optimizer_state if index == start_stage else None
-            self._stage(stage, index, first, state, model, top, caches, validate)
+            self._stage(stage, index, first, state, model, trunk, top, caches, validate, schedule)
         summary = {"run": str(self.out), "stages": self.state["stages"], "history": self.state["history"],
                    "skipped": self.skipped, "device": str(self.device)}
         if self.dist.enabled:
@@ -260,8 +294,47 @@ class TrainingRun:
             raise ValueError("stage3.short_side must equal eval_short_side: both use the cached trunk")
         return {"refs": refs, "queries": queries}
 
+    def _stage3_set(self, trunk: nn.Module, contract, refs: TrunkCache) -> tuple[TrunkCache, np.ndarray]:
+        """Stage 3's training images: the references, then augmented views of the photos
+        :func:`view_sources` picks (artworks with one photo have no positive pair without them)."""
+        cfg = self.config.stage3
+        labels = np.asarray(self.train_images.labels)
+        counts = np.bincount(labels)
+        single, present = int((counts == 1).sum()), int((counts > 0).sum())
+        sources = view_sources(labels, cfg)
+        if len(sources) == 0:
+            if single:
+                self._say(f"stage 3: {single} of {present} artworks have one photo and stage3.views_per_photo "
+                          "is 0: they have no positive pair", warning=True)
+            return refs, labels
+        views = PhotoViews(self.train_images, sources.tolist(), cfg.views_per_photo, self.config.augment,
+                           self.config.seed)
+        if cfg.views_for == "all":
+            self._say(f"stage 3: {single} of {present} artworks have one photo: positives are also drawn from "
+                      f"{cfg.views_per_photo} augmented views of every photo")
+        else:
+            self._say(f"stage 3: {single} of {present} artworks have one photo: positives are drawn from "
+                      f"{cfg.views_per_photo} augmented views of each photo")
+        cache = TrunkCache(trunk, views, contract, short_side=refs.short_side, max_aspect=refs.max_aspect,
+                           device=self.device, dtype=refs.dtype, progress=self.progress,
+                           desc="trunk: stage-3 views")
+        return TrunkCache.joined([refs, cache]), np.concatenate([labels, np.asarray(views.labels, dtype=labels.dtype)])
+
+    def _stage_times(self, stage: int, seconds: float) -> dict[str, float]:
+        """The stage's wall time so far and the part of it spent validating."""
+        spent = sum(h.get("val_seconds", 0.0) for h in self.state["history"] if h["stage"] == stage)
+        return {"seconds": round(seconds, 2), "validation_seconds": round(spent, 2)}
+
+    def _say(self, message: str, *, warning: bool = False) -> None:
+        """Print ``message`` on the main rank with the other stage messages, and log it (at info
+        level: a warning logged too would be printed twice where logging is not configured)."""
+        log.info(message)
+        if self.dist.is_main:
+            print(("warning: " if warning else "") + message, file=sys.stderr)
+
     def _stage(self, stage: int, index: int, first_epoch: int, optimizer_state, model: MuseumModel,
-               top: nn.Module, caches: dict[str, TrunkCache], validate: Validator) -> None:
+               trunk: nn.Module, top: nn.Module, caches: dict[str, TrunkCache], validate: Validator,
+               schedule: ValidationSchedule) -> None:
         cfg = self.config
         window = reset_peaks(self.device)
         started = time.perf_counter()
@@ -269,19 +342,28 @@ class TrainingRun:
         contract = model.classifier.backbone.contract
         if stage == 3:
             optimizer = build_descriptor_optimizer(model.net, top, cfg.stage3.optim)
+            train3, labels3 = self._stage3_set(trunk, contract, caches["refs"])
         else:
             optimizer = build_optimizer(model.classifier, (cfg.stage1 if stage == 1 else cfg.stage2).optim)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         elif stage == 3 and cfg.stage3.pca_init and first_epoch == 0:
-            init_head_from_pca(model.net, top, caches["refs"], self.device)
+            init_head_from_pca(model.net, top, train3, self.device)  # views too: more region samples
             self.dist.broadcast_module(model.net.head)  # one PCA for all ranks, bit for bit
 
+        epochs = (cfg.stage1, cfg.stage2, cfg.stage3)[stage - 1].epochs
+
         def on_epoch_end(stats: EpochStats) -> None:
-            record = {"stage": stage, **stats.__dict__, **validate(model, stage)}
+            record = {"stage": stage, **stats.__dict__}
+            # rank 0's clock decides for all: every rank must take part in a validation pass
+            if self.dist.broadcast_object(schedule.wants(self.state["history"], stage, stats.seconds,
+                                                         last=stats.epoch + 1 >= epochs)):
+                began = time.perf_counter()
+                metrics = validate(model, stage)  # empty for a museum without queries
+                if metrics:
+                    record.update(metrics, val_seconds=round(time.perf_counter() - began, 3))
             self.state["history"].append(record)
-            self.state["stages"][str(stage)] = {
-                "seconds": round(prior_seconds + time.perf_counter() - started, 2)}
+            self.state["stages"][str(stage)] = self._stage_times(stage, prior_seconds + time.perf_counter() - started)
             if self.dist.is_main:
                 print(f"stage {stage} epoch {stats.epoch}: loss {stats.loss:.4f} acc {stats.accuracy:.3f}"
                       + (f" | val mP@1 {100 * record['val_mp_at_1']:.2f} mAP {100 * record['val_map']:.2f}"
@@ -299,10 +381,9 @@ class TrainingRun:
                               max_aspect=cfg.stage2.max_aspect, augment_config=cfg.augment, seed=cfg.seed)
             fit_fcn(model.classifier, optimizer, data, cfg.stage2, **common)
         else:
-            fit_descriptor(model.net, top, caches["refs"], np.asarray(self.train_images.labels), optimizer,
-                           cfg.stage3, **common)
+            fit_descriptor(model.net, top, train3, labels3, optimizer, cfg.stage3, **common)
         self.state["stages"][str(stage)] = {
-            "seconds": round(prior_seconds + time.perf_counter() - started, 2), **peaks(self.device, window)}
+            **self._stage_times(stage, prior_seconds + time.perf_counter() - started), **peaks(self.device, window)}
         self._save(model, None, index + 1, 0)
         if index + 1 < len(cfg.stages) and cfg.stages[index + 1] == 3:
             self._save(model, None, index + 1, 0, path=self.out / STAGE3_START)
@@ -314,16 +395,19 @@ def start_at_stage3(source: Path | str, out: Path | str, config: TrainConfig, *,
 
     Stage-3 variants (another loss, another descriptor size) share stages 1 and 2; training
     those once saves most of a variant's cost. ``source`` must hold :data:`STAGE3_START` from
-    the same museum, the same initial weights and every setting but ``stage3`` the same, or a
-    ValueError says what differs. The shared stages keep their history and are marked
-    ``shared_from`` in the run's ``history.json``. Then ``TrainingRun(..., resume=True)``.
+    the same museum, the same initial weights and every setting but ``stage3`` and
+    ``validation`` the same, or a ValueError says what differs. The shared stages keep their
+    history and are marked ``shared_from`` in the run's ``history.json``. Then
+    ``TrainingRun(..., resume=True)``.
     """
     source, out = Path(source), Path(out)
     saved = load_checkpoint(source / STAGE3_START)
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{source / STAGE3_START}: not a {CHECKPOINT_FORMAT} checkpoint")
     theirs, ours = json.loads(saved["config"]), config.to_dict()
-    differs = [key for key in sorted(set(theirs) | set(ours)) if key != "stage3" and theirs.get(key) != ours.get(key)]
+    # how often epochs are validated changes no weight: a variant may validate differently
+    differs = [key for key in sorted(set(theirs) | set(ours))
+               if key not in ("stage3", "validation") and theirs.get(key) != ours.get(key)]
     if saved.get("data") != str(Path(data).resolve()):
         differs.append(f"museum ({saved.get('data')})")
     if saved.get("pretrained") != pretrained:

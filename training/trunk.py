@@ -51,6 +51,23 @@ class TrunkCache:
         finally:
             trunk.train(was_training)
 
+    @classmethod
+    def joined(cls, caches: Sequence[TrunkCache]) -> TrunkCache:
+        """One cache of the images of ``caches``, in order; shares their tensors, runs nothing."""
+        caches = list(caches)
+        if not caches:
+            raise ValueError("joined needs at least one TrunkCache")
+        first = caches[0]
+        for other in caches[1:]:
+            if (other.short_side, other.max_aspect, other.dtype) != (first.short_side, first.max_aspect, first.dtype):
+                raise ValueError("joined caches must share short_side, max_aspect and dtype; got "
+                                 f"{(first.short_side, first.max_aspect, first.dtype)} and "
+                                 f"{(other.short_side, other.max_aspect, other.dtype)}")
+        out = cls.__new__(cls)
+        out.short_side, out.max_aspect, out.dtype = first.short_side, first.max_aspect, first.dtype
+        out.features = [f for cache in caches for f in cache.features]
+        return out
+
     def __len__(self) -> int:
         return len(self.features)
 

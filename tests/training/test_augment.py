@@ -16,6 +16,7 @@ from muselens.training.augment import (
     color_jitter,
     crop,
     hflip,
+    phone_view,
     rotate_expand,
     rotated_size,
     sample_augment_params,
@@ -198,3 +199,20 @@ def test_inputs_are_checked():
         rotate_expand(_image(), 10.0, fill="nope")
     with pytest.raises(ValueError, match="positive"):
         scale_xy(_image(), 0.0, 1.0)
+
+
+def test_a_phone_view_is_another_photo_of_the_same_picture():
+    """Stage 3's positives for an artwork photographed once: deterministic per generator state,
+    different from draw to draw, and never the photo itself."""
+    image = _image(48, 64)
+    a = phone_view(image, AugmentConfig(), np.random.default_rng([0, 4, 1, 0]))
+    b = phone_view(image, AugmentConfig(), np.random.default_rng([0, 4, 1, 0]))
+    c = phone_view(image, AugmentConfig(), np.random.default_rng([0, 4, 1, 1]))
+    assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+    np.testing.assert_array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+    plain = phone_view(image, AugmentConfig.identity(), np.random.default_rng(3))
+    assert plain.shape == image.shape and not np.array_equal(plain, image)  # viewpoint, light, sensor
+    with pytest.raises(TypeError, match="numpy Generator"):
+        phone_view(image, AugmentConfig(), 3)
+

@@ -17,6 +17,7 @@ from muselens.training.datasets import (
     FCNDataset,
     InstanceLabels,
     LabelledImages,
+    PhotoViews,
     epoch_order,
     load_labelled_images,
 )
@@ -70,6 +71,18 @@ def test_instance_with_no_readable_photo_is_reported(tiny_museum, caplog):
     assert images.instances_without_images() == ["a2"]
     assert any("no readable photo" in r.getMessage() for r in caplog.records)
     assert images.instance_labels.index("a2") == 2  # the class keeps its index
+
+
+def test_missing_query_photos_are_a_note_not_a_warning(tiny_museum, caplog):
+    museum = MuseumDataset.load(tiny_museum)
+    queries = [r for r in museum.queries if r.instance_id == "a0"]
+    with caplog.at_level(logging.INFO):
+        images = load_labelled_images(queries, InstanceLabels.from_museum(museum), purpose="validation")
+    assert images.instances_without_images() == ["a1", "a2"]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "2 artwork(s) have no readable query photo: they are not validated")]
+    with pytest.raises(ValueError, match="purpose must be one of"):
+        load_labelled_images(queries, InstanceLabels.from_museum(museum), purpose="queries")
 
 
 def test_nothing_readable_is_an_error(tiny_museum):
@@ -160,3 +173,20 @@ def test_dataset_arguments_are_checked(tiny_museum):
     with pytest.raises(ValueError, match="max_short_side"):
         load_labelled_images([ImageRecord(Path("x.jpg"), "references", "a0")], images.instance_labels,
                              max_short_side=0)
+
+
+def test_photo_views_are_labelled_and_the_same_in_every_process(tiny_museum):
+    images = _load(tiny_museum)
+    views = PhotoViews(images, [1, 4], 2, AugmentConfig(), seed=3)
+    assert len(views) == 4 and views.labels == [images.labels[1]] * 2 + [images.labels[4]] * 2
+    again = PhotoViews(images, [4], 2, AugmentConfig(), seed=3)
+    np.testing.assert_array_equal(views[2], again[0])  # a function of (seed, photo, view) only
+    assert not np.array_equal(views[2], views[3]) and len(list(views)) == 4
+    with pytest.raises(IndexError):
+        views[4]
+    with pytest.raises(ValueError, match="views_per_photo"):
+        PhotoViews(images, [0], 0, AugmentConfig(), seed=0)
+    with pytest.raises(ValueError, match="photo indices"):
+        PhotoViews(images, [6], 1, AugmentConfig(), seed=0)
+    with pytest.raises(TypeError, match="AugmentConfig"):
+        PhotoViews(images, [0], 1, None, seed=0)

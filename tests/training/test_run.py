@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,3 +259,17 @@ def test_an_unfinished_run_cannot_be_loaded_for_inference(tmp_path):
     (tmp_path / "config.yaml").write_text("{}\n")
     with pytest.raises(CheckpointError, match="model.pt is missing"):
         TrainedModel(tmp_path)
+
+
+def test_artworks_without_a_query_are_not_said_to_be_unlearnable(tiny_museum, tmp_path, caplog):
+    """Issue 18, observation 4: queries covering only some artworks made the run warn that the
+    others "have no readable photo and cannot be learnt", though all their references were read."""
+    for iid in ("a1", "a2"):
+        shutil.rmtree(tiny_museum / "queries" / iid)
+    run = TrainingRun(tiny_museum, tmp_path / "run", load_config(None, TINY), pretrained=False, progress=False)
+    with caplog.at_level(logging.INFO, logger="muselens.training"):
+        run._load_data()
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("cannot be learnt" in m for m in messages), messages
+    assert "2 artwork(s) have no readable query photo: they are not validated" in messages
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)

@@ -11,6 +11,16 @@ and 003 (P x K batches, triplets formed in the batch) run through the same loop.
 Images are not augmented here, so the frozen trunk runs once (:class:`TrunkCache`); each step
 runs only the top blocks, one image at a time at its true aspect ratio, as in stage 2, with
 BatchNorm statistics frozen.
+
+An artwork with a single photo has no positive pair: mining gives it no triplet and P x K
+batches leave it out. Such photos get ``views_per_photo`` augmented phone views
+(:class:`~muselens.training.datasets.PhotoViews`), put through the trunk once as the stage
+starts, with seeds that depend only on (seed, photo, view), so a resumed run sees the same
+views; they join the training set labelled with their artwork (:func:`view_sources` picks the
+photos) and the PCA start. By default only artworks with fewer than two readable photos get
+them: real second photos are better positives, and views of every photo would multiply stage
+3's cost by ``1 + views_per_photo``; ``views_for="all"`` gives every photo views. Validation
+uses only the real references and queries.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from muselens.training.trunk import TrunkCache
 
 log = logging.getLogger(__name__)
 
+VIEWS_FOR = ("one-photo", "all")  # which photos get augmented views (see view_sources)
+
 
 @dataclass(frozen=True)
 class DescriptorConfig:
@@ -54,6 +66,8 @@ class DescriptorConfig:
     images_per_class: int = 4  # K
     pca_init: bool = True  # Gordo et al.'s start: shift = -mean, projection = PCA
     grad_cache: bool = True  # same gradients in one image's memory (see step_gradients)
+    views_per_photo: int = 3  # augmented views of a photo, so an artwork with one photo has positives
+    views_for: str = "one-photo"  # "one-photo": artworks with under two readable photos; "all": every photo
     optim: OptimConfig = OptimConfig(lr=0.001, head_lr_mult=10.0)
     seed: int = 0
 
@@ -63,6 +77,11 @@ class DescriptorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.views_per_photo, bool) or not isinstance(self.views_per_photo, int) \
+                or self.views_per_photo < 0:
+            raise ValueError(f"views_per_photo must be an int >= 0, got {self.views_per_photo!r}")
+        if self.views_for not in VIEWS_FOR:
+            raise ValueError(f"views_for must be one of {VIEWS_FOR}, got {self.views_for!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
         if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
@@ -70,6 +89,16 @@ class DescriptorConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def view_sources(labels: np.ndarray, config: DescriptorConfig) -> np.ndarray:
+    """Indices of the training photos that get ``config.views_per_photo`` augmented views."""
+    labels = np.asarray(labels)
+    if config.views_per_photo == 0 or labels.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if config.views_for == "all":
+        return np.arange(labels.size)
+    return np.flatnonzero(np.bincount(labels)[labels] < 2)
 
 
 def build_stage3_loss(config: DescriptorConfig) -> RegionRegularisedLoss:
@@ -313,6 +342,9 @@ def fit_descriptor(
     With ``dist`` of several ranks, mining and each step's gradient are shared among them."""
     if len(cache) != len(labels):
         raise ValueError(f"{len(cache)} cached images but {len(labels)} labels")
+    if len(labels) == 0 or np.bincount(np.asarray(labels)).max() < 2:
+        raise ValueError("stage 3 has no positive pair: every artwork has a single training image "
+                         "(set stage3.views_per_photo >= 1 to draw positives from augmented views)")
     loss_fn = build_stage3_loss(config)
     history = []
     for epoch in range(start_epoch, config.epochs):

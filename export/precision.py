@@ -20,15 +20,20 @@
   quantizing sizes would be wrong, not just imprecise) and the region head, as for fp16.
 
 :func:`measure_variant` computes a variant's mP@1 and mAP with ONNX Runtime alone;
-:func:`check_drift` refuses a variant that loses too much mP@1 against fp32.
+:func:`descriptor_agreement` compares a variant's descriptors with fp32's photo by photo (cosine,
+top-1 agreement and top-k overlap of their gallery rankings), and :func:`check_drift` says why a
+variant is too far from fp32 (:class:`DriftBounds`): it rests on those per-photo statistics, stable
+on a museum with few queries; an mP@1 drop refuses only when the queries make it significant.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +51,26 @@ from muselens.runtime.metrics import evaluate_retrieval, instance_average, queri
 log = logging.getLogger(__name__)
 
 VARIANTS = ("fp32", "fp16", "int8")
+# Drift bounds (:class:`DriftBounds`). The cosine is per photo, over every photo of the museum;
+# measured on real museums fp16 gives ~0.9999, int8 0.98-0.999, a broken int8 (no Clip) 0.7-0.9.
+# A low percentile rather than the minimum: one odd photo among hundreds does not decide.
+DEFAULT_MIN_COSINE = 0.95
+COSINE_PERCENTILE = 5
+# Top-1 agreement with fp32 over every photo (references ranked without themselves). Lenient:
+# distractors have no true match and their near-tied top-1 flips under any perturbation.
+DEFAULT_MIN_TOP1_AGREEMENT = 0.8
+TOP_K_OVERLAP = 5  # reported, not bounded
+TIE_TOLERANCE = 1e-6  # fp32 scores this close are a tie: either image agrees
+# The mP@1 drop refuses only if also significant (one-sided sign test on the queries whose top-1
+# changed): on a small query set one photo is many points, and that is noise, not drift.
 DEFAULT_MAX_DROP_POINTS = 1.0
+DRIFT_SIGNIFICANCE = 0.05
 DEFAULT_CALIBRATION_IMAGES = 32
 INT8_OP_TYPES = ("Conv", "Clip", "Add")  # Clip: see the module docstring
 
 
 class DriftError(ValueError):
-    """A reduced-precision variant lost more retrieval accuracy than allowed."""
+    """A reduced-precision variant the bundle cannot do without (its default) drifted too far."""
 
 
 def convert_fp16(src: Path | str, dst: Path | str) -> Path:
@@ -205,19 +223,125 @@ def drop_points(fp32_metrics: Mapping[str, Any], variant_metrics: Mapping[str, A
     return 100.0 * (float(fp32_metrics[key]) - float(variant_metrics[key]))
 
 
+def query_hits(references: np.ndarray, reference_ids: Sequence[str], queries: np.ndarray,
+               query_ids: Sequence[str]) -> np.ndarray:
+    """Per query that has a reference of its artwork (as :func:`retrieval_metrics` keeps them):
+    1.0 if its top-1 reference is of its artwork, else 0.0 (ties pessimistic); their mean is mP@1."""
+    ref_ids = np.asarray(reference_ids, dtype=str)
+    q_ids = np.asarray(query_ids, dtype=str)
+    keep = queries_in_gallery(q_ids, ref_ids) if len(q_ids) else np.zeros(0, bool)
+    if not keep.any():
+        return np.zeros(0)
+    return evaluate_retrieval(similarity(queries[keep], references), q_ids[keep], ref_ids).precision_at_1
+
+
+def sign_test_p(lost: int, gained: int) -> float:
+    """One-sided sign test: the chance of losing at least ``lost`` of the ``lost + gained`` queries
+    whose top-1 changed if the variant were no worse than fp32 (each change a fair coin)."""
+    for name, value in (("lost", lost), ("gained", gained)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    n = int(lost) + int(gained)
+    return sum(math.comb(n, j) for j in range(int(lost), n + 1)) / 2 ** n
+
+
+def descriptor_agreement(fp32: np.ndarray, variant: np.ndarray, gallery: np.ndarray,
+                         own_rows: np.ndarray | None = None, k: int = TOP_K_OVERLAP) -> dict[str, float]:
+    """How closely a variant's descriptors of the same photos follow fp32's, photo by photo.
+
+    Row i of ``fp32`` and ``variant`` is one photo. Per photo: the cosine of its two descriptors,
+    and both rankings of ``gallery`` (fp32's references: what the runtime searches, whatever the
+    variant): does the variant's top-1 score highest for fp32 too (ties in fp32's scores agree),
+    and what fraction of fp32's top ``k`` is in the variant's. ``own_rows[i]`` is photo i's own
+    gallery row (-1: none), left out of its rankings: a reference would otherwise find itself.
+    Every photo counts, so the statistics rest on hundreds of photos where mP@1 has a few queries.
+    """
+    fp32 = np.asarray(fp32, dtype=np.float64)
+    variant = np.asarray(variant, dtype=np.float64)
+    gallery = np.asarray(gallery, dtype=np.float64)
+    if fp32.ndim != 2 or fp32.shape != variant.shape or fp32.shape[0] == 0:
+        raise ValueError(f"fp32 and variant must be the same non-empty (N, D) descriptors, got "
+                         f"{fp32.shape} and {variant.shape}")
+    if gallery.ndim != 2 or gallery.shape[1] != fp32.shape[1]:
+        raise ValueError(f"gallery must be (G, {fp32.shape[1]}), got {gallery.shape}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    own = np.full(fp32.shape[0], -1) if own_rows is None else np.asarray(own_rows)
+    if own.shape != (fp32.shape[0],) or not np.issubdtype(own.dtype, np.integer) \
+            or (own < -1).any() or (own >= gallery.shape[0]).any():
+        raise ValueError(f"own_rows must be {fp32.shape[0]} ints, each a gallery row < {gallery.shape[0]} or -1")
+    norms = np.linalg.norm(fp32, axis=1) * np.linalg.norm(variant, axis=1)
+    cosines = np.einsum("ij,ij->i", fp32, variant) / np.where(norms > 0, norms, 1.0)
+    s32, sv = fp32 @ gallery.T, variant @ gallery.T
+    ranked = np.flatnonzero(gallery.shape[0] - (own >= 0) > 0)
+    if ranked.size == 0:
+        raise ValueError("no photo has a gallery row besides its own to rank")
+    s32, sv, own = s32[ranked], sv[ranked], own[ranked]
+    rows = np.flatnonzero(own >= 0)
+    s32[rows, own[rows]] = sv[rows, own[rows]] = -np.inf
+    top1 = sv.argmax(axis=1)
+    best = s32.max(axis=1)
+    agree = s32[np.arange(len(ranked)), top1] >= best - TIE_TOLERANCE
+    kk = np.minimum(k, gallery.shape[0] - (own >= 0))
+    order32, orderv = np.argsort(-s32, axis=1, kind="stable"), np.argsort(-sv, axis=1, kind="stable")
+    overlap = [len(set(order32[i, :kk[i]]) & set(orderv[i, :kk[i]])) / kk[i] for i in range(len(ranked))]
+    return {"min_cosine_to_fp32": float(cosines.min()),
+            "p05_cosine_to_fp32": float(np.percentile(cosines, COSINE_PERCENTILE)),
+            "mean_cosine_to_fp32": float(cosines.mean()),
+            "top1_agreement_with_fp32": float(agree.mean()),
+            f"top{k}_overlap_with_fp32": float(np.mean(overlap)),
+            "n_photos_compared": int(fp32.shape[0])}
+
+
+@dataclass(frozen=True)
+class DriftBounds:
+    """When a reduced-precision variant is too far from fp32 to go in the bundle (see the defaults)."""
+
+    min_cosine: float = DEFAULT_MIN_COSINE
+    min_top1_agreement: float = DEFAULT_MIN_TOP1_AGREEMENT
+    max_drop_points: float = DEFAULT_MAX_DROP_POINTS
+    significance: float = DRIFT_SIGNIFICANCE
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("min_cosine", -1.0, 1.0), ("min_top1_agreement", 0.0, 1.0),
+                                ("max_drop_points", 0.0, 100.0), ("significance", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+                    or not low <= value <= high:
+                raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+
+DRIFT_KEYS = ("p05_cosine_to_fp32", "top1_agreement_with_fp32", "mp_at_1_lost_queries",
+              "mp_at_1_gained_queries")
+
+
 def check_drift(fp32_metrics: Mapping[str, Any], variant_metrics: Mapping[str, Any],
-                max_drop_points: float = DEFAULT_MAX_DROP_POINTS, force: bool = False, *,
-                variant: str = "variant") -> float:
-    """The variant's mP@1 drop in points; raises :class:`DriftError` above ``max_drop_points``
-    unless ``force`` (then it only logs a warning)."""
-    if isinstance(max_drop_points, bool) or not isinstance(max_drop_points, (int, float)) \
-            or not np.isfinite(max_drop_points) or max_drop_points < 0:
-        raise ValueError(f"max_drop_points must be a finite number >= 0, got {max_drop_points!r}")
+                bounds: DriftBounds = DriftBounds()) -> str | None:
+    """Why the variant is refused (every bound it fails, with its numbers), or None if it passes.
+
+    The cosine and top-1 bounds decide on every photo of the museum. The mP@1 drop refuses only
+    when it exceeds ``max_drop_points`` *and* the queries lost outnumber those gained beyond
+    chance (:func:`sign_test_p` below ``significance``): on 20 queries one photo is 5 points.
+    """
+    if not isinstance(bounds, DriftBounds):
+        raise TypeError(f"bounds must be DriftBounds, got {type(bounds).__name__}")
+    missing = [key for key in DRIFT_KEYS if key not in variant_metrics]
+    if missing:
+        raise ValueError(f"variant_metrics lacks {missing}: measure the variant's drift first")
     drop = drop_points(fp32_metrics, variant_metrics)
-    if drop > max_drop_points:
-        message = (f"{variant}: mP@1 {100 * variant_metrics['mp_at_1']:.2f} is {drop:.2f} points below "
-                   f"fp32's {100 * fp32_metrics['mp_at_1']:.2f}, more than the allowed {max_drop_points:g}")
-        if not force:
-            raise DriftError(message + " (raise --max-drop, drop the variant, or --force to keep it)")
-        log.warning("%s; kept because forced", message)
-    return drop
+    reasons = []
+    cosine = float(variant_metrics["p05_cosine_to_fp32"])
+    if cosine < bounds.min_cosine:
+        reasons.append(f"{COSINE_PERCENTILE}th-percentile descriptor cosine to fp32 {cosine:.4f} is below "
+                       f"{bounds.min_cosine:g}")
+    agreement = float(variant_metrics["top1_agreement_with_fp32"])
+    if agreement < bounds.min_top1_agreement:
+        reasons.append(f"top-1 agrees with fp32 on {100 * agreement:.1f}% of the photos, below "
+                       f"{100 * bounds.min_top1_agreement:g}%")
+    lost, gained = int(variant_metrics["mp_at_1_lost_queries"]), int(variant_metrics["mp_at_1_gained_queries"])
+    p = sign_test_p(lost, gained)
+    if drop > bounds.max_drop_points and p < bounds.significance:
+        reasons.append(f"mP@1 {100 * variant_metrics['mp_at_1']:.2f} is {drop:.2f} points below fp32's "
+                       f"{100 * fp32_metrics['mp_at_1']:.2f}, more than the allowed {bounds.max_drop_points:g} "
+                       f"({lost} queries lost, {gained} gained: p={p:.3g})")
+    return "; ".join(reasons) or None

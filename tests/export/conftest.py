@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 
@@ -15,3 +18,32 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class ScrambledDescriber:
+    """A describer whose descriptors are seeded random unit vectors: a variant drifting all the way."""
+
+    def __init__(self, describer):
+        self.describer = describer
+
+    def describe_records(self, records, skipped=None):
+        descriptors, ids = self.describer.describe_records(records, skipped)
+        noise = np.random.default_rng(len(ids)).normal(size=descriptors.shape).astype(np.float32)
+        return noise / np.linalg.norm(noise, axis=1, keepdims=True), ids
+
+
+@pytest.fixture
+def scramble(monkeypatch):
+    """``scramble(variant)``: the export describes the museum with random descriptors for that
+    variant (fp32's stay real), so its drift bounds fail for sure."""
+    import muselens.export.bundle as bundle_module
+
+    real = bundle_module.OrtDescriber
+
+    def describer(path, **kwargs):
+        made = real(path, **kwargs)
+        return ScrambledDescriber(made) if Path(path).stem in scrambled else made
+
+    scrambled: set[str] = set()
+    monkeypatch.setattr(bundle_module, "OrtDescriber", describer)
+    return scrambled.add

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+import itertools
+import re
 
 import numpy as np
 import onnx
 import pytest
 
 from muselens.runtime.engine import OrtDescriber
-from muselens.export.precision import (DriftError, ImageCalibrationReader, calibration_images, check_drift,
-                                       drop_points, measure_variant, retrieval_metrics)
+from muselens.export.precision import (DriftBounds, ImageCalibrationReader, calibration_images, check_drift,
+                                       descriptor_agreement, drop_points, measure_variant, query_hits,
+                                       retrieval_metrics, sign_test_p)
 from muselens.runtime.data.images import read_image
 from muselens.runtime.data.museum import MuseumDataset
 from muselens.runtime.metrics import evaluate_retrieval, similarity
@@ -101,32 +103,166 @@ def test_retrieval_metrics_need_a_query_with_a_reference():
     assert retrieval_metrics(refs, ["a", "b"], refs[:1], ["a"])["mp_at_1"] == 1.0
 
 
-def test_drift_within_the_bound_passes():
-    assert check_drift({"mp_at_1": 0.80}, {"mp_at_1": 0.795}, 1.0, variant="int8") == pytest.approx(0.5)
-    assert check_drift({"mp_at_1": 0.80}, {"mp_at_1": 0.85}) == pytest.approx(-5.0)
+def _unit(rng, n, d=8):
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_drift_beyond_the_bound_is_refused_naming_variant_drop_and_bound():
-    with pytest.raises(DriftError, match=r"int8: .* 2\.50 points below .* allowed 1\b"):
-        check_drift({"mp_at_1": 0.80}, {"mp_at_1": 0.775}, 1.0, variant="int8")
+def _brute_agreement(fp32, variant, gallery, own, k):
+    """The statistics photo by photo, with Python lists: the oracle for descriptor_agreement."""
+    cosines, agree, overlap = [], [], []
+    for i in range(len(fp32)):
+        cosines.append(float(fp32[i] @ variant[i]) / (np.linalg.norm(fp32[i]) * np.linalg.norm(variant[i])))
+        rows = [j for j in range(len(gallery)) if j != own[i]]
+        if not rows:
+            continue
+        s32 = {j: float(fp32[i] @ gallery[j]) for j in rows}
+        sv = {j: float(variant[i] @ gallery[j]) for j in rows}
+        top_v = max(rows, key=lambda j: sv[j])
+        agree.append(s32[top_v] >= max(s32.values()) - 1e-6)
+        kk = min(k, len(rows))
+        best32 = sorted(rows, key=lambda j: -s32[j])[:kk]
+        bestv = sorted(rows, key=lambda j: -sv[j])[:kk]
+        overlap.append(len(set(best32) & set(bestv)) / kk)
+    return cosines, agree, overlap
 
 
-def test_forced_drift_is_kept_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING):
-        drop = check_drift({"mp_at_1": 0.80}, {"mp_at_1": 0.70}, 1.0, force=True, variant="fp16")
-    assert drop == pytest.approx(10.0)
-    assert "fp16" in caplog.text and "forced" in caplog.text
+@pytest.mark.parametrize("seed, noise, k", [(0, 0.05, 5), (1, 0.3, 3), (2, 1.0, 1)])
+def test_descriptor_agreement_against_brute_force(seed, noise, k):
+    rng = np.random.default_rng(seed)
+    gallery = _unit(rng, 12)
+    fp32 = np.concatenate([gallery, _unit(rng, 7)])  # 12 references (own rows), 7 queries or distractors
+    variant = fp32 + noise * rng.normal(size=fp32.shape)
+    own = np.concatenate([np.arange(12), np.full(7, -1)])
+    got = descriptor_agreement(fp32, variant, gallery, own, k=k)
+    cosines, agree, overlap = _brute_agreement(fp32, variant, gallery, own, k)
+    assert got["min_cosine_to_fp32"] == pytest.approx(min(cosines))
+    assert got["mean_cosine_to_fp32"] == pytest.approx(np.mean(cosines))
+    assert got["p05_cosine_to_fp32"] == pytest.approx(np.percentile(cosines, 5))
+    assert got["top1_agreement_with_fp32"] == pytest.approx(np.mean(agree))
+    assert got[f"top{k}_overlap_with_fp32"] == pytest.approx(np.mean(overlap))
+    assert got["n_photos_compared"] == 19
 
 
-@pytest.mark.parametrize("fp32, variant, bound, match", [
-    ({}, {"mp_at_1": 0.5}, 1.0, "fp32_metrics"),
-    ({"mp_at_1": 0.5}, {"mp_at_1": 1.5}, 1.0, "fraction"),
-    ({"mp_at_1": 0.5}, {"mp_at_1": 0.5}, -1.0, "max_drop_points"),
-    ({"mp_at_1": 0.5}, {"mp_at_1": 0.5}, float("nan"), "max_drop_points"),
+def test_identical_descriptors_agree_fully_and_references_do_not_find_themselves():
+    rng = np.random.default_rng(3)
+    gallery = _unit(rng, 6)
+    got = descriptor_agreement(gallery, gallery.copy(), gallery, np.arange(6))
+    assert got["min_cosine_to_fp32"] == pytest.approx(1.0)
+    assert got["top1_agreement_with_fp32"] == 1.0 and got["top5_overlap_with_fp32"] == 1.0
+    # a variant that swaps references 0 and 1: each now matches the other's row exactly, where fp32
+    # (its own row left out) ranks its nearest other reference first
+    swapped = gallery[[1, 0, 2, 3, 4, 5]]
+    got = descriptor_agreement(gallery, swapped, gallery, np.arange(6))
+    _, agree, _ = _brute_agreement(gallery, swapped, gallery, np.arange(6), 5)
+    assert got["top1_agreement_with_fp32"] == pytest.approx(np.mean(agree))
+    assert got["top1_agreement_with_fp32"] < 1.0
+
+
+def test_a_tie_in_fp32_scores_counts_as_agreement():
+    gallery = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # rows 0 and 1 are the same image
+    fp32 = np.array([[1.0, 0.0]])
+    variant = np.array([[0.99, -0.01]])
+    assert descriptor_agreement(fp32, variant, gallery)["top1_agreement_with_fp32"] == 1.0
+    flipped = np.array([[0.0, 1.0]])
+    assert descriptor_agreement(fp32, flipped, gallery)["top1_agreement_with_fp32"] == 0.0
+
+
+def test_a_photo_whose_only_gallery_row_is_its_own_is_not_ranked():
+    gallery = np.array([[1.0, 0.0]])
+    photos = np.array([[1.0, 0.0], [0.6, 0.8]])  # the single reference, and a query
+    got = descriptor_agreement(photos, photos, gallery, np.array([0, -1]))
+    assert got["n_photos_compared"] == 2 and got["top1_agreement_with_fp32"] == 1.0
+    with pytest.raises(ValueError, match="no photo has a gallery row besides its own"):
+        descriptor_agreement(photos[:1], photos[:1], gallery, np.array([0]))
+
+
+@pytest.mark.parametrize("fp32, variant, gallery, own, k, match", [
+    (np.ones((2, 3)), np.ones((3, 3)), np.ones((1, 3)), None, 5, "same non-empty"),
+    (np.ones((0, 3)), np.ones((0, 3)), np.ones((1, 3)), None, 5, "same non-empty"),
+    (np.ones((2, 3)), np.ones((2, 3)), np.ones((1, 4)), None, 5, "gallery must be"),
+    (np.ones((2, 3)), np.ones((2, 3)), np.ones((1, 3)), np.array([0, 1]), 5, "own_rows"),
+    (np.ones((2, 3)), np.ones((2, 3)), np.ones((1, 3)), np.array([0.0, -1.0]), 5, "own_rows"),
+    (np.ones((2, 3)), np.ones((2, 3)), np.ones((1, 3)), None, 0, "k must be"),
 ])
-def test_drift_inputs_are_checked(fp32, variant, bound, match):
+def test_descriptor_agreement_inputs_are_checked(fp32, variant, gallery, own, k, match):
     with pytest.raises(ValueError, match=match):
-        check_drift(fp32, variant, bound)
+        descriptor_agreement(fp32, variant, gallery, own, k=k)
+
+
+@pytest.mark.parametrize("lost, gained", [(0, 0), (1, 0), (3, 0), (5, 0), (4, 1), (2, 5), (9, 3)])
+def test_sign_test_against_enumeration(lost, gained):
+    n = lost + gained
+    outcomes = list(itertools.product((0, 1), repeat=n))  # 1: a change that lost the query
+    expected = sum(sum(o) >= lost for o in outcomes) / len(outcomes)
+    assert sign_test_p(lost, gained) == pytest.approx(expected)
+
+
+def test_sign_test_inputs_are_checked():
+    with pytest.raises(ValueError, match="lost"):
+        sign_test_p(-1, 0)
+    with pytest.raises(ValueError, match="gained"):
+        sign_test_p(0, True)
+
+
+def test_query_hits_average_to_mp_at_1():
+    rng = np.random.default_rng(4)
+    refs, queries = _unit(rng, 9), _unit(rng, 6)
+    ref_ids, query_ids = list("aaabbbccc"), list("abcabz")  # z has no reference: left out
+    hits = query_hits(refs, ref_ids, queries, query_ids)
+    assert hits.shape == (5,) and set(hits) <= {0.0, 1.0}
+    assert hits.mean() == pytest.approx(retrieval_metrics(refs, ref_ids, queries, query_ids)["mp_at_1"])
+
+
+CLOSE = {"mp_at_1": 0.80, "p05_cosine_to_fp32": 0.99, "top1_agreement_with_fp32": 0.95,
+         "mp_at_1_lost_queries": 0, "mp_at_1_gained_queries": 0}
+
+
+def test_drift_within_the_bounds_passes():
+    assert check_drift({"mp_at_1": 0.80}, {**CLOSE, "mp_at_1": 0.795}) is None
+    assert check_drift({"mp_at_1": 0.80}, {**CLOSE, "mp_at_1": 0.85, "mp_at_1_gained_queries": 1}) is None
+
+
+def test_an_mp_at_1_drop_refuses_only_when_the_queries_make_it_significant():
+    # issue 18: 20 queries, fp32 right on one, int8 on none: 5 points, but one query is noise
+    one_lost = {**CLOSE, "mp_at_1": 0.0, "mp_at_1_lost_queries": 1}
+    assert check_drift({"mp_at_1": 0.05}, one_lost) is None
+    five_lost = {**CLOSE, "mp_at_1": 0.0, "mp_at_1_lost_queries": 5}  # p = 1/32
+    reason = check_drift({"mp_at_1": 0.25}, five_lost)
+    assert re.fullmatch(r"mP@1 0\.00 is 25\.00 points below fp32's 25\.00, more than the allowed 1 "
+                        r"\(5 queries lost, 0 gained: p=0\.0312\)", reason)
+    assert check_drift({"mp_at_1": 0.25}, five_lost, DriftBounds(max_drop_points=30)) is None
+    assert check_drift({"mp_at_1": 0.25}, five_lost, DriftBounds(significance=0.01)) is None
+
+
+def test_every_failed_bound_is_named_with_its_numbers():
+    far = {**CLOSE, "p05_cosine_to_fp32": 0.9123, "top1_agreement_with_fp32": 0.5}
+    reason = check_drift({"mp_at_1": 0.80}, far)
+    assert reason == ("5th-percentile descriptor cosine to fp32 0.9123 is below 0.95; "
+                      "top-1 agrees with fp32 on 50.0% of the photos, below 80%")
+    assert check_drift({"mp_at_1": 0.80}, far, DriftBounds(min_cosine=0.9, min_top1_agreement=0.5)) is None
+
+
+@pytest.mark.parametrize("fp32, variant, match", [
+    ({}, CLOSE, "fp32_metrics"),
+    ({"mp_at_1": 0.5}, {**CLOSE, "mp_at_1": 1.5}, "fraction"),
+    ({"mp_at_1": 0.5}, {"mp_at_1": 0.5}, "lacks"),
+])
+def test_drift_inputs_are_checked(fp32, variant, match):
+    with pytest.raises(ValueError, match=match):
+        check_drift(fp32, variant)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_drop_points": -1.0}, "max_drop_points"),
+    ({"max_drop_points": float("nan")}, "max_drop_points"),
+    ({"min_cosine": 1.5}, "min_cosine"),
+    ({"min_top1_agreement": True}, "min_top1_agreement"),
+    ({"significance": -0.1}, "significance"),
+])
+def test_drift_bounds_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DriftBounds(**kwargs)
 
 
 def test_drop_points_of_other_metrics():

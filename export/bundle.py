@@ -2,11 +2,15 @@
 
 :func:`export_bundle` exports the fp32 ONNX model and verifies it against PyTorch at several
 sizes, describes the museum's references with that ONNX model through ONNX Runtime (the
-gallery holds exactly what the runtime will compute), calibrates the "no artwork" threshold on
-the museum's distractors, builds the requested reduced-precision variants, measures every
-variant's mP@1/mAP on the museum's queries, refuses a variant that drifts too far from fp32,
-and writes the bundle with :func:`muselens.runtime.bundle.write_bundle` (and, if asked, the
-``.tar.gz`` archive beside it).
+gallery holds exactly what the runtime will compute), calibrates the "no artwork" threshold
+(below), builds the requested reduced-precision variants, measures every
+variant's mP@1/mAP on the museum's queries and its drift from fp32 on every photo
+(:func:`~muselens.export.precision.check_drift`), leaves out, with a warning, a variant that
+drifts too far (``--force`` keeps it; a refused default variant fails the export: the bundle
+asked for cannot be made, and re-exporting the run is cheap), and writes the bundle with
+:func:`muselens.runtime.bundle.write_bundle` (and, if asked, the ``.tar.gz`` archive beside it).
+What was refused or forced, and why, is in :class:`ExportResult` and the manifest's
+``training["drift"]``.
 
 With ``tensorrt=True`` it also builds a TensorRT engine for each reduced precision asked for
 (``fp16``, ``int8``) from the fp32 ONNX model (:mod:`muselens.export.tensorrt`), checks it
@@ -16,21 +20,22 @@ museum through the runtime's describer like any variant, and stores it as varian
 profile) and parity go to the manifest's ``training["tensorrt"]``. TensorRT missing is
 found before any work starts, so nothing is half written.
 
-Threshold: the top-1 dot-product score of each distractor against the instance-averaged
-gallery (what the runtime compares), calibrated with
-:func:`muselens.runtime.metrics.calibrate_threshold` at ``target_far``. A museum without
-distractors cannot be calibrated: the bundle then records ``calibrated=False`` and the
-fallback :data:`UNCALIBRATED_THRESHOLD` = -1.0, the lowest possible score, i.e. "always answer
-the best match, never reject" -- an honest default rather than an invented cut-off; add
-distractors to the museum to get a real one.
+Threshold: always calibrated at ``target_far`` (:mod:`muselens.runtime.metrics.threshold`), on
+the top-1 dot-product scores against the instance-averaged gallery (what the runtime compares)
+of every source of negatives: the museum's distractors when it has some, phone views of each
+reference scored against the other artworks (an artwork the museum does not hold), and
+generated photos of no artwork (walls, floors, visitors), all described with the fp32 ONNX
+model. A museum without distractors used to get -1.0, "accept everything", which also broke
+every stream (issue 18); the manifest's threshold now says which sources set it and how.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,18 +46,18 @@ import numpy as np
 from muselens.export import tensorrt as trt_export
 from muselens.runtime.engine import Describer, OrtDescriber, latency_ms
 from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
-from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS,
-                                       calibration_images, check_drift, convert_fp16,
-                                       quantize_int8, retrieval_metrics)
+from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, DEFAULT_MIN_COSINE,
+                                       DEFAULT_MIN_TOP1_AGREEMENT, VARIANTS, DriftBounds, DriftError,
+                                       calibration_images, check_drift, convert_fp16, descriptor_agreement,
+                                       drop_points, quantize_int8, query_hits, retrieval_metrics)
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
 from muselens.runtime.data.images import SkippedImages, read_image
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.metrics import calibrate_threshold, similarity
+from muselens.runtime.data.museum import ImageRecord, MuseumDataset
+from muselens.runtime.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
+                                                calibrate_sources, negative_scores)
 
-UNCALIBRATED_THRESHOLD = -1.0
-DEFAULT_TARGET_FAR = 0.01
 PARITY_IMAGES = 3  # reference images resized to each parity size (natural content, fewer ties)
 
 
@@ -62,8 +67,12 @@ class ExportOptions:
 
     precisions: tuple[str, ...] = VARIANTS
     max_drop_points: float = DEFAULT_MAX_DROP_POINTS
-    force: bool = False
+    force: bool = False  # keep variants that fail the drift bounds
+    min_cosine: float = DEFAULT_MIN_COSINE
+    min_top1_agreement: float = DEFAULT_MIN_TOP1_AGREEMENT
     target_far: float = DEFAULT_TARGET_FAR
+    non_artwork_photos: int = DEFAULT_GENERATED  # generated photos of no artwork the threshold is calibrated on
+    impostor_views: int = DEFAULT_VIEWS_PER_REFERENCE  # phone views per reference, scored against the others
     archive: bool = False
     name: str | None = None
     bundle_version: str | None = None
@@ -89,8 +98,15 @@ class ExportOptions:
         if self.default_variant not in self.precisions:
             raise ValueError(f"default_variant {self.default_variant!r} is not among the precisions "
                              f"{list(self.precisions)}")
+        _ = self.drift_bounds  # a bad bound fails here, not after the export's slow steps
+        if not isinstance(self.force, bool):
+            raise TypeError(f"force must be a bool, got {type(self.force).__name__}")
         if not (isinstance(self.target_far, (int, float)) and 0.0 <= self.target_far < 1.0):
             raise ValueError(f"target_far must be in [0, 1), got {self.target_far!r}")
+        for name in ("non_artwork_photos", "impostor_views"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if isinstance(self.latency_runs, bool) or not isinstance(self.latency_runs, int) or self.latency_runs < 0:
             raise ValueError(f"latency_runs must be an int >= 0 (0: do not time), got {self.latency_runs!r}")
         if not isinstance(self.tensorrt, bool):
@@ -98,6 +114,12 @@ class ExportOptions:
         if self.tensorrt and not any(p in self.precisions for p in trt_export.ENGINE_PRECISIONS):
             raise ValueError(f"tensorrt engines are built for the {list(trt_export.ENGINE_PRECISIONS)} variants; "
                              f"add one of them to the precisions {list(self.precisions)}")
+
+    @property
+    def drift_bounds(self) -> DriftBounds:
+        """How far from fp32 a variant may drift and still go in the bundle."""
+        return DriftBounds(min_cosine=self.min_cosine, min_top1_agreement=self.min_top1_agreement,
+                           max_drop_points=self.max_drop_points)
 
     @property
     def engine_precisions(self) -> tuple[str, ...]:
@@ -113,6 +135,8 @@ class ExportResult:
     threshold: Threshold
     parity: dict[str, Any]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # variant -> why it was left out of the bundle
+    forced: dict[str, str] = field(default_factory=dict)  # variant -> why it would have been, but --force
 
 
 def _stderr(message: str) -> None:
@@ -145,11 +169,29 @@ def _museum_descriptors(describer: OrtDescriber, museum: MuseumDataset,
 PHOTO_QUALITY = 85
 
 
+def _readable_references(museum: MuseumDataset, skipped: SkippedImages) -> list[ImageRecord]:
+    """The references that were described, in gallery row order."""
+    unreadable = {entry["path"] for entry in skipped.to_list()}
+    return [r for r in museum.references if str(r.path) not in unreadable]
+
+
+class _Images(Sequence):
+    """Images read when asked for: the threshold's phone views need every reference, not all in memory."""
+
+    def __init__(self, records: Sequence[ImageRecord]):
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return read_image(self.records[index].path)
+
+
 def _reference_photos(describer: OrtDescriber, museum: MuseumDataset, skipped: SkippedImages,
                       rows: int) -> dict[int, bytes]:
     """Gallery row -> JPEG of that reference at recognition size (the rows are the readable references)."""
-    unreadable = {entry["path"] for entry in skipped.to_list()}
-    records = [r for r in museum.references if str(r.path) not in unreadable]
+    records = _readable_references(museum, skipped)
     if len(records) != rows:
         raise ValueError(f"{len(records)} readable references but {rows} gallery rows; was a file changed "
                          "during the export?")
@@ -164,13 +206,18 @@ def _reference_photos(describer: OrtDescriber, museum: MuseumDataset, skipped: S
     return photos
 
 
-def calibrated_threshold(distractors: np.ndarray, gallery: Gallery, target_far: float) -> Threshold:
-    """The open-set threshold from distractor descriptors, or the documented uncalibrated fallback."""
-    if distractors.shape[0] == 0:
-        return Threshold(UNCALIBRATED_THRESHOLD, None, 0, False)
-    scores = similarity(distractors, gallery.average_descriptors).max(axis=1)
-    value = float(np.clip(calibrate_threshold(scores, target_far), -1.0, 1.0))
-    return Threshold(value, float(target_far), int(distractors.shape[0]), True)
+def calibrated_threshold(describer: Describer, gallery: Gallery, references: Sequence[np.ndarray],
+                         reference_labels: Sequence[str], distractors: np.ndarray, target_far: float, *,
+                         generated: int = DEFAULT_GENERATED, views_per_reference: int = DEFAULT_VIEWS_PER_REFERENCE,
+                         seed: int = 0) -> Threshold:
+    """The "no artwork" threshold at ``target_far``, from every source of negatives scored against
+    the instance-averaged gallery: ``distractors`` (the museum's, described; may be empty), phone
+    views of the ``references`` (RGB images labelled by artwork) and generated non-artwork photos,
+    each described by ``describer``. A museum without distractors gets a real threshold too."""
+    scores = negative_scores(describer.describe_many, gallery.average_descriptors, gallery.average_ids,
+                             references=references, reference_labels=reference_labels, distractors=distractors,
+                             generated=generated, views_per_reference=views_per_reference, seed=seed)
+    return Threshold.from_calibration(calibrate_sources(scores, target_far))
 
 
 def _labels(museum: MuseumDataset) -> list[LabelInfo]:
@@ -221,31 +268,65 @@ def _build_variants(fp32_path: Path, work: Path, museum: MuseumDataset, fp32: Or
     return paths
 
 
+def _drift(described: dict, variant: str) -> dict[str, float]:
+    """The variant's descriptors against fp32's on every photo described (references ranked
+    without themselves), from the descriptors already computed: nothing is described twice."""
+    splits = ("references", "queries", "distractors")
+    fp32 = [described["fp32"][split][0] for split in splits]
+    ours = [described[variant][split][0] for split in splits]
+    for split, a, b in zip(splits, fp32, ours):
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"{variant} described {b.shape[0]} {split} but fp32 {a.shape[0]}; was a file changed "
+                             "during the export?")
+    own = np.concatenate([np.arange(fp32[0].shape[0]), np.full(fp32[1].shape[0] + fp32[2].shape[0], -1)])
+    return descriptor_agreement(np.concatenate(fp32), np.concatenate(ours), fp32[0], own)
+
+
 def _measure_variants(paths: dict[str, Path], museum: MuseumDataset, described: dict, options: ExportOptions,
-                      short_side: int, progress: Callable[[str], None]) -> dict[str, dict[str, float]]:
-    """Every variant's retrieval metrics (fp32 first), drift against fp32 checked before anything
+                      short_side: int, progress: Callable[[str], None]
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, str], dict[str, str]]:
+    """Every variant's retrieval metrics (fp32 first) and drift from fp32, checked before anything
     slow, then its size and latency (CPU for ONNX, the GPU for engines). ``described`` holds
-    fp32's descriptors already, and those of any engine."""
+    fp32's descriptors already, and those of any engine. Returns the metrics of the variants kept,
+    and the variants refused and forced, each with its reason; a refused default variant raises
+    :class:`DriftError` (the bundle asked for cannot be made)."""
     metrics: dict[str, dict[str, float]] = {}
-    refs32 = described["fp32"]["references"][0].astype(np.float64)
+    refused: dict[str, str] = {}
+    forced: dict[str, str] = {}
+    hits = {}
     for variant in paths:
         if variant not in described:
             described[variant] = _museum_descriptors(OrtDescriber(paths[variant]), museum, SkippedImages())
         measured = None
+        reason = None
         if museum.queries:
             refs, ref_ids = described[variant]["references"]
             queries, query_ids = described[variant]["queries"]
             measured = retrieval_metrics(refs, ref_ids, queries, query_ids)
+            hits[variant] = query_hits(refs, ref_ids, queries, query_ids)
             if variant != "fp32":
-                measured["mp_at_1_drop_points"] = check_drift(
-                    metrics["fp32"], measured, options.max_drop_points, options.force, variant=variant)
-                cosines = np.einsum("ij,ij->i", refs.astype(np.float64), refs32)
-                measured["min_cosine_to_fp32"] = float(cosines.min())
-                measured["mean_cosine_to_fp32"] = float(cosines.mean())
+                measured["mp_at_1_drop_points"] = drop_points(metrics["fp32"], measured)
+                if hits[variant].shape != hits["fp32"].shape:
+                    raise ValueError(f"{variant} kept {hits[variant].size} queries but fp32 {hits['fp32'].size}; "
+                                     "was a file changed during the export?")
+                measured["mp_at_1_lost_queries"] = int(np.sum(hits["fp32"] > hits[variant]))
+                measured["mp_at_1_gained_queries"] = int(np.sum(hits["fp32"] < hits[variant]))
+                measured.update(_drift(described, variant))
+                reason = check_drift(metrics["fp32"], measured, options.drift_bounds)
+        if reason is not None and options.force:
+            forced[variant] = reason
+            progress(f"warning: {variant} drifts too far from fp32 ({reason}); kept because --force")
+        elif reason is not None and variant == options.default_variant:
+            raise DriftError(f"{variant}, the default variant, drifts too far from fp32: {reason}; choose another "
+                             "--default-variant, or --force to keep it")
+        elif reason is not None:
+            refused[variant] = reason
+            progress(f"warning: {variant} left out of the bundle, it drifts too far from fp32: {reason}")
+            continue
         backend = "tensorrt" if is_engine_variant(variant) else "ort-cpu"
         metrics[variant] = _variant_row(paths[variant], measured, short_side, options.latency_runs, backend)
         progress(f"{variant}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics[variant].items()))
-    return metrics
+    return metrics, refused, forced
 
 
 def _build_engines(paths: dict[str, Path], work: Path, museum: MuseumDataset, fp32: OrtDescriber,
@@ -317,16 +398,23 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             raise ValueError(f"no reference image of {data_path} could be read")
         gallery = Gallery(refs, np.asarray(ref_ids, dtype=str))
         photos = _reference_photos(fp32, museum, skipped, refs.shape[0]) if options.reference_photos else None
-        threshold = calibrated_threshold(described["fp32"]["distractors"][0], gallery, options.target_far)
-        progress(f"threshold {threshold.value:.4f} " + (
-            f"(FAR {threshold.target_far:g} on {threshold.n_distractors} distractors)" if threshold.calibrated
-            else "(uncalibrated: the museum has no distractors)"))
+        progress(f"calibrating the 'no artwork' threshold: {len(museum.distractors)} distractors, "
+                 f"{options.impostor_views} phone view(s) per reference, {options.non_artwork_photos} generated "
+                 "photos of no artwork")
+        threshold = calibrated_threshold(fp32, gallery, _Images(_readable_references(museum, skipped)), ref_ids,
+                                         described["fp32"]["distractors"][0], options.target_far,
+                                         generated=options.non_artwork_photos,
+                                         views_per_reference=options.impostor_views)
+        progress(f"threshold {threshold.describe()}")
 
         paths.update(_build_variants(paths["fp32"], work, museum, fp32, options, progress))
         if options.tensorrt:
             record["tensorrt"] = _build_engines(paths, work, museum, fp32, described, options, tuple(sizes),
                                                 parity_images, progress)
-        metrics = _measure_variants(paths, museum, described, options, short_side, progress)
+        metrics, refused, forced = _measure_variants(paths, museum, described, options, short_side, progress)
+        for variant in refused:
+            del paths[variant]
+        record["drift"] = {"bounds": dataclasses.asdict(options.drift_bounds), "refused": refused, "forced": forced}
         bundle_metrics = {v: m for v, m in metrics.items() if "mp_at_1" in m}
 
         progress(f"writing bundle {out}")
@@ -344,4 +432,4 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
     if options.archive:
         archive = pack_bundle(out, out.parent / f"{out.name}.tar.gz")
         progress(f"archive {archive}")
-    return ExportResult(out, archive, metrics, threshold, parity, skipped.to_list())
+    return ExportResult(out, archive, metrics, threshold, parity, skipped.to_list(), refused, forced)

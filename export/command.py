@@ -1,11 +1,13 @@
 """``muselens export RUN --out BUNDLE``: a trained run to the museum's checked, versioned bundle.
 
 A thin layer over :func:`muselens.export.bundle.export_bundle`: parse flags, print progress on
-stderr and the table of variants on stdout. Exit status 0 on success, 1 when a variant drifts
-beyond ``--max-drop`` or ONNX Runtime disagrees with PyTorch or a TensorRT engine with ONNX
-Runtime (nothing is written then), 2 for unusable inputs (not a finished run, no museum, bad
-flags) or a machine that cannot do what was asked (``--tensorrt`` without TensorRT, checked
-before any work; an engine TensorRT cannot build; an unwritable ``--out`` or a full disk).
+stderr and the table of variants on stdout, then each variant left out of the bundle for drifting
+too far from fp32, with the reason. Exit status 0 on success (also when a variant was left out),
+1 when the ``--default-variant`` drifts too far or ONNX Runtime disagrees with PyTorch or a
+TensorRT engine with ONNX Runtime (nothing is written then), 2 for unusable inputs (not a
+finished run, no museum, bad flags) or a machine that cannot do what was asked (``--tensorrt``
+without TensorRT, checked before any work; an engine TensorRT cannot build; an unwritable
+``--out`` or a full disk).
 ``--triton DIR`` also writes a Triton model repository for the bundle's default ONNX variant
 (:mod:`muselens.export.triton`).
 """
@@ -18,11 +20,14 @@ from pathlib import Path
 
 from muselens.export.bundle import DEFAULT_TARGET_FAR, ExportOptions, ExportResult, export_bundle
 from muselens.export.onnx_export import ParityError
-from muselens.export.precision import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, VARIANTS, DriftError
+from muselens.export.precision import (COSINE_PERCENTILE, DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS,
+                                       DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1_AGREEMENT, DRIFT_SIGNIFICANCE, VARIANTS,
+                                       DriftError)
 from muselens.export.tensorrt import DEFAULT_WORKSPACE_GB, EngineBuildError
 from muselens.export.triton import KINDS, write_triton_repository
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine.backends import BackendUnavailable
+from muselens.runtime.metrics.threshold import DEFAULT_GENERATED, DEFAULT_VIEWS_PER_REFERENCE
 
 
 def _precisions(text: str) -> tuple[str, ...]:
@@ -40,11 +45,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated variants to build, fp32 required (default: {','.join(VARIANTS)})")
     parser.add_argument("--data", default=None,
                         help="museum dataset folder (default: the museum the run was trained on)")
-    parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP_POINTS,
-                        help="largest mP@1 drop, in points, a variant may have against fp32 (default: %(default)s)")
-    parser.add_argument("--force", action="store_true", help="keep variants that drift more than --max-drop")
-    parser.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
-                        help="false-accept rate the 'no artwork' threshold is calibrated for (default: %(default)s)")
+    drift = parser.add_argument_group(
+        "drift from fp32", "a variant failing a bound is left out of the bundle with a warning (fp32 is always "
+        "kept); the bounds rest on every photo of the museum (references, queries, distractors), so they hold "
+        "on a museum with few queries")
+    drift.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
+                       help=f"lowest {COSINE_PERCENTILE}th percentile, over the photos, of the cosine between a "
+                            "variant's descriptor and fp32's (default: %(default)s)")
+    drift.add_argument("--min-top1-agreement", type=float, default=DEFAULT_MIN_TOP1_AGREEMENT,
+                       help="lowest fraction of photos whose best gallery match is fp32's (default: %(default)s)")
+    drift.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP_POINTS,
+                       help="largest mP@1 drop, in points, against fp32; only a drop the queries make significant "
+                            f"(sign test, p < {DRIFT_SIGNIFICANCE:g}) counts: on 20 queries one photo is 5 points "
+                            "(default: %(default)s)")
+    drift.add_argument("--force", action="store_true",
+                       help="keep variants that fail a drift bound (without it a failing --default-variant "
+                            "fails the export, exit 1: the bundle asked for cannot be made)")
+    threshold = parser.add_argument_group(
+        "'no artwork' threshold", "calibrated on the museum's distractors (if any), phone views of each reference "
+        "scored against the other artworks, and generated photos of no artwork; the highest per-source threshold "
+        "is kept")
+    threshold.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                           help="false-accept rate the threshold is calibrated for, on each source (default: "
+                                "%(default)s)")
+    threshold.add_argument("--non-artwork-photos", type=int, default=DEFAULT_GENERATED,
+                           help="generated photos of walls, floors and visitors (default: %(default)s)")
+    threshold.add_argument("--impostor-views", type=int, default=DEFAULT_VIEWS_PER_REFERENCE,
+                           help="phone views per reference, each scored against every other artwork "
+                                "(default: %(default)s)")
     parser.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside the bundle folder")
     parser.add_argument("--name", default=None, help="bundle name (default: the museum folder's name)")
     parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time YYYY.MM.DD-HHMMSS)")
@@ -103,7 +131,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         options = ExportOptions(
             precisions=args.precision, max_drop_points=args.max_drop, force=args.force,
-            target_far=args.target_far, archive=args.archive, name=args.name,
+            min_cosine=args.min_cosine, min_top1_agreement=args.min_top1_agreement,
+            target_far=args.target_far, non_artwork_photos=args.non_artwork_photos,
+            impostor_views=args.impostor_views, archive=args.archive, name=args.name,
             bundle_version=args.bundle_version, default_variant=args.default_variant,
             calibration_images=args.calibration_images, latency_runs=args.latency_runs,
             reference_photos=not args.no_reference_photos,
@@ -115,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
             repo = write_triton_repository(result.bundle, args.triton, model_name=triton_name,
                                            instance_count=args.triton_instances, kind=args.triton_kind)
             print(f"triton model {repo}", file=sys.stderr)
-    except (DriftError, ParityError) as exc:  # the export works but its result is refused
+    except (DriftError, ParityError) as exc:  # the export works but its result (or default variant) is refused
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (CheckpointError, BundleError, BackendUnavailable, EngineBuildError, ValueError, TypeError) as exc:
@@ -125,9 +155,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: could not write the export to {args.out}: {exc}", file=sys.stderr)
         return 2
     print(format_table(result))
-    t = result.threshold
-    print(f"threshold {t.value:.4f} " + (f"at FAR {t.target_far:g} on {t.n_distractors} distractors"
-                                         if t.calibrated else "(uncalibrated: no distractors)"))
+    for variant, reason in result.refused.items():
+        print(f"refused {variant}: {reason}")
+    for variant, reason in result.forced.items():
+        print(f"forced {variant}: {reason}")
+    print(f"threshold {result.threshold.describe()}")
     print(f"bundle {result.bundle}" + (f", archive {result.archive}" if result.archive else ""))
     if args.results_json is not None:
         write_results_json(args.results_json, result, args)
@@ -142,7 +174,8 @@ def write_results_json(path: Path, result: ExportResult, args: argparse.Namespac
     from muselens.training.evaluation.report import environment
 
     payload = {"command": "muselens " + " ".join(getattr(args, "argv", [])), "environment": environment(),
-               "bundle": str(result.bundle), "metrics": result.metrics, "threshold": result.threshold.to_dict(),
+               "bundle": str(result.bundle), "metrics": result.metrics, "refused": result.refused,
+               "forced": result.forced, "threshold": result.threshold.to_dict(),
                "parity_min_cosine": result.parity.get("min_cosine")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))

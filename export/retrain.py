@@ -13,9 +13,10 @@ mP@1 against the bundle's gallery must equal the manifest's fp32 metric (within 
 references described again must reproduce their gallery rows (cosine >= 0.9999).
 
 The summary is printed on stdout and written to ``BUNDLE.retrain.json`` (beside the bundle: a
-bundle folder holds only the files its manifest names). Progress goes to stderr. Exit status
-as ``muselens export``: 0 success, 1 a result refused (drift, parity, validation), 2 unusable
-inputs.
+bundle folder holds only the files its manifest names), with the variants left out of the
+bundle for drifting too far from fp32 and why (``refused_variants``; fp32 is always kept, so
+training is never lost to a variant). Progress goes to stderr. Exit status as ``muselens
+export``: 0 success, 1 a result refused (parity, validation), 2 unusable inputs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from muselens.export.precision import VARIANTS
-from muselens.runtime.bundle import BundleError
+from muselens.runtime.bundle import BundleError, Threshold
 
 METRIC_TOLERANCE = 1e-6
 MIN_REFERENCE_COSINE = 0.9999
@@ -191,7 +192,7 @@ def retrain(args: argparse.Namespace, progress: Callable[[str], None] = _stderr)
         "format": "muselens-retrain/1", "data": str(Path(args.data).resolve()), "run": str(run_dir.resolve()),
         "bundle": str(Path(result.bundle).resolve()), "training": {"stages": summary["stages"],
                                                                    "device": summary["device"]},
-        "validation_metrics": evaluation, "export_metrics": result.metrics,
+        "validation_metrics": evaluation, "export_metrics": result.metrics, "refused_variants": result.refused,
         "threshold": result.threshold.to_dict(), "runtime_validation": validation,
     }
     path = summary_path(args.out)
@@ -227,6 +228,9 @@ def main(args: argparse.Namespace) -> int:
     if "mp_at_1" in rt:
         print(f"runtime    mP@1 {100 * rt['mp_at_1']['runtime']:.2f} (matches the manifest)")
     print(f"references re-described: min cosine {min(r['cosine'] for r in rt['references']):.6f}")
+    for variant, reason in out["refused_variants"].items():
+        print(f"refused    {variant}: {reason}")
+    print(f"threshold  {Threshold.from_dict(out['threshold']).describe()}")
     print(f"bundle     {out['bundle']}")
     print(f"summary    {summary_path(args.out)}")
     return 0

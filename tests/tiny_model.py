@@ -98,7 +98,8 @@ def int8_model(fp32_model, export_museum) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(run_dir) -> Path:
-    """The tiny run exported as an fp32 bundle (threshold calibrated on its 2 distractors)."""
+    """The tiny run exported as an fp32 bundle (threshold calibrated on its 2 distractors, phone views and
+    generated photos of no artwork)."""
     from muselens.export.bundle import ExportOptions, export_bundle
 
     out = run_dir.parent / "tiny-bundle"

@@ -16,8 +16,12 @@ name ends in :data:`ENGINE_SUFFIX` (``fp16-trt``, ``int8-trt``) is a serialised 
 ``models/<variant>.plan``, built for one GPU architecture and TensorRT version (the export
 records both in ``training["tensorrt"]``). The variant name alone decides the file, so the
 writer, the verifier and the loader need no other field, manifests without engines are
-unchanged (``format_version`` stays 1) and every bundle written before engines existed loads
-as before.
+unchanged and every bundle written before engines existed loads as before.
+
+``format_version`` 2 lets the threshold say how it was set (``method`` and ``sources``, see
+:class:`Threshold`): a muselens that reads only version 1 would refuse those keys, so it is told
+the version instead. Version 1 manifests (four threshold keys, possibly the uncalibrated -1.0 of
+a museum without distractors) still load, and write back byte for byte.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from typing import Any
 
 from muselens.runtime.bundle import _json
 from muselens.runtime.bundle.checksum import is_sha256, sha256_bytes
+from muselens.runtime.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold, ThresholdCalibration
 
 FORMAT = "muselens-bundle"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+THRESHOLD_SOURCES_VERSION = 2  # the first format_version whose threshold may carry method and sources
 MANIFEST_FILE = "manifest.json"
 GALLERY_FILE = "gallery.npz"
 LABELS_FILE = "labels.json"
@@ -220,19 +226,35 @@ class ModelEntry:
         return cls(**d)
 
 
+def _source(data: object, index: int) -> SourceThreshold:
+    if isinstance(data, SourceThreshold):
+        data = {f.name: getattr(data, f.name) for f in fields(SourceThreshold)}
+    name = f"threshold.sources[{index}]"
+    d = _mapping(data, name)
+    _exact_keys(d, {f.name for f in fields(SourceThreshold)}, name)
+    return SourceThreshold(_text(d["source"], f"{name}.source"), _int(d["count"], f"{name}.count", 1),
+                           _number(d["threshold"], f"{name}.threshold", -1.0, 1.0))
+
+
 @dataclass(frozen=True)
 class Threshold:
     """The open-set decision threshold on the dot-product score and how it was obtained.
 
-    ``calibrated`` is True when ``value`` was fitted on ``n_distractors`` distractor images to
-    reach the false-accept rate ``target_far``; an uncalibrated threshold has no target
-    (``target_far`` None) and is a configured default.
+    ``calibrated`` is True when ``value`` was fitted to reach the false-accept rate
+    ``target_far``. Since format_version 2 the export records how: ``method`` (e.g.
+    :data:`~muselens.runtime.metrics.threshold.METHOD`) and ``sources``, each source of
+    negatives with its count and the threshold it alone gives; ``n_distractors`` is then the
+    count of the museum's own distractors among them (0 for a museum without any). Version 1
+    thresholds have neither, are calibrated on ``n_distractors`` >= 1 distractor images, or are
+    uncalibrated: no target (``target_far`` None), a configured default such as -1.0.
     """
 
     value: float
     target_far: float | None
     n_distractors: int
     calibrated: bool
+    method: str | None = None
+    sources: tuple[SourceThreshold, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", _number(self.value, "threshold.value", -1.0, 1.0))
@@ -240,22 +262,72 @@ class Threshold:
             raise TypeError(f"threshold.calibrated must be a bool, got {type(self.calibrated).__name__}")
         object.__setattr__(self, "n_distractors",
                            _int(self.n_distractors, "threshold.n_distractors", 0))
-        if self.calibrated:
-            if self.n_distractors < 1:
-                raise ValueError("a calibrated threshold needs n_distractors >= 1")
-            if self.target_far is None:
-                raise ValueError("a calibrated threshold needs its target_far")
         if self.target_far is not None:
             object.__setattr__(self, "target_far",
                                _number(self.target_far, "threshold.target_far", 0.0, 1.0))
+        self._check_sources()
+        if self.calibrated:
+            if self.n_distractors < 1 and not self.sources:
+                raise ValueError("a calibrated threshold needs n_distractors >= 1 (or its sources)")
+            if self.target_far is None:
+                raise ValueError("a calibrated threshold needs its target_far")
+
+    def _check_sources(self) -> None:
+        if self.method is not None:
+            _text(self.method, "threshold.method")
+        if isinstance(self.sources, (str, bytes, Mapping)) or not isinstance(self.sources, (list, tuple)):
+            raise TypeError(f"threshold.sources must be a list of sources, got {type(self.sources).__name__}")
+        sources = tuple(_source(source, i) for i, source in enumerate(self.sources))
+        object.__setattr__(self, "sources", sources)
+        if (self.method is None) != (not sources):
+            raise ValueError("threshold.method and threshold.sources come together: how the threshold was set "
+                             "and on what")
+        if not sources:
+            return
+        if not self.calibrated:
+            raise ValueError("a threshold with sources is calibrated on them: calibrated must be True")
+        names = [s.source for s in sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"threshold source {repeated[0]!r} repeats")
+        distractors = next((s.count for s in sources if s.source == DISTRACTORS), 0)
+        if self.n_distractors != distractors:
+            raise ValueError(f"threshold.n_distractors {self.n_distractors} must be the count of its "
+                             f"{DISTRACTORS!r} source, {distractors}")
+        highest = max(s.threshold for s in sources)
+        if self.method == METHOD and self.value != highest:
+            raise ValueError(f"threshold.value {self.value} must be the highest of its sources' thresholds "
+                             f"({highest}) with method {METHOD!r}")
+
+    @classmethod
+    def from_calibration(cls, calibration: ThresholdCalibration) -> Threshold:
+        """The manifest's record of :func:`~muselens.runtime.metrics.threshold.calibrate_sources`."""
+        if not isinstance(calibration, ThresholdCalibration):
+            raise TypeError(f"calibration must be a ThresholdCalibration, got {type(calibration).__name__}")
+        distractors = next((s.count for s in calibration.sources if s.source == DISTRACTORS), 0)
+        return cls(calibration.value, calibration.target_far, distractors, True, METHOD, calibration.sources)
+
+    def describe(self) -> str:
+        """One line for a person: the value and how it was set."""
+        if self.sources:
+            return ThresholdCalibration(self.value, self.target_far, self.sources).describe()
+        if self.calibrated:
+            return f"{self.value:.4f} at FAR {self.target_far:g} on {self.n_distractors} distractors"
+        return f"{self.value:.4f} (uncalibrated)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Version 1's four keys, plus ``method`` and ``sources`` when it has them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("method", "sources")}
+        if self.sources:
+            out["method"] = self.method
+            out["sources"] = [{f.name: getattr(s, f.name) for f in fields(s)} for s in self.sources]
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> Threshold:
         d = _mapping(data, "threshold")
-        _exact_keys(d, {f.name for f in fields(cls)}, "threshold")
+        legacy = {"value", "target_far", "n_distractors", "calibrated"}
+        _exact_keys(d, legacy | {"method", "sources"} if "method" in d or "sources" in d else legacy, "threshold")
         return cls(**d)
 
 
@@ -305,6 +377,9 @@ class Manifest:
             self._set("threshold", Threshold.from_dict(self.threshold))
         elif not isinstance(self.threshold, Threshold):
             raise TypeError(f"threshold must be a Threshold or dict, got {type(self.threshold).__name__}")
+        if self.threshold.sources and self.format_version < THRESHOLD_SOURCES_VERSION:
+            raise ValueError(f"threshold sources need format_version {THRESHOLD_SOURCES_VERSION}, "
+                             f"this manifest is version {self.format_version}")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass in __post_init__

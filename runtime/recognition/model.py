@@ -8,6 +8,7 @@ of gRPC; the service translates messages to and from :meth:`ServedModel.recogniz
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 
 STAGES = ("queue", "decode", "preprocess", "inference", "match", "heatmap", "total")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,11 @@ class ServedModel:
         except BaseException:
             bundle.close()
             raise
+        threshold = bundle.manifest.threshold
+        if not threshold.calibrated:  # e.g. -1.0 from an export before issue 18: served as it says, but said
+            log.warning("bundle %s %s has an uncalibrated 'no artwork' threshold %.4f: frames scoring above it are "
+                        "answered with their best match; export the run again to calibrate it", bundle.name,
+                        bundle.bundle_version, threshold.value)
         return model
 
     # -- what is served -------------------------------------------------------------------

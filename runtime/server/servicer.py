@@ -113,7 +113,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                                     bundle_version=model.bundle_version, dropped_frames=slot.dropped)
                     continue
                 if smoother is None or smoother.threshold != model.threshold:
-                    smoother = StreamSmoother(model.threshold, self.smoothing)
+                    smoother = StreamSmoother(model.threshold, self.smoothing.for_threshold(model.threshold))
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3
                 try:
                     result = self._recognize(model, frame, call.cancel, queue_ms)

@@ -3,12 +3,22 @@
 Scores are the recogniser's dot products of L2-normalised descriptors (cosine similarities);
 margins are in the same units. The defaults suit camera streams of 10-30 frames a second:
 a candidate must lead for ``min_frames = 3`` consecutive frames (100-300 ms) to be shown.
+
+A server holds one configuration but serves bundles whose thresholds lie anywhere in [-1, 1]
+(an older export wrote -1.0 for a museum without distractors): each stream's smoother gets
+:meth:`SmootherConfig.for_threshold` of its bundle's threshold, never an invalid floor.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+# The floor a bundle's threshold gets lies at least this far below its exit level (threshold -
+# exit_margin): a floor just under it would be valid but a vanished artwork would take ever longer
+# to decay past the exit level. With the default half-life, one seen at score 1.0 falls below it
+# within 7 frames even at threshold -1.0 (2.12 * 0.63 ** 7 < 0.1).
+FLOOR_GAP = 0.1
 
 
 def _number(name: str, value: object, low: float, *, low_open: bool = False) -> float:
@@ -35,7 +45,8 @@ class SmootherConfig:
     both for ``min_frames`` consecutive frames. ``exit_margin``: the shown artwork is dropped
     after ``min_frames`` consecutive frames below ``threshold - exit_margin``.
     ``floor``: the score a candidate absent from a frame's top-k is taken to have (absent
-    candidates decay toward it); it must lie below ``threshold - exit_margin``.
+    candidates decay toward it); it must lie below ``threshold - exit_margin``, and
+    :meth:`for_threshold` lowers it for a low threshold.
     ``uncertain_weight``: an "uncertain" frame moves the averages this fraction of a normal
     frame (0 ignores such frames, 1 treats them as any other).
     ``max_tracked``: at most this many candidates are kept (lowest dropped), bounding memory.
@@ -69,6 +80,21 @@ class SmootherConfig:
                 raise TypeError(f"SmootherConfig.{name} must be an int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"SmootherConfig.{name} must be >= 1, got {value}")
+
+    def for_threshold(self, threshold: float) -> SmootherConfig:
+        """This configuration for a bundle whose "no artwork" threshold is ``threshold``: the floor
+        lowered, when needed, to ``threshold - exit_margin - FLOOR_GAP``, so that it lies below the
+        exit level for any threshold (a floor above it would keep a vanished artwork shown for ever).
+
+        The configured floor is an upper bound: it is kept for thresholds high enough (the default
+        0.0 for thresholds from 0.12 up), and every other field is kept as it is.
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
+        if not math.isfinite(threshold):
+            raise ValueError(f"threshold must be finite, got {threshold}")
+        floor = min(self.floor, float(threshold) - self.exit_margin - FLOOR_GAP)
+        return self if floor == self.floor else replace(self, floor=floor)
 
 
 def ema_alpha(half_life: float, elapsed: float) -> float:

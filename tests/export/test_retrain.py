@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def test_retrain_end_to_end(tmp_path, capsys):
     check = summary["runtime_validation"]
     assert check["passed"] and abs(check["mp_at_1"]["runtime"] - summary["export_metrics"]["fp32"]["mp_at_1"]) <= 1e-6
     assert [r["gallery_row"] for r in check["references"]] == [0, 5] and min(r["cosine"] for r in check["references"]) >= 0.9999
+    threshold = summary["threshold"]
+    assert threshold["calibrated"] and [s["source"] for s in threshold["sources"]] == [
+        "distractors", "impostor-views", "generated-non-artwork"]
+    assert re.search(rf"^threshold  {threshold['value']:.4f} at FAR 0.01, the highest of: distractors ", printed.out,
+                     re.M)
 
     # the run is there now: a second retrain without --resume is refused before anything is written
     assert retrain.main(_parse([str(museum), "--out", str(tmp_path / "other"), "--run-dir", str(run_dir),
@@ -84,3 +90,20 @@ def test_validation_metrics_take_the_last_row_of_the_last_stage():
     assert retrain.validation_metrics([{"stage": 3, "loss": 1.0}]) == {}
     with pytest.raises(ValueError, match="no history"):
         retrain.validation_metrics([])
+
+
+def test_a_drifting_variant_is_left_out_and_the_summary_says_why(run_dir, export_museum, tmp_path, capsys,
+                                                                  monkeypatch, scramble):
+    """Issue 18: three minutes of training must not end without a bundle because of one variant."""
+    scramble("fp16")
+    trained = {"history": [{"stage": 3, "val_mp_at_1": 0.05, "val_map": 0.1}], "stages": [1, 2, 3], "device": "cpu"}
+    monkeypatch.setattr(retrain, "_train", lambda args, run: trained)  # the session's tiny run stands in
+    out = tmp_path / "tiny"
+    args = _parse([str(export_museum), "--out", str(out), "--run-dir", str(run_dir), "--precision", "fp32,fp16",
+                   "--latency-runs", "0"])
+    assert retrain.main(args) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^refused    fp16: 5th-percentile descriptor cosine to fp32 ", printed, re.M)
+    summary = json.loads(retrain.summary_path(out).read_text())
+    assert list(summary["refused_variants"]) == ["fp16"] and "cosine" in summary["refused_variants"]["fp16"]
+    assert sorted(summary["export_metrics"]) == ["fp32"] and summary["runtime_validation"]["passed"]

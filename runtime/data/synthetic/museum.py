@@ -398,3 +398,20 @@ def make_museum(out: Path, *, instances: int, references: int, queries: int, dis
     summary["run"] = {"seconds": round(seconds, 3), "images_per_s": round(plan.image_count / max(seconds, 1e-9), 2),
                       "workers": min(workers, len(_tasks(plan)))}
     return summary
+
+
+def non_artwork_photos(count: int, *, seed: int = 0, size: int = 640) -> list[np.ndarray]:
+    """``count`` RGB uint8 photos of no artwork (bare walls, empty frames, floors, doorways,
+    crowds), as the synthetic museum's distractors are shot; a function of ``seed`` alone.
+
+    A museum without photos of "nothing" still needs the "no artwork" threshold to reject them.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an int >= 0, got {count!r}")
+    plan = plan_museum(instances=1, references=1, queries=0, distractors=max(1, count), seed=seed, size=size)
+    photos = []
+    for k in range(count):
+        data = photograph_distractor(plan, seeding.rng_for(seed, seeding.DISTRACTOR, k))
+        photos.append(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                                   cv2.COLOR_BGR2RGB))
+    return photos

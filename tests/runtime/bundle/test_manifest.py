@@ -19,6 +19,7 @@ from muselens.runtime.bundle.manifest import (
     model_file,
     utc_now,
 )
+from muselens.runtime.metrics.threshold import METHOD as THRESHOLD_METHOD
 
 from .conftest import DIGEST, descriptor
 
@@ -84,8 +85,8 @@ def test_unknown_and_missing_keys():
 
 
 def test_format_and_version_are_checked_first():
-    with pytest.raises(ValueError, match="format_version 2 is not supported.*reads format_version 1"):
-        Manifest.from_dict(fields(format_version=2, name=""))
+    with pytest.raises(ValueError, match="format_version 3 is not supported.*reads format_version 1, 2"):
+        Manifest.from_dict(fields(format_version=3, name=""))
     with pytest.raises(ValueError, match="format_version must be an integer"):
         Manifest.from_dict(fields(format_version=True))
     with pytest.raises(ValueError, match="format is 'other'"):
@@ -93,7 +94,7 @@ def test_format_and_version_are_checked_first():
     # from_json: a newer version is named even though its fields (and checksum) differ
     with pytest.raises(ValueError, match="format_version 7 is not supported"):
         Manifest.from_json(json.dumps({"format": "muselens-bundle", "format_version": 7}).encode())
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2  # 2: the threshold may say how it was set (method, sources)
 
 
 def test_self_checksum():
@@ -242,3 +243,57 @@ def test_an_engine_variant_is_written_verified_and_loaded_like_any_model(tmp_pat
     flip_byte(root / "models" / "fp16-trt.plan")
     with pytest.raises(BundleError, match="fp16-trt.plan: sha256 mismatch"):
         load_bundle(root)
+
+
+# -- how the threshold was set (format_version 2) and older manifests (version 1) --------------------
+
+SOURCES = [{"source": "distractors", "count": 30, "threshold": 0.41},
+           {"source": "impostor-views", "count": 12, "threshold": 0.55},
+           {"source": "generated-non-artwork", "count": 48, "threshold": 0.38}]
+CALIBRATED = {"value": 0.55, "target_far": 0.01, "n_distractors": 30, "calibrated": True,
+              "method": THRESHOLD_METHOD, "sources": SOURCES}
+
+
+def test_the_threshold_records_its_sources():
+    m = Manifest.from_dict(fields(format_version=FORMAT_VERSION, threshold=CALIBRATED))
+    assert m.to_dict()["threshold"] == CALIBRATED and Manifest.from_json(m.to_json()) == m
+    assert [(s.source, s.count) for s in m.threshold.sources] == [("distractors", 30), ("impostor-views", 12),
+                                                                  ("generated-non-artwork", 48)]
+    assert m.threshold.describe() == ("0.5500 at FAR 0.01, the highest of: distractors 0.4100 (n=30), "
+                                      "impostor-views 0.5500 (n=12), generated-non-artwork 0.3800 (n=48)")
+    without = {**CALIBRATED, "n_distractors": 0, "sources": SOURCES[1:]}  # a museum without distractors
+    assert Manifest.from_dict(fields(format_version=2, threshold=without)).threshold.calibrated
+
+
+def test_version_1_manifests_load_unchanged_also_uncalibrated():
+    """What older muselens wrote: four threshold keys, possibly -1.0 uncalibrated; same bytes back."""
+    for threshold in (fields()["threshold"],
+                      {"value": -1.0, "target_far": None, "n_distractors": 0, "calibrated": False}):
+        content = fields(format_version=1, threshold=threshold)
+        m = Manifest.from_json(with_checksum(content))
+        assert m.format_version == 1 and m.threshold.sources == () and m.threshold.method is None
+        assert json.loads(m.to_json()) == json.loads(with_checksum(content))
+    assert Threshold(-1.0, None, 0, False).describe() == "-1.0000 (uncalibrated)"
+    assert Threshold(0.5, 0.01, 30, True).describe() == "0.5000 at FAR 0.01 on 30 distractors"
+    with pytest.raises(ValueError, match="threshold sources need format_version 2"):
+        Manifest.from_dict(fields(format_version=1, threshold=CALIBRATED))
+
+
+@pytest.mark.parametrize(("changes", "error", "match"), [
+    ({"value": 0.5}, ValueError, r"threshold.value 0.5 must be the highest of its sources' thresholds \(0.55\)"),
+    ({"n_distractors": 3}, ValueError, "n_distractors 3 must be the count of its 'distractors' source, 30"),
+    ({"sources": SOURCES[1:]}, ValueError, "n_distractors 30 must be the count of its 'distractors' source, 0"),
+    ({"sources": []}, ValueError, "threshold.method and threshold.sources come together"),
+    ({"method": None}, ValueError, "threshold.method and threshold.sources come together"),
+    ({"calibrated": False, "target_far": None}, ValueError, "a threshold with sources is calibrated"),
+    ({"sources": [SOURCES[0], SOURCES[1], SOURCES[1]]}, ValueError, "threshold source 'impostor-views' repeats"),
+    ({"sources": [{**SOURCES[0], "count": 0}, *SOURCES[1:]]}, ValueError, "count must be >= 1"),
+    ({"sources": [{**SOURCES[0], "threshold": 1.5}, *SOURCES[1:]]}, ValueError, "threshold must lie in"),
+    ({"sources": [{**SOURCES[0], "n": 1}, *SOURCES[1:]]}, ValueError, r"unknown keys \['n'\]"),
+    ({"sources": "distractors"}, TypeError, "threshold.sources must be a list"),
+    ({"method": 7}, TypeError, "threshold.method must be a string"),
+    ({"extra": 1}, ValueError, r"threshold has unknown keys \['extra'\]"),
+])
+def test_threshold_sources_are_checked(changes, error, match):
+    with pytest.raises(error, match=match):
+        Manifest.from_dict(fields(format_version=2, threshold={**CALIBRATED, **changes}))

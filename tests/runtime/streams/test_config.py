@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.config import FLOOR_GAP, SmootherConfig, ema_alpha
 
 
 def test_defaults_are_valid():
@@ -56,3 +56,45 @@ def test_ema_alpha_is_a_half_life():
 def test_ema_alpha_invalid(half_life, elapsed, match):
     with pytest.raises(ValueError, match=match):
         ema_alpha(half_life, elapsed)
+
+
+# -- the configuration a bundle's threshold gets (issue 18: -1.0 made every stream fail) ---------------
+
+THRESHOLDS = [-1.0, -0.999, -0.5, -0.1, 0.0, 0.02, 0.05, 0.1, 0.119, 0.12, 0.3, 0.5, 0.9, 0.97, 1.0]
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("configured", [SmootherConfig(), SmootherConfig(floor=0.4, exit_margin=0.1, min_frames=1)])
+def test_every_threshold_gets_a_working_smoother(threshold, configured):
+    """Valid for any threshold in [-1, 1], and not merely valid: an artwork seen clearly is shown and,
+    once gone, dropped within a few frames (a floor just under the exit level would take forever)."""
+    from muselens.runtime.streams.smoother import StreamSmoother
+
+    config = configured.for_threshold(threshold)
+    smoother = StreamSmoother(threshold, config)  # raised ValueError for -1.0 before
+    assert config.floor <= configured.floor and config.floor <= threshold - config.exit_margin - FLOOR_GAP
+    assert {k: v for k, v in vars(config).items() if k != "floor"} == \
+        {k: v for k, v in vars(configured).items() if k != "floor"}
+    if threshold + config.enter_margin >= 0.99:
+        return  # no score can clear it: nothing is ever shown
+    shown = [smoother.update([("a", 1.0)], "artwork").instance_id for _ in range(40)]
+    assert shown[-1] == "a"
+    gone = [smoother.update([], "no_artwork").instance_id for _ in range(15)]
+    assert gone[-1] is None and gone.index(None) < 12, gone
+
+
+def test_a_floor_far_enough_below_the_threshold_is_kept():
+    assert SmootherConfig().for_threshold(0.5) == SmootherConfig()
+    assert SmootherConfig(floor=-0.3).for_threshold(0.1).floor == -0.3
+    assert SmootherConfig().for_threshold(0.1).floor == pytest.approx(0.1 - 0.02 - FLOOR_GAP)
+    assert SmootherConfig().for_threshold(-1.0).floor == pytest.approx(-1.0 - 0.02 - FLOOR_GAP)
+
+
+@pytest.mark.parametrize(("threshold", "error", "match"), [
+    (math.nan, ValueError, "threshold must be finite"),
+    ("0.5", TypeError, "threshold must be a number"),
+    (True, TypeError, "threshold must be a number"),
+])
+def test_for_threshold_refuses_a_bad_threshold(threshold, error, match):
+    with pytest.raises(error, match=match):
+        SmootherConfig().for_threshold(threshold)

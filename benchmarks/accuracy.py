@@ -33,6 +33,7 @@ from muselens.runtime.bundle import BundleError, load_bundle
 from muselens.runtime.bundle.manifest import is_engine_variant
 from muselens.runtime.data.museum import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
+from muselens.runtime.metrics.threshold import DEFAULT_TARGET_FAR
 from muselens.training import command as train_command
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
@@ -40,7 +41,10 @@ from muselens.training.checkpoint import CheckpointError
 from muselens.training.config import ConfigError, TrainConfig, load_config
 from muselens.training.descriptors import IM_METHODS, build_im_extractor
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod, build_method
-from muselens.training.evaluation.protocol import EvalOptions, MethodResult, evaluate_method
+from muselens.training.evaluation.protocol import (EvalOptions, GivenThreshold, MethodResult, evaluate_method,
+                                                   unknown_images)
+from muselens.training.evaluation.report import (SHIPPED_COLUMNS, SHIPPED_TITLE, aligned, shipped_notes,
+                                                 shipped_rows)
 from muselens.training.losses import LOSSES
 
 IM_POOLED = tuple(name for name, spec in IM_METHODS.items() if spec.output == "pooled")
@@ -83,10 +87,11 @@ def parse_variants(text: str) -> list[str]:
     return out
 
 
-def variant_options(variant: str, *, qe: int, dba: int, clustering: bool = False) -> EvalOptions:
+def variant_options(variant: str, *, qe: int, dba: int, clustering: bool = False,
+                    shipped_far: float = DEFAULT_TARGET_FAR) -> EvalOptions:
     parts = set() if variant == "plain" else set(variant.split("+"))
     return EvalOptions(instance_avg="ia" in parts, qe=qe if "qe" in parts else 0, dba=dba if "dba" in parts else 0,
-                       clustering=clustering)
+                       clustering=clustering, shipped_far=shipped_far)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -219,6 +224,7 @@ class Row:
     group: str  # baseline | trained | alternative | bundle
     method: DescriptorMethod | PairwiseMethod
     source: dict[str, Any]
+    threshold: GivenThreshold | None = None  # the shipped threshold, when the row is a bundle's
 
 
 def baseline_rows(methods: Sequence[str], *, backbone: str, size: int | None, device: str, workers: int,
@@ -278,7 +284,15 @@ def bundle_variants(bundle: Path, backend: str) -> tuple[list[str], str, dict[st
         return variants, manifest.default_variant, metrics, skipped
 
 
-def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None) -> Callable[[], list[Row]]:
+def bundle_threshold(bundle: Path) -> GivenThreshold:
+    """The threshold the bundle ships (its manifest's): its rows are measured at it, not recalibrated."""
+    with load_bundle(bundle) as loaded:
+        t = loaded.manifest.threshold
+        return GivenThreshold(float(t.value), f"the bundle manifest's: {t.describe()}", t.to_dict())
+
+
+def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None,
+               threshold: GivenThreshold | None = None) -> Callable[[], list[Row]]:
     def build() -> list[Row]:
         from muselens.runtime.recognition.model import ServedModel, ServingConfig
 
@@ -286,7 +300,7 @@ def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None)
         store = DescriptorStore({variant: served.describer.describe_many})
         info = {"bundle": str(bundle), "variant": variant, "backend": served.describer.backend.describe(),
                 "bundle_version": served.bundle_version, "short_side": served.describer.short_side}
-        return [Row(f"bundle {variant}", "bundle", store.method(variant, info), info)]
+        return [Row(f"bundle {variant}", "bundle", store.method(variant, info), info, threshold)]
     return build
 
 
@@ -423,6 +437,23 @@ def text_table(data: Mapping[str, Any]) -> str:
     return "\n".join([fmt(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(fmt, body)])
 
 
+def _shipped_results(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": r["label"], "shipped": r["shipped"]} for r in data["rows"] if r.get("shipped")]
+
+
+def shipped_table(data: Mapping[str, Any], *, markdown: bool = False) -> str:
+    """Each row at its shipped threshold (with ``--unknown``): "" when none was measured."""
+    results = _shipped_results(data)
+    if not results:
+        return ""
+    rows = shipped_rows(results)
+    if markdown:
+        table = ["| " + " | ".join(SHIPPED_COLUMNS) + " |", "|" + "---|" * len(SHIPPED_COLUMNS),
+                 *("| " + " | ".join(r) + " |" for r in rows), "", *(f"- {n}" for n in shipped_notes(results))]
+        return "\n".join([SHIPPED_TITLE, "", *table])
+    return "\n".join([SHIPPED_TITLE, aligned(SHIPPED_COLUMNS, rows), *shipped_notes(results)])
+
+
 def variant_legend(data: Mapping[str, Any]) -> str:
     o = data["options"]
     return (f"Variants: plain; ia = instance-averaging, one mean descriptor per artwork (5.4.4); "
@@ -440,6 +471,7 @@ def markdown(folder: Path, data: dict) -> str:
              f"{c['queries']} queries, {c['distractors']} distractors. Percentages.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
              *("| " + " | ".join(r) + " |" for r in body), "", variant_legend(data), "",
+             *([shipped_table(data, markdown=True), ""] if shipped_table(data) else []),
              comparison_line(data["comparison"]), ""]
     for alt in data.get("alternatives", []):
         how = f"trained now in {alt['wall_s']:.0f} s" if alt.get("trained_now") else "reused"
@@ -509,6 +541,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for IM, trained rows and training")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the bundle rows")
     parser.add_argument("--workers", type=int, default=2, help="processes for SIFT extraction")
+    parser.add_argument("--unknown", type=Path, metavar="DIR",
+                        help="photos of artworks the museum does not hold (images directly inside DIR): each row's "
+                             "share of them, of queries and of distractors accepted at its shipped threshold "
+                             "(a bundle row: the manifest's; the others: calibrated as export does)")
+    parser.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                        help="target false-accept rate of the calibrated thresholds (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -525,6 +563,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--train-config / --train-set configure --train-alternatives, which is not given")
     if args.bundle is not None and not args.bundle.exists():
         raise BundleError(f"--bundle {args.bundle} does not exist")
+    if args.unknown is not None:
+        unknown_images(args.unknown)  # a missing or empty folder fails before any work
+    if not 0.0 <= args.target_far < 1.0:
+        raise ValueError(f"--target-far must be in [0, 1), got {args.target_far}")
 
 
 def _training_base(args: argparse.Namespace) -> tuple[TrainConfig, str]:
@@ -563,25 +605,37 @@ def measure(args: argparse.Namespace, dataset: MuseumDataset) -> dict[str, Any]:
         variants, default, metrics, skipped = bundle_variants(args.bundle, args.bundle_backend)
         payload["bundle"] = {"path": str(args.bundle), "default_variant": default, "variants": variants,
                              "export_metrics": metrics, "skipped": skipped}
-        groups += [("bundle", bundle_row(args.bundle, v, backend=args.bundle_backend, threads=args.threads))
+        manifest_threshold = bundle_threshold(args.bundle) if args.unknown is not None else None
+        groups += [("bundle", bundle_row(args.bundle, v, backend=args.bundle_backend, threads=args.threads,
+                                         threshold=manifest_threshold))
                    for v in variants]
 
+    unknown = None if args.unknown is None else unknown_images(args.unknown)
     rows: list[dict[str, Any]] = []
     for _, build in groups:
         for row in build():
             started = time.perf_counter()
             results: dict[str, dict[str, Any] | None] = {}
+            shipped = None
             for variant in args.variants:
-                options = variant_options(variant, qe=args.qe, dba=args.dba, clustering=variant == args.variants[0])
+                options = variant_options(variant, qe=args.qe, dba=args.dba, clustering=variant == args.variants[0],
+                                          shipped_far=args.target_far)
                 if row.method.kind == "pairwise" and (options.qe or options.dba):
                     results[variant] = None  # SIFT has no descriptors to expand or augment
                     continue
-                result: MethodResult = evaluate_method(dataset, row.method, options, progress=progress)
+                # The shipped threshold does not depend on the variant (the runtime does no QE or DBA):
+                # measured once per row, with its first measured variant.
+                first = unknown is not None and shipped is None
+                result: MethodResult = evaluate_method(dataset, row.method, options, progress=progress,
+                                                       unknown=unknown if first else None, threshold=row.threshold)
                 results[variant] = result.to_dict()
+                shipped = results[variant].pop("shipped") or shipped
                 print(f"{row.label} {variant}: mP@1 {100 * result.retrieval['mp_at_1']:.2f}  "
                       f"mAP {100 * result.retrieval['map']:.2f}", file=sys.stderr)
             entry = {"label": row.label, "group": row.group, "source": row.source, "info": row.method.info,
                      "results": results, "wall_s": round(time.perf_counter() - started, 2)}
+            if shipped is not None:
+                entry["shipped"] = shipped
             if row.group == "bundle":
                 entry["default_variant"] = row.source["variant"] == default
             if "run" in row.source:
@@ -605,11 +659,15 @@ def main(args: argparse.Namespace) -> int:
               "queries": len(dataset.queries), "distractors": len(dataset.distractors)}
     payload = {"dataset": str(args.data), "counts": counts, "variants": list(args.variants),
                "options": {"qe": args.qe, "dba": args.dba, "backbone": args.backbone, "size": args.size,
-                           "device": args.device, "methods": list(args.methods)}, **payload}
+                           "device": args.device, "methods": list(args.methods),
+                           "unknown": None if args.unknown is None else str(args.unknown),
+                           "target_far": args.target_far}, **payload}
     payload["comparison"] = comparison(payload["rows"], payload["variants"])
     path = common.write_bench(args.out, "accuracy", getattr(args, "argv", None), payload)
     plot(args.out / PLOT, payload)
     print(text_table(payload))
+    if shipped_table(payload):
+        print("\n" + shipped_table(payload))
     print("\n" + comparison_line(payload["comparison"]).replace("**", ""))
     print(f"\nwrote {path} and {args.out / PLOT}")
     return 0

@@ -15,6 +15,7 @@ from muselens.runtime.metrics.augmentation import (
 )
 from muselens.runtime.metrics.clustering import (
     ClusteringScores,
+    clustering_obstacle,
     evaluate_clustering,
     kmeans_assign,
     nmi,
@@ -51,6 +52,7 @@ __all__ = [
     "average_precision",
     "average_query_expansion",
     "calibrate_threshold",
+    "clustering_obstacle",
     "database_side_augmentation",
     "evaluate_clustering",
     "evaluate_open_set",

@@ -77,6 +77,24 @@ def kmeans_assign(descriptors: np.ndarray, n_clusters: int, seed: int = 0) -> np
     return model.fit_predict(x.astype(np.float64)).astype(np.int64)
 
 
+def clustering_obstacle(labels: np.ndarray, clusters_per_class: int) -> str | None:
+    """Why k-means with ``clusters_per_class`` clusters per instance cannot be scored, or None.
+
+    A small museum (one reference per artwork) has fewer samples than 3 clusters per artwork;
+    callers report the reason instead of failing the whole evaluation.
+    """
+    y = _validation.labels(labels, "labels")
+    m = _validation.positive_int(clusters_per_class, "clusters_per_class")
+    _, counts = np.unique(y, return_counts=True)
+    if counts.size < 2:
+        return "one artwork: clustering needs at least two"
+    if counts.size * m > y.shape[0]:
+        return f"cannot make {counts.size * m} clusters from {y.shape[0]} samples"
+    if counts.max() < 2:
+        return "no two samples of one artwork: pairwise F1 is undefined"
+    return None
+
+
 @dataclass(frozen=True)
 class ClusteringScores:
     """Scores of one k-means run with ``clusters_per_class`` clusters per instance."""

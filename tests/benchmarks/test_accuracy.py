@@ -221,3 +221,71 @@ def test_bad_arguments_are_named(export_museum, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["bench", "accuracy", str(export_museum), "--out", str(out), "--variants", "ia+nope"])
     assert not out.exists()
+
+
+# -- open set at the shipped threshold (--unknown) ---------------------------------------------------
+
+@pytest.fixture
+def unknown_dir(tmp_path):
+    from tests.conftest import write_image
+
+    for k in range(3):
+        write_image(tmp_path / "unknown" / f"u{k}.png", 500 + k)
+    return tmp_path / "unknown"
+
+
+def test_unknown_photos_give_each_row_its_shipped_open_set_once(export_museum, unknown_dir, tmp_path, capsys):
+    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.training.evaluation.methods import build_method
+    from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
+
+    out = tmp_path / "out"
+    argv = ["bench", "accuracy", str(export_museum), "--out", str(out), "--methods", "sift,im-gem",
+            "--variants", "qe,plain", "--size", "64", "--workers", "1", "--no-progress", "--unknown", str(unknown_dir)]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((out / "bench.json").read_text())
+    assert data["options"]["unknown"] == str(unknown_dir) and data["options"]["target_far"] == 0.01
+    rows = {r["label"]: r for r in data["rows"]}
+    for row in rows.values():
+        shipped = row["shipped"]
+        assert shipped["set_by"] == "calibrated" and (shipped["n_unknown"], shipped["n_distractors"]) == (3, 2)
+        assert all("shipped" not in result for result in row["results"].values() if result)  # kept once, per row
+    # SIFT's first variant (qe) cannot run: it is measured with plain, on its inlier counts, unclipped.
+    assert rows["SIFT"]["results"]["qe"] is None
+    # The IM-GeM row is what `muselens evaluate` measures for the same method.
+    alone = evaluate_method(MuseumDataset.load(export_museum), build_method("im-gem", size=64),
+                            EvalOptions(clustering=False), progress=False, unknown=unknown_images(unknown_dir)).shipped
+    got = rows["IM-GeM"]["shipped"]
+    assert got["threshold"] == pytest.approx(alone["threshold"], abs=1e-6) and got["how"] == alone["how"]
+    for key in ("correct_accept_rate", "wrong_accept_rate", "unknown_far", "distractor_far"):
+        assert got[key] == alone[key], key
+    text = accuracy.markdown(out, data)
+    for shown in (printed, text):
+        assert "Open set at the shipped threshold" in shown and "threshold of IM-GeM: calibrated as export" in shown
+        assert f"{alone['threshold']:.4f}" in shown
+
+
+def test_a_bad_unknown_folder_fails_before_any_work(export_museum, tmp_path, capsys):
+    out = tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    assert cli(["bench", "accuracy", str(export_museum), "--out", str(out), "--unknown", str(tmp_path / "empty")]) == 2
+    assert "no images directly inside" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_bundle_rows_are_measured_at_the_manifest_threshold(export_museum, tiny_bundle, unknown_dir, tmp_path):
+    from muselens.runtime.bundle import load_bundle
+
+    out = tmp_path / "out"
+    assert cli(["bench", "accuracy", str(export_museum), "--out", str(out), "--methods", "none", "--variants", "plain",
+                "--bundle", str(tiny_bundle), "--no-progress", "--threads", "1", "--unknown", str(unknown_dir)]) == 0
+    row = json.loads((out / "bench.json").read_text())["rows"][0]
+    with load_bundle(tiny_bundle) as loaded:
+        manifest = loaded.manifest.threshold
+    shipped = row["shipped"]
+    assert row["label"] == "bundle fp32" and shipped["set_by"] == "given"
+    assert shipped["threshold"] == manifest.value and shipped["calibration"] == manifest.to_dict()
+    assert shipped["how"].startswith("the bundle manifest's")
+    assert (shipped["n_unknown"], shipped["n_queries"]) == (3, 3)

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.runtime.metrics.threshold import DEFAULT_TARGET_FAR
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.evaluation.methods import METHODS, build_method
-from muselens.training.evaluation.protocol import EvalOptions, evaluate_method
-from muselens.training.evaluation.report import markdown_table, plot, text_table, write_json
+from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
+from muselens.training.evaluation.report import markdown_report, plot, text_report, write_json
 
 
 def _methods(value: str) -> list[str]:
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qe", type=int, default=0, metavar="K", help="query expansion with the top K")
     parser.add_argument("--dba", type=int, default=0, metavar="K", help="database-side augmentation, K neighbours")
     parser.add_argument("--no-clustering", action="store_true", help="skip the k-means NMI/F1")
+    parser.add_argument("--unknown", type=Path, metavar="DIR",
+                        help="photos of artworks the museum does not hold (images directly inside DIR): "
+                             "report the share accepted at the threshold a bundle would ship, and the "
+                             "queries and distractors accepted there")
+    parser.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                        help="target false-accept rate of that threshold, as export's (default %(default)s)")
     parser.add_argument("--run", type=Path, help="training run folder, for the ft and proposed methods")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=int, default=2, help="processes for SIFT extraction")
@@ -53,14 +60,21 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {args.data} has no queries to evaluate: add queries/<instance_id>/*.jpg",
               file=sys.stderr)
         return 2
+    try:
+        unknown = None if args.unknown is None else unknown_images(args.unknown)
+        if not 0.0 <= args.target_far < 1.0:
+            raise ValueError(f"--target-far must be in [0, 1), got {args.target_far}")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     options = EvalOptions(instance_avg=args.instance_avg, qe=args.qe, dba=args.dba,
-                          clustering=not args.no_clustering)
+                          clustering=not args.no_clustering, shipped_far=args.target_far)
     results = []
     for name in args.method:
         try:
             method = build_method(name, backbone=args.backbone, size=args.size, multiscale=args.multiscale,
                                   device=args.device, workers=args.workers, run=args.run)
-            results.append(evaluate_method(dataset, method, options, progress=not args.no_progress))
+            results.append(evaluate_method(dataset, method, options, progress=not args.no_progress, unknown=unknown))
         except (ValueError, CheckpointError) as error:
             print(f"error: {name}: {error}", file=sys.stderr)
             return 2
@@ -69,9 +83,9 @@ def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "muselens " + shlex.join(args.argv)
     write_json(args.out / "results.json", results, dataset=str(args.data), command=command)
-    (args.out / "results.md").write_text(markdown_table(results) + "\n")
+    (args.out / "results.md").write_text(markdown_report(results) + "\n")
     plot(args.out / "evaluation.png", results)
-    print(text_table(results))
+    print(text_report(results))
     skipped = sum(r.counts["skipped"] for r in results)
     if skipped:
         print(f"\n{skipped} unreadable images were skipped: see {args.out / 'results.json'}")

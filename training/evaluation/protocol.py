@@ -4,6 +4,11 @@ Every reference, query and distractor is described once; similarities come from 
 product (or SIFT's pairwise scores); the torch-free metrics of :mod:`muselens.runtime.metrics`
 turn them into mP@1, mAP, Recall@K, clustering NMI/F1 and the open-set operating points.
 Unreadable images are reported and skipped.
+
+Given photos of artworks the museum does not hold (``unknown``), it also measures the recogniser
+as shipped (:func:`shipped_open_set`): the threshold a bundle of this method would carry,
+calibrated as export calibrates it (:mod:`muselens.runtime.metrics.threshold`) or given (a
+bundle's manifest), and the share of queries, unknown photos and distractors it accepts.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from muselens.runtime.data.images import SkippedImages, read_images
+from muselens.runtime.data.images import IMAGE_SUFFIXES, SkippedImages, read_image, read_images
 from muselens.runtime.data.museum import ImageRecord, MuseumDataset
-from muselens.runtime.metrics import (average_query_expansion, database_side_augmentation,
+from muselens.runtime.metrics import (average_query_expansion, clustering_obstacle, database_side_augmentation,
                                       evaluate_clustering, evaluate_open_set, evaluate_retrieval,
                                       instance_average, similarity)
+from muselens.runtime.metrics.threshold import (DEFAULT_TARGET_FAR, calibrate_source_scores, calibrate_sources,
+                                                negative_scores, negative_top1_scores)
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod
 
 
@@ -32,6 +40,7 @@ class EvalOptions:
     dba: int = 0  # 5.4.3: database-side augmentation with k neighbours (0 = off)
     clustering: bool = True  # 003: NMI/F1 of k-means with 1 and 3 clusters per artwork
     target_fars: tuple[float, ...] = (0.01, 0.05)
+    shipped_far: float = DEFAULT_TARGET_FAR  # target FAR of the threshold a bundle would ship
     batch_images: int = 32  # images decoded and described per step
 
     def check(self, method: DescriptorMethod | PairwiseMethod) -> None:
@@ -62,6 +71,7 @@ class MethodResult:
     query_top1: np.ndarray = field(repr=False)
     query_correct: np.ndarray = field(repr=False)
     distractor_top1: np.ndarray = field(repr=False)
+    shipped: dict[str, Any] | None = None  # open set at the shipped threshold (with unknown photos)
 
     @property
     def name(self) -> str:
@@ -71,7 +81,7 @@ class MethodResult:
         return {
             "method": self.method, "name": self.name, "info": self.info, "options": self.options,
             "counts": self.counts, "retrieval": self.retrieval, "clustering": self.clustering,
-            "open_set": self.open_set, "timing": self.timing, "skipped": self.skipped,
+            "open_set": self.open_set, "shipped": self.shipped, "timing": self.timing, "skipped": self.skipped,
         }
 
 
@@ -130,9 +140,10 @@ def _score(
     options: EvalOptions,
     skipped: SkippedImages,
     progress: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any], dict[str, float]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any], dict[str, float], dict[str, Any]]:
     """(query scores, gallery labels, query labels, distractor scores, labelled descriptors,
-    timing); timing also carries the number of readable references."""
+    timing, raw); timing also carries the number of readable references; raw is what
+    :func:`shipped_open_set` needs (the readable references, unprocessed descriptors or scores)."""
     timing: dict[str, float] = {}
     if method.kind == "pairwise":
         from muselens.training.baselines.sift import SiftRetrieval, extract_features
@@ -159,11 +170,12 @@ def _score(
                                          + timing["match_s"] / max(len(q_feats) + len(d_feats), 1))
         g_labels = _labels(refs)
         timing["references"] = len(refs)
+        raw = {"references": refs, "index": index, "query_scores": q_scores, "distractor_scores": d_scores}
         if options.instance_avg:
             q_scores, g_labels = max_per_instance(q_scores, _labels(refs))
             if d_scores is not None:
                 d_scores, _ = max_per_instance(d_scores, _labels(refs))
-        return q_scores, g_labels, _labels(queries), d_scores, {}, timing
+        return q_scores, g_labels, _labels(queries), d_scores, {}, timing, raw
 
     t0 = time.perf_counter()
     kw = {"batch_images": options.batch_images, "progress": progress}
@@ -190,7 +202,152 @@ def _score(
     q_scores, d_scores = scores[: len(q_desc)], (None if d_desc is None else scores[len(q_desc):])
     labelled = {"descriptors": np.concatenate([ref_desc, q_desc]),
                 "labels": np.concatenate([_labels(refs), _labels(queries)])}
-    return q_scores, g_labels, _labels(queries), d_scores, labelled, timing
+    raw = {"references": refs, "reference_descriptors": ref_desc, "query_descriptors": q_desc,
+           "distractor_descriptors": d_desc}
+    return q_scores, g_labels, _labels(queries), d_scores, labelled, timing, raw
+
+
+# -- open set at the shipped threshold ----------------------------------------------------------
+
+ACCEPT_RULE = ("accepted: top-1 score >= threshold, against one entry per artwork (the instance-averaged "
+               "gallery; for pairwise scores, an artwork's best reference), as the runtime decides "
+               "(runtime/recognition/decision.py; its 'uncertain' margin is not applied)")
+
+
+@dataclass(frozen=True)
+class GivenThreshold:
+    """A threshold set elsewhere (a bundle's manifest), and how, in words and as recorded."""
+
+    value: float
+    how: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def unknown_images(folder: Path) -> list[Path]:
+    """The images directly inside ``folder``: photos of artworks the museum does not hold."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--unknown {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not paths:
+        raise ValueError(f"--unknown {folder} has no images directly inside it "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}; subfolders are not read)")
+    return paths
+
+
+class _LazyImages(Sequence):
+    """Reference photos read when asked for: a museum's references need not fit in memory."""
+
+    def __init__(self, records: Sequence[ImageRecord]):
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return read_image(self.records[i].path)
+
+
+def accept_rates(threshold: float, query_top1: np.ndarray, query_correct: np.ndarray,
+                 unknown_top1: np.ndarray, distractor_top1: np.ndarray) -> dict[str, Any]:
+    """Shares accepted at ``threshold`` (:data:`ACCEPT_RULE`); None where there is nothing to count."""
+    q_in = query_top1 >= threshold
+
+    def share(mask: np.ndarray) -> float | None:
+        return float(mask.mean()) if mask.size else None
+
+    return {"n_queries": int(query_top1.size), "correct_accept_rate": share(q_in & query_correct),
+            "wrong_accept_rate": share(q_in & ~query_correct),
+            "n_unknown": int(unknown_top1.size), "unknown_far": share(unknown_top1 >= threshold),
+            "n_distractors": int(distractor_top1.size), "distractor_far": share(distractor_top1 >= threshold)}
+
+
+def shipped_open_set(
+    method: DescriptorMethod | PairwiseMethod,
+    raw: dict[str, Any],
+    query_labels: np.ndarray,
+    unknown: Sequence[Path],
+    options: EvalOptions,
+    *,
+    threshold: GivenThreshold | None = None,
+    skipped: SkippedImages,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The recogniser as shipped: its threshold and the queries, unknown photos and distractors it accepts.
+
+    Scores are against one entry per artwork, as the runtime compares: the instance-averaged
+    gallery for descriptors, an artwork's best reference for pairwise scores. Without a given
+    ``threshold`` it is calibrated as export does, at ``options.shipped_far``: impostor phone views
+    of each reference, generated non-artwork photos and the museum's distractors
+    (:mod:`muselens.runtime.metrics.threshold`); QE and DBA, which the runtime does not do, play no part.
+    """
+    refs = raw["references"]
+    ref_labels = _labels(refs)
+    records = [ImageRecord(Path(p), "unknown", None) for p in unknown]
+    if method.kind == "pairwise":
+        from muselens.training.baselines.sift import extract_features
+
+        index, config = raw["index"], method.config
+
+        def top1_scores(images: Sequence[np.ndarray], exclude_labels: Sequence | None) -> np.ndarray:
+            feats = extract_features(list(images), max_side=config.max_side, nfeatures=config.nfeatures,
+                                     workers=method.workers, progress=False)
+            scores = index.score_all(feats, progress=False) if feats else np.zeros((0, len(refs)))
+            if exclude_labels is not None:
+                scores = np.where(np.asarray(exclude_labels)[:, None] == ref_labels[None, :], -np.inf, scores)
+            return scores.max(axis=1) if scores.shape[1] else np.full(scores.shape[0], -np.inf)
+
+        q_scores, ids = max_per_instance(raw["query_scores"], ref_labels)
+        d_top1 = np.zeros(0) if raw["distractor_scores"] is None else raw["distractor_scores"].max(axis=1)
+        u_images = [im for _, im in read_images(records, lambda r: r.path, skipped)]
+        u_top1 = top1_scores(u_images, None) if u_images else np.zeros(0)
+        if threshold is None:
+            negatives = negative_top1_scores(top1_scores, references=_LazyImages(refs), reference_labels=ref_labels,
+                                             distractor_scores=d_top1)
+            calibration = calibrate_source_scores(negatives, options.shipped_far)  # inlier counts: no clipping
+    else:
+        gallery, ids = instance_average(raw["reference_descriptors"], ref_labels)
+        q_scores = similarity(raw["query_descriptors"], gallery)
+        d_desc = raw["distractor_descriptors"]
+        d_top1 = np.zeros(0) if d_desc is None else similarity(d_desc, gallery).max(axis=1)
+        u_desc, _ = describe_records(records, method.extract, skipped, batch_images=options.batch_images,
+                                     progress=progress, desc="unknown")
+        u_top1 = np.zeros(0) if u_desc is None else similarity(u_desc, gallery).max(axis=1)
+        if threshold is None:
+            negatives = negative_scores(method.extract, gallery, ids, references=_LazyImages(refs),
+                                        reference_labels=ref_labels, distractors=d_desc)
+            calibration = calibrate_sources(negatives, options.shipped_far)
+    top1, idx = _top1(q_scores)
+    correct = ids[idx] == query_labels
+    if threshold is None:
+        value, set_by = calibration.value, "calibrated"
+        how, record = "calibrated as export does: " + calibration.describe(), calibration.to_dict()
+    else:
+        value, set_by, how, record = threshold.value, "given", threshold.how, dict(threshold.record)
+    return {"threshold": float(value), "set_by": set_by, "how": how, "calibration": record,
+            "rule": ACCEPT_RULE, **accept_rates(value, top1, correct, u_top1, d_top1)}
+
+
+CLUSTERS_PER_CLASS = (1, 3)
+
+
+def _clustering(method: DescriptorMethod | PairwiseMethod, labelled: dict[str, Any]) -> dict[str, Any]:
+    """NMI/F1 per clusters-per-artwork count; a count that cannot run gets None and its reason."""
+    if not labelled:
+        reason = f"{method.name} gives pairwise scores, not descriptors to cluster"
+        return {str(m): {"n_clusters": None, "nmi": None, "f1": None, "skipped": reason} for m in CLUSTERS_PER_CLASS}
+    x, y = labelled["descriptors"], labelled["labels"]
+    n_classes = int(np.unique(y).size)
+    out: dict[str, Any] = {}
+    for m in CLUSTERS_PER_CLASS:
+        reason = clustering_obstacle(y, m)
+        if reason is None:
+            s = evaluate_clustering(x, y, clusters_per_class=(m,))[m]
+            out[str(m)] = {"n_clusters": s.n_clusters, "nmi": s.nmi, "f1": s.f1}
+        else:
+            out[str(m)] = {"n_clusters": n_classes * m, "nmi": None, "f1": None, "skipped": reason}
+    return out
 
 
 def evaluate_method(
@@ -199,10 +356,14 @@ def evaluate_method(
     options: EvalOptions = EvalOptions(),
     *,
     progress: bool = True,
+    unknown: Sequence[Path] | None = None,
+    threshold: GivenThreshold | None = None,
 ) -> MethodResult:
+    """Measure ``method`` on ``dataset``; with ``unknown`` (photos of artworks the museum lacks)
+    also at the shipped threshold: ``threshold`` when given, else calibrated as export does."""
     options.check(method)
     skipped = SkippedImages()
-    q_scores, g_labels, q_labels, d_scores, labelled, timing = _score(
+    q_scores, g_labels, q_labels, d_scores, labelled, timing, raw = _score(
         method, dataset, options, skipped, progress
     )
     retrieval = evaluate_retrieval(q_scores, q_labels, g_labels)
@@ -210,14 +371,16 @@ def evaluate_method(
     correct = g_labels[idx] == q_labels
     d_top1 = _top1(d_scores)[0] if d_scores is not None and len(d_scores) else np.zeros(0)
 
-    clustering = None
-    if options.clustering and labelled and len(np.unique(labelled["labels"])) > 1:
-        scores = evaluate_clustering(labelled["descriptors"], labelled["labels"], clusters_per_class=(1, 3))
-        clustering = {str(m): {"n_clusters": s.n_clusters, "nmi": s.nmi, "f1": s.f1}
-                      for m, s in scores.items()}
+    clustering = _clustering(method, labelled) if options.clustering else None
     open_set = None
     if d_top1.size:
         open_set = evaluate_open_set(top1, correct, d_top1, options.target_fars).to_dict()
+    shipped = None
+    if unknown is not None:
+        t0 = time.perf_counter()
+        shipped = shipped_open_set(method, raw, q_labels, unknown, options, threshold=threshold,
+                                   skipped=skipped, progress=progress)
+        timing["shipped_s"] = time.perf_counter() - t0
 
     return MethodResult(
         method=method.name,
@@ -235,4 +398,5 @@ def evaluate_method(
         query_top1=top1,
         query_correct=correct,
         distractor_top1=d_top1,
+        shipped=shipped,
     )

@@ -47,12 +47,92 @@ def markdown_table(results: Sequence[MethodResult | dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def text_table(results: Sequence[MethodResult]) -> str:
-    rows = [list(COLUMNS)] + [row(r) for r in results]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+def aligned(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    rows = [list(header)] + [list(r) for r in body]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                               for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(rows[0]), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [fmt(r) for r in rows[1:]])
+
+
+def text_table(results: Sequence[MethodResult]) -> str:
+    return aligned(COLUMNS, [row(r) for r in results])
+
+
+def _dict(result: MethodResult | dict[str, Any]) -> dict[str, Any]:
+    return result.to_dict() if isinstance(result, MethodResult) else result
+
+
+def clustering_notes(results: Sequence[MethodResult | dict[str, Any]]) -> list[str]:
+    """Why a clustering cell is "–": one line per method and cluster count that could not run."""
+    out = []
+    for d in map(_dict, results):
+        reasons: dict[str, list[str]] = {}
+        for m, c in (d["clustering"] or {}).items():
+            if c.get("skipped"):
+                reasons.setdefault(c["skipped"], []).append("NMI/F1" if m == "1" else f"NMI×{m}/F1×{m}")
+        out += [f"{' and '.join(cols)} of {d['name']} not measured: {why}" for why, cols in reasons.items()]
+    return out
+
+
+SHIPPED_COLUMNS = ("method", "threshold", "set by", "correct accepts", "wrong accepts", "unknown accepted",
+                   "distractors accepted")
+
+
+def _share(rate: float | None, n: int) -> str:
+    return "–" if rate is None else f"{100 * rate:.2f} ({round(rate * n)}/{n})"
+
+
+def shipped_rows(results: Sequence[MethodResult | dict[str, Any]]) -> list[list[str]]:
+    """One row per result measured at its shipped threshold (those run with unknown photos)."""
+    rows = []
+    for d in map(_dict, results):
+        s = d.get("shipped")
+        if s:
+            rows.append([d["name"], f"{s['threshold']:.4f}", s["set_by"],
+                         _share(s["correct_accept_rate"], s["n_queries"]),
+                         _share(s["wrong_accept_rate"], s["n_queries"]),
+                         _share(s["unknown_far"], s["n_unknown"]), _share(s["distractor_far"], s["n_distractors"])])
+    return rows
+
+
+def shipped_notes(results: Sequence[MethodResult | dict[str, Any]]) -> list[str]:
+    out = []
+    for d in map(_dict, results):
+        if d.get("shipped"):
+            out.append(f"threshold of {d['name']}: {d['shipped']['how']}")
+    if out:
+        out.append(next(d["shipped"]["rule"] for d in map(_dict, results) if d.get("shipped")))
+    return out
+
+
+SHIPPED_TITLE = "Open set at the shipped threshold (percentages of queries, unknown photos, distractors):"
+
+
+def markdown_report(results: Sequence[MethodResult | dict[str, Any]]) -> str:
+    """The main table, why any clustering cell is "–", and the open set at the shipped threshold."""
+    parts = [markdown_table(results)]
+    notes = clustering_notes(results)
+    if notes:
+        parts.append("\n".join(f"- {n}" for n in notes))
+    rows = shipped_rows(results)
+    if rows:
+        parts.append("\n".join([SHIPPED_TITLE, "", "| " + " | ".join(SHIPPED_COLUMNS) + " |",
+                                "|" + "---|" * len(SHIPPED_COLUMNS), *("| " + " | ".join(r) + " |" for r in rows),
+                                "", *(f"- {n}" for n in shipped_notes(results))]))
+    return "\n\n".join(parts)
+
+
+def text_report(results: Sequence[MethodResult]) -> str:
+    parts = [text_table(results)]
+    notes = clustering_notes(results)
+    if notes:
+        parts.append("\n".join(f"– {n}" for n in notes))
+    rows = shipped_rows(results)
+    if rows:
+        parts.append("\n".join([SHIPPED_TITLE, aligned(SHIPPED_COLUMNS, rows), *shipped_notes(results)]))
+    return "\n\n".join(parts)
 
 
 def environment() -> dict[str, Any]:

@@ -116,3 +116,20 @@ def test_evaluate_clustering_rejects_bad_input():
         evaluate_clustering(x, y, clusters_per_class=(0,))
     with pytest.raises(TypeError, match="integers or strings"):
         evaluate_clustering(x, y.astype(float))
+
+
+def test_clustering_obstacle_names_what_a_small_museum_cannot_do():
+    from muselens.runtime.metrics.clustering import clustering_obstacle
+
+    one_reference = np.array(["a", "a", "b", "c", "d"])  # 4 artworks, one with a query
+    assert clustering_obstacle(one_reference, 1) is None
+    assert clustering_obstacle(one_reference, 3) == "cannot make 12 clusters from 5 samples"
+    assert clustering_obstacle(np.array(["a", "b", "c"]), 1) == "no two samples of one artwork: pairwise F1 is undefined"
+    assert clustering_obstacle(np.array(["a", "a"]), 1) == "one artwork: clustering needs at least two"
+    x, y = _blobs(3, 4)
+    for m in (1, 2, 4):  # where it says None, evaluate_clustering runs; where not, it raises
+        if clustering_obstacle(y, m) is None:
+            evaluate_clustering(x, y, clusters_per_class=(m,))
+        else:
+            with pytest.raises(ValueError):
+                evaluate_clustering(x, y, clusters_per_class=(m,))

@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                  "the thesis' Tables 5.1/5.2: per-stage training time and memory, per-image test time and memory"),
     "bad-input": ("muselens.benchmarks.bad_input",
                   "thousands of bad frames and messages through unary and streaming calls: outcomes, RSS growth"),
+    "real-photos": ("muselens.benchmarks.real_photos",
+                    "every real photo set: SIFT, IM-GeM, IM-R-MAC and the retrained bundle through gRPC, open set"),
     "soak": ("muselens.benchmarks.soak", "N streams for M minutes: throughput, p99 and RSS over time"),
     "reconnect": ("muselens.benchmarks.reconnect",
                   "kill the server mid-stream and restart it: how long the camera stream stays dark"),

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from muselens.training.schedules import SCHEDULES
+
 # The embedded default: small enough to train in minutes on 2 CPU cores, hard enough that
 # training visibly matters.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -38,22 +40,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "museum": {"instances": 3, "references": 2, "queries": 1, "distractors": 2, "seed": 0, "size": 160},
         "walk": {"seconds": 8.0, "fps": 3.0, "size": (192, 108)},
         "stream_fps": 8.0,
-    },
-}
-SCHEDULES: dict[str, dict[str, Any]] = {
-    # A few minutes on 2 CPU cores for the default museum.
-    "short": {
-        "eval_short_side": 320,
-        "stage1": {"epochs": 5, "batch_size": 16, "image_size": 224},
-        "stage2": {"epochs": 2, "images_per_step": 8, "short_sides": [320, 224]},
-        "stage3": {"epochs": 4, "short_side": 320, "dim": 256, "triplets_per_step": 32},
-    },
-    "full": {},  # TrainConfig's defaults: the paper's schedule (use --device cuda)
-    "tiny": {
-        "train_blocks": 2, "eval_short_side": 64,
-        "stage1": {"epochs": 1, "batch_size": 4, "image_size": 64},
-        "stage2": {"epochs": 1, "images_per_step": 2, "short_sides": [64]},
-        "stage3": {"epochs": 1, "dim": 8, "short_side": 64, "triplets_per_step": 4},
     },
 }
 BASELINES = ("sift", "im-gem")

@@ -1,0 +1,252 @@
+"""``muselens bench real-photos``: every real photo set, each method, the product through its service.
+
+For every set in ``../shared/datasets/`` (``mcv-paintings``, ``ukbench-250``, ``grocery-packaged``)
+this measures, in one run:
+
+* the baselines SIFT, IM-GeM and IM-R-MAC with ``muselens evaluate``'s protocol, their open-set
+  figures at the threshold a bundle of that method would ship;
+* the proposed method retrained with a named schedule (``short``: the CPU schedule), exported,
+  served by ``muselens serve`` and sent every query, distractor and unknown photo over gRPC, on
+  unary calls and on one stream, as a phone would (:mod:`muselens.benchmarks.through_service`).
+
+Columns: mP@1, mAP, and at the shipped threshold the correct-accept rate and the false-accept
+rates of the set's distractors and of the unknown photos (``<set>-unknown/`` beside the set).
+``--artworks N`` keeps the first N artworks that have queries (symlinks, nothing copied): what
+CI runs. The sets stay in shared/; they are never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from muselens.benchmarks import common
+
+SETS = ("mcv-paintings", "ukbench-250", "grocery-packaged")
+BASELINES = ("sift", "im-gem", "im-rmac")
+LABELS = {"sift": "SIFT + RANSAC", "im-gem": "IM-GeM", "im-rmac": "IM-R-MAC"}
+UNKNOWN_SUFFIX = "-unknown"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def default_datasets() -> Path:
+    """``../shared/datasets`` beside the repository."""
+    return Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def subset_museum(source: Path, out: Path, artworks: int, distractors: int | None = None) -> Path:
+    """A museum of the first ``artworks`` artworks of ``source`` that have queries, as symlinks."""
+    if artworks < 2:
+        raise ValueError(f"a subset needs at least 2 artworks, got {artworks}")
+    with_queries = sorted(d.name for d in (source / "queries").iterdir() if d.is_dir() and _images(d)
+                          and _images(source / "references" / d.name))
+    keep = with_queries[:artworks]
+    if len(keep) < 2:
+        raise ValueError(f"{source} has fewer than 2 artworks with both references and queries")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    for split in ("references", "queries"):
+        for name in keep:
+            folder = out / split / name
+            folder.mkdir(parents=True)
+            for image in _images(source / split / name):
+                (folder / image.name).symlink_to(image.resolve())
+    kept_distractors = _images(source / "distractors")[:distractors]
+    if kept_distractors:
+        (out / "distractors").mkdir(parents=True)
+        for image in kept_distractors:
+            (out / "distractors" / image.name).symlink_to(image.resolve())
+    if (source / "instances.csv").exists():
+        with open(source / "instances.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        with open(out / "instances.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r and r[0] in set(keep)])
+    return out
+
+
+def photos_of(museum: Path, unknown: Path | None):
+    from muselens.benchmarks.through_service import Photo
+
+    photos = [Photo(p, "query", d.name) for d in sorted((museum / "queries").iterdir()) if d.is_dir()
+              for p in _images(d)]
+    photos += [Photo(p, "distractor", None) for p in _images(museum / "distractors")]
+    photos += [Photo(p, "unknown", None) for p in (_images(unknown) if unknown is not None else [])]
+    return photos
+
+
+def baseline_row(museum: Path, method: str, unknown: Path | None, *, size: int | None,
+                 progress: bool) -> dict[str, Any]:
+    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.training.evaluation.methods import build_method
+    from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
+
+    dataset = MuseumDataset.load(museum)
+    started = time.perf_counter()
+    result = evaluate_method(dataset, build_method(method, size=size, workers=2), EvalOptions(clustering=False),
+                             progress=progress, unknown=unknown_images(unknown) if unknown is not None else [])
+    data = result.to_dict()
+    shipped = data.get("shipped") or {}
+    return {"label": LABELS[method], "method": method, "mp_at_1": data["retrieval"]["mp_at_1"],
+            "map": data["retrieval"]["map"], "correct_accept_rate": shipped.get("correct_accept_rate"),
+            "distractor_false_accept_rate": shipped.get("distractor_far"),
+            "unknown_false_accept_rate": shipped.get("unknown_far"),
+            "threshold": {k: shipped.get(k) for k in ("threshold", "how")},
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def proposed_rows(museum: Path, work: Path, unknown: Path | None, *, schedule: str, seed: int,
+                  overrides: dict[str, Any], progress: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Retrain, export (fp32), serve and measure through gRPC; one row for unary, one for stream."""
+    from muselens.benchmarks.through_service import measure_through_service
+    from muselens.export.bundle import ExportOptions, export_bundle
+    from muselens.runtime.bundle import load_bundle
+    from muselens.training.run import TrainingRun
+    from muselens.training.schedules import schedule_config
+
+    run, bundle = work / f"run-seed{seed}", work / f"bundle-seed{seed}"
+    config = schedule_config(schedule, {**overrides, "seed": seed})
+    started = time.perf_counter()
+    if not (run / "model.pt").exists():
+        TrainingRun(museum, run, config, resume=(run / "checkpoint.pt").exists(), progress=progress).run()
+    train_s = time.perf_counter() - started
+    started = time.perf_counter()
+    if bundle.exists():
+        import shutil
+
+        shutil.rmtree(bundle)
+    exported = export_bundle(run, bundle, data=museum, options=ExportOptions(precisions=("fp32",), latency_runs=0))
+    export_s = time.perf_counter() - started
+    with load_bundle(bundle) as loaded:
+        gallery_ids = set(loaded.gallery.instance_ids.tolist())
+    measured = measure_through_service(bundle, photos_of(museum, unknown), gallery_ids, log=work / "serve.log")
+    threshold = exported.threshold.to_dict()
+    rows = []
+    for mode in ("unary", "stream"):
+        m = measured[mode]
+        rows.append({"label": f"proposed ({schedule}, served, {mode})", "method": f"proposed-{mode}",
+                     "mp_at_1": m["mp_at_1"], "map": m["map_artworks"], "map_over": "artworks",
+                     "correct_accept_rate": m["correct_accept_rate"],
+                     "distractor_false_accept_rate": m["distractor_false_accept_rate"],
+                     "unknown_false_accept_rate": m["unknown_false_accept_rate"], "threshold": threshold,
+                     "errors": m["errors"], "server_ms_p50": m["server_ms"].get("p50"),
+                     "client_ms_p50": m["client_ms"].get("p50")})
+    info = {"run": str(run), "bundle": str(bundle), "seed": seed, "schedule": schedule, "train_s": round(train_s, 1),
+            "export_s": round(export_s, 1), "service": measured}
+    return rows, info
+
+
+def measure_set(name: str, source: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from muselens.runtime.data.museum import MuseumDataset
+
+    work = out / name
+    work.mkdir(parents=True, exist_ok=True)
+    museum = source if args.artworks is None else subset_museum(source, work / "museum", args.artworks,
+                                                                distractors=args.artworks)
+    unknown = source.parent / f"{name}{UNKNOWN_SUFFIX}"
+    unknown = unknown if unknown.is_dir() else None
+    dataset = MuseumDataset.load(museum)
+    counts = {"artworks": len({r.instance_id for r in dataset.references}), "references": len(dataset.references),
+              "queries": len(dataset.queries), "distractors": len(dataset.distractors),
+              "unknowns": len(_images(unknown)) if unknown else 0}
+    print(f"[{name}] {counts}", file=sys.stderr, flush=True)
+    rows = []
+    for method in args.methods:
+        print(f"[{name}] {LABELS[method]}", file=sys.stderr, flush=True)
+        rows.append(baseline_row(museum, method, unknown, size=args.size, progress=not args.no_progress))
+    runs = []
+    if args.schedule != "none":
+        overrides = {}
+        for seed in args.seeds:
+            print(f"[{name}] proposed, {args.schedule} schedule, seed {seed}: retrain, export, serve",
+                  file=sys.stderr, flush=True)
+            seed_rows, info = proposed_rows(museum, work, unknown, schedule=args.schedule, seed=seed,
+                                            overrides=overrides, progress=not args.no_progress)
+            rows += [{**r, "seed": seed} for r in seed_rows]
+            runs.append(info)
+    return {"set": name, "source": str(source), "counts": counts, "rows": rows, "runs": runs}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def table(payload: dict[str, Any]) -> str:
+    lines = ["| set | method | mP@1 | mAP | correct accept | distractors accepted | unknowns accepted | p50 ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in payload["sets"]:
+        for r in s["rows"]:
+            latency = f"{r['client_ms_p50']:.0f}" if r.get("client_ms_p50") is not None else "–"
+            lines.append(f"| {s['set']} | {r['label']} | {_pct(r['mp_at_1'])} | {_pct(r['map'])} | "
+                         f"{_pct(r['correct_accept_rate'])} | {_pct(r['distractor_false_accept_rate'])} | "
+                         f"{_pct(r['unknown_false_accept_rate'])} | {latency} |")
+    return "\n".join(lines)
+
+
+def markdown(folder: Path, data: dict[str, Any]) -> str:
+    lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]), "",
+             "Percentages. mAP of the served rows ranks artworks (the instance-averaged gallery the service "
+             "searches, truncated at its top-k); the baselines' ranks reference photos. Accept and reject "
+             "are at the shipped threshold.", "", table(data), ""]
+    if not data.get("complete", True):
+        lines += ["This run stopped before every set it was asked for was measured.", ""]
+    for s in data["sets"]:
+        lines.append(f"- {s['set']}: {s['counts']}" + "".join(
+            f"; seed {r['seed']}: trained in {r['train_s']:.0f} s, exported in {r['export_s']:.0f} s"
+            for r in s["runs"]))
+    if (folder / "NOTES.md").exists():
+        lines += ["", (folder / "NOTES.md").read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _list(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = [] if text == "none" else [t.strip() for t in text.split(",") if t.strip()]
+        bad = [n for n in names if n not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {', '.join(choices)} or none")
+        return names
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", type=Path, default=default_datasets(),
+                        help="folder holding the real sets (default: ../shared/datasets)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for bench.json and the runs")
+    parser.add_argument("--sets", type=_list(SETS), default=list(SETS), help=f"default {','.join(SETS)}")
+    parser.add_argument("--methods", type=_list(BASELINES), default=list(BASELINES),
+                        help=f"baselines (default {','.join(BASELINES)}; none for none)")
+    parser.add_argument("--schedule", default="short", choices=("short", "tiny", "full", "none"),
+                        help="training schedule of the proposed rows (none: no proposed rows)")
+    parser.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], default=[0])
+    parser.add_argument("--artworks", type=int, default=None,
+                        help="keep the first N artworks with queries of each set (CI's subset)")
+    parser.add_argument("--size", type=int, default=None, help="short side of the IM rows (default 448)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    missing = [s for s in args.sets if not (args.datasets / s).is_dir()]
+    if missing:
+        print(f"error: {args.datasets} lacks {', '.join(missing)} (the real sets live in ../shared/datasets)",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {"datasets": str(args.datasets), "schedule": args.schedule, "seeds": args.seeds,
+                               "artworks": args.artworks, "sets": [], "complete": False}
+    for name in args.sets:  # bench.json after every set: a long run stopped midway keeps what it measured
+        payload["sets"].append(measure_set(name, args.datasets / name, args.out, args))
+        payload["complete"] = len(payload["sets"]) == len(args.sets)
+        path = common.write_bench(args.out, "real-photos", getattr(args, "argv", None), payload)
+    print(table(payload))
+    print(f"\nwrote {path}")
+    return 0

@@ -1,0 +1,92 @@
+"""bench real-photos: the figures from served answers, the subset museum, and CI's run on real photos.
+
+The real sets live in ../shared/datasets and are never copied here; the end-to-end test skips,
+saying why, where that folder is absent.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from muselens.benchmarks.real_photos import default_datasets, main, subset_museum
+from muselens.benchmarks.through_service import Answer, Photo, figures
+
+DATASETS = default_datasets()
+
+
+def _a(decision, ranking):
+    return Answer(decision, tuple(ranking), 0.5, 10.0, 12.0)
+
+
+def test_figures_are_counted_from_the_services_answers():
+    photos = [Photo(Path("q1"), "query", "a"), Photo(Path("q2"), "query", "b"), Photo(Path("q3"), "query", "c"),
+              Photo(Path("d1"), "distractor", None), Photo(Path("u1"), "unknown", None),
+              Photo(Path("u2"), "unknown", None)]
+    answers = [_a("ARTWORK", "abc"),          # right and accepted
+               _a("NO_ARTWORK", "cba"),       # right artwork second: AP 1/2, rejected
+               _a("UNCERTAIN", "cab"),        # right, but not accepted
+               _a("NO_ARTWORK", "abc"),
+               _a("ARTWORK", "bca"),          # an unknown accepted
+               _a("NO_ARTWORK", "abc")]
+    f = figures(photos, answers, {"a", "b", "c"})
+    assert f["queries"] == 3
+    assert f["mp_at_1"] == pytest.approx(2 / 3)
+    assert f["map_artworks"] == pytest.approx((1 + 1 / 2 + 1) / 3)
+    assert f["correct_accept_rate"] == pytest.approx(1 / 3)
+    assert f["uncertain_rate"] == pytest.approx(1 / 3)
+    assert f["distractor_false_accept_rate"] == 0.0
+    assert f["unknown_false_accept_rate"] == pytest.approx(1 / 2)
+    assert f["errors"] == 0
+
+
+def test_a_query_of_an_artwork_outside_the_gallery_is_not_counted():
+    photos = [Photo(Path("q1"), "query", "a"), Photo(Path("q2"), "query", "zz")]
+    f = figures(photos, [_a("ARTWORK", "a"), _a("ARTWORK", "a")], {"a"})
+    assert f["queries"] == 1 and f["mp_at_1"] == 1.0
+    assert f["unknowns"] == 0 and f["unknown_false_accept_rate"] is None
+
+
+def _museum(root: Path, artworks: dict[str, int]) -> Path:
+    for name, queries in artworks.items():
+        (root / "references" / name).mkdir(parents=True)
+        (root / "references" / name / "r.jpg").write_bytes(b"x")
+        (root / "queries" / name).mkdir(parents=True)
+        for k in range(queries):
+            (root / "queries" / name / f"q{k}.jpg").write_bytes(b"x")
+    (root / "instances.csv").write_text("id,title\n" + "".join(f"{n},Title {n}\n" for n in artworks))
+    return root
+
+
+def test_a_subset_keeps_artworks_with_queries_as_links(tmp_path):
+    src = _museum(tmp_path / "src", {"a": 0, "b": 1, "c": 2, "d": 1})
+    out = subset_museum(src, tmp_path / "sub", 2)
+    assert sorted(p.name for p in (out / "references").iterdir()) == ["b", "c"]
+    assert (out / "queries" / "c" / "q1.jpg").is_symlink()
+    assert (out / "instances.csv").read_text().splitlines() == ["id,title", "b,Title b", "c,Title c"]
+    with pytest.raises(ValueError, match="at least 2"):
+        subset_museum(src, tmp_path / "sub2", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "mcv-paintings").is_dir() or not (DATASETS / "ukbench-250").is_dir(),
+                    reason=f"the real photo sets are not at {DATASETS} (they live in ../shared/datasets)")
+def test_real_photos_retrained_exported_served_every_frame_answered(tmp_path):
+    """CI on real photos: 15 artworks of two sets, tiny schedule, through the service."""
+    args = argparse.Namespace(datasets=DATASETS, out=tmp_path / "out", sets=["mcv-paintings", "ukbench-250"],
+                              methods=[], schedule="tiny", seeds=[0], artworks=15, size=None, no_progress=True,
+                              argv=["bench", "real-photos", "--artworks", "15", "--schedule", "tiny"])
+    assert main(args) == 0
+    data = json.loads((tmp_path / "out" / "bench.json").read_text())
+    for s in data["sets"]:
+        (run,) = s["runs"]
+        service = run["service"]
+        assert service["frames"] == s["counts"]["queries"] + s["counts"]["distractors"] + s["counts"]["unknowns"]
+        for mode in ("unary", "stream"):
+            assert service[mode]["errors"] == 0
+            assert service[mode]["client_ms"]["count"] == service["frames"]  # every frame answered
+        assert service["unary_stream_agreement"] == 1.0  # one frame at a time: the stream answers as unary
+        assert run["service"]["unary"]["queries"] == s["counts"]["queries"]
+    mcv = data["sets"][0]
+    assert mcv["counts"]["unknowns"] == 10 and mcv["runs"][0]["service"]["unary"]["unknowns"] == 10

@@ -326,9 +326,9 @@ class TrainingRun:
         return {"seconds": round(seconds, 2), "validation_seconds": round(spent, 2)}
 
     def _say(self, message: str, *, warning: bool = False) -> None:
-        """Print ``message`` on the main rank with the other stage messages, and log it (at info
-        level: a warning logged too would be printed twice where logging is not configured)."""
-        log.info(message)
+        """Print ``message`` on the main rank with the other stage messages, and log it at debug
+        level (the command line logs info to the same terminal: it would say everything twice)."""
+        log.debug(message)
         if self.dist.is_main:
             print(("warning: " if warning else "") + message, file=sys.stderr)
 

@@ -1,7 +1,8 @@
 """From scores to an answer: an artwork, no artwork in view, or too close to call.
 
-* ``no_artwork`` when the best score is below the bundle's calibrated threshold (tuned on
-  distractors to a target false-accept rate at export);
+* ``no_artwork`` when the best score does not exceed the bundle's calibrated threshold (tuned at
+  export to a target false-accept rate; a score equal to it is rejected, as calibration counts it:
+  :func:`muselens.runtime.metrics.calibrate_threshold` sets the threshold *at* a negative's score);
 * ``uncertain`` when it clears the threshold but the runner-up artwork is within
   ``uncertain_margin`` of it: two artworks explain the frame almost equally well (a frame
   straddling two neighbouring paintings), so the app should not name either yet;
@@ -26,7 +27,7 @@ def decide(scores: Sequence[float], threshold: float, uncertain_margin: float = 
     if not uncertain_margin >= 0:
         raise ValueError(f"uncertain_margin must be >= 0, got {uncertain_margin!r}")
     best = float(scores[0])
-    if best < threshold:
+    if best <= threshold:
         return Decision.NO_ARTWORK
     if len(scores) > 1 and best - float(scores[1]) < uncertain_margin:
         return Decision.UNCERTAIN

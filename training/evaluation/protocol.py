@@ -209,7 +209,7 @@ def _score(
 
 # -- open set at the shipped threshold ----------------------------------------------------------
 
-ACCEPT_RULE = ("accepted: top-1 score >= threshold, against one entry per artwork (the instance-averaged "
+ACCEPT_RULE = ("accepted: top-1 score > threshold, against one entry per artwork (the instance-averaged "
                "gallery; for pairwise scores, an artwork's best reference), as the runtime decides "
                "(runtime/recognition/decision.py; its 'uncertain' margin is not applied)")
 
@@ -252,15 +252,15 @@ class _LazyImages(Sequence):
 def accept_rates(threshold: float, query_top1: np.ndarray, query_correct: np.ndarray,
                  unknown_top1: np.ndarray, distractor_top1: np.ndarray) -> dict[str, Any]:
     """Shares accepted at ``threshold`` (:data:`ACCEPT_RULE`); None where there is nothing to count."""
-    q_in = query_top1 >= threshold
+    q_in = query_top1 > threshold
 
     def share(mask: np.ndarray) -> float | None:
         return float(mask.mean()) if mask.size else None
 
     return {"n_queries": int(query_top1.size), "correct_accept_rate": share(q_in & query_correct),
             "wrong_accept_rate": share(q_in & ~query_correct),
-            "n_unknown": int(unknown_top1.size), "unknown_far": share(unknown_top1 >= threshold),
-            "n_distractors": int(distractor_top1.size), "distractor_far": share(distractor_top1 >= threshold)}
+            "n_unknown": int(unknown_top1.size), "unknown_far": share(unknown_top1 > threshold),
+            "n_distractors": int(distractor_top1.size), "distractor_far": share(distractor_top1 > threshold)}
 
 
 def shipped_open_set(

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from muselens.training.evaluation.report import markdown_table
+from muselens.training.evaluation.report import markdown_report
 
 HERE = Path(__file__).resolve().parent
 HEADER = """# Measured results
@@ -29,7 +29,7 @@ def evaluation_section(folder: Path) -> str:
     payload = json.loads((folder / "results.json").read_text())
     lines = [f"## {folder.name}", "", f"`{payload['command']}`", "",
              f"Dataset `{payload['dataset']}`; {_machine(payload['environment'])}.", "",
-             markdown_table(payload["results"]), ""]
+             markdown_report(payload["results"]), ""]
     if (folder / "evaluation.png").exists():
         lines += [f"![{folder.name}](results/{folder.name}/evaluation.png)", ""]
     if (folder / "NOTES.md").exists():
@@ -61,12 +61,22 @@ def export_section(folder: Path) -> str:
     t = data["threshold"]
     lines = [f"## {folder.name}", "", f"`{data['command']}`", "", f"{_machine(data['environment'])}.", "",
              *rows, "",
-             f"'No artwork' threshold {t['value']:.4f}" + (f" at {t['target_far']:g} FAR on {t['n_distractors']} "
-                                                            f"distractors." if t["calibrated"] else " (uncalibrated)."),
+             _threshold_line(t),
              ""]
     if (folder / "NOTES.md").exists():
         lines += [(folder / "NOTES.md").read_text().strip(), ""]
     return "\n".join(lines)
+
+
+def _threshold_line(t: dict) -> str:
+    """The export's 'no artwork' threshold and how it was set (per source since format 3)."""
+    head = f"'No artwork' threshold {t['value']:.4f}"
+    if t.get("sources"):
+        return head + f" at {t['target_far']:g} FAR, the highest of: " + ", ".join(
+            f"{s['source']} {s['threshold']:.4f} (n={s['count']})" for s in t["sources"]) + "."
+    if t["calibrated"]:
+        return head + f" at {t['target_far']:g} FAR on {t['n_distractors']} distractors."
+    return head + " (uncalibrated)."
 
 
 def bench_section(folder: Path) -> str:

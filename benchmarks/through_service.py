@@ -126,6 +126,6 @@ def measure_through_service(bundle: Path, photos: Sequence[Photo], gallery_ids: 
             stream = stream_answers(client, photos, top_k)
     agree = float(np.mean([u.decision == s.decision and u.ranking[:1] == s.ranking[:1]
                            for u, s in zip(unary, stream)])) if photos else None
-    return {"bundle_version": info.bundle_version, "threshold": None, "top_k": top_k,
+    return {"bundle_version": info.bundle_version, "top_k": top_k,
             "frames": len(photos), "unary": figures(photos, unary, gallery_ids),
             "stream": figures(photos, stream, gallery_ids), "unary_stream_agreement": agree}

@@ -69,6 +69,14 @@ def test_a_subset_keeps_artworks_with_queries_as_links(tmp_path):
         subset_museum(src, tmp_path / "sub2", 1)
 
 
+def test_a_missing_set_is_refused_before_any_work(tmp_path, capsys):
+    args = argparse.Namespace(datasets=tmp_path, out=tmp_path / "out", sets=["mcv-paintings"], methods=[],
+                              schedule="none", seeds=[0], artworks=None, size=None, no_progress=True)
+    assert main(args) == 2
+    assert "lacks mcv-paintings" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATASETS / "mcv-paintings").is_dir() or not (DATASETS / "ukbench-250").is_dir(),
                     reason=f"the real photo sets are not at {DATASETS} (they live in ../shared/datasets)")

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from muselens.runtime.bundle.manifest import Threshold
 from muselens.training.evaluation.report import markdown_report
 
 HERE = Path(__file__).resolve().parent
@@ -72,8 +73,7 @@ def _threshold_line(t: dict) -> str:
     """The export's 'no artwork' threshold and how it was set (per source since format 3)."""
     head = f"'No artwork' threshold {t['value']:.4f}"
     if t.get("sources"):
-        return head + f" at {t['target_far']:g} FAR, the highest of: " + ", ".join(
-            f"{s['source']} {s['threshold']:.4f} (n={s['count']})" for s in t["sources"]) + "."
+        return "'No artwork' threshold " + Threshold.from_dict(t).describe() + "."
     if t["calibrated"]:
         return head + f" at {t['target_far']:g} FAR on {t['n_distractors']} distractors."
     return head + " (uncalibrated)."

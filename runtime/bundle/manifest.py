@@ -228,12 +228,18 @@ class ModelEntry:
 
 def _source(data: object, index: int) -> SourceThreshold:
     if isinstance(data, SourceThreshold):
-        data = {f.name: getattr(data, f.name) for f in fields(SourceThreshold)}
+        data = data.to_dict()
     name = f"threshold.sources[{index}]"
     d = _mapping(data, name)
-    _exact_keys(d, {f.name for f in fields(SourceThreshold)}, name)
+    base = {"source", "count", "threshold"}
+    _exact_keys(d, base | {"rule", "at_target_far"} if "rule" in d or "at_target_far" in d else base, name)
+    capped = {}
+    if "rule" in d:
+        capped = {"rule": _text(d["rule"], f"{name}.rule"),
+                  "at_target_far": None if d["at_target_far"] is None
+                  else _number(d["at_target_far"], f"{name}.at_target_far", -1.0, 1.0)}
     return SourceThreshold(_text(d["source"], f"{name}.source"), _int(d["count"], f"{name}.count", 1),
-                           _number(d["threshold"], f"{name}.threshold", -1.0, 1.0))
+                           _number(d["threshold"], f"{name}.threshold", -1.0, 1.0), **capped)
 
 
 @dataclass(frozen=True)
@@ -320,7 +326,7 @@ class Threshold:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("method", "sources")}
         if self.sources:
             out["method"] = self.method
-            out["sources"] = [{f.name: getattr(s, f.name) for f in fields(s)} for s in self.sources]
+            out["sources"] = [s.to_dict() for s in self.sources]
         return out
 
     @classmethod

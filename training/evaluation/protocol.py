@@ -290,21 +290,18 @@ def shipped_open_set(
 
         index, config = raw["index"], method.config
 
-        def top1_scores(images: Sequence[np.ndarray], exclude_labels: Sequence | None) -> np.ndarray:
+        def score_columns(images: Sequence[np.ndarray]) -> np.ndarray:  # inlier counts against each reference
             feats = extract_features(list(images), max_side=config.max_side, nfeatures=config.nfeatures,
                                      workers=method.workers, progress=False)
-            scores = index.score_all(feats, progress=False) if feats else np.zeros((0, len(refs)))
-            if exclude_labels is not None:
-                scores = np.where(np.asarray(exclude_labels)[:, None] == ref_labels[None, :], -np.inf, scores)
-            return scores.max(axis=1) if scores.shape[1] else np.full(scores.shape[0], -np.inf)
+            return index.score_all(feats, progress=False) if feats else np.zeros((0, len(refs)))
 
         q_scores, ids = max_per_instance(raw["query_scores"], ref_labels)
         d_top1 = np.zeros(0) if raw["distractor_scores"] is None else raw["distractor_scores"].max(axis=1)
         u_images = [im for _, im in read_images(records, lambda r: r.path, skipped)]
-        u_top1 = top1_scores(u_images, None) if u_images else np.zeros(0)
+        u_top1 = score_columns(u_images).max(axis=1) if u_images and len(refs) else np.zeros(0)
         if threshold is None:
-            negatives = negative_top1_scores(top1_scores, references=_LazyImages(refs), reference_labels=ref_labels,
-                                             distractor_scores=d_top1)
+            negatives = negative_top1_scores(score_columns, ref_labels, references=_LazyImages(refs),
+                                             reference_labels=ref_labels, distractor_scores=d_top1)
             calibration = calibrate_source_scores(negatives, options.shipped_far)  # inlier counts: no clipping
     else:
         gallery, ids = instance_average(raw["reference_descriptors"], ref_labels)

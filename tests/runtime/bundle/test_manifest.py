@@ -265,6 +265,17 @@ def test_the_threshold_records_its_sources():
     assert Manifest.from_dict(fields(format_version=2, threshold=without)).threshold.calibrated
 
 
+def test_a_capped_impostor_source_round_trips_with_its_rule():
+    capped = {"source": "impostor-views", "count": 12, "threshold": 0.55,
+              "rule": "equal-error-with-genuine-views", "at_target_far": 0.71}
+    threshold = {**CALIBRATED, "sources": [SOURCES[0], capped, SOURCES[2]]}
+    m = Manifest.from_dict(fields(format_version=FORMAT_VERSION, threshold=threshold))
+    assert m.to_dict()["threshold"] == threshold and Manifest.from_json(m.to_json()) == m
+    assert m.threshold.sources[1].rule == "equal-error-with-genuine-views"
+    assert "at the target 0.7100" in m.threshold.describe()
+    assert m.threshold.sources[0].rule == "target-far"  # a record without the keys: at the target (older bundles)
+
+
 def test_version_1_manifests_load_unchanged_also_uncalibrated():
     """What older muselens wrote: four threshold keys, possibly -1.0 uncalibrated; same bytes back."""
     for threshold in (fields()["threshold"],
@@ -293,6 +304,12 @@ def test_version_1_manifests_load_unchanged_also_uncalibrated():
     ({"sources": "distractors"}, TypeError, "threshold.sources must be a list"),
     ({"method": 7}, TypeError, "threshold.method must be a string"),
     ({"extra": 1}, ValueError, r"threshold has unknown keys \['extra'\]"),
+    ({"sources": [{**SOURCES[0], "rule": "median", "at_target_far": 0.5}, *SOURCES[1:]]}, ValueError,
+     "unknown threshold rule 'median'"),
+    ({"sources": [{**SOURCES[0], "rule": "equal-error-with-genuine-views"}, *SOURCES[1:]]}, ValueError,
+     r"lacks keys \['at_target_far'\]"),
+    ({"sources": [{**SOURCES[0], "rule": "target-far", "at_target_far": 0.5}, *SOURCES[1:]]}, ValueError,
+     "at_target_far is recorded exactly when"),
 ])
 def test_threshold_sources_are_checked(changes, error, match):
     with pytest.raises(error, match=match):

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from muselens.runtime.metrics import calibrate_threshold
-from muselens.runtime.metrics.threshold import (DISTRACTORS, GENERATED, IMPOSTORS, calibrate_sources,
-                                                impostor_scores, negative_scores)
+from muselens.runtime.metrics.threshold import (AT_TARGET_FAR, DISTRACTORS, EQUAL_ERROR, GENERATED, GENUINE,
+                                                IMPOSTORS, SourceThreshold, calibrate_sources,
+                                                equal_error_threshold, impostor_scores, negative_scores,
+                                                split_view_scores)
 
 
 def _unit(x):
@@ -56,8 +58,8 @@ def test_negative_scores_without_distractors_still_gives_every_other_source():
     labels = ["a", "b", "c", "d"]
     scores = negative_scores(describe, gallery, labels, references=refs, reference_labels=labels,
                              generated=3, seed=0)
-    assert set(scores) == {IMPOSTORS, GENERATED}
-    assert scores[IMPOSTORS].shape == (4,) and scores[GENERATED].shape == (3,)
+    assert set(scores) == {IMPOSTORS, GENERATED, GENUINE}
+    assert scores[IMPOSTORS].shape == scores[GENUINE].shape == (4,) and scores[GENERATED].shape == (3,)
     again = negative_scores(describe, gallery, labels, references=refs, reference_labels=labels,
                             generated=3, seed=0)
     np.testing.assert_array_equal(scores[IMPOSTORS], again[IMPOSTORS])  # a function of the seed
@@ -78,16 +80,15 @@ def test_pairwise_entry_point_gives_what_negative_scores_gives_for_descriptors()
     gallery, labels = describe(refs), np.array(["a", "b", "c"])
     distractors = describe([rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)])
 
-    def top1(images, exclude_labels):
+    def score_columns(images):  # brute force, one pair at a time
         d = describe(images)
-        return np.array([max(float(d[i] @ gallery[j]) for j in range(3)
-                             if exclude_labels is None or labels[j] != exclude_labels[i]) for i in range(len(d))])
+        return np.array([[float(d[i] @ gallery[j]) for j in range(3)] for i in range(len(d))])
 
     expected = negative_scores(describe, gallery, labels, references=refs, reference_labels=labels,
                                distractors=distractors, generated=2, seed=3)
-    got = negative_top1_scores(top1, references=refs, reference_labels=labels,
+    got = negative_top1_scores(score_columns, labels, references=refs, reference_labels=labels,
                                distractor_scores=(distractors @ gallery.T).max(axis=1), generated=2, seed=3)
-    assert set(got) == set(expected) == {DISTRACTORS, IMPOSTORS, GENERATED}
+    assert set(got) == set(expected) == {DISTRACTORS, IMPOSTORS, GENERATED, GENUINE}
     for source in got:
         np.testing.assert_allclose(got[source], expected[source], rtol=1e-5)
 
@@ -106,9 +107,70 @@ def test_pairwise_views_with_no_other_artwork_are_left_out():
 
     refs = [np.full((32, 32, 3), 90, np.uint8)] * 2
 
-    def top1(images, exclude_labels):  # one artwork: excluding it leaves nothing to score against
-        return np.full(len(images), -np.inf if exclude_labels is not None else 3.0)
+    def score_columns(images):  # one artwork, two references: excluding it leaves nothing to score against
+        return np.full((len(images), 2), 3.0)
 
-    scores = negative_top1_scores(top1, references=refs, reference_labels=["a", "a"], generated=2)
+    scores = negative_top1_scores(score_columns, ["a", "a"], references=refs, reference_labels=["a", "a"],
+                                  generated=2)
     assert scores[IMPOSTORS].size == 0 and scores[GENERATED].tolist() == [3.0, 3.0]
+    assert scores[GENUINE].tolist() == [3.0, 3.0]
     assert calibrate_sources(scores, 0.01).deciding_source == GENERATED
+
+
+def test_split_view_scores_takes_the_best_of_other_artworks_and_of_its_own():
+    scores = np.array([[0.9, 0.2, 0.5], [0.1, 0.8, 0.7]])
+    imp, gen = split_view_scores(scores, ["a", "b"], ["a", "b", "b"])
+    np.testing.assert_allclose(imp, [0.5, 0.1])
+    np.testing.assert_allclose(gen, [0.9, 0.8])
+    with pytest.raises(ValueError, match="2 views and 2 columns"):
+        split_view_scores(scores, ["a", "b"], ["a", "b"])
+
+
+def test_equal_error_threshold_is_where_the_two_error_rates_cross():
+    neg = np.arange(100) / 100.0  # 0.00 .. 0.99
+    pos = 0.5 + np.arange(100) / 100.0  # 0.50 .. 1.49
+    t = equal_error_threshold(neg, pos)
+    accepted, rejected = np.mean(neg > t), np.mean(pos <= t)
+    assert rejected >= accepted and t == pytest.approx(0.74)  # 25 % of each side wrong
+    below = max(x for x in np.concatenate([neg, pos]) if x < t)
+    assert np.mean(pos <= below) < np.mean(neg > below)  # one score lower, the impostors still win
+    assert equal_error_threshold([0.0, 0.1], [0.8, 0.9]) == pytest.approx(0.1)  # separated: at the top negative
+    with pytest.raises(ValueError, match="negative and positive"):
+        equal_error_threshold([], [0.5])
+
+
+def test_impostor_views_are_capped_where_the_simulation_cannot_separate_artworks():
+    """Impostor and genuine views overlapping (a real catalogue museum's phone views): the target
+    alone would reject most of the museum's own photos; capped, both errors are equal."""
+    rng = np.random.default_rng(0)
+    imp, gen = rng.normal(0.6, 0.08, 400), rng.normal(0.75, 0.08, 400)
+    walls = rng.normal(0.3, 0.05, 100)
+    uncapped = calibrate_sources({IMPOSTORS: imp, GENERATED: walls}, 0.01)
+    capped = calibrate_sources({IMPOSTORS: imp, GENERATED: walls, GENUINE: gen}, 0.01)
+    assert np.mean(gen > uncapped.value) < 0.5  # what shipped before: most genuine views rejected
+    assert capped.value < uncapped.value and capped.deciding_source == IMPOSTORS
+    source = capped.sources[[s.source for s in capped.sources].index(IMPOSTORS)]
+    assert source.rule == EQUAL_ERROR and source.at_target_far == pytest.approx(uncapped.value)
+    assert abs(np.mean(imp > capped.value) - np.mean(gen <= capped.value)) < 0.01
+    assert "capped at the equal error" in capped.describe()
+    assert capped.to_dict()["sources"][0] == {"source": IMPOSTORS, "count": 400, "threshold": source.threshold,
+                                               "rule": EQUAL_ERROR, "at_target_far": source.at_target_far}
+
+
+def test_separable_views_and_real_or_generated_negatives_are_never_capped():
+    rng = np.random.default_rng(1)
+    imp, gen = rng.normal(0.3, 0.05, 300), rng.normal(0.9, 0.03, 300)
+    cal = calibrate_sources({IMPOSTORS: imp, GENUINE: gen}, 0.01)
+    assert cal.sources[0].rule == AT_TARGET_FAR and cal.value == pytest.approx(calibrate_threshold(imp, 0.01))
+    high = rng.normal(0.8, 0.05, 300)  # distractors and generated photos scoring as high as genuine views
+    cal = calibrate_sources({DISTRACTORS: high, GENERATED: high, GENUINE: rng.normal(0.8, 0.05, 300)}, 0.01)
+    assert all(s.rule == AT_TARGET_FAR for s in cal.sources)
+    assert cal.value == pytest.approx(calibrate_threshold(high, 0.01))
+
+
+def test_a_source_record_says_its_rule_and_only_a_capped_one_carries_the_extra_keys():
+    assert SourceThreshold(IMPOSTORS, 3, 0.5).to_dict() == {"source": IMPOSTORS, "count": 3, "threshold": 0.5}
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        SourceThreshold(IMPOSTORS, 3, 0.5, "median")
+    with pytest.raises(ValueError, match="exactly when"):
+        SourceThreshold(IMPOSTORS, 3, 0.5, EQUAL_ERROR)

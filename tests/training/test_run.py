@@ -24,7 +24,7 @@ TINY = {
     "train_blocks": 2, "eval_short_side": 64,
     "stage1": {"epochs": 2, "batch_size": 4, "image_size": 64},
     "stage2": {"epochs": 1, "images_per_step": 2, "short_sides": [64, 48]},
-    "stage3": {"epochs": 3, "dim": 8, "short_side": 64, "triplets_per_step": 4},
+    "stage3": {"epochs": 3, "dim": 8, "k": 4, "short_side": 64, "triplets_per_step": 4},
 }
 
 

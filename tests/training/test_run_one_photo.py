@@ -18,7 +18,7 @@ from tests.conftest import write_image
 
 STAGE3_ONLY = {
     "stages": [3], "train_blocks": 2, "eval_short_side": 64,
-    "stage3": {"epochs": 2, "dim": 8, "short_side": 64, "triplets_per_step": 8, "views_per_photo": 2,
+    "stage3": {"epochs": 2, "dim": 8, "k": 4, "short_side": 64, "triplets_per_step": 8, "views_per_photo": 2,
                "classes_per_batch": 4, "images_per_class": 2},
 }
 

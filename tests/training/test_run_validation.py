@@ -23,7 +23,7 @@ SMALL_STAGES = {
     "stages": [1, 2], "train_blocks": 2, "eval_short_side": 64,
     "stage1": {"epochs": 3, "batch_size": 16, "image_size": 32},
     "stage2": {"epochs": 2, "images_per_step": 16, "short_sides": [48]},
-    "stage3": {"short_side": 64},
+    "stage3": {"short_side": 64, "k": 4},
 }
 
 

@@ -56,7 +56,10 @@ class DescriptorConfig:
 
     epochs: int = 6
     dim: int = 512  # D
-    k: int = 4  # regions of highest maximal activation
+    # Regions of highest maximal activation. Paper 004 takes k = 4; on real photos, where the
+    # artwork fills much of the frame, 4 of a 10x14 feature map's cells miss most of it:
+    # mcv-paintings (short schedule, served) 89.8 mP@1 with k = 4 against 98.4 with k = 32.
+    k: int = 32
     loss: str = "triplet-dot"  # thesis; or an alternative from training.losses.LOSSES
     alpha: float = 1.0  # weight of the region cross-entropy (eq. 3.6)
     short_side: int = 448

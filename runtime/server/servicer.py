@@ -24,6 +24,7 @@ from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
+from muselens.runtime.safe_text import first_unsafe, log_safe
 from muselens.runtime.server import convert
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
@@ -188,16 +189,29 @@ class AdminServicer(pb_grpc.AdminServicer):
         self.metrics.reloads.labels("ok").inc()
         return convert.bundle_info_message(model.info())
 
+    def _refuse_enrolment(self, context: grpc.ServicerContext, message: str) -> None:
+        self.metrics.enrolments.labels("refused").inc()
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        # Checked before anything is decoded: ids, titles and metadata end up in logs, labels and the
+        # gallery, where a NUL used to crash the call (UNKNOWN) and a newline forges a log line.
+        fields = [("instance_id", request.instance_id), ("title", request.title)]
+        for key, value in sorted(request.metadata.items()):
+            fields += [("a metadata key", key), (f"metadata[{log_safe(key)!r}]", value)]
+        for name, text in fields:
+            unsafe = first_unsafe(text)
+            if unsafe is not None:
+                self._refuse_enrolment(context, f"{name} holds a control or bidi character ({unsafe[1]} at "
+                                                f"position {unsafe[0]}); enrolment text must be plain")
         iid = request.instance_id.strip()
-        if not iid or len(iid) > 200 or any(c in iid for c in "\n\r\t/\\"):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "instance_id must be 1-200 characters without slashes or line breaks")
+        if not iid or len(iid) > 200 or any(c in iid for c in "/\\"):
+            self._refuse_enrolment(context, "instance_id must be 1-200 characters without slashes")
         if not request.photos:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Enroll needs at least one photo")
+            self._refuse_enrolment(context, "Enroll needs at least one photo")
         if len(request.photos) > MAX_ENROL_PHOTOS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"at most {MAX_ENROL_PHOTOS} photos per Enroll call, got {len(request.photos)}")
+            self._refuse_enrolment(context, f"at most {MAX_ENROL_PHOTOS} photos per Enroll call, "
+                                            f"got {len(request.photos)}")
         images: list[np.ndarray] = []
         rejected = []
         for index, photo in enumerate(request.photos):
@@ -206,9 +220,7 @@ class AdminServicer(pb_grpc.AdminServicer):
             except FrameError as exc:
                 rejected.append(pb.FrameError(code=exc.status, reason=exc.reason, message=f"photo {index}: {exc}"))
         if not images:
-            self.metrics.enrolments.labels("refused").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "no usable photo: " + "; ".join(r.message for r in rejected))
+            self._refuse_enrolment(context, "no usable photo: " + "; ".join(r.message for r in rejected))
         model = self.holder.enroll(iid, request.title, dict(request.metadata), images)
         self.metrics.enrolments.labels("ok").inc()
         return pb.EnrollResponse(instance_id=iid, photos_used=len(images), rejected=rejected,

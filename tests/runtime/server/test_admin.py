@@ -165,3 +165,37 @@ def test_bad_enrolments_are_invalid_arguments(served, start_server, request_, me
         server.admin.Enroll(request_, metadata=AS_ADMIN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
     assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), metadata=AS_CLIENT).enrolled_images == 0
+
+
+def _enrolment(photo: bytes, **fields) -> pb.EnrollRequest:
+    request = dict(instance_id="new-1", title="A title", metadata={"room": "7"})
+    request.update(fields)
+    return pb.EnrollRequest(photos=[pb.Image(encoded=photo)], **request)
+
+
+@pytest.mark.parametrize("fields", [
+    {"instance_id": "a\x00b"}, {"title": "a\x00b"}, {"instance_id": "a\x1bb"}, {"title": "line\nbreak"},
+    {"title": "a\u2028b"}, {"instance_id": "evil\u202egpj.exe"}, {"title": "x\u202dy"}, {"title": "x\u2066y"},
+    {"instance_id": "x\u2069"}, {"title": "a\x7fb"}, {"metadata": {"ro\x00om": "7"}},
+    {"metadata": {"room": "7\nforged"}}, {"metadata": {"room": "\u202e7"}},
+])
+def test_control_characters_in_an_enrolment_are_invalid_arguments(served, start_server, query_images, caplog,
+                                                                  fields):
+    """A NUL used to crash the call (UNKNOWN, a traceback logged); now it is refused up front, and counted."""
+    server = start_server(served, tokens=TOKENS)
+    with pytest.raises(grpc.RpcError) as err:
+        server.admin.Enroll(_enrolment(query_images[1], **fields), metadata=AS_ADMIN)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "control or bidi" in err.value.details()
+    assert "Traceback" not in caplog.text and "Exception calling application" not in caplog.text
+    metrics = server.server.metrics.registry
+    assert metrics.get_sample_value("muselens_enrolments_total", {"outcome": "refused"}) == 1.0
+    assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), metadata=AS_CLIENT).enrolled_images == 0
+
+
+def test_an_enrolment_with_plain_unicode_is_accepted(served, start_server, query_images):
+    """Accents, CJK and emoji are ordinary titles: only control and bidi characters are refused."""
+    server = start_server(served, tokens=TOKENS)
+    response = server.admin.Enroll(_enrolment(query_images[1], instance_id="café-東京", title="Mona Lisa 🖼",
+                                              metadata={"salle": "états"}), metadata=AS_ADMIN)
+    assert response.instance_id == "café-東京" and response.photos_used == 1

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")
     parser.add_argument("--token-file", type=Path, default=None,
                         help="'<client|admin> <token>' lines; admin calls are disabled without an admin token")
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics on this port, on --host's address (no authentication)")
     parser.add_argument("--max-frame-bytes", type=int, default=FrameLimits().max_encoded_bytes,
                         help="largest encoded frame accepted (default: %(default)s)")
     parser.add_argument("--max-frame-pixels", type=int, default=FrameLimits().max_pixels,
@@ -82,7 +83,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 
-def banner(server: MuselensServer, host: str, metrics_port: int | None) -> str:
+def banner(server: MuselensServer, host: str, metrics_address: str | None) -> str:
     """The ``serving ... on HOST:PORT`` line (what :class:`ServerProcess` waits for)."""
     model = server.holder.current()
     info = model.info()
@@ -90,7 +91,7 @@ def banner(server: MuselensServer, host: str, metrics_port: int | None) -> str:
             f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
             f"{'TLS' if server.secure else 'plaintext'}; "
             f"{info['artworks']} artworks; search {info['search']})"
-            + (f"; metrics on :{metrics_port}" if metrics_port is not None else ""))
+            + (f"; metrics on {metrics_address}" if metrics_address is not None else ""))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,15 +104,27 @@ def main(args: argparse.Namespace) -> int:
     except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    metrics_http = server.metrics.serve_http(args.metrics_port) if args.metrics_port is not None else None
+    metrics_http = None
+    if args.metrics_port is not None:
+        try:
+            metrics_http = server.metrics.serve_http(args.metrics_port, args.host)
+        except (ValueError, OSError) as exc:
+            print(f"error: cannot serve metrics on {args.host}:{args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
-    print(banner(server, args.host, metrics_http.server_port if metrics_http else None), flush=True)
+    print(banner(server, args.host, _http_address(metrics_http) if metrics_http else None), flush=True)
     stop.wait()
     print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
     server.stop()
     if metrics_http is not None:
         metrics_http.shutdown()
     return 0
+
+
+def _http_address(http) -> str:
+    """``HOST:PORT`` the metrics endpoint listens on, IPv6 in brackets as ``--host`` writes it."""
+    host, port = http.server_address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -7,10 +7,14 @@ Each server owns its registry (several servers in one process -- the tests -- do
 
 from __future__ import annotations
 
+import errno
+import logging
 from collections.abc import Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
                                start_http_server)
+
+log = logging.getLogger(__name__)
 
 # 0.5 ms .. 2.5 s: a stage on an H100 takes a fraction of a millisecond, a CPU inference tens.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -43,7 +47,34 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def serve_http(self, port: int, address: str = "0.0.0.0"):
-        """Start the scrape endpoint; returns the HTTP server (``.server_port``, ``.shutdown()``)."""
-        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+    def serve_http(self, port: int, host: str):
+        """Start the scrape endpoint on ``host`` (``--host``'s form, as the gRPC server binds it);
+        returns the HTTP server (``.server_address``, ``.shutdown()``).
+
+        The endpoint has no authentication, so it must listen where the gRPC server does and no
+        wider: it once ignored ``--host 127.0.0.1`` and listened on 0.0.0.0. '[::]' falls back to
+        0.0.0.0 on a machine without IPv6, as gRPC's own '[::]' does.
+        """
+        address = http_address(host)
+        try:
+            server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        except OSError as exc:
+            if address != "::" or exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            log.info("no IPv6 here (%s): metrics on 0.0.0.0 for host [::]", exc.strerror or exc)
+            server, _thread = start_http_server(port, addr="0.0.0.0", registry=self.registry)
         return server
+
+
+def http_address(host: str) -> str:
+    """The address to bind for a ``--host`` in gRPC's form: '[::1]' is '::1', names and IPv4 as given."""
+    if host.startswith("[") and host.endswith("]"):
+        address = host[1:-1]
+        valid = ":" in address
+    else:
+        address = host
+        valid = bool(host) and not any(c in host for c in ":[]")
+    if not valid:
+        raise ValueError(f"metrics host {host!r} is no IPv4 address, host name or bracketed IPv6 address "
+                         f"('[::]', '[::1]')")
+    return address

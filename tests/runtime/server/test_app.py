@@ -101,3 +101,64 @@ def test_process_metrics_are_on_each_servers_own_registry_only():
     for metrics in (ServiceMetrics(), ServiceMetrics()):
         assert metrics.registry.get_sample_value("process_resident_memory_bytes") > 0
     assert ServiceMetrics(CollectorRegistry()).registry.get_sample_value("process_resident_memory_bytes") is None
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host, bound", [
+    ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "0.0.0.0"), ("localhost", {"127.0.0.1", "::1"}),
+    pytest.param("[::1]", "::1", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+    pytest.param("[::]", "::", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6")),
+])
+def test_the_metrics_endpoint_binds_the_servers_host(host, bound):
+    """Hosts in ``--host``'s (gRPC's) form: IPv6 in brackets, names, any-address."""
+    from muselens.runtime.server.metrics import ServiceMetrics
+
+    http = ServiceMetrics().serve_http(0, host)
+    try:
+        address = http.server_address[0]
+        assert address in bound if isinstance(bound, set) else address == bound
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+def test_the_metrics_endpoint_falls_back_to_ipv4_where_there_is_no_ipv6(monkeypatch):
+    """gRPC's '[::]' binds 0.0.0.0 on a host without IPv6; the metrics endpoint does the same."""
+    import errno
+
+    from muselens.runtime.server import metrics as module
+
+    real = module.start_http_server
+
+    def no_ipv6(port, addr, registry):
+        if ":" in addr:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(port, addr=addr, registry=registry)
+
+    monkeypatch.setattr(module, "start_http_server", no_ipv6)
+    http = module.ServiceMetrics().serve_http(0, "[::]")
+    try:
+        assert http.server_address[0] == "0.0.0.0"
+    finally:
+        http.shutdown()
+        http.server_close()
+    with pytest.raises(OSError, match="not supported"):
+        module.ServiceMetrics().serve_http(0, "[::1]")  # a named IPv6 address has no IPv4 stand-in
+
+
+@pytest.mark.parametrize("host", ["", "[]", "[::1", "1.2.3.4:80"])
+def test_the_metrics_endpoint_refuses_a_malformed_host(host):
+    from muselens.runtime.server.metrics import ServiceMetrics
+
+    with pytest.raises(ValueError, match="host"):
+        ServiceMetrics().serve_http(0, host)

@@ -133,3 +133,57 @@ def test_serve_keeps_no_replaced_model_alive(tiny_bundle, monkeypatch, capsys):
             signal.signal(sig, handler)
     helper.join(10)
     assert outcome == {"freed": True}
+
+
+def _serve_once(argv: list[str], capsys, monkeypatch) -> tuple[int, str, list]:
+    """``muselens serve argv`` in this process until it prints its banner, then a graceful SIGTERM;
+    (exit status, banner, the metrics HTTP servers it started)."""
+    from muselens.runtime.server.metrics import ServiceMetrics
+
+    started, printed, returned = [], {}, threading.Event()
+    real_serve_http = ServiceMetrics.serve_http
+    monkeypatch.setattr(ServiceMetrics, "serve_http",
+                        lambda self, *a, **k: started.append(real_serve_http(self, *a, **k)) or started[-1])
+
+    def stop_once_serving() -> None:
+        out, deadline = "", time.monotonic() + 60
+        while "serving" not in out:
+            if returned.is_set() or time.monotonic() > deadline:
+                return
+            out += capsys.readouterr().out
+            time.sleep(0.05)
+        printed["banner"] = out
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    helper = threading.Thread(target=stop_once_serving, daemon=True)
+    helper.start()
+    try:
+        code = cli(["serve", *argv])
+    finally:
+        returned.set()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    helper.join(10)
+    return code, printed.get("banner", ""), started
+
+
+def test_the_metrics_endpoint_listens_on_the_servers_host_only(tiny_bundle, capsys, monkeypatch):
+    """``--host 127.0.0.1 --metrics-port P`` once served the unauthenticated metrics on 0.0.0.0:P."""
+    code, banner, started = _serve_once([str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1",
+                                         "--metrics-port", "0"], capsys, monkeypatch)
+    assert code == 0 and len(started) == 1
+    host, port = started[0].server_address[:2]
+    assert host == "127.0.0.1" and f"; metrics on 127.0.0.1:{port}" in banner
+
+
+def test_serve_refuses_a_metrics_port_it_cannot_bind(tiny_bundle, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli(["serve", str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1",
+                    "--metrics-port", str(port)]) == 2
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.safe_text import log_safe
 
 log = logging.getLogger(__name__)
 
@@ -50,5 +51,5 @@ class ModelHolder:
         with self._write:
             new = self._model.with_enrolled(instance_id, title, metadata, images)
             self._model = new
-        log.info("enrolled %d photo(s) of %s", len(images), instance_id)
+        log.info("enrolled %d photo(s) of %s", len(images), log_safe(instance_id))
         return new

@@ -24,7 +24,7 @@ from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
-from muselens.runtime.safe_text import first_unsafe, log_safe
+from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
@@ -174,16 +174,21 @@ class AdminServicer(pb_grpc.AdminServicer):
     def LoadBundle(self, request: pb.LoadBundleRequest, context: grpc.ServicerContext) -> pb.BundleInfo:
         if not request.path:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "LoadBundle needs a path")
+        unsafe = first_unsafe(request.path)
+        if unsafe is not None:  # no real bundle path needs one; in a log it forges or hides lines
+            self.metrics.reloads.labels("refused").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bundle path holds a control or bidi character "
+                                                            f"({unsafe[1]} at position {unsafe[0]})")
         try:
             model = self.holder.load(request.path, request.variant or None)
         except (BundleError, ValueError, OSError) as exc:
             self.metrics.reloads.labels("refused").inc()
-            log.warning("refused bundle %s: %s", request.path, exc)
+            log.warning("refused bundle %s: %s", log_safe(request.path), log_safe(exc))
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"bundle refused, still serving the previous one: {exc}")
         except Exception as exc:  # noqa: BLE001 -- e.g. the backend cannot start: keep serving
             self.metrics.reloads.labels("failed").inc()
-            log.exception("loading bundle %s failed", request.path)
+            log.error("loading bundle %s failed: %s", log_safe(request.path), log_safe_traceback(exc))
             context.abort(grpc.StatusCode.INTERNAL, f"loading the bundle failed, still serving the previous one: "
                                                     f"{type(exc).__name__}: {exc}")
         self.metrics.reloads.labels("ok").inc()

@@ -31,3 +31,23 @@ def test_log_safe_escapes_like_repr_and_forges_no_line():
 def test_log_safe_cuts_long_text_and_says_how_much():
     assert log_safe("x" * 600, limit=500) == "x" * 500 + "... (100 more characters)"
     assert log_safe("\n" * 10, limit=4) == "\\n" * 4 + "... (6 more characters)"
+
+
+def test_log_safe_traceback_keeps_the_frames_and_escapes_every_message():
+    from muselens.runtime.safe_text import log_safe_traceback
+
+    def load(path):
+        try:
+            raise OSError(f"cannot open {path}")
+        except OSError as exc:
+            raise ValueError(f"bundle {path} refused") from exc
+
+    try:
+        load("x\nINFO forged\u202e")
+    except ValueError as exc:
+        text = log_safe_traceback(exc)
+    assert "\nINFO forged" not in text and "\u202e" not in text
+    assert text.count("Traceback (most recent call last):") == 2 and "which led to:" in text
+    assert "OSError: cannot open x\\nINFO forged\\u202e" in text
+    assert text.endswith("ValueError: bundle x\\nINFO forged\\u202e refused")
+    assert "in load" in text  # the frames are kept

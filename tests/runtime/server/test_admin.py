@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import grpc
 import numpy as np
 import pytest
 
+from muselens.runtime.bundle import BundleError
+from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.server.auth import Tokens
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import copy_bundle, frame, rgb
@@ -199,3 +202,45 @@ def test_an_enrolment_with_plain_unicode_is_accepted(served, start_server, query
     response = server.admin.Enroll(_enrolment(query_images[1], instance_id="café-東京", title="Mona Lisa 🖼",
                                               metadata={"salle": "états"}), metadata=AS_ADMIN)
     assert response.instance_id == "café-東京" and response.photos_used == 1
+
+
+FORGED = "\n2026-01-01 12:00:00 INFO muselens: admin token accepted"
+
+
+def _raw_unsafe(caplog) -> list[str]:
+    """Log messages (with any traceback a handler would print) holding a raw newline forgery or bidi override."""
+    formatter = logging.Formatter("%(message)s")
+    return [text for text in (formatter.format(record) for record in caplog.records)
+            if FORGED in text or "\u202e" in text]
+
+
+@pytest.mark.parametrize("path", [f"/srv/bundles/x{FORGED}", "/srv/bundles/evil\u202egz.rat", "/srv/a\x00b"])
+def test_a_bundle_path_with_control_characters_is_refused_and_forges_no_log_line(served, start_server, caplog,
+                                                                                 path):
+    server = start_server(served, tokens=TOKENS)
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(grpc.RpcError) as err:
+            server.admin.LoadBundle(pb.LoadBundleRequest(path=path), metadata=AS_ADMIN)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "control or bidi character" in err.value.details()
+    assert not _raw_unsafe(caplog)
+    assert server.server.metrics.registry.get_sample_value("muselens_bundle_reloads_total",
+                                                           {"outcome": "refused"}) == 1.0
+
+
+@pytest.mark.parametrize("error, code", [(BundleError(f"manifest name is x{FORGED}\u202e"), "FAILED_PRECONDITION"),
+                                         (RuntimeError(f"backend failed on x{FORGED}\u202e"), "INTERNAL")])
+def test_a_refused_or_failed_load_logs_its_error_escaped(served, start_server, caplog, error, code):
+    """Bundle errors quote what the bundle holds (member names, manifest fields): escaped in the log."""
+    def loader(path, config):
+        raise error
+
+    server = start_server(ModelHolder(served, loader=loader), tokens=TOKENS)
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(grpc.RpcError) as err:
+            server.admin.LoadBundle(pb.LoadBundleRequest(path="/srv/bundles/next"), metadata=AS_ADMIN)
+    assert err.value.code().name == code
+    assert not _raw_unsafe(caplog)
+    assert "\\n2026-01-01" in caplog.text and "\\u202e" in caplog.text  # still said, escaped
+    if code == "INTERNAL":
+        assert "Traceback" in caplog.text and "test_admin.py" in caplog.text  # where it failed, still logged

@@ -48,6 +48,7 @@ class ServerConfig:
     default_top_k: int = 5
     grace_seconds: float = 5.0
     max_enrol_bytes: int = 16 * 1024 * 1024  # one Enroll request: a few photos, JPEG
+    bundle_root: Path | None = None  # Admin.LoadBundle loads only bundles inside it (None: any path)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -81,7 +82,8 @@ class MuselensServer:
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Admin"],
-                     AdminServicer(holder, self.metrics, limits=config.limits), malformed)
+                     AdminServicer(holder, self.metrics, limits=config.limits, bundle_root=config.bundle_root),
+                     malformed)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),

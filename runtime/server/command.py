@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")
     parser.add_argument("--token-file", type=Path, default=None,
                         help="'<client|admin> <token>' lines; admin calls are disabled without an admin token")
+    parser.add_argument("--bundle-root", type=Path, default=None,
+                        help="Admin.LoadBundle loads only bundles inside this folder (symlinks and '..' "
+                             "resolved; relative paths are relative to it) and tells nothing about paths "
+                             "outside it; set it on any server others can reach (default: any path the "
+                             "server can read)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics on this port, on --host's address (no authentication)")
     parser.add_argument("--max-frame-bytes", type=int, default=FrameLimits().max_encoded_bytes,
@@ -73,10 +78,13 @@ def build(args: argparse.Namespace) -> MuselensServer:
     tokens = Tokens.load(args.token_file) if args.token_file else None
     limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
     config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
-                          tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace)
+                          tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace,
+                          bundle_root=args.bundle_root)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")
+    if args.bundle_root is not None and not args.bundle_root.is_dir():
+        raise ValueError(f"--bundle-root {args.bundle_root} is not a directory")
     serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
                             reference_cache_bytes=args.reference_cache_mb * 2**20)

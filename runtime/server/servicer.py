@@ -11,9 +11,11 @@ inference under way is terminated and the stream ends.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -166,10 +168,24 @@ def _deadline_passed(context: grpc.ServicerContext) -> bool:
 
 
 class AdminServicer(pb_grpc.AdminServicer):
-    def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits()):
+    """LoadBundle and Enroll. With a ``bundle_root``, LoadBundle loads only bundles inside it
+    (relative paths are relative to it) and answers every path outside it alike."""
+
+    def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
+                 bundle_root: Path | str | None = None):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
+        self.bundle_root = None if bundle_root is None else Path(os.path.realpath(bundle_root))
+
+    def _confined(self, path: str) -> Path | None:
+        """``path`` resolved (symlinks, '..') if it lies inside the bundle root, else None.
+
+        Resolving never fails (a missing part stays as written), so whether anything exists
+        outside the root makes no difference to the answer.
+        """
+        resolved = Path(os.path.realpath(self.bundle_root / path))
+        return resolved if resolved.is_relative_to(self.bundle_root) else None
 
     def LoadBundle(self, request: pb.LoadBundleRequest, context: grpc.ServicerContext) -> pb.BundleInfo:
         if not request.path:
@@ -179,8 +195,17 @@ class AdminServicer(pb_grpc.AdminServicer):
             self.metrics.reloads.labels("refused").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bundle path holds a control or bidi character "
                                                             f"({unsafe[1]} at position {unsafe[0]})")
+        path: Path | str = request.path
+        if self.bundle_root is not None:
+            path = self._confined(request.path)
+            if path is None:  # one answer for a missing path, a system file, a valid bundle, a symlink out
+                self.metrics.reloads.labels("refused").inc()
+                log.warning("refused bundle path outside the bundle root: %s", log_safe(request.path))
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              "bundle path is outside the server's bundle root; this server loads bundles "
+                              "from its bundle root only (--bundle-root)")
         try:
-            model = self.holder.load(request.path, request.variant or None)
+            model = self.holder.load(path, request.variant or None)
         except (BundleError, ValueError, OSError) as exc:
             self.metrics.reloads.labels("refused").inc()
             log.warning("refused bundle %s: %s", log_safe(request.path), log_safe(exc))

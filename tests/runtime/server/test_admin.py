@@ -244,3 +244,63 @@ def test_a_refused_or_failed_load_logs_its_error_escaped(served, start_server, c
     assert "\\n2026-01-01" in caplog.text and "\\u202e" in caplog.text  # still said, escaped
     if code == "INTERNAL":
         assert "Traceback" in caplog.text and "test_admin.py" in caplog.text  # where it failed, still logged
+
+
+@pytest.fixture
+def bundle_root(tiny_bundle, tmp_path):
+    """A bundle root holding one valid bundle (2.0.0), a symlink out of it, and outside: files of every kind."""
+    root = tmp_path / "root"
+    root.mkdir()
+    copy_bundle(tiny_bundle, root / "v2", "2.0.0")
+    (root / "escape").symlink_to(tiny_bundle, target_is_directory=True)
+    (tmp_path / "outside.tar.gz").write_bytes(b"not a tar")
+    (tmp_path / "outside-dir").mkdir()
+    return root
+
+
+def _outside_paths(tiny_bundle, root):
+    outside = root.parent
+    return [str(tiny_bundle),                      # a valid bundle, outside
+            str(outside / "missing"),               # nothing there
+            str(outside / "outside.tar.gz"),        # not a tar archive
+            str(outside / "outside-dir"),           # a folder that is no bundle
+            "/etc/passwd", "/" + "a" * 5000,         # a system file; a name too long to stat
+            str(root / "escape"),                   # a symlink in the root that leads out of it
+            str(root / ".." / "outside-dir"),       # '..' out of the root
+            f"{root}/v2/../../missing",             # '..' out of the root, to nothing
+            "../outside.tar.gz"]                    # relative: to the root, then out of it
+
+
+def test_a_bundle_root_refuses_everything_outside_it_alike(served, start_server, tiny_bundle, bundle_root):
+    """Outside the root the answer must not tell a valid bundle, a missing path, a system file or a
+    symlink apart: it once said 'does not exist' against 'not a tar archive' for any path."""
+    server = start_server(served, tokens=TOKENS, bundle_root=bundle_root)
+    answers = set()
+    paths = _outside_paths(tiny_bundle, bundle_root)
+    for path in paths:
+        with pytest.raises(grpc.RpcError) as err:
+            server.admin.LoadBundle(pb.LoadBundleRequest(path=path), metadata=AS_ADMIN)
+        answers.add((err.value.code(), err.value.details()))
+    assert len(answers) == 1, answers
+    code, details = answers.pop()
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "outside the server's bundle root" in details
+    assert str(bundle_root) not in details and "exist" not in details
+    metrics = server.server.metrics.registry
+    assert metrics.get_sample_value("muselens_bundle_reloads_total", {"outcome": "refused"}) == len(paths)
+    assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), metadata=AS_CLIENT).bundle_version == "1.0.0"
+
+
+def test_a_bundle_inside_the_root_loads_and_its_errors_stay_specific(served, start_server, bundle_root):
+    server = start_server(served, tokens=TOKENS, bundle_root=bundle_root)
+    for path in (str(bundle_root / "v2"), "v2", f"{bundle_root}/v2/../v2"):  # absolute, relative to the root, '..'
+        info = server.admin.LoadBundle(pb.LoadBundleRequest(path=path), metadata=AS_ADMIN)
+        assert info.bundle_version == "2.0.0"
+    with pytest.raises(grpc.RpcError) as err:
+        server.admin.LoadBundle(pb.LoadBundleRequest(path="missing"), metadata=AS_ADMIN)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "does not exist" in err.value.details()
+
+
+def test_without_a_bundle_root_any_readable_path_loads(served, start_server, tiny_bundle, bundle_root):
+    server = start_server(served, tokens=TOKENS)
+    info = server.admin.LoadBundle(pb.LoadBundleRequest(path=str(bundle_root / "escape")), metadata=AS_ADMIN)
+    assert info.bundle_version == "1.0.0" and info.name == "tiny"

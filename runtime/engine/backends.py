@@ -111,7 +111,7 @@ class OrtBackend:
     """An ONNX Runtime session on the requested execution provider, or an error saying why not."""
 
     def __init__(self, model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
-                 device_id: int = 0):
+                 device_id: int = 0, allow_telemetry: bool = False):
         import onnxruntime as ort
 
         _check_name(name)
@@ -127,6 +127,8 @@ class OrtBackend:
         if wanted[0] not in compiled:
             raise BackendUnavailable(f"backend {name!r} needs {wanted[0]}, which this onnxruntime build lacks "
                                      f"(it has {compiled}); install onnxruntime-gpu for CUDA/TensorRT")
+        if not allow_telemetry:  # ORT records sessions, device id, OS and providers unless told not to
+            ort.disable_telemetry_events()
         options = ort.SessionOptions()
         # Memory patterns are planned and cached per input shape; frames come in every width, so
         # the cache (and the arena behind it) would grow with each new one. Off: flat memory, no
@@ -185,11 +187,13 @@ class OrtBackend:
 
 
 def open_backend(model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
-                 device_id: int = 0) -> InferenceBackend:
-    """Start backend ``name`` on ``model_path`` (an ``.onnx`` file, or a TensorRT engine for ``tensorrt``)."""
+                 device_id: int = 0, allow_telemetry: bool = False) -> InferenceBackend:
+    """Start backend ``name`` on ``model_path`` (an ``.onnx`` file, or a TensorRT engine for ``tensorrt``).
+
+    ONNX Runtime's telemetry is turned off unless ``allow_telemetry`` (native TensorRT has none)."""
     _check_name(name)
     if name == "tensorrt":
         from muselens.runtime.engine.tensorrt import TensorRTBackend
 
         return TensorRTBackend(model_path, device_id=device_id)
-    return OrtBackend(model_path, name, threads=threads, device_id=device_id)
+    return OrtBackend(model_path, name, threads=threads, device_id=device_id, allow_telemetry=allow_telemetry)

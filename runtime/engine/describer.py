@@ -59,10 +59,11 @@ class Describer:
     @classmethod
     def open(cls, model_path: Path | str, backend: str = DEFAULT_BACKEND, *, threads: int | None = None,
              device_id: int = 0, contract: Mapping[str, Any] | None = None,
-             short_side: int | None = None, slots: int | None = None) -> Describer:
+             short_side: int | None = None, slots: int | None = None, allow_telemetry: bool = False) -> Describer:
         """Start ``backend`` on ``model_path`` and wrap it."""
         slots_for(backend, slots)  # a bad slot count is refused before the engine starts
-        return cls(open_backend(model_path, backend, threads=threads, device_id=device_id),
+        return cls(open_backend(model_path, backend, threads=threads, device_id=device_id,
+                                allow_telemetry=allow_telemetry),
                    contract=contract, short_side=short_side, slots=slots)
 
     def resize(self, image: np.ndarray) -> np.ndarray:

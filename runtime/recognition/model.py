@@ -67,6 +67,7 @@ class ServingConfig:
     short_side: int | None = None
     inference_slots: int | None = None  # runs in flight at once; None: the backend's default
     reference_cache_bytes: int = REFERENCE_CACHE_BYTES  # reference photos' maps kept for explanations
+    allow_ort_telemetry: bool = False  # ONNX Runtime's usage telemetry: off unless the operator allows it
 
 
 def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
@@ -115,7 +116,8 @@ class ServedModel:
             variant = choose_variant(bundle, config)
             describer = Describer.open(bundle.model_path(variant), config.backend, threads=config.threads,
                                        device_id=config.device_id, contract=bundle.manifest.descriptor,
-                                       short_side=config.short_side, slots=config.inference_slots)
+                                       short_side=config.short_side, slots=config.inference_slots,
+                                       allow_telemetry=config.allow_ort_telemetry)
             model = cls(bundle, describer, GallerySearch(bundle.gallery, config.search),
                         MappingProxyType(dict(bundle.labels)), config, variant)
             model.warm_up()

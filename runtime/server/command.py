@@ -8,6 +8,7 @@ port the OS chose), then logs reloads and refusals. Exit status 0 after a gracef
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -58,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest encoded frame accepted (default: %(default)s)")
     parser.add_argument("--max-frame-pixels", type=int, default=FrameLimits().max_pixels,
                         help="largest frame accepted, in pixels, checked before decoding (default: %(default)s)")
+    parser.add_argument("--allow-ort-telemetry", action="store_true",
+                        help="let ONNX Runtime record its usage telemetry (device id, OS, CPU, providers) under "
+                             "the user's home; off by default")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
 
 
@@ -87,7 +91,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
         raise ValueError(f"--bundle-root {args.bundle_root} is not a directory")
     serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
-                            reference_cache_bytes=args.reference_cache_mb * 2**20)
+                            reference_cache_bytes=args.reference_cache_mb * 2**20,
+                            allow_ort_telemetry=args.allow_ort_telemetry)
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 
@@ -107,6 +112,11 @@ def main(args: argparse.Namespace) -> int:
     from muselens.runtime.server.memory import tune_malloc
 
     tune_malloc()  # before any worker thread exists
+    if not args.allow_ort_telemetry:
+        # ONNX Runtime writes its first event (device id, OS, the interpreter's path) under
+        # ~/.cache/Microsoft when it is imported, before disable_telemetry_events() can be called;
+        # only this variable, read at import, stops it. Set before build() imports it.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         server = build(args)
     except (BundleError, BackendUnavailable, TokenFileError, ValueError, OSError) as exc:

@@ -94,3 +94,15 @@ def test_the_describer_takes_a_contract_from_outside(fp32_model):
     assert (own.short_side, given.short_side) == (64, 96)
     with pytest.raises(ValueError, match="unknown output"):
         own.run(np.zeros((64, 64, 3), np.uint8), ["nope"])
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_ort_telemetry_is_disabled_before_the_session_unless_allowed(fp32_model, monkeypatch, allow):
+    """ONNX Runtime records device id, OS, CPU and provider usage by default; muselens turns it off."""
+    calls = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "disable_telemetry_events", lambda: calls.append("disable"))
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **k: calls.append("session") or real(*a, **k))
+    backend = open_backend(fp32_model, "ort-cpu", threads=1, allow_telemetry=allow)
+    assert calls == (["session"] if allow else ["disable", "session"])
+    assert backend.run(np.zeros((1, 64, 64, 3), np.uint8), ["descriptor"])[0].shape == (1, 8)

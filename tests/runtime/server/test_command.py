@@ -189,3 +189,43 @@ def test_serve_refuses_a_metrics_port_it_cannot_bind(tiny_bundle, capsys):
         assert cli(["serve", str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1",
                     "--metrics-port", str(port)]) == 2
     assert f"cannot serve metrics on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, disabled", [((), True), (("--allow-ort-telemetry",), False)])
+def test_serve_turns_ort_telemetry_off_unless_allowed(tiny_bundle, monkeypatch, flag, disabled):
+    import argparse
+
+    import onnxruntime
+
+    from muselens.runtime.server import command
+
+    calls = []
+    monkeypatch.setattr(onnxruntime, "disable_telemetry_events", lambda: calls.append(1))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    server = command.build(parser.parse_args([str(tiny_bundle), "--port", "0", "--threads", "1", *flag]))
+    try:
+        assert server.holder.current().config.allow_ort_telemetry is not disabled
+        assert bool(calls) is disabled
+    finally:
+        server.stop(0)
+
+
+def test_serve_writes_nothing_under_the_users_home(tiny_bundle, tmp_path):
+    """ONNX Runtime wrote a device id and an event database (OS, CPU, the python path) under
+    ~/.cache/Microsoft at import, before any API call could stop it; the environment variable it
+    reads at import is the only way, and ``serve`` sets it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    env["HOME"] = str(home)
+    process = subprocess.Popen([sys.executable, "-m", "muselens", "serve", str(tiny_bundle), "--port", "0",
+                                "--host", "127.0.0.1", "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert "serving" in line, process.stderr.read()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []

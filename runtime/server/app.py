@@ -1,9 +1,10 @@
 """Assembling the server: servicers, auth, health, reflection, metrics, TLS, graceful shutdown.
 
 :class:`MuselensServer` is what ``muselens serve`` runs and what the tests start on port 0.
-Health (``grpc.health.v1``) reports SERVING for the whole server and each muselens service,
-and NOT_SERVING as soon as shutdown begins, so a load balancer stops sending new calls while
-those in flight finish within the grace period. Reflection lets ``grpcurl`` discover the API.
+Health (``grpc.health.v1``) reports SERVING for the whole server and each muselens service
+(Admin NOT_SERVING where admin calls are disabled: no admin token), and NOT_SERVING as soon as
+shutdown begins, so a load balancer stops sending new calls while those in flight finish
+within the grace period. Reflection lets ``grpcurl`` discover the API.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from muselens.v1 import recognition_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
+ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 # Room for the largest encoded frame FrameLimits allows plus the rest of the message; anything
 # bigger is refused by gRPC itself (RESOURCE_EXHAUSTED) before a byte of it is decoded.
 MESSAGE_OVERHEAD = 64 * 1024
@@ -67,11 +69,11 @@ class MuselensServer:
         self.metrics = metrics or ServiceMetrics()
         self._stopped = threading.Event()
         max_message = max(config.limits.max_encoded_bytes + MESSAGE_OVERHEAD, config.max_enrol_bytes)
-        interceptor = AuthInterceptor(config.tokens,
-                                      on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())
+        self.auth = AuthInterceptor(config.tokens,
+                                    on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="muselens-rpc"),
-            interceptors=[interceptor],
+            interceptors=[self.auth],
             options=[("grpc.max_receive_message_length", max_message),
                      ("grpc.max_send_message_length", 32 * 1024 * 1024),
                      ("grpc.so_reuseport", 0)],
@@ -102,7 +104,9 @@ class MuselensServer:
     def start(self) -> MuselensServer:
         self.server.start()
         for name in ("", *SERVICE_NAMES):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            refused = name == ADMIN_SERVICE and not self.auth.admin_enabled  # every call would be PERMISSION_DENIED
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING if refused
+                            else health_pb2.HealthCheckResponse.SERVING)
         model = self.holder.current()
         log.info("muselens serving %s %s on port %d (%s, %s)", model.bundle.name, model.bundle_version,
                  self.port, model.describer.backend.describe(), "TLS" if self.secure else "plaintext")

@@ -113,6 +113,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self.tokens = tokens
         self.on_refused = on_refused
 
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether admin calls can succeed at all: only with an admin token configured."""
+        return self.tokens is not None and bool(self.tokens.admin)
+
     def check(self, method: str, metadata) -> tuple[grpc.StatusCode, str] | None:
         """None if allowed, else (status, message) -- the message never repeats the token."""
         if method.startswith(ADMIN_PREFIX):
@@ -124,7 +129,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         tokens = self.tokens
         if needed == "client" and (tokens is None or not tokens.client):
             return None
-        if needed == "admin" and (tokens is None or not tokens.admin):
+        if needed == "admin" and not self.admin_enabled:
             return (grpc.StatusCode.PERMISSION_DENIED,
                     "admin calls are disabled: start the server with --token-file holding an admin token")
         token = bearer_token(metadata)

@@ -11,18 +11,34 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from muselens.runtime.server.app import SERVICE_NAMES, ServerConfig
+from muselens.runtime.server.auth import Tokens
 from muselens.v1 import recognition_pb2 as pb
 from muselens.v1 import recognition_pb2_grpc as pb_grpc
 from tests.runtime.server.conftest import frame
 
 
 def test_health_reports_serving_then_not_serving_on_shutdown(served, start_server):
-    server = start_server(served)
+    server = start_server(served, tokens=Tokens(admin=("admin-token-0123456789abcdef",)))
     health = health_pb2_grpc.HealthStub(server.channel)
     for name in ("", "muselens.v1.Recognizer", "muselens.v1.Admin"):
         assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
     server.server.health.enter_graceful_shutdown()
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@pytest.mark.parametrize("tokens", [None, Tokens(client=("client-token-0123456789abcdef",))])
+def test_health_says_not_serving_for_admin_where_admin_calls_are_disabled(served, start_server, tokens):
+    """Without an admin token every Admin call is refused: health once said SERVING for it all the same."""
+    server = start_server(served, tokens=tokens)
+    health = health_pb2_grpc.HealthStub(server.channel)
+    status = {name: health.Check(health_pb2.HealthCheckRequest(service=name)).status
+              for name in ("", "muselens.v1.Recognizer", "muselens.v1.Admin")}
+    assert status == {"": health_pb2.HealthCheckResponse.SERVING,
+                      "muselens.v1.Recognizer": health_pb2.HealthCheckResponse.SERVING,
+                      "muselens.v1.Admin": health_pb2.HealthCheckResponse.NOT_SERVING}
+    with pytest.raises(grpc.RpcError) as err:
+        server.admin.LoadBundle(pb.LoadBundleRequest(path="x"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # what health now says
 
 
 def test_reflection_lists_the_api(served, start_server):

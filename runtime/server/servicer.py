@@ -117,6 +117,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     continue
                 if smoother is None or smoother.threshold != model.threshold:
                     smoother = StreamSmoother(model.threshold, self.smoothing.for_threshold(model.threshold))
+                timestamp = frame.timestamp if frame.timestamp else None
+                try:  # a timestamp going backwards or absurd: this frame only, refused before any work
+                    smoother.check_timestamp(timestamp)
+                except ValueError as exc:
+                    self.metrics.frames.labels("StreamRecognize", "bad_timestamp").inc()
+                    yield convert.error_recognition(frame.frame_id, "INVALID_ARGUMENT", "bad_timestamp", str(exc),
+                                                    bundle_version=model.bundle_version, dropped_frames=slot.dropped)
+                    continue
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3
                 try:
                     result = self._recognize(model, frame, call.cancel, queue_ms)
@@ -129,14 +137,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 except Cancelled:
                     self.metrics.frames.labels("StreamRecognize", "cancelled").inc()
                     break
-                try:
-                    smoothed = smoother.update([(m.instance_id, m.score) for m in result.matches], result.decision,
-                                               frame.timestamp if frame.timestamp else None)
-                except ValueError as exc:  # e.g. a timestamp that goes backwards: this frame only
-                    self.metrics.frames.labels("StreamRecognize", "bad_timestamp").inc()
-                    yield convert.error_recognition(frame.frame_id, "INVALID_ARGUMENT", "bad_timestamp", str(exc),
-                                                    bundle_version=model.bundle_version, dropped_frames=slot.dropped)
-                    continue
+                smoothed = smoother.update([(m.instance_id, m.score) for m in result.matches], result.decision,
+                                           timestamp)  # its timestamp was checked above, on this smoother
                 self.metrics.observe("StreamRecognize", result.decision.value, result.timings_ms)
                 yield convert.recognition_message(frame.frame_id, result, smoothed=smoothed, labels=model.labels,
                                                   dropped_frames=slot.dropped)

@@ -21,10 +21,12 @@ by ``uncertain_weight`` of a normal frame.
 
 Timestamps are optional. When a frame has one, the previous frame had one and
 ``half_life_s`` is set, the EMA weight follows the elapsed time; otherwise each frame counts as
-one step of ``half_life_frames`` (arrival order). Timestamps must strictly increase: a
-repeated or earlier one raises ValueError *before* the state changes, so the caller can
-refuse that frame (INVALID_ARGUMENT) and the stream goes on. A frame without a timestamp
-breaks the chain: the next timestamped frame counts as one step again.
+one step of ``half_life_frames`` (arrival order). Timestamps must strictly increase and lie
+in ``[0, MAX_TIMESTAMP_S]``: a repeated, earlier, negative, non-finite or absurd one raises
+ValueError *before* the state changes, so the caller can refuse that frame (INVALID_ARGUMENT)
+and the stream goes on. (The range keeps one frame from killing its stream: an accepted 1e308
+once made every later timestamp "go backwards".) A frame without a timestamp breaks the chain:
+the next timestamped frame counts as one step again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from muselens.runtime.streams.decision import Decision, SmoothedDecision
 
 # An absent candidate this close to the floor is forgotten: it carries no evidence any more.
 _FORGET = 1e-6
+# Seconds: 31,700 years of Unix time. Any real clock is below it; milliseconds since 1970 are not.
+MAX_TIMESTAMP_S = 1e12
 
 
 def _score(value: object, what: str) -> float:
@@ -129,6 +133,11 @@ class StreamSmoother:
         self._step()
         return self._output()
 
+    def check_timestamp(self, timestamp: float | None) -> None:
+        """Raise ValueError unless ``timestamp`` could be this stream's next (changes nothing), so a
+        caller can refuse a frame before spending work on it."""
+        self._alpha(timestamp)
+
     def smoothed_scores(self) -> dict[str, float]:
         """The current smoothed score of every tracked candidate (a copy; for logs and debugging)."""
         return dict(self._scores)
@@ -137,6 +146,9 @@ class StreamSmoother:
         if timestamp is None:
             return self._frame_alpha
         timestamp = _score(timestamp, "timestamp")
+        if not 0.0 <= timestamp <= MAX_TIMESTAMP_S:
+            hint = " (milliseconds? timestamps are in seconds)" if timestamp > MAX_TIMESTAMP_S else ""
+            raise ValueError(f"timestamp {timestamp} is outside [0, {MAX_TIMESTAMP_S:.0e}] seconds{hint}")
         last = self._last_timestamp
         if last is not None and timestamp <= last:
             raise ValueError(f"timestamp {timestamp} is not after the previous frame's {last}; "

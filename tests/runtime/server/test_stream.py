@@ -159,3 +159,21 @@ def test_parallel_streams_each_get_their_own_frames(served, start_server, query_
     for t in threads:
         t.join(20)
     assert results == {n: [f"{n}-{i}" for i in range(4)] for n in range(3)}
+
+
+@pytest.mark.parametrize("bad", [1e308, 2e12, -5.0, float("inf"), float("nan")])
+def test_an_absurd_timestamp_is_that_frames_error_and_the_stream_lives_on(served, start_server, query_images, bad):
+    """After one accepted 1e308 every later frame was refused as 'going backwards'."""
+    server = start_server(served)
+    stream = Lockstep(server.stub)
+    answers = [stream.send(pb.Frame(frame_id=str(i), timestamp=t, image=pb.Image(encoded=query_images[0])))
+               for i, t in enumerate([bad, 1.0, 2.0, bad, 3.0])]
+    stream.close()
+    assert [r.HasField("error") for r in answers] == [True, False, False, True, False]
+    for r in (answers[0], answers[3]):
+        assert (r.error.code, r.error.reason) == ("INVALID_ARGUMENT", "bad_timestamp") and "timestamp" in r.error.message
+    assert all(r.matches for r in answers if not r.HasField("error"))
+    metrics = server.server.metrics.registry
+    assert metrics.get_sample_value("muselens_frames_total", {"method": "StreamRecognize",
+                                                              "outcome": "bad_timestamp"}) == 2.0
+    assert metrics.get_sample_value("muselens_stage_seconds_count", {"stage": "inference"}) == 3.0  # none spent on them

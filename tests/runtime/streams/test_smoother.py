@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from muselens.runtime.streams.config import SmootherConfig, ema_alpha
 from muselens.runtime.streams.decision import Decision, SmoothedDecision
-from muselens.runtime.streams.smoother import StreamSmoother
+from muselens.runtime.streams.smoother import MAX_TIMESTAMP_S, StreamSmoother
 
 T = 0.5  # a calibrated "no artwork" threshold
 
@@ -237,6 +237,31 @@ def test_out_of_order_timestamp_is_refused_and_changes_nothing(bad):
         smoother.update([("b", 0.9)], "artwork", timestamp=bad)
     assert smoother.smoothed_scores() == twin.smoothed_scores()
     assert smoother.update([("a", 0.9)], "artwork", 5.1) == twin.update([("a", 0.9)], "artwork", 5.1)
+
+
+@pytest.mark.parametrize("bad", [1e308, 2e12, -1.0, -math.inf, math.inf, math.nan])
+def test_an_absurd_timestamp_is_refused_alone_and_does_not_poison_the_stream(bad):
+    """One accepted 1e308 once made every later timestamp 'go backwards': the stream was dead."""
+    config = SmootherConfig(half_life_s=0.2)
+    smoother, twin = StreamSmoother(T, config), StreamSmoother(T, config)
+    with pytest.raises(ValueError, match="timestamp"):
+        smoother.check_timestamp(bad)
+    with pytest.raises(ValueError, match="timestamp"):
+        smoother.update([("b", 0.9)], "artwork", timestamp=bad)  # first frame of the stream
+    for t in (4.0, 4.5):
+        assert smoother.update([("a", 0.9)], "artwork", timestamp=t) == twin.update([("a", 0.9)], "artwork", t)
+    with pytest.raises(ValueError, match="timestamp"):
+        smoother.update([("b", 0.9)], "artwork", timestamp=bad)  # and later on
+    assert smoother.update([("a", 0.9)], "artwork", 5.0) == twin.update([("a", 0.9)], "artwork", 5.0)
+
+
+def test_timestamps_anywhere_in_the_allowed_range_are_accepted():
+    smoother = StreamSmoother(T, SmootherConfig(half_life_s=0.2))
+    for t in (0.0, 1.7e9, MAX_TIMESTAMP_S):  # any epoch: from a stream's start, Unix time, the limit itself
+        smoother.check_timestamp(t)
+        smoother.update([("a", 0.9)], "artwork", timestamp=t)
+    with pytest.raises(ValueError, match="milliseconds"):  # the likely mistake gets named
+        StreamSmoother(T).check_timestamp(1.7e12)
 
 
 def test_missing_timestamp_uses_arrival_order_and_breaks_the_chain():

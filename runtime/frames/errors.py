@@ -23,7 +23,7 @@ REASONS: Mapping[str, str] = MappingProxyType({
     "bad_dimensions": INVALID_ARGUMENT,    # raw frame: non-positive size, or odd size for 4:2:0
     "bad_pixel_format": INVALID_ARGUMENT,  # raw frame: not one of PixelFormat
     "size_mismatch": INVALID_ARGUMENT,     # raw frame: byte count differs from width x height x format
-    "too_large": RESOURCE_EXHAUSTED,       # more encoded bytes than FrameLimits.max_encoded_bytes
+    "too_large": RESOURCE_EXHAUSTED,       # more bytes than FrameLimits.max_encoded_bytes / max_raw_bytes
     "too_many_pixels": RESOURCE_EXHAUSTED, # width x height above FrameLimits.max_pixels
     "side_too_long": RESOURCE_EXHAUSTED,   # a side above FrameLimits.max_side
 })

@@ -4,6 +4,11 @@ Defaults: 8 MiB of encoded data (a 24 MP JPEG at high quality is ~6-8 MiB), 24 m
 (a 6000x4000 photo; a 8-bit RGB copy is 72 MB), 8192 pixels a side (refuses 1 x 24M strips
 whose aspect ratio no resize policy can handle), and at least 32 pixels a side.
 
+Raw frames have no byte limit of their own by default (the pixel limits bound them); a server
+sets ``max_raw_bytes`` from the largest message it receives
+(:attr:`muselens.runtime.server.app.ServerConfig.frame_limits`), so every raw frame these
+limits accept reaches them: a 24 MP NV21 frame (36 MB) is refused here, by muselens, not by gRPC.
+
 Why 32: the networks downsample by 32 (``PreprocessContract.stride``), so a 32-pixel side is
 one feature cell at native resolution. The service upscales small frames to its input size,
 but upscaling adds no information: below one cell of real pixels a frame cannot show an
@@ -35,10 +40,13 @@ class FrameLimits:
     max_pixels: int = 24_000_000
     max_side: int = 8192
     min_side: int = 32
+    max_raw_bytes: int | None = None  # None: the pixel limits alone
 
     def __post_init__(self) -> None:
         for name in ("max_encoded_bytes", "max_pixels", "max_side", "min_side"):
             _positive_int(name, getattr(self, name))
+        if self.max_raw_bytes is not None:
+            _positive_int("max_raw_bytes", self.max_raw_bytes)
         if self.max_pixels > MAX_PIXELS:
             raise ValueError(f"FrameLimits.max_pixels ({self.max_pixels}) exceeds the {MAX_PIXELS} pixels "
                              f"the image decoder accepts (muselens.runtime.data.images.MAX_PIXELS)")

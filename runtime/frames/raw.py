@@ -88,14 +88,18 @@ def decode_raw(
 ) -> np.ndarray:
     """Convert a raw frame to a new RGB uint8 ``(height, width, 3)`` array, or raise :class:`FrameError`.
 
-    Checks, in order: pixel format, positive size, ``limits``, even size for 4:2:0, and that
-    ``data`` holds exactly the bytes the size and format need.
+    Checks, in order: byte count (``limits.max_raw_bytes``), pixel format, positive size,
+    ``limits``, even size for 4:2:0, and that ``data`` holds exactly the bytes the size and
+    format need.
     """
     data = as_bytes(data)
     width = as_int(width, "width")
     height = as_int(height, "height")
     if not isinstance(limits, FrameLimits):
         raise TypeError(f"limits must be FrameLimits, got {type(limits).__name__}")
+    if limits.max_raw_bytes is not None and len(data) > limits.max_raw_bytes:
+        raise FrameError("too_large", f"raw frame of {len(data)} bytes exceeds the limit of {limits.max_raw_bytes} "
+                                      f"bytes; send fewer pixels, or the frame JPEG-encoded")
     fmt = PixelFormat.parse(pixel_format)
     if width < 1 or height < 1:
         raise FrameError("bad_dimensions", f"raw frame size must be positive, got {width}x{height}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by_name.values())
 ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["Admin"].full_name
-# Room for the largest encoded frame FrameLimits allows plus the rest of the message; anything
-# bigger is refused by gRPC itself (RESOURCE_EXHAUSTED) before a byte of it is decoded.
+# Room in a message for the rest of a Frame (id, options) beside its image; a message bigger
+# than ServerConfig.max_message_bytes is refused by gRPC itself (RESOURCE_EXHAUSTED) before a
+# byte of it is decoded.
 MESSAGE_OVERHEAD = 64 * 1024
 
 
@@ -59,6 +60,25 @@ class ServerConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
+        carried = self.max_message_bytes - MESSAGE_OVERHEAD
+        if self.limits.max_raw_bytes is not None and self.limits.max_raw_bytes > carried:
+            raise ValueError(f"FrameLimits.max_raw_bytes ({self.limits.max_raw_bytes}) exceeds the {carried} bytes "
+                             f"of image a message to this server can carry (its largest message, "
+                             f"{self.max_message_bytes} bytes, less {MESSAGE_OVERHEAD} for the rest of the Frame)")
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest request gRPC receives: an encoded frame at its limit with the rest of its
+        message, or an Enroll call, whichever is larger."""
+        return max(self.limits.max_encoded_bytes + MESSAGE_OVERHEAD, self.max_enrol_bytes)
+
+    @property
+    def frame_limits(self) -> FrameLimits:
+        """``limits`` as the servicers apply them: raw frames capped at what a message can carry, so
+        muselens, not gRPC, answers every frame (one number, :attr:`max_message_bytes`, sets both)."""
+        if self.limits.max_raw_bytes is not None:
+            return self.limits
+        return replace(self.limits, max_raw_bytes=self.max_message_bytes - MESSAGE_OVERHEAD)
 
 
 class MuselensServer:
@@ -68,23 +88,23 @@ class MuselensServer:
         self.config = config
         self.metrics = metrics or ServiceMetrics()
         self._stopped = threading.Event()
-        max_message = max(config.limits.max_encoded_bytes + MESSAGE_OVERHEAD, config.max_enrol_bytes)
         self.auth = AuthInterceptor(config.tokens,
                                     on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="muselens-rpc"),
             interceptors=[self.auth],
-            options=[("grpc.max_receive_message_length", max_message),
+            options=[("grpc.max_receive_message_length", config.max_message_bytes),
                      ("grpc.max_send_message_length", 32 * 1024 * 1024),
                      ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=None,
         )
-        self.recognizer = RecognizerServicer(holder, self.metrics, limits=config.limits,
+        limits = config.frame_limits
+        self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k)
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Admin"],
-                     AdminServicer(holder, self.metrics, limits=config.limits, bundle_root=config.bundle_root),
+                     AdminServicer(holder, self.metrics, limits=limits, bundle_root=config.bundle_root),
                      malformed)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

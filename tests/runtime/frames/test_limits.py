@@ -13,6 +13,7 @@ def test_defaults():
     assert limits.max_pixels == 24_000_000
     assert limits.max_side == 8192
     assert limits.min_side == 32
+    assert limits.max_raw_bytes is None  # raw frames: the pixel limits alone, unless a server sets its own
 
 
 @pytest.mark.parametrize(("width", "height", "reason"), [
@@ -35,6 +36,8 @@ def test_check_dimensions_accepts(width, height):
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"max_pixels": 0}, ValueError, "max_pixels must be >= 1"),
+    ({"max_raw_bytes": 0}, ValueError, "max_raw_bytes must be >= 1"),
+    ({"max_raw_bytes": 1.5}, TypeError, "max_raw_bytes must be an int"),
     ({"min_side": 1.5}, TypeError, "min_side must be an int"),
     ({"max_side": True}, TypeError, "max_side must be an int"),
     ({"min_side": 64, "max_side": 32}, ValueError, "min_side .64. exceeds max_side"),

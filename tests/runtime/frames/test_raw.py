@@ -169,3 +169,13 @@ def test_arbitrary_raw_frames_never_crash(width, height, fmt, delta, seed):
     event("decoded")
     assert out.dtype == np.uint8 and out.shape == (height, width, 3)
     assert SMALL_LIMITS.min_side <= min(width, height) and width * height <= SMALL_LIMITS.max_pixels
+
+
+def test_raw_bytes_beyond_the_limit_are_refused_before_anything_else():
+    limits = FrameLimits(max_raw_bytes=64 * 64, min_side=8)
+    assert decode_raw(bytes(64 * 64), 64, 64, "GRAY8", limits).shape == (64, 64, 3)  # exactly the limit
+    error = _refused(bytes(64 * 64 + 1), 64, 64, "GRAY8", limits)
+    assert (error.reason, error.status) == ("too_large", RESOURCE_EXHAUSTED)
+    assert "raw frame of 4097 bytes exceeds the limit of 4096 bytes" in str(error)
+    assert _refused(bytes(64 * 64 * 3), 64, 64, "YUYV", limits).reason == "too_large"  # before anything else
+    assert decode_raw(bytes(64 * 64 * 3), 64, 64, "RGB8").shape == (64, 64, 3)  # no byte limit by default

@@ -221,3 +221,62 @@ def test_graceful_shutdown_finishes_calls_in_flight(served, start_server, query_
     server.server.stop(grace=5)
     call.join(10)
     assert len(results) == 1 and results[0].matches
+
+
+def _gray(width: int, height: int, extra: int = 0) -> pb.Frame:
+    return pb.Frame(image=pb.Image(raw=pb.RawImage(data=bytes(width * height + extra), width=width, height=height,
+                                                   pixel_format=pb.PIXEL_FORMAT_GRAY8)))
+
+
+@pytest.mark.parametrize("encoded, enrol, nv21", [
+    (None, None, (4000, 3000)),            # the defaults: 18 MB of 12 MP NV21, over the 16 MiB message cap
+    (64 * 1024, 1, (320, 320)),             # a small server: 150 KB over its 128 KiB cap
+    (32 * 1024 * 1024, None, (6000, 4000)), # a large one: 36 MB of 24 MP NV21 over its 32 MiB + 64 KiB
+])
+def test_every_raw_frame_the_server_accepts_fits_in_a_message_it_receives(encoded, enrol, nv21):
+    """The server's FrameLimits once accepted a 36 MB NV21 frame that gRPC's 16 MiB cap refused first."""
+    from muselens.runtime.frames import FrameError, FrameLimits, decode_raw
+    from muselens.runtime.server.app import MESSAGE_OVERHEAD, ServerConfig
+
+    config = ServerConfig(**({} if encoded is None else {"limits": FrameLimits(max_encoded_bytes=encoded)}),
+                          **({} if enrol is None else {"max_enrol_bytes": enrol}))
+    assert config.frame_limits.max_raw_bytes + MESSAGE_OVERHEAD == config.max_message_bytes
+    assert config.frame_limits.max_encoded_bytes + MESSAGE_OVERHEAD <= config.max_message_bytes
+    width, height = nv21
+    config.frame_limits.check_dimensions(width, height)  # within the pixel limits...
+    with pytest.raises(FrameError) as err:  # ...but over the bytes a message can carry
+        decode_raw(bytes(width * height * 3 // 2), width, height, "NV21", config.frame_limits)
+    assert (err.value.reason, err.value.status) == ("too_large", "RESOURCE_EXHAUSTED")
+
+
+def test_a_server_refuses_a_raw_limit_its_messages_cannot_carry():
+    from muselens.runtime.frames import FrameLimits
+    from muselens.runtime.server.app import ServerConfig
+
+    with pytest.raises(ValueError, match="max_raw_bytes .* exceeds"):
+        ServerConfig(limits=FrameLimits(max_raw_bytes=64 * 1024 * 1024))
+    assert ServerConfig(limits=FrameLimits(max_raw_bytes=1024 * 1024)).frame_limits.max_raw_bytes == 1024 * 1024
+
+
+def test_the_largest_raw_frame_is_answered_by_muselens_and_a_byte_more_refused_by_it(served, start_server):
+    server = start_server(served)  # the default limits
+    limit = server.server.config.frame_limits.max_raw_bytes
+    width, height = 4096, limit // 4096
+    assert width * height == limit  # 4096 x 4080 grey: exactly the largest raw frame
+    r = server.stub.Recognize(_gray(width, height), timeout=60)
+    assert r.bundle_version == "1.0.0" and not r.HasField("error")
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(_gray(width, height, extra=1), timeout=60)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.value.details().startswith(f"too_large: raw frame of {limit + 1} bytes exceeds the limit of {limit}")
+
+
+def test_a_raw_frame_between_the_limit_and_the_message_cap_gets_muselens_answer(served, start_server):
+    from muselens.runtime.frames import FrameLimits
+
+    server = start_server(served, limits=FrameLimits(max_encoded_bytes=64 * 1024), max_enrol_bytes=1)
+    assert server.server.config.frame_limits.max_raw_bytes == 64 * 1024
+    assert server.stub.Recognize(_gray(256, 256)).bundle_version == "1.0.0"  # 65536 bytes: exactly the limit
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(_gray(320, 320))  # 100 KiB: within gRPC's cap, beyond muselens's raw limit
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.details().startswith("too_large:")

@@ -42,7 +42,7 @@ import numpy as np
 
 from muselens.runtime.frames import FrameLimits, sniff
 from muselens.runtime.recognition.options import MAX_TOP_K
-from muselens.runtime.server.app import MESSAGE_OVERHEAD, ServerConfig
+from muselens.runtime.server.app import ServerConfig
 from muselens.runtime.server.servicer import MAX_ENROL_PHOTOS
 from muselens.v1 import recognition_pb2 as pb
 
@@ -216,8 +216,7 @@ class Corpus:
         if not isinstance(tokens, Tokens):
             raise TypeError(f"tokens must be corpus.Tokens, got {type(tokens).__name__}")
         self.count, self.seed, self.tokens, self.limits = count, int(seed), tokens, limits
-        self.max_receive = max_receive if max_receive is not None else max(
-            limits.max_encoded_bytes + MESSAGE_OVERHEAD, ServerConfig().max_enrol_bytes)
+        self.max_receive = max_receive if max_receive is not None else ServerConfig(limits=limits).max_message_bytes
         names = list(CATEGORIES)
         weights = np.array([CATEGORIES[n].weight for n in names], dtype=np.float64)
         rng = np.random.default_rng([self.seed, 0xC0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,4 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not getattr(args, "allow_ort_telemetry", False):
+        # Every command: importing onnxruntime alone writes a device id and an event under
+        # ~/.cache/Microsoft unless this is set first (serve's --allow-ort-telemetry lets it).
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     return int(_load(args.command).main(args) or 0)

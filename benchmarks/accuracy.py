@@ -31,9 +31,9 @@ import torch
 from muselens.benchmarks import common
 from muselens.runtime.bundle import BundleError, load_bundle
 from muselens.runtime.bundle.manifest import is_engine_variant
-from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
-from muselens.runtime.metrics.threshold import DEFAULT_TARGET_FAR
+from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
 from muselens.training import command as train_command
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from muselens import __version__
-from muselens.runtime.machine import cpu_model
+from muselens.core.machine import cpu_model
 
 
 def gpu_names() -> list[str]:

@@ -92,7 +92,7 @@ def synthetic_frames(count: int, *, seed: int = 0, size: tuple[int, int] = CAMER
 def dataset_frames(root: Path, count: int) -> list[bytes]:
     """``count`` frames from a museum's query photos (all of its images if it has no queries), in order,
     repeated when there are fewer."""
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive int, got {count!r}")

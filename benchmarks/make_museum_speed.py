@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from muselens.runtime.data.synthetic.museum import make_museum
+from muselens.core.synthetic.museum import make_museum
 
 
 def measure(*, instances: int, references: int, queries: int, distractors: int, size: int, workers: int | None,

@@ -86,7 +86,7 @@ def photos_of(museum: Path, unknown: Path | None):
 
 def baseline_row(museum: Path, method: str, unknown: Path | None, *, size: int | None,
                  progress: bool) -> dict[str, Any]:
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.training.evaluation.methods import build_method
     from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
 
@@ -146,7 +146,7 @@ def proposed_rows(museum: Path, work: Path, unknown: Path | None, *, schedule: s
 
 
 def measure_set(name: str, source: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
 
     work = out / name
     work.mkdir(parents=True, exist_ok=True)

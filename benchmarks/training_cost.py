@@ -27,8 +27,8 @@ import torch
 from muselens.benchmarks import common
 from muselens.runtime.bundle import BundleError, load_bundle
 from muselens.runtime.bundle.manifest import is_engine_variant
-from muselens.runtime.data.images import SkippedImages, read_images
-from muselens.runtime.data.museum import DatasetError, MuseumDataset
+from muselens.core.data.images import SkippedImages, read_images
+from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.config import load_config

@@ -20,7 +20,7 @@ museum through the runtime's describer like any variant, and stores it as varian
 profile) and parity go to the manifest's ``training["tensorrt"]``. TensorRT missing is
 found before any work starts, so nothing is half written.
 
-Threshold: always calibrated at ``target_far`` (:mod:`muselens.runtime.metrics.threshold`), on
+Threshold: always calibrated at ``target_far`` (:mod:`muselens.core.metrics.threshold`), on
 the top-1 dot-product scores against the instance-averaged gallery (what the runtime compares)
 of every source of negatives: the museum's distractors when it has some, phone views of each
 reference scored against the other artworks (an artwork the museum does not hold), and
@@ -53,9 +53,9 @@ from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_D
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
-from muselens.runtime.data.images import SkippedImages, read_image
-from muselens.runtime.data.museum import ImageRecord, MuseumDataset
-from muselens.runtime.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
+from muselens.core.data.images import SkippedImages, read_image
+from muselens.core.data.museum_dataset import ImageRecord, MuseumDataset
+from muselens.core.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
                                                 calibrate_sources, negative_scores)
 
 PARITY_IMAGES = 3  # reference images resized to each parity size (natural content, fewer ties)

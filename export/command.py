@@ -27,7 +27,7 @@ from muselens.export.tensorrt import DEFAULT_WORKSPACE_GB, EngineBuildError
 from muselens.export.triton import KINDS, write_triton_repository
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine.backends import BackendUnavailable
-from muselens.runtime.metrics.threshold import DEFAULT_GENERATED, DEFAULT_VIEWS_PER_REFERENCE
+from muselens.core.metrics.threshold import DEFAULT_GENERATED, DEFAULT_VIEWS_PER_REFERENCE
 
 
 def _precisions(text: str) -> tuple[str, ...]:

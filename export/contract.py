@@ -13,7 +13,7 @@ from typing import Any
 
 from muselens.runtime.engine.contract import (INPUT_LAYOUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY,
                                             contract_from_metadata)
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 
 __all__ = ["INPUT_LAYOUT", "INPUT_NAME", "METADATA_KEY", "OUTPUT_NAMES", "VARIANT_KEY",
            "contract_from_metadata", "descriptor_contract"]

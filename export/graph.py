@@ -1,11 +1,11 @@
 """The exported inference graph: one resized uint8 image in, descriptor and heatmap parts out.
 
 The runtime (torch-free) owns resizing: it brings a camera frame to the recognition size with
-the contract's rule (:func:`muselens.runtime.preprocess.resize_short_side` with the bundle's
+the contract's rule (:func:`muselens.core.preprocess.resize_short_side` with the bundle's
 ``short_side``, ``max_aspect`` and ``interpolation``), then hands the graph the raw pixels as
 ``(1, H, W, 3)`` uint8 RGB. Everything after that lives *inside* the graph, so no client can
 get it wrong: cast to float, ``(pixel - mean / scale) * (scale / std)`` (the same arithmetic
-as :func:`~muselens.runtime.preprocess.to_network_input`), NHWC to NCHW, the backbone, the
+as :func:`~muselens.core.preprocess.to_network_input`), NHWC to NCHW, the backbone, the
 region descriptor network and the instance classifier.
 
 Outputs (:data:`~muselens.export.contract.OUTPUT_NAMES`, in this order):
@@ -61,7 +61,7 @@ class InferenceGraph(nn.Module):
         mean = torch.tensor(contract.mean, dtype=torch.float32)
         std = torch.tensor(contract.std, dtype=torch.float32)
         scale = torch.tensor(contract.scale, dtype=torch.float32)
-        # Same float32 constants as runtime.preprocess.to_network_input, so the two agree.
+        # Same float32 constants as core.preprocess.to_network_input, so the two agree.
         self.register_buffer("offset", (mean / scale).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("factor", (scale / std).reshape(1, 3, 1, 1), persistent=False)
         self.eval()

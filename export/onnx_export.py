@@ -39,7 +39,7 @@ from muselens.export.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VAR
 from muselens.runtime.engine import OrtBackend, feature_cells
 from muselens.export.graph import InferenceGraph
 from muselens.export.onnx_graph import save_checked, set_metadata
-from muselens.runtime.preprocess import resize_exact
+from muselens.core.preprocess import resize_exact
 
 DEFAULT_OPSET = 17
 DEFAULT_SAMPLE_SIZE = (448, 597)

@@ -44,9 +44,9 @@ from muselens.export.contract import VARIANT_KEY
 from muselens.runtime.engine import OrtDescriber
 from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
                                         shape_nodes, topological_sort)
-from muselens.runtime.data.images import SkippedImages, read_images
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.metrics import evaluate_retrieval, instance_average, queries_in_gallery, similarity
+from muselens.core.data.images import SkippedImages, read_images
+from muselens.core.data.museum_dataset import MuseumDataset
+from muselens.core.metrics import evaluate_retrieval, instance_average, queries_in_gallery, similarity
 
 log = logging.getLogger(__name__)
 

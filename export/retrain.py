@@ -80,10 +80,10 @@ def validate_bundle(bundle_path: Path | str, data: Path | str, *,
     Raises :class:`ValidationError` with the report when a check fails.
     """
     from muselens.runtime.bundle import load_bundle
-    from muselens.runtime.data.images import SkippedImages, read_images
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.images import SkippedImages, read_images
+    from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.runtime.engine import Describer
-    from muselens.runtime.metrics import evaluate_retrieval, queries_in_gallery, similarity
+    from muselens.core.metrics import evaluate_retrieval, queries_in_gallery, similarity
 
     museum = MuseumDataset.load(Path(data))
     with load_bundle(bundle_path) as bundle:
@@ -203,7 +203,7 @@ def retrain(args: argparse.Namespace, progress: Callable[[str], None] = _stderr)
 def main(args: argparse.Namespace) -> int:
     from muselens.export.onnx_export import ParityError
     from muselens.export.precision import DriftError
-    from muselens.runtime.data.museum import DatasetError
+    from muselens.core.data.museum_dataset import DatasetError
     from muselens.training.checkpoint import CheckpointError
     from muselens.training.config import ConfigError
 

@@ -56,8 +56,8 @@ from muselens.runtime.engine.contract import INPUT_NAME, METADATA_KEY, contract_
 from muselens.runtime.engine.describer import Describer
 from muselens.runtime.engine.tensorrt import (TensorRTBackend, import_cudart, import_tensorrt, sidecar_document,
                                               sidecar_path)
-from muselens.runtime.files import write_bytes_whole
-from muselens.runtime.preprocess import PreprocessContract, resize_exact, short_side_size
+from muselens.core.files import write_bytes_whole
+from muselens.core.preprocess import PreprocessContract, resize_exact, short_side_size
 
 ENGINE_PRECISIONS = ("fp16", "int8")
 MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
@@ -125,7 +125,7 @@ def profile_from_contract(contract: Mapping[str, Any], *, short_sides: Sequence[
     """The profile covering every input the contract produces at ``short_sides`` (default: its own).
 
     The describer makes the short side ``s`` and caps the long side at ``round(s * max_aspect)``
-    (:func:`~muselens.runtime.preprocess.short_side_size`), in either orientation, so each side
+    (:func:`~muselens.core.preprocess.short_side_size`), in either orientation, so each side
     lies in ``[min(s), long(max(s))]``; ``opt`` is a 4:3 landscape frame at the contract's ``s``,
     the camera's usual shape. The smallest input must still give ``k`` feature cells.
     """

@@ -28,14 +28,14 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "demo": Subcommand("muselens.demo", "the end-to-end demo on a seeded synthetic museum"),
     "make-museum": Subcommand(
-        "muselens.runtime.data.synthetic.command", "build a seeded synthetic museum dataset"
+        "muselens.core.synthetic.make_museum_command", "build a seeded synthetic museum dataset"
     ),
     "make-walk": Subcommand(
-        "muselens.runtime.data.synthetic.walk_command",
+        "muselens.core.synthetic.make_walk_command",
         "render a seeded visitor's walk past a synthetic museum: frames, video, per-frame ground truth",
     ),
     "check-data": Subcommand(
-        "muselens.runtime.data.check", "report what a museum dataset holds and what is wrong with it"
+        "muselens.core.data.check_data_command", "report what a museum dataset holds and what is wrong with it"
     ),
     "train": Subcommand(
         "muselens.training.command", "fine-tune a museum's descriptor: classification, FCN, region descriptors"

@@ -129,9 +129,9 @@ def main(args: argparse.Namespace) -> int:
 
 
 def build_museum(museum: Path, params: dict[str, Any], progress: bool) -> None:
-    from muselens.runtime.data.check import check_dataset, format_report
-    from muselens.runtime.data.museum import MuseumDataset
-    from muselens.runtime.data.synthetic import make_museum
+    from muselens.core.data.dataset_report import check_dataset, format_report
+    from muselens.core.data.museum_dataset import MuseumDataset
+    from muselens.core.synthetic import make_museum
 
     if _same_json(museum / "museum.json", params):
         print("  already built with these settings: reused", file=sys.stderr)
@@ -198,7 +198,7 @@ def export(paths: Paths, trained_now: bool) -> None:
 
 
 def make_walk(paths: Paths, params: dict[str, Any], seed: int, progress: bool) -> dict[str, Any]:
-    from muselens.runtime.data.synthetic.walk import make_walk as build
+    from muselens.core.synthetic.walk import make_walk as build
 
     wanted = {**params, "size": list(params["size"]), "seed": seed}
     stamp = paths.walk / "demo-walk.json"
@@ -337,7 +337,7 @@ def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
     import numpy as np
 
     from muselens.report import StripFrame
-    from muselens.runtime.data.images import read_image
+    from muselens.core.data.images import read_image
     from muselens.runtime.explain import heatmap_overlay
 
     if not rows:

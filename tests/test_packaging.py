@@ -39,7 +39,7 @@ def test_cli_help_lists_subcommands():
 
 
 def test_runtime_imports_without_torch():
-    """The serving side must install and run where torch does not exist."""
+    """The serving side and the base it stands on must install and run where torch does not exist."""
     code = (
         "import sys, importlib, pkgutil\n"
         "class Block:\n"
@@ -47,9 +47,10 @@ def test_runtime_imports_without_torch():
         "        if name.split('.')[0] in ('torch', 'torchvision', 'timm'):\n"
         "            raise ImportError('torch is blocked in this test')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import muselens.runtime as rt\n"
-        "for m in pkgutil.walk_packages(rt.__path__, 'muselens.runtime.'):\n"
-        "    importlib.import_module(m.name)\n"
+        "import muselens.core as core, muselens.runtime as rt\n"
+        "for pkg in (core, rt):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
         "import muselens.cli\n"
         "print('ok')\n"
     )

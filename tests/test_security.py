@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("runtime", "training", "export", "benchmarks", "muselens")
+SCANNED = ("core", "runtime", "training", "export", "benchmarks", "muselens")
 GENERATED = re.compile(r"_pb2(_grpc)?\.py$")
 
 

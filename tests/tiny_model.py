@@ -90,7 +90,7 @@ def fp16_model(fp32_model) -> Path:
 def int8_model(fp32_model, export_museum) -> Path:
     from muselens.runtime.engine import OrtDescriber
     from muselens.export.precision import calibration_images, quantize_int8
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
 
     images = calibration_images(MuseumDataset.load(export_museum), OrtDescriber(fp32_model))
     return quantize_int8(fp32_model, fp32_model.parent / "int8.onnx", images)

@@ -13,7 +13,7 @@ comes last and expands its canvas, so it never cuts off a corner of what the cro
 :func:`cap_aspect_with_noise` is the stage-2 aspect-ratio limit of paper 004 (3.4.1).
 :func:`phone_view` makes a second photo out of one (stage 3's positives for an artwork that
 has a single photo): what a visitor's phone makes of the photo
-(:func:`muselens.runtime.data.phone.phone_view`), then this augmentation.
+(:func:`muselens.core.synthetic.phone.phone_view`), then this augmentation.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from muselens.runtime.data import phone
+from muselens.core.synthetic import phone
 
 FILL_MODES = ("mean", "reflect", "replicate", "black")
 _BORDER = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
@@ -318,7 +318,7 @@ def phone_view(image: np.ndarray, config: AugmentConfig, rng: np.random.Generato
 
     Stage 3 learns from positive pairs, which one photo cannot give; two independent draws of
     this function can. A draw is what a visitor's phone makes of the photo (tilt, roll, zoom,
-    lighting, blur, exposure, noise, JPEG: :func:`muselens.runtime.data.phone.phone_view`), then
+    lighting, blur, exposure, noise, JPEG: :func:`muselens.core.synthetic.phone.phone_view`), then
     :func:`augment` with ``config``, as stages 1 and 2 treat every photo. Deterministic given
     ``rng``'s state.
     """

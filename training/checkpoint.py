@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from muselens.runtime.files import write_whole
+from muselens.core.files import write_whole
 
 
 class CheckpointError(ValueError):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from muselens.runtime.data.museum import DatasetError
+from muselens.core.data.museum_dataset import DatasetError
 from muselens.training.backbones.registry import BACKBONES
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.config import ConfigError, load_config

@@ -147,7 +147,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 def write_config(config: TrainConfig, path: Path) -> None:
     import yaml
 
-    from muselens.runtime.files import write_whole
+    from muselens.core.files import write_whole
 
     text = yaml.safe_dump(config.to_dict(), sort_keys=False)
     write_whole(path, lambda f: f.write(text.encode()))

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from muselens.runtime.data.images import SkippedImages, read_images
-from muselens.runtime.data.museum import DatasetError, ImageRecord, MuseumDataset
-from muselens.runtime.preprocess import PreprocessContract, prepare_short_side, prepare_square, resize_short_side
+from muselens.core.data.images import SkippedImages, read_images
+from muselens.core.data.museum_dataset import DatasetError, ImageRecord, MuseumDataset
+from muselens.core.preprocess import PreprocessContract, prepare_short_side, prepare_square, resize_short_side
 from muselens.training.augment import AugmentConfig, augment, cap_aspect_with_noise, phone_view
 
 log = logging.getLogger(__name__)

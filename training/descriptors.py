@@ -2,7 +2,7 @@
 
 An image is resized (short side S at its true aspect ratio, long side capped at 2 S, as paper
 004 feeds its FCN; or S x S for the classic classification input), normalised by the
-backbone's :class:`~muselens.runtime.preprocess.PreprocessContract`, passed through the
+backbone's :class:`~muselens.core.preprocess.PreprocessContract`, passed through the
 convolutional body, pooled (MAC, SPoC, GeM, R-MAC) and L2-normalised. Multi-scale descriptors
 average the L2-normalised descriptors of the scales ``S * (1, 1/sqrt 2, 1/2)`` and normalise
 again.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from muselens.runtime.preprocess import prepare_short_side, prepare_square, short_side_size
+from muselens.core.preprocess import prepare_short_side, prepare_square, short_side_size
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from muselens.training.pooling.registry import POOLINGS, build_pooling

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.metrics import evaluate_retrieval, instance_average, similarity
+from muselens.core.data.museum_dataset import MuseumDataset
+from muselens.core.metrics import evaluate_retrieval, instance_average, similarity
 from muselens.training.backbones.registry import build_backbone
-from muselens.runtime.files import write_whole
+from muselens.core.files import write_whole
 from muselens.training.checkpoint import load_checkpoint, save_checkpoint
 from muselens.training.config import TrainConfig, ValidationConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from muselens.runtime.preprocess import prepare_short_side
+from muselens.core.preprocess import prepare_short_side
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.config import TrainConfig, load_config
 from muselens.training.pooling.functional import gem

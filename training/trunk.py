@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from muselens.runtime.preprocess import PreprocessContract, prepare_short_side
+from muselens.core.preprocess import PreprocessContract, prepare_short_side
 
 
 class TrunkCache:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muselens.runtime.metrics import instance_average
+from muselens.core.metrics import instance_average
 
 NPZ_KEYS = ("descriptors", "instance_ids", "average_descriptors", "average_ids")
 NORM_TOLERANCE = 1e-3  # |norm - 1| allowed per row: fp16 engines normalise to about 1e-3

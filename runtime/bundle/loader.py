@@ -24,7 +24,7 @@ from muselens.runtime.bundle.labels import LabelInfo
 from muselens.runtime.bundle.manifest import Manifest
 from muselens.runtime.bundle.verify import verify_bundle_dir
 from muselens.runtime.bundle.manifest import reference_file
-from muselens.runtime.data.images import decode_image
+from muselens.core.data.images import decode_image
 
 
 @dataclass(frozen=True, eq=False, repr=False)

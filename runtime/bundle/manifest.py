@@ -37,7 +37,7 @@ from typing import Any
 
 from muselens.runtime.bundle import _json
 from muselens.runtime.bundle.checksum import is_sha256, sha256_bytes
-from muselens.runtime.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold, ThresholdCalibration
+from muselens.core.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold, ThresholdCalibration
 
 FORMAT = "muselens-bundle"
 FORMAT_VERSION = 2
@@ -248,7 +248,7 @@ class Threshold:
 
     ``calibrated`` is True when ``value`` was fitted to reach the false-accept rate
     ``target_far``. Since format_version 2 the export records how: ``method`` (e.g.
-    :data:`~muselens.runtime.metrics.threshold.METHOD`) and ``sources``, each source of
+    :data:`~muselens.core.metrics.threshold.METHOD`) and ``sources``, each source of
     negatives with its count and the threshold it alone gives; ``n_distractors`` is then the
     count of the museum's own distractors among them (0 for a museum without any). Version 1
     thresholds have neither, are calibrated on ``n_distractors`` >= 1 distractor images, or are
@@ -307,7 +307,7 @@ class Threshold:
 
     @classmethod
     def from_calibration(cls, calibration: ThresholdCalibration) -> Threshold:
-        """The manifest's record of :func:`~muselens.runtime.metrics.threshold.calibrate_sources`."""
+        """The manifest's record of :func:`~muselens.core.metrics.threshold.calibrate_sources`."""
         if not isinstance(calibration, ThresholdCalibration):
             raise TypeError(f"calibration must be a ThresholdCalibration, got {type(calibration).__name__}")
         distractors = next((s.count for s in calibration.sources if s.source == DISTRACTORS), 0)

@@ -23,7 +23,7 @@ import numpy as np
 
 from muselens.runtime.client.client import frame_message
 from muselens.runtime.client.connect import add_connection_arguments, connect
-from muselens.runtime.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from muselens.core.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from muselens.runtime.explain import heatmap_overlay
 from muselens.v1 import recognition_pb2 as pb
 

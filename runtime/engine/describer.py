@@ -1,7 +1,7 @@
 """Describing images with an exported model: the contract's resize, then the graph.
 
 :class:`Describer` resizes each RGB image with the contract's rule (short side, aspect cap,
-resampling, antialiasing; :func:`muselens.runtime.preprocess.resize_short_side`) and feeds the
+resampling, antialiasing; :func:`muselens.core.preprocess.resize_short_side`) and feeds the
 graph its uint8 pixels. Export builds the gallery, the variant metrics and the threshold
 through it and the service recognises frames through it, so what export measures is what the
 service computes.
@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from muselens.runtime.data.images import SkippedImages, read_images
-from muselens.runtime.data.museum import ImageRecord
+from muselens.core.data.images import SkippedImages, read_images
+from muselens.core.data.museum_dataset import ImageRecord
 from muselens.runtime.engine.cancel import Cancellation
 from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
 from muselens.runtime.engine.contract import contract_from_metadata, feature_cells
 from muselens.runtime.engine.gate import InferenceGate, slots_for
-from muselens.runtime.preprocess import PreprocessContract, resize_short_side
+from muselens.core.preprocess import PreprocessContract, resize_short_side
 
 
 class Describer:

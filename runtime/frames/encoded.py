@@ -1,6 +1,6 @@
 """Encoded camera frames (JPEG, PNG) to RGB uint8 ``(H, W, 3)``, refusing bombs before decoding.
 
-Decoding itself is :func:`muselens.runtime.data.images.decode_image`, the one way muselens reads
+Decoding itself is :func:`muselens.core.data.images.decode_image`, the one way muselens reads
 images (grey to RGB, alpha dropped, 16-bit to 8-bit, EXIF orientation ignored), so a frame is
 seen exactly as training saw its images. This module adds what a server facing untrusted
 clients needs around it: size limits from the header, and a :class:`FrameError` for every
@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from muselens.runtime.data.images import ImageReadError, decode_image
+from muselens.core.data.images import ImageReadError, decode_image
 from muselens.runtime.frames._input import as_bytes
 from muselens.runtime.frames.errors import FrameError
 from muselens.runtime.frames.limits import FrameLimits

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from muselens.runtime.data.images import MAX_PIXELS
+from muselens.core.data.images import MAX_PIXELS
 from muselens.runtime.frames._input import as_int
 from muselens.runtime.frames.errors import FrameError
 
@@ -49,7 +49,7 @@ class FrameLimits:
             _positive_int("max_raw_bytes", self.max_raw_bytes)
         if self.max_pixels > MAX_PIXELS:
             raise ValueError(f"FrameLimits.max_pixels ({self.max_pixels}) exceeds the {MAX_PIXELS} pixels "
-                             f"the image decoder accepts (muselens.runtime.data.images.MAX_PIXELS)")
+                             f"the image decoder accepts (muselens.core.data.images.MAX_PIXELS)")
         if self.min_side > self.max_side:
             raise ValueError(f"FrameLimits.min_side ({self.min_side}) exceeds max_side ({self.max_side})")
         if self.min_side * self.min_side > self.max_pixels:

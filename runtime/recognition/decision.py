@@ -2,7 +2,7 @@
 
 * ``no_artwork`` when the best score does not exceed the bundle's calibrated threshold (tuned at
   export to a target false-accept rate; a score equal to it is rejected, as calibration counts it:
-  :func:`muselens.runtime.metrics.calibrate_threshold` sets the threshold *at* a negative's score);
+  :func:`muselens.core.metrics.calibrate_threshold` sets the threshold *at* a negative's score);
 * ``uncertain`` when it clears the threshold but the runner-up artwork is within
   ``uncertain_margin`` of it: two artworks explain the frame almost equally well (a frame
   straddling two neighbouring paintings), so the app should not name either yet;

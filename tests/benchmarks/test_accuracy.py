@@ -235,7 +235,7 @@ def unknown_dir(tmp_path):
 
 
 def test_unknown_photos_give_each_row_its_shipped_open_set_once(export_museum, unknown_dir, tmp_path, capsys):
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.training.evaluation.methods import build_method
     from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
 

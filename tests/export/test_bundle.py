@@ -18,10 +18,10 @@ from muselens.export.contract import descriptor_contract
 from muselens.runtime.engine import OrtDescriber
 from muselens.export.precision import DriftError
 from muselens.runtime.bundle import Gallery, dataset_digest, load_bundle
-from muselens.runtime.data.images import read_image
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.metrics.threshold import DEFAULT_GENERATED, DISTRACTORS, GENERATED, IMPOSTORS
-from muselens.runtime.metrics.threshold import METHOD as THRESHOLD_METHOD
+from muselens.core.data.images import read_image
+from muselens.core.data.museum_dataset import MuseumDataset
+from muselens.core.metrics.threshold import DEFAULT_GENERATED, DISTRACTORS, GENERATED, IMPOSTORS
+from muselens.core.metrics.threshold import METHOD as THRESHOLD_METHOD
 from tests.tiny_model import TINY_SIZES
 
 FAST = dict(parity_sizes=TINY_SIZES[:2], latency_runs=0, calibration_images=4)
@@ -39,8 +39,8 @@ SERVE_WITHOUT_TORCH = BLOCK_TORCH + """
 import json
 import onnxruntime as ort
 from muselens.runtime.bundle import load_bundle
-from muselens.runtime.data.images import read_image
-from muselens.runtime.preprocess import resize_short_side
+from muselens.core.data.images import read_image
+from muselens.core.preprocess import resize_short_side
 from muselens.export.precision import measure_variant
 
 bundle = load_bundle(sys.argv[1])

@@ -8,7 +8,7 @@ import torch
 
 from muselens.export.contract import OUTPUT_NAMES
 from muselens.export.graph import InferenceGraph, normalise_pixels
-from muselens.runtime.preprocess import to_network_input
+from muselens.core.preprocess import to_network_input
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:

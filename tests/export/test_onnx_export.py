@@ -41,7 +41,7 @@ def test_onnx_runtime_matches_pytorch_at_five_sizes(fp32_model, trained):
 
 
 def test_parity_with_natural_images(fp32_model, trained, export_museum):
-    from muselens.runtime.data.images import read_image
+    from muselens.core.data.images import read_image
 
     image = read_image(next((export_museum / "references" / "a1").iterdir()))
     assert verify_onnx(trained, fp32_model, [(64, 64), (96, 64)], images=[image])["passed"]

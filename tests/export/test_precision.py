@@ -13,9 +13,9 @@ from muselens.runtime.engine import OrtDescriber
 from muselens.export.precision import (DriftBounds, ImageCalibrationReader, calibration_images, check_drift,
                                        descriptor_agreement, drop_points, measure_variant, query_hits,
                                        retrieval_metrics, sign_test_p)
-from muselens.runtime.data.images import read_image
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.metrics import evaluate_retrieval, similarity
+from muselens.core.data.images import read_image
+from muselens.core.data.museum_dataset import MuseumDataset
+from muselens.core.metrics import evaluate_retrieval, similarity
 
 
 def _references(museum_root):

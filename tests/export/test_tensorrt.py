@@ -23,7 +23,7 @@ NO_TENSORRT = ("TensorRT's builder is not installable on this machine: the tenso
 
 
 def _contract(**changes):
-    from muselens.runtime.preprocess import PreprocessContract
+    from muselens.core.preprocess import PreprocessContract
 
     pre = PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), stride=32).to_dict()
     contract = {"short_side": 448, "max_aspect": 2.0, "k": 4, "dim": 8, "preprocess": pre}
@@ -45,7 +45,7 @@ def test_profile_validation_and_shapes():
 
 
 def test_profile_from_contract_covers_every_served_size():
-    from muselens.runtime.preprocess import short_side_size
+    from muselens.core.preprocess import short_side_size
 
     p = profile_from_contract(_contract())
     assert p == Profile((448, 448), (448, 597), (896, 896))
@@ -260,7 +260,7 @@ def test_engine_on_the_gpu(tmp_path, fp32_model, export_museum):
     pytest.importorskip("tensorrt", reason=NO_TENSORRT)
     pytest.importorskip("cuda", reason="cuda-python is not installed")
     from muselens.export.precision import calibration_images
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.runtime.engine import OrtDescriber
     from muselens.runtime.engine.tensorrt import TensorRTBackend
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from muselens.runtime.data.museum import DatasetError, ImageRecord, MuseumDataset
-from muselens.runtime.preprocess import PreprocessContract, prepare_square
+from muselens.core.data.museum_dataset import DatasetError, ImageRecord, MuseumDataset
+from muselens.core.preprocess import PreprocessContract, prepare_square
 from muselens.training.augment import AugmentConfig
 from muselens.training.datasets import (
     ClassificationDataset,

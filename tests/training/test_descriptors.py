@@ -75,7 +75,7 @@ def test_multiscale_is_the_renormalised_mean_of_the_scales(backbone):
 
 def test_descriptor_equals_pooled_features_of_the_prepared_image(backbone):
     """The extractor is exactly: short-side resize (cap 2.0), contract, features, pooling, L2."""
-    from muselens.runtime.preprocess import prepare_short_side
+    from muselens.core.preprocess import prepare_short_side
 
     (image,) = _images([(40, 130)], seed=3)
     d = GlobalDescriptorExtractor(backbone, GeM(p=3.0), size=64).extract([image])
@@ -91,7 +91,7 @@ def test_logits_output_is_the_normalised_classifier_output(backbone):
     images = _images(SHAPES, seed=4)
     d = ex.extract(images)
     assert d.shape == (len(images), 1000) and ex.dim == 1000
-    from muselens.runtime.preprocess import prepare_square
+    from muselens.core.preprocess import prepare_square
 
     with torch.inference_mode():
         logits = backbone.logits(torch.from_numpy(prepare_square(images[2], backbone.contract, 64)))[0]

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from muselens.runtime.data.images import read_image
+from muselens.core.data.images import read_image
 from muselens.training.checkpoint import load_checkpoint
 from muselens.training.config import load_config
 from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
@@ -203,7 +203,7 @@ def test_a_stage3_variant_starts_from_another_runs_stages_1_2_and_equals_trainin
 
 
 def test_a_finished_run_is_evaluated_as_ft_and_proposed(tiny_museum, tmp_path):
-    from muselens.runtime.data.museum import MuseumDataset
+    from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.training.evaluation import build_method, evaluate_method
     from muselens.training.trained import TrainedModel
 

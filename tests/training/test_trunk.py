@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.trunk import TrunkCache
 
 CONTRACT = PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear")

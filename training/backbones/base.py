@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 
 
 class Backbone(nn.Module):

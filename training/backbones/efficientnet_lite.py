@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.weights import load_strict, package_file, read_state_dict
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.weights import load_strict, package_file, read_state_dict
 

@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from muselens.runtime.data.museum import DatasetError, MuseumDataset
-from muselens.runtime.metrics.threshold import DEFAULT_TARGET_FAR
+from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
+from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.evaluation.methods import METHODS, build_method
 from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images

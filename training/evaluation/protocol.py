@@ -1,13 +1,13 @@
 """Run one method over a museum dataset and measure it (thesis 4.3, 5.4; papers 002, 003).
 
 Every reference, query and distractor is described once; similarities come from one matrix
-product (or SIFT's pairwise scores); the torch-free metrics of :mod:`muselens.runtime.metrics`
+product (or SIFT's pairwise scores); the torch-free metrics of :mod:`muselens.core.metrics`
 turn them into mP@1, mAP, Recall@K, clustering NMI/F1 and the open-set operating points.
 Unreadable images are reported and skipped.
 
 Given photos of artworks the museum does not hold (``unknown``), it also measures the recogniser
 as shipped (:func:`shipped_open_set`): the threshold a bundle of this method would carry,
-calibrated as export calibrates it (:mod:`muselens.runtime.metrics.threshold`) or given (a
+calibrated as export calibrates it (:mod:`muselens.core.metrics.threshold`) or given (a
 bundle's manifest), and the share of queries, unknown photos and distractors it accepts.
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from muselens.runtime.data.images import IMAGE_SUFFIXES, SkippedImages, read_image, read_images
-from muselens.runtime.data.museum import ImageRecord, MuseumDataset
-from muselens.runtime.metrics import (average_query_expansion, clustering_obstacle, database_side_augmentation,
+from muselens.core.data.images import IMAGE_SUFFIXES, SkippedImages, read_image, read_images
+from muselens.core.data.museum_dataset import ImageRecord, MuseumDataset
+from muselens.core.metrics import (average_query_expansion, clustering_obstacle, database_side_augmentation,
                                       evaluate_clustering, evaluate_open_set, evaluate_retrieval,
                                       instance_average, similarity)
-from muselens.runtime.metrics.threshold import (DEFAULT_TARGET_FAR, calibrate_source_scores, calibrate_sources,
+from muselens.core.metrics.threshold import (DEFAULT_TARGET_FAR, calibrate_source_scores, calibrate_sources,
                                                 negative_scores, negative_top1_scores)
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod
 
@@ -280,7 +280,7 @@ def shipped_open_set(
     gallery for descriptors, an artwork's best reference for pairwise scores. Without a given
     ``threshold`` it is calibrated as export does, at ``options.shipped_far``: impostor phone views
     of each reference, generated non-artwork photos and the museum's distractors
-    (:mod:`muselens.runtime.metrics.threshold`); QE and DBA, which the runtime does not do, play no part.
+    (:mod:`muselens.core.metrics.threshold`); QE and DBA, which the runtime does not do, play no part.
     """
     refs = raw["references"]
     ref_labels = _labels(refs)

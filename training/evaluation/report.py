@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from muselens import __version__
-from muselens.runtime.machine import cpu_model
+from muselens.core.machine import cpu_model
 from muselens.training.evaluation.protocol import MethodResult
 
 COLUMNS = ("method", "mP@1", "mAP", "R@5", "R@10", "NMI", "F1", "NMI×3", "F1×3",
@@ -156,7 +156,7 @@ def plot(path: Path, results: Sequence[MethodResult]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from muselens.runtime.metrics import open_set_curve
+    from muselens.core.metrics import open_set_curve
 
     with_open_set = [r for r in results if r.distractor_top1.size]
     fig, axes = plt.subplots(1, 2 if with_open_set else 1, figsize=(12 if with_open_set else 7, 4.5),

@@ -19,7 +19,7 @@ from muselens.runtime.bundle.manifest import (
     model_file,
     utc_now,
 )
-from muselens.runtime.metrics.threshold import METHOD as THRESHOLD_METHOD
+from muselens.core.metrics.threshold import METHOD as THRESHOLD_METHOD
 
 from .conftest import DIGEST, descriptor
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 
 from muselens.runtime.engine import OrtDescriber, feature_cells, latency_ms
-from muselens.runtime.data.images import read_image
-from muselens.runtime.data.museum import MuseumDataset
-from muselens.runtime.preprocess import resize_short_side
+from muselens.core.data.images import read_image
+from muselens.core.data.museum_dataset import MuseumDataset
+from muselens.core.preprocess import resize_short_side
 
 
 def test_it_reads_the_contract_and_describes_like_pytorch(fp32_model, trained, export_museum):
@@ -26,8 +26,8 @@ def test_it_reads_the_contract_and_describes_like_pytorch(fp32_model, trained, e
 
 
 def test_records_skip_unreadable_images(fp32_model, export_museum, tmp_path):
-    from muselens.runtime.data.images import SkippedImages
-    from muselens.runtime.data.museum import ImageRecord
+    from muselens.core.data.images import SkippedImages
+    from muselens.core.data.museum_dataset import ImageRecord
 
     museum = MuseumDataset.load(export_museum)
     broken = tmp_path / "broken.jpg"

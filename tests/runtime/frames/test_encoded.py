@@ -129,7 +129,7 @@ def test_bytearray_and_memoryview():
 
 
 def test_exif_orientation_is_not_applied():
-    """Frames are taken as stored, as training reads images (runtime.data.images)."""
+    """Frames are taken as stored, as training reads images (core.data.images)."""
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees on display
     out = decode_encoded(_pil(Image.fromarray(smooth_image(8, 40, 64)), "JPEG", exif=exif.tobytes()))

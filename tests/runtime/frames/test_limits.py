@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from muselens.runtime.data.images import MAX_PIXELS
+from muselens.core.data.images import MAX_PIXELS
 from muselens.runtime.frames.errors import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 

@@ -31,7 +31,7 @@ def test_a_negative_at_the_calibrated_threshold_is_rejected():
     """The threshold is set at a negative's score; the runtime must not accept that negative."""
     import numpy as np
 
-    from muselens.runtime.metrics import calibrate_threshold
+    from muselens.core.metrics import calibrate_threshold
 
     negatives = np.linspace(0.1, 0.9, 100)
     t = calibrate_threshold(negatives, 0.01)

@@ -12,7 +12,7 @@ import cv2
 import pytest
 
 from muselens.runtime.bundle import Threshold, load_bundle, write_bundle
-from muselens.runtime.data.synthetic.museum import non_artwork_photos
+from muselens.core.synthetic.museum import non_artwork_photos
 from muselens.runtime.recognition.model import ServedModel, ServingConfig
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import frame

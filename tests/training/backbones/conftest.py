@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from muselens.runtime.preprocess import prepare_square
+from muselens.core.preprocess import prepare_square
 from muselens.training.backbones.base import Backbone
 
 ESPRESSO = 967  # ImageNet class index

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.registry import BACKBONES, build_backbone
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from muselens.runtime.data.synthetic.museum import make_museum
+from muselens.core.synthetic.museum import make_museum
 
 SIZE = 160  # long side: small photos keep the random-weight CNN fast
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from muselens.runtime.data.museum import MuseumDataset
+from muselens.core.data.museum_dataset import MuseumDataset
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod
 from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, max_per_instance
 
@@ -93,14 +93,14 @@ def random_gem():
 
 
 def _described(records, method):
-    from muselens.runtime.data.images import read_image
+    from muselens.core.data.images import read_image
 
     return method.extract([read_image(r.path) for r in records])
 
 
 def test_clustering_that_cannot_run_is_reported_and_the_other_count_still_runs(one_reference_museum, random_gem):
     """5 artworks x (1 reference + 1 query) = 10 samples: 15 clusters cannot be made, 5 can."""
-    from muselens.runtime.metrics import kmeans_assign, nmi, pairwise_f1
+    from muselens.core.metrics import kmeans_assign, nmi, pairwise_f1
 
     ds = MuseumDataset.load(one_reference_museum)
     result = evaluate_method(ds, random_gem, progress=False)
@@ -167,8 +167,8 @@ def _within(rate, n, bounds):
 
 def test_shipped_threshold_and_rates_match_a_brute_force_recomputation(museum_with_distractors, unknown_folder,
                                                                         random_gem):
-    from muselens.runtime.data.images import read_image
-    from muselens.runtime.metrics.threshold import calibrate_sources, negative_scores
+    from muselens.core.data.images import read_image
+    from muselens.core.metrics.threshold import calibrate_sources, negative_scores
     from muselens.training.evaluation.protocol import GivenThreshold, unknown_images
 
     ds = MuseumDataset.load(museum_with_distractors)
@@ -209,7 +209,7 @@ def test_shipped_threshold_and_rates_match_a_brute_force_recomputation(museum_wi
 
 
 def test_a_given_threshold_is_used_as_is(museum_with_distractors, unknown_folder, random_gem):
-    from muselens.runtime.data.images import read_image
+    from muselens.core.data.images import read_image
     from muselens.training.evaluation.protocol import GivenThreshold, unknown_images
 
     ds = MuseumDataset.load(museum_with_distractors)
@@ -234,8 +234,8 @@ def test_without_unknown_photos_nothing_is_calibrated(museum_with_distractors, r
 
 def test_sift_threshold_is_calibrated_on_its_own_inlier_counts(museum_with_distractors, unknown_folder):
     """Pairwise scores: the same negatives, scored by SIFT here pair by pair, and no [-1, 1] clipping."""
-    from muselens.runtime.data.images import read_image
-    from muselens.runtime.metrics.threshold import calibrate_source_scores, negative_top1_scores
+    from muselens.core.data.images import read_image
+    from muselens.core.metrics.threshold import calibrate_source_scores, negative_top1_scores
     from muselens.training.baselines.sift import SiftConfig, sift_scores
     from muselens.training.evaluation.protocol import unknown_images
 

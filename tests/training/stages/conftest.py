@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from muselens.runtime.data.museum import ImageRecord
+from muselens.core.data.museum_dataset import ImageRecord
 from muselens.training.backbones import build_backbone
 from muselens.training.datasets import InstanceLabels, LabelledImages
 from muselens.training.model import InstanceClassifier

@@ -9,7 +9,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.augment import AugmentConfig
 from muselens.training.datasets import ClassificationDataset
 from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks

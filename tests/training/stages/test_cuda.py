@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.datasets import ClassificationDataset, FCNDataset
 from muselens.training.model import set_trainable_blocks
 from muselens.training.stages.classification import OptimConfig, build_optimizer, train_epoch

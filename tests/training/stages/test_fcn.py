@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from muselens.runtime.preprocess import PreprocessContract
+from muselens.core.preprocess import PreprocessContract
 from muselens.training.augment import AugmentConfig
 from muselens.training.datasets import FCNDataset
 from muselens.training.model import set_stage_modes, set_trainable_blocks, split_blocks

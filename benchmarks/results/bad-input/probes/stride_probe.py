@@ -4,7 +4,7 @@ Usage: python stride_probe.py BUNDLE MUSEUM
 """
 import sys, glob, collections
 import numpy as np, cv2
-from muselens.runtime import preprocess
+from muselens.core import preprocess
 from muselens.runtime.recognition.model import ServedModel, ServingConfig
 orig = preprocess.short_side_size
 def rounded(B):

@@ -343,7 +343,7 @@ def reference_frames(bundle: Path, fill_bytes: int) -> list[bytes]:
     loaded = load_bundle(bundle)
     try:
         contract = loaded.manifest.descriptor
-        short, stride, dim = int(contract["short_side"]), int(contract["stride"]), int(contract["dim"])
+        short, stride, dim = contract.short_side, contract.stride, contract.dim
         n = loaded.gallery.n_images
         frames, estimated = [], 0
         for row in np.random.default_rng(0).permutation(n).tolist():  # spread over the gallery

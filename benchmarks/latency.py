@@ -314,7 +314,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     with load_bundle(args.bundle) as bundle:
         manifest = bundle.manifest
         bundle_info = {"name": manifest.name, "bundle_version": manifest.bundle_version,
-                       "backbone": manifest.backbone, "short_side": int(manifest.descriptor["short_side"]),
+                       "backbone": manifest.backbone, "short_side": manifest.descriptor.short_side,
                        "variant": args.variant or manifest.default_variant}
     frames, source = load_frames(args.data, args.frames, seed=args.seed)
     pixels = [decode_encoded(f) for f in dict.fromkeys(frames)]

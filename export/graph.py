@@ -8,7 +8,7 @@ get it wrong: cast to float, ``(pixel - mean / scale) * (scale / std)`` (the sam
 as :func:`~muselens.core.preprocess.to_network_input`), NHWC to NCHW, the backbone, the
 region descriptor network and the instance classifier.
 
-Outputs (:data:`~muselens.export.contract.OUTPUT_NAMES`, in this order):
+Outputs (:data:`~muselens.core.descriptor_contract.OUTPUT_NAMES`, in this order):
 
 * ``descriptor`` ``(1, D)`` float32, L2-normalised: the region descriptor (paper 004, Fig. 3.3).
 * ``activation`` ``(1, h, w)``: the maximum class activation at every feature cell.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from muselens.export.contract import INPUT_LAYOUT, INPUT_NAME, OUTPUT_NAMES
+from muselens.core.descriptor_contract import INPUT_LAYOUT, INPUT_NAME, OUTPUT_NAMES
 
 __all__ = ["INPUT_LAYOUT", "INPUT_NAME", "OUTPUT_NAMES", "InferenceGraph", "normalise_pixels"]
 

@@ -24,7 +24,6 @@ Parity tolerances (ONNX Runtime vs PyTorch, float32, CPU):
 
 from __future__ import annotations
 
-import json
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -35,11 +34,12 @@ import numpy as np
 import onnx
 import torch
 
-from muselens.export.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY, descriptor_contract
-from muselens.runtime.engine import OrtBackend, feature_cells
+from muselens.core.descriptor_contract import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY,
+                                               DescriptorContract, feature_cells)
+from muselens.core.preprocess import resize_exact
 from muselens.export.graph import InferenceGraph
 from muselens.export.onnx_graph import save_checked, set_metadata
-from muselens.core.preprocess import resize_exact
+from muselens.runtime.engine import OrtBackend
 
 DEFAULT_OPSET = 17
 DEFAULT_SAMPLE_SIZE = (448, 597)
@@ -93,6 +93,14 @@ def parity_sizes(short_side: int, max_aspect: float, *, k: int = 1, stride: int 
     return kept
 
 
+def descriptor_contract(trained) -> DescriptorContract:
+    """The descriptor contract of a :class:`~muselens.training.trained.TrainedModel`'s exported graph:
+    written into every ONNX file's metadata and the bundle manifest, read by the runtime."""
+    return DescriptorContract(dim=int(trained.model.net.dim), k=int(trained.model.net.k),
+                              short_side=int(trained.short_side), max_aspect=float(trained.max_aspect),
+                              preprocess=trained.contract, input_name=INPUT_NAME, outputs=OUTPUT_NAMES)
+
+
 def _sample_image(size: tuple[int, int], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
@@ -129,8 +137,7 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
                     do_constant_folding=True,
                 )
         model = onnx.load(str(tmp))
-        set_metadata(model, {METADATA_KEY: json.dumps(descriptor_contract(trained), sort_keys=True),
-                             VARIANT_KEY: "fp32"})
+        set_metadata(model, {METADATA_KEY: descriptor_contract(trained).to_json(), VARIANT_KEY: "fp32"})
         model.doc_string = "muselens region descriptor: uint8 NHWC RGB image at the recognition size"
     return save_checked(model, path)
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from muselens.export.contract import VARIANT_KEY
+from muselens.core.descriptor_contract import VARIANT_KEY
 from muselens.runtime.engine import OrtDescriber
 from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
                                         shape_nodes, topological_sort)

@@ -50,14 +50,15 @@ from typing import Any
 
 import numpy as np
 
+from muselens.core import checks
+from muselens.core.descriptor_contract import INPUT_NAME, METADATA_KEY, DescriptorContract
+from muselens.core.files import write_bytes_whole
+from muselens.core.preprocess import resize_exact, short_side_size
 from muselens.export.onnx_export import ParityError
 from muselens.runtime.engine.backends import BackendUnavailable, InferenceBackend, OrtBackend
-from muselens.runtime.engine.contract import INPUT_NAME, METADATA_KEY, contract_from_metadata, feature_cells
 from muselens.runtime.engine.describer import Describer
 from muselens.runtime.engine.tensorrt import (TensorRTBackend, import_cudart, import_tensorrt, sidecar_document,
                                               sidecar_path)
-from muselens.core.files import write_bytes_whole
-from muselens.core.preprocess import PreprocessContract, resize_exact, short_side_size
 
 ENGINE_PRECISIONS = ("fp16", "int8")
 MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
@@ -121,7 +122,7 @@ class Profile:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
-def profile_from_contract(contract: Mapping[str, Any], *, short_sides: Sequence[int] | None = None) -> Profile:
+def profile_from_contract(contract: DescriptorContract, *, short_sides: Sequence[int] | None = None) -> Profile:
     """The profile covering every input the contract produces at ``short_sides`` (default: its own).
 
     The describer makes the short side ``s`` and caps the long side at ``round(s * max_aspect)``
@@ -129,20 +130,17 @@ def profile_from_contract(contract: Mapping[str, Any], *, short_sides: Sequence[
     lies in ``[min(s), long(max(s))]``; ``opt`` is a 4:3 landscape frame at the contract's ``s``,
     the camera's usual shape. The smallest input must still give ``k`` feature cells.
     """
-    for key in ("short_side", "max_aspect", "k", "preprocess"):
-        if key not in contract:
-            raise ValueError(f"contract lacks {key!r}")
-    own = int(contract["short_side"])
+    if not isinstance(contract, DescriptorContract):
+        raise checks.WrongTypeError(f"contract must be a DescriptorContract, got {type(contract).__name__}")
+    own = contract.short_side
     sides = [own] if short_sides is None else list(short_sides)
-    if not sides or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sides):
+    if not sides or not all(checks.is_integer(s) and s >= 1 for s in sides):
         raise ValueError(f"short_sides must be positive ints, got {short_sides!r}")
-    aspect = float(contract["max_aspect"])
-    stride = int(PreprocessContract.from_dict(contract["preprocess"]).stride)
-    k = int(contract["k"])
+    aspect, k = contract.max_aspect, contract.k
     low, high = int(min(sides)), int(max(sides))
-    if feature_cells(low, low, stride) < k:
-        raise ValueError(f"short side {low} gives {feature_cells(low, low, stride)} feature cells at stride "
-                         f"{stride}, fewer than k={k}")
+    if contract.feature_cells(low, low) < k:
+        raise ValueError(f"short side {low} gives {contract.feature_cells(low, low)} feature cells at stride "
+                         f"{contract.stride}, fewer than k={k}")
     longest = max(short_side_size(1, 1 << 20, high, aspect))
     opt = short_side_size(3, 4, own, aspect)
     return Profile((low, low), opt, (longest, longest))
@@ -159,17 +157,17 @@ def sizes_in_profile(sizes: Sequence[HW], profile: Profile) -> tuple[HW, ...]:
     return kept or (profile.opt,)
 
 
-def onnx_contract(onnx_path: Path | str) -> dict[str, Any]:
+def onnx_contract(onnx_path: Path | str) -> DescriptorContract:
     """The descriptor contract in an exported ONNX file's metadata."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return contract_from_metadata({p.key: p.value for p in model.metadata_props}, onnx_path)
+    return DescriptorContract.from_metadata({p.key: p.value for p in model.metadata_props}, onnx_path)
 
 
 # -- calibration -------------------------------------------------------------------------------
 
-def calibration_batches(images: Sequence[np.ndarray], hw: HW, contract: Mapping[str, Any],
+def calibration_batches(images: Sequence[np.ndarray], hw: HW, contract: DescriptorContract,
                         dtype: np.dtype | type = np.uint8) -> list[np.ndarray]:
     """Each RGB image resized (contract's resampling) to ``hw``, as a ``(1, H, W, 3)`` batch.
 
@@ -179,7 +177,7 @@ def calibration_batches(images: Sequence[np.ndarray], hw: HW, contract: Mapping[
     hw = _hw(hw, "calibration size")
     if len(images) == 0:
         raise ValueError("int8 calibration needs at least one image")
-    pre = PreprocessContract.from_dict(contract["preprocess"])
+    pre = contract.preprocess
     out = []
     for i, image in enumerate(images):
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -306,14 +304,14 @@ def check_build_args(onnx_path: Path | str, precision: str, profile: Profile | S
 def build_engine(onnx_path: Path | str, engine_path: Path | str, *, precision: str,
                  profile: Profile | Sequence[HW], calibration_images: Sequence[np.ndarray] | None = None,
                  workspace_gb: float = DEFAULT_WORKSPACE_GB, cache: Path | str | None = None,
-                 contract: Mapping[str, Any] | None = None, input_dtype: str = "uint8",
+                 contract: DescriptorContract | None = None, input_dtype: str = "uint8",
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build, serialise and write an engine and its sidecar; return the build report (JSON-ready)."""
     profile = check_build_args(onnx_path, precision, profile, workspace_gb, calibration_images, cache)
     if input_dtype not in INPUT_DTYPES:
         raise ValueError(f"input_dtype must be one of {list(INPUT_DTYPES)}, got {input_dtype!r}")
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    contract = dict(contract) if contract is not None else onnx_contract(onnx_path)
+    contract = contract if contract is not None else onnx_contract(onnx_path)
     say = progress or (lambda message: None)
     trt, cudart = require_tensorrt()
     from muselens.runtime.engine.tensorrt import cuda_check
@@ -426,7 +424,7 @@ def descriptor_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b) / norms
 
 
-def engine_describer(engine_path: Path | str, contract: Mapping[str, Any] | None = None,
+def engine_describer(engine_path: Path | str, contract: DescriptorContract | None = None,
                      device_id: int = 0) -> Describer:
     """A describer running the engine (contract: given, else the engine's sidecar)."""
     return Describer(TensorRTBackend(engine_path, device_id=device_id), contract=contract)

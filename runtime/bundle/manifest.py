@@ -6,10 +6,9 @@ see :func:`muselens.runtime.bundle._json.canonical`) so an edited or corrupted m
 caught, and :meth:`Manifest.from_json` checks the format, its version and that checksum before
 anything else. Every other file of the bundle is checksummed *in* the manifest.
 
-The descriptor contract (``descriptor``) is kept a dict, so exporters may add keys, but the
-keys the runtime relies on are required and typed: ``dim``, ``input``, ``outputs``,
-``short_side``; the optional ``k``, ``normalisation`` (must be ``"l2"``), ``similarity``
-(must be ``"dot"``), ``max_aspect`` and ``interpolation`` are checked when present.
+The descriptor contract (``descriptor``) is read into a typed
+:class:`~muselens.core.descriptor_contract.DescriptorContract`, validated here, once, when the
+manifest is loaded; keys an exporter added beyond its fields are kept and written back.
 
 Models are ONNX files, ``models/<variant>.onnx``, except TensorRT engines: a variant whose
 name ends in :data:`ENGINE_SUFFIX` (``fp16-trt``, ``int8-trt``) is a serialised engine,
@@ -26,8 +25,6 @@ a museum without distractors) still load, and write back byte for byte.
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -35,6 +32,9 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
+from muselens.core import checks
+from muselens.core.descriptor_contract import DescriptorContract
+from muselens.core.json_values import freeze, thaw
 from muselens.runtime.bundle import _json
 from muselens.runtime.bundle.checksum import is_sha256, sha256_bytes
 from muselens.core.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold, ThresholdCalibration
@@ -53,12 +53,9 @@ REFERENCE_PHOTO = re.compile(r"references/(\d{5})\.jpg")
 
 def reference_file(row: int) -> str:
     """Where the photo of gallery row ``row`` lives inside a bundle."""
-    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 100_000:
-        raise ValueError(f"reference photo row must be an int in [0, 100000), got {row!r}")
-    return f"references/{row:05d}.jpg"
+    return f"references/{checks.integer(row, 'reference photo row', low=0, high=99_999):05d}.jpg"
 CHECKSUM_KEY = "manifest_sha256"
 
-DESCRIPTOR_REQUIRED = ("dim", "input", "outputs", "short_side")
 REQUIRED_METRICS = ("mp_at_1", "map")
 _VARIANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _MAX_TEXT = 256
@@ -90,37 +87,10 @@ def utc_now() -> str:
 
 
 def _text(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{name} must not be empty")
+    checks.text(value, name)
     if len(value) > _MAX_TEXT or not value.isprintable():
         raise ValueError(f"{name} must be printable text of at most {_MAX_TEXT} characters, "
                          f"got {value!r}")
-    return value
-
-
-def _int(value: object, name: str, minimum: int) -> int:
-    """``value`` as a Python int >= minimum (numpy integers accepted, bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _number(value: object, name: str, low: float, high: float) -> float:
-    """``value`` as a finite Python float in [low, high] (numpy scalars accepted, bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def _mapping(value: object, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
     return value
 
 
@@ -148,48 +118,10 @@ def check_format(data: Mapping[str, Any]) -> None:
     found = data.get("format")
     if found != FORMAT:
         raise ValueError(f"not a muselens bundle manifest: format is {found!r}, expected {FORMAT!r}")
-    version = data.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ValueError(f"format_version must be an integer, got {version!r}")
+    version = checks.integer(data.get("format_version"), "format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise ValueError(f"bundle format_version {version} is not supported: this muselens reads "
                          f"format_version {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}")
-
-
-def check_descriptor(descriptor: object) -> Mapping[str, Any]:
-    """The descriptor contract, frozen, with its required keys checked."""
-    d = _mapping(descriptor, "descriptor")
-    missing = [k for k in DESCRIPTOR_REQUIRED if k not in d]
-    if missing:
-        raise ValueError(f"descriptor lacks required keys {missing} "
-                         f"(required: {list(DESCRIPTOR_REQUIRED)})")
-    _int(d["dim"], "descriptor.dim", 1)
-    _int(d["short_side"], "descriptor.short_side", 1)
-    layout = d["input"]
-    if isinstance(layout, str):
-        _text(layout, "descriptor.input")
-    elif not (isinstance(layout, Mapping) and layout):
-        raise TypeError(f"descriptor.input must be a layout string (e.g. 'NHWC uint8 RGB') or a "
-                        f"non-empty dict, got {layout!r}")
-    outputs = d["outputs"]
-    if isinstance(outputs, str) or not isinstance(outputs, (list, tuple)) or not outputs:
-        raise TypeError(f"descriptor.outputs must be a non-empty list of output names, got {outputs!r}")
-    for i, out in enumerate(outputs):
-        _text(out, f"descriptor.outputs[{i}]")
-    if len(set(outputs)) != len(outputs):
-        raise ValueError(f"descriptor.outputs has duplicate names: {list(outputs)}")
-    if "k" in d:
-        _int(d["k"], "descriptor.k", 1)
-    if "normalisation" in d and d["normalisation"] != "l2":
-        raise ValueError(f"descriptor.normalisation must be 'l2' (galleries hold unit vectors), "
-                         f"got {d['normalisation']!r}")
-    if "similarity" in d and d["similarity"] != "dot":
-        raise ValueError(f"descriptor.similarity must be 'dot', got {d['similarity']!r}")
-    if "max_aspect" in d:
-        _number(d["max_aspect"], "descriptor.max_aspect", 1.0, math.inf)
-    if "interpolation" in d:
-        _text(d["interpolation"], "descriptor.interpolation")
-    return _json.freeze(d, "descriptor")
 
 
 @dataclass(frozen=True)
@@ -205,7 +137,7 @@ class ModelEntry:
         _text(self.file, "model file")
         if not is_sha256(self.sha256):
             raise ValueError(f"model sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
-        object.__setattr__(self, "bytes", _int(self.bytes, "model bytes", 1))
+        object.__setattr__(self, "bytes", checks.integer(self.bytes, "model bytes", low=1))
         _text(self.precision, "model precision")
 
     @property
@@ -221,7 +153,7 @@ class ModelEntry:
 
     @classmethod
     def from_dict(cls, data: object, name: str = "model") -> ModelEntry:
-        d = _mapping(data, name)
+        d = checks.mapping(data, name)
         _exact_keys(d, {f.name for f in fields(cls)}, name)
         return cls(**d)
 
@@ -230,16 +162,16 @@ def _source(data: object, index: int) -> SourceThreshold:
     if isinstance(data, SourceThreshold):
         data = data.to_dict()
     name = f"threshold.sources[{index}]"
-    d = _mapping(data, name)
+    d = checks.mapping(data, name)
     base = {"source", "count", "threshold"}
     _exact_keys(d, base | {"rule", "at_target_far"} if "rule" in d or "at_target_far" in d else base, name)
     capped = {}
     if "rule" in d:
         capped = {"rule": _text(d["rule"], f"{name}.rule"),
                   "at_target_far": None if d["at_target_far"] is None
-                  else _number(d["at_target_far"], f"{name}.at_target_far", -1.0, 1.0)}
-    return SourceThreshold(_text(d["source"], f"{name}.source"), _int(d["count"], f"{name}.count", 1),
-                           _number(d["threshold"], f"{name}.threshold", -1.0, 1.0), **capped)
+                  else checks.number(d["at_target_far"], f"{name}.at_target_far", low=-1.0, high=1.0)}
+    return SourceThreshold(_text(d["source"], f"{name}.source"), checks.integer(d["count"], f"{name}.count", low=1),
+                           checks.number(d["threshold"], f"{name}.threshold", low=-1.0, high=1.0), **capped)
 
 
 @dataclass(frozen=True)
@@ -263,14 +195,13 @@ class Threshold:
     sources: tuple[SourceThreshold, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _number(self.value, "threshold.value", -1.0, 1.0))
-        if not isinstance(self.calibrated, bool):
-            raise TypeError(f"threshold.calibrated must be a bool, got {type(self.calibrated).__name__}")
+        object.__setattr__(self, "value", checks.number(self.value, "threshold.value", low=-1.0, high=1.0))
+        object.__setattr__(self, "calibrated", checks.flag(self.calibrated, "threshold.calibrated"))
         object.__setattr__(self, "n_distractors",
-                           _int(self.n_distractors, "threshold.n_distractors", 0))
+                           checks.integer(self.n_distractors, "threshold.n_distractors", low=0))
         if self.target_far is not None:
             object.__setattr__(self, "target_far",
-                               _number(self.target_far, "threshold.target_far", 0.0, 1.0))
+                               checks.number(self.target_far, "threshold.target_far", low=0.0, high=1.0))
         self._check_sources()
         if self.calibrated:
             if self.n_distractors < 1 and not self.sources:
@@ -331,7 +262,7 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, data: object) -> Threshold:
-        d = _mapping(data, "threshold")
+        d = checks.mapping(data, "threshold")
         legacy = {"value", "target_far", "n_distractors", "calibrated"}
         _exact_keys(d, legacy | {"method", "sources"} if "method" in d or "sources" in d else legacy, "threshold")
         return cls(**d)
@@ -341,14 +272,15 @@ class Threshold:
 class Manifest:
     """Everything about a bundle except its bulk data; validated on construction.
 
-    Mappings are stored read-only (``descriptor``, ``files``, ``training``, ``metrics``),
+    Mappings are stored read-only (``files``, ``training``, ``metrics``; ``descriptor`` is a frozen
+    :class:`~muselens.core.descriptor_contract.DescriptorContract`),
     so the manifest the runtime loaded cannot drift from the file it was read from.
     """
 
     name: str
     bundle_version: str
     backbone: str
-    descriptor: Mapping[str, Any]
+    descriptor: DescriptorContract
     models: Mapping[str, ModelEntry]
     default_variant: str
     files: Mapping[str, str]
@@ -368,13 +300,14 @@ class Manifest:
         for name in ("name", "bundle_version", "backbone", "muselens_version"):
             _text(getattr(self, name), name)
         _check_created(self.created)
-        self._set("descriptor", check_descriptor(self.descriptor))
+        if not isinstance(self.descriptor, DescriptorContract):
+            self._set("descriptor", DescriptorContract.from_dict(self.descriptor, "descriptor"))
         self._set("models", self._check_models(self.models))
         if self.default_variant not in self.models:
             raise ValueError(f"default_variant {self.default_variant!r} is not one of the models "
                              f"{sorted(self.models)}")
         self._set("files", self._check_files(self.files))
-        self._set("training", _json.freeze(_mapping(self.training, "training"), "training"))
+        self._set("training", freeze(checks.mapping(self.training, "training"), "training"))
         if not is_sha256(self.data_digest):
             raise ValueError(f"data_digest must be 64 lowercase hex digits (see dataset_digest), "
                              f"got {self.data_digest!r}")
@@ -392,7 +325,7 @@ class Manifest:
 
     @staticmethod
     def _check_models(models: object) -> Mapping[str, ModelEntry]:
-        m = _mapping(models, "models")
+        m = checks.mapping(models, "models")
         if not m:
             raise ValueError("models must list at least one variant")
         out = {}
@@ -413,21 +346,21 @@ class Manifest:
 
     @staticmethod
     def _check_files(files: object) -> Mapping[str, str]:
-        f = _mapping(files, "files")
+        f = checks.mapping(files, "files")
         photos = {key for key in f if isinstance(key, str) and REFERENCE_PHOTO.fullmatch(key)}
         _exact_keys({k: v for k, v in f.items() if k not in photos}, set(DATA_FILES), "files")
         for path, digest in f.items():
             if not is_sha256(digest):
                 raise ValueError(f"files[{path!r}] must be 64 lowercase hex digits, got {digest!r}")
-        return _json.freeze(f, "files")
+        return freeze(f, "files")
 
     def _check_metrics(self, metrics: object) -> Mapping[str, Mapping[str, float]]:
-        m = _mapping(metrics, "metrics")
+        m = checks.mapping(metrics, "metrics")
         for variant, values in m.items():
             if variant not in self.models:
                 raise ValueError(f"metrics for {variant!r}, which is not one of the models "
                                  f"{sorted(self.models)}")
-            values = _mapping(values, f"metrics.{variant}")
+            values = checks.mapping(values, f"metrics.{variant}")
             missing = [k for k in REQUIRED_METRICS if k not in values]
             if missing:
                 raise ValueError(f"metrics.{variant} lacks {missing}")
@@ -435,10 +368,10 @@ class Manifest:
                 if not isinstance(key, str):
                     raise TypeError(f"metrics.{variant} has a non-string key {key!r}")
                 if key in REQUIRED_METRICS:
-                    _number(value, f"metrics.{variant}.{key}", 0.0, 1.0)
+                    checks.number(value, f"metrics.{variant}.{key}", low=0.0, high=1.0)
                 else:
-                    _number(value, f"metrics.{variant}.{key}", -math.inf, math.inf)
-        return _json.freeze(m, "metrics")
+                    checks.number(value, f"metrics.{variant}.{key}")
+        return freeze(m, "metrics")
 
     def model(self, variant: str | None = None) -> ModelEntry:
         """The entry of ``variant`` (default: ``default_variant``); unknown names are refused."""
@@ -453,17 +386,19 @@ class Manifest:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "models":
+            if f.name == "descriptor":
+                value = value.to_dict()
+            elif f.name == "models":
                 value = {k: v.to_dict() for k, v in value.items()}
             elif f.name == "threshold":
                 value = value.to_dict()
-            out[f.name] = _json.thaw(value)
+            out[f.name] = thaw(value)
         return out
 
     @classmethod
     def from_dict(cls, data: object) -> Manifest:
         """Rebuild and validate a manifest; unknown or missing keys are errors."""
-        d = _mapping(data, "manifest")
+        d = checks.mapping(data, "manifest")
         check_format(d)
         _exact_keys(d, {f.name for f in fields(cls)}, "manifest")
         return cls(**d)

@@ -123,7 +123,7 @@ def verify_bundle_dir(root: Path | str) -> BundleContents:
         labels = labels_from_json(data[LABELS_FILE], LABELS_FILE)
     except (ValueError, TypeError) as exc:
         raise BundleError(f"bundle {root}: {exc}") from exc
-    dim = manifest.descriptor["dim"]
+    dim = manifest.descriptor.dim
     if gallery.dim != dim:
         raise _fail(root, GALLERY_FILE, f"descriptors have dimension {gallery.dim} but the "
                                         f"manifest's descriptor contract says dim={dim}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import muselens
+from muselens.core.descriptor_contract import DescriptorContract
 from muselens.runtime.bundle.checksum import CHUNK, sha256_bytes, sha256_file
 from muselens.runtime.bundle.errors import BundleError
 from muselens.runtime.bundle.gallery import Gallery
@@ -163,7 +164,7 @@ def write_bundle(
     name: str,
     bundle_version: str,
     backbone: str,
-    descriptor: Mapping[str, Any],
+    descriptor: DescriptorContract | Mapping[str, Any],
     model_files: Mapping[str, Path | str | bytes],
     gallery: Gallery,
     labels: Iterable[LabelInfo],
@@ -206,8 +207,8 @@ def write_bundle(
         created=utc_now() if created is None else created,
         muselens_version=muselens.__version__ if muselens_version is None else muselens_version,
     )
-    if manifest.descriptor["dim"] != gallery.dim:
-        raise ValueError(f"descriptor dim {manifest.descriptor['dim']} does not match the gallery's "
+    if manifest.descriptor.dim != gallery.dim:
+        raise ValueError(f"descriptor dim {manifest.descriptor.dim} does not match the gallery's "
                          f"dimension {gallery.dim}")
     _check_target(out)
 

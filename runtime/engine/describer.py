@@ -9,56 +9,53 @@ service computes.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from muselens.core.data.images import SkippedImages, read_images
 from muselens.core.data.museum_dataset import ImageRecord
-from muselens.runtime.engine.cancel import Cancellation
+from muselens.core import checks
+from muselens.core.descriptor_contract import DescriptorContract
+from muselens.core.preprocess import resize_short_side
 from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
-from muselens.runtime.engine.contract import contract_from_metadata, feature_cells
+from muselens.runtime.engine.cancel import Cancellation
 from muselens.runtime.engine.gate import InferenceGate, slots_for
-from muselens.core.preprocess import PreprocessContract, resize_short_side
 
 
 class Describer:
     """One inference backend plus its descriptor contract. ``short_side`` overrides the contract's.
 
-    The contract comes from ``contract`` (e.g. a bundle manifest's ``descriptor``) or, when
-    omitted, from the model's own metadata. At most ``slots`` runs are in flight at once (the
-    backend's default when omitted; see :mod:`muselens.runtime.engine.gate`); more callers wait.
+    The contract is ``contract`` (e.g. a loaded bundle manifest's ``descriptor``, validated when
+    the manifest was read) or, when omitted, read from the model's own metadata. At most ``slots``
+    runs are in flight at once (the backend's default when omitted; see
+    :mod:`muselens.runtime.engine.gate`); more callers wait.
     """
 
-    def __init__(self, backend: InferenceBackend, *, contract: Mapping[str, Any] | None = None,
+    def __init__(self, backend: InferenceBackend, *, contract: DescriptorContract | None = None,
                  short_side: int | None = None, slots: int | None = None):
         self.backend = backend
         self.gate = InferenceGate(slots_for(backend.name, slots))
         source = getattr(backend, "path", backend.name)
-        if contract is not None:  # plain dicts all the way down (a manifest's are read-only proxies)
-            self.contract = json.loads(json.dumps(contract, default=dict))
-        else:
-            self.contract = contract_from_metadata(backend.metadata(), source)
-        self.preprocess = PreprocessContract.from_dict(self.contract["preprocess"])
-        if short_side is None:
-            short_side = int(self.contract["short_side"])
-        if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
-            raise ValueError(f"short_side must be a positive int, got {short_side!r}")
-        self.short_side = short_side
-        self.max_aspect = float(self.contract["max_aspect"])
-        self.k = int(self.contract["k"])
-        self.dim = int(self.contract["dim"])
-        self.stride = int(self.preprocess.stride)
+        if contract is None:
+            contract = DescriptorContract.from_metadata(backend.metadata(), source)
+        elif not isinstance(contract, DescriptorContract):
+            raise checks.WrongTypeError(f"contract must be a DescriptorContract, got {type(contract).__name__}")
+        self.contract = contract
+        self.preprocess = contract.preprocess
+        self.short_side = contract.short_side if short_side is None else checks.positive_int(short_side, "short_side")
+        self.max_aspect = contract.max_aspect
+        self.k = contract.k
+        self.dim = contract.dim
+        self.stride = contract.stride
         self.output_names = tuple(backend.output_names)
         if "descriptor" not in self.output_names:
             raise ValueError(f"{source}: no 'descriptor' output (outputs: {list(self.output_names)})")
 
     @classmethod
     def open(cls, model_path: Path | str, backend: str = DEFAULT_BACKEND, *, threads: int | None = None,
-             device_id: int = 0, contract: Mapping[str, Any] | None = None,
+             device_id: int = 0, contract: DescriptorContract | None = None,
              short_side: int | None = None, slots: int | None = None, allow_telemetry: bool = False) -> Describer:
         """Start ``backend`` on ``model_path`` and wrap it."""
         slots_for(backend, slots)  # a bad slot count is refused before the engine starts
@@ -82,7 +79,7 @@ class Describer:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got "
                              f"{getattr(resized, 'shape', None)} {getattr(resized, 'dtype', type(resized))}")
         h, w = resized.shape[:2]
-        cells = feature_cells(h, w, self.stride)
+        cells = self.contract.feature_cells(h, w)
         if cells < self.k:
             raise ValueError(f"a {h}x{w} input gives {cells} feature cells, fewer than k={self.k}")
         names = list(outputs) if outputs is not None else list(self.output_names)

@@ -32,7 +32,7 @@ import numpy as np
 
 from muselens.runtime.engine.backends import BackendUnavailable
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
-from muselens.runtime.engine.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY
+from muselens.core.descriptor_contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY, DescriptorContract
 
 SIDECAR_FORMAT = "muselens-tensorrt-engine"
 SIDECAR_VERSION = 1
@@ -54,18 +54,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def sidecar_document(engine_path: Path | str, contract: Mapping[str, Any], *, precision: str,
+def sidecar_document(engine_path: Path | str, contract: DescriptorContract, *, precision: str,
                      build: Mapping[str, Any]) -> dict[str, Any]:
     """The sidecar of a just-built engine: its checksum, the contract (as the ONNX metadata
-    spells it, so :func:`contract_from_metadata` reads both) and how it was built."""
-    if not isinstance(contract, Mapping) or not contract:
-        raise ValueError("contract must be the model's non-empty descriptor contract")
+    spells it, so :meth:`DescriptorContract.from_metadata` reads both) and how it was built."""
+    if not isinstance(contract, DescriptorContract):
+        raise ValueError(f"contract must be the model's DescriptorContract, got {type(contract).__name__}")
     if not isinstance(precision, str) or not precision:
         raise ValueError(f"precision must be a non-empty string, got {precision!r}")
     return {
         "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
         "engine_sha256": _sha256(Path(engine_path)),
-        "metadata": {METADATA_KEY: json.dumps(dict(contract), sort_keys=True), VARIANT_KEY: precision},
+        "metadata": {METADATA_KEY: contract.to_json(), VARIANT_KEY: precision},
         "build": dict(build),
     }
 

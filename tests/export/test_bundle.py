@@ -14,7 +14,7 @@ import pytest
 
 import muselens.export.bundle as bundle_module
 from muselens.export.bundle import ExportOptions, calibrated_threshold, export_bundle, resolve_data
-from muselens.export.contract import descriptor_contract
+from muselens.export.onnx_export import descriptor_contract
 from muselens.runtime.engine import OrtDescriber
 from muselens.export.precision import DriftError
 from muselens.runtime.bundle import Gallery, dataset_digest, load_bundle
@@ -45,13 +45,13 @@ from muselens.export.precision import measure_variant
 
 bundle = load_bundle(sys.argv[1])
 d = bundle.manifest.descriptor
-x = resize_short_side(read_image(sys.argv[2]), d["short_side"], d["max_aspect"],
-                      interpolation=d["interpolation"], antialias=d["antialias"])
+x = resize_short_side(read_image(sys.argv[2]), d.short_side, d.max_aspect,
+                      interpolation=d.interpolation, antialias=d.antialias)
 out = {}
 for variant in sorted(bundle.manifest.models):
     session = ort.InferenceSession(str(bundle.model_path(variant)), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    values = dict(zip(names, session.run(None, {d["input_name"]: x[None]})))
+    values = dict(zip(names, session.run(None, {d.input_name: x[None]})))
     out[variant] = values["descriptor"][0].tolist()
 out["gallery_row0"] = bundle.gallery.descriptors[0].tolist()
 out["int8_mp_at_1"] = measure_variant(bundle.model_path("int8"), sys.argv[3])["mp_at_1"]
@@ -76,7 +76,8 @@ def test_the_bundle_holds_every_variant_with_its_metrics(built, trained, export_
     assert (manifest.name, manifest.bundle_version, manifest.default_variant) == ("tiny", "1.0.0", "fp32")
     assert sorted(manifest.models) == ["fp16", "fp32", "int8"]
     assert {v: manifest.models[v].precision for v in manifest.models} == {v: v for v in manifest.models}
-    assert manifest.to_dict()["descriptor"] == json.loads(json.dumps(descriptor_contract(trained)))
+    assert manifest.descriptor == descriptor_contract(trained)
+    assert manifest.to_dict()["descriptor"] == descriptor_contract(trained).to_dict()
     assert manifest.data_digest == dataset_digest(export_museum)
     assert manifest.training["data"] == str(export_museum.resolve())
     assert manifest.training["parity"]["min_cosine"] >= 0.9999
@@ -283,7 +284,7 @@ def test_the_bundle_carries_reference_photos_at_recognition_size(built, export_m
     photos = sorted(rel for rel in bundle.manifest.files if rel.startswith("references/"))
     assert photos == [f"references/{row:05d}.jpg" for row in range(bundle.gallery.n_images)]
     image = bundle.reference_image(0)
-    assert image.dtype == np.uint8 and min(image.shape[:2]) == bundle.manifest.descriptor["short_side"]
+    assert image.dtype == np.uint8 and min(image.shape[:2]) == bundle.manifest.descriptor.short_side
     with pytest.raises(IndexError):
         bundle.reference_image(bundle.gallery.n_images)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from muselens.export.contract import OUTPUT_NAMES
+from muselens.core.descriptor_contract import OUTPUT_NAMES
 from muselens.export.graph import InferenceGraph, normalise_pixels
 from muselens.core.preprocess import to_network_input
 

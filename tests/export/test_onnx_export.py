@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
-from muselens.export.contract import METADATA_KEY, OUTPUT_NAMES, contract_from_metadata, descriptor_contract
-from muselens.export.onnx_export import ParityError, _locations_agree, export_onnx, verify_onnx
+from muselens.core.descriptor_contract import METADATA_KEY, OUTPUT_NAMES, DescriptorContract
+from muselens.export.onnx_export import ParityError, _locations_agree, descriptor_contract, export_onnx, verify_onnx
 from tests.tiny_model import TINY_SIZES
 
 
@@ -23,8 +23,17 @@ def test_the_exported_file_passes_the_full_checker_and_carries_its_contract(fp32
     assert dims == [1, "height", "width", 3]
     assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
     metadata = {p.key: p.value for p in model.metadata_props}
-    assert contract_from_metadata(metadata) == descriptor_contract(trained)
+    assert DescriptorContract.from_metadata(metadata) == descriptor_contract(trained)
     assert metadata["muselens.variant"] == "fp32"
+
+
+def test_the_contract_describes_the_trained_model(trained):
+    contract = descriptor_contract(trained)
+    assert contract.input == "NHWC uint8 RGB" and contract.outputs == OUTPUT_NAMES
+    assert (contract.dim, contract.k, contract.short_side) == (8, 4, 64)
+    assert contract.max_aspect == trained.max_aspect and contract.preprocess == trained.contract
+    assert contract.to_dict()["interpolation"] == trained.contract.interpolation
+    assert DescriptorContract.from_dict(contract.to_dict()) == contract
 
 
 def test_onnx_runtime_matches_pytorch_at_five_sizes(fp32_model, trained):

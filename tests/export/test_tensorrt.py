@@ -23,12 +23,11 @@ NO_TENSORRT = ("TensorRT's builder is not installable on this machine: the tenso
 
 
 def _contract(**changes):
+    from muselens.core.descriptor_contract import DescriptorContract
     from muselens.core.preprocess import PreprocessContract
 
-    pre = PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), stride=32).to_dict()
-    contract = {"short_side": 448, "max_aspect": 2.0, "k": 4, "dim": 8, "preprocess": pre}
-    contract.update(changes)
-    return contract
+    pre = PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), stride=32)
+    return DescriptorContract(**{"short_side": 448, "max_aspect": 2.0, "k": 4, "dim": 8, "preprocess": pre, **changes})
 
 
 def test_profile_validation_and_shapes():
@@ -57,8 +56,8 @@ def test_profile_from_contract_covers_every_served_size():
         profile_from_contract(_contract(), short_sides=[32])
     with pytest.raises(ValueError, match="short_sides"):
         profile_from_contract(_contract(), short_sides=[])
-    with pytest.raises(ValueError, match="lacks 'k'"):
-        profile_from_contract({k: v for k, v in _contract().items() if k != "k"})
+    with pytest.raises(TypeError, match="contract must be a DescriptorContract"):
+        profile_from_contract(_contract().to_dict())
 
 
 def test_the_tiny_model_profile_and_its_parity_sizes(fp32_model):

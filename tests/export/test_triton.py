@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from muselens.export.triton import pbtxt_string, write_triton_repository
-from muselens.runtime.engine import OUTPUT_NAMES
+from muselens.core.descriptor_contract import OUTPUT_NAMES
 
 TYPES = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(uint8)": "TYPE_UINT8",
          "tensor(int64)": "TYPE_INT64", "tensor(int32)": "TYPE_INT32"}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from muselens.core.preprocess import PreprocessContract
 from muselens.runtime.bundle import Gallery, LabelInfo, write_bundle
 
 DIM = 8
@@ -31,9 +32,12 @@ def make_labels() -> list[LabelInfo]:
 
 
 def descriptor(dim: int = DIM) -> dict[str, Any]:
+    """A descriptor contract as the manifest stores it (:meth:`DescriptorContract.to_dict`)."""
+    preprocess = PreprocessContract(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     return {"dim": dim, "k": 4, "normalisation": "l2", "similarity": "dot",
-            "input": "NHWC uint8 RGB", "outputs": ["descriptor"], "short_side": 224,
-            "max_aspect": 2.0, "interpolation": "bilinear"}
+            "input": "NHWC uint8 RGB", "input_name": "image", "outputs": ["descriptor"], "short_side": 224,
+            "max_aspect": 2.0, "interpolation": "bilinear", "antialias": True, "stride": 32,
+            "preprocess": preprocess.to_dict()}
 
 
 def bundle_kwargs(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

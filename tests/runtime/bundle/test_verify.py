@@ -22,7 +22,7 @@ from .helpers import flip_byte, rewrite_consistently
 
 def test_a_fresh_bundle_verifies(bundle_dir):
     contents = verify_bundle_dir(bundle_dir)
-    assert contents.gallery.dim == contents.manifest.descriptor["dim"] == 8
+    assert contents.gallery.dim == contents.manifest.descriptor.dim == 8
     assert sorted(contents.labels) == ["a0", "a1", "a2"]
 
 

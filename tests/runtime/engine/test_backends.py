@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -90,7 +92,7 @@ def test_bad_names_and_arguments(fp32_model, tmp_path):
 def test_the_describer_takes_a_contract_from_outside(fp32_model):
     backend = open_backend(fp32_model)
     own = Describer(backend)
-    given = Describer(backend, contract={**own.contract, "short_side": 96})
+    given = Describer(backend, contract=dataclasses.replace(own.contract, short_side=96))
     assert (own.short_side, given.short_side) == (64, 96)
     with pytest.raises(ValueError, match="unknown output"):
         own.run(np.zeros((64, 64, 3), np.uint8), ["nope"])

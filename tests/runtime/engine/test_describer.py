@@ -6,7 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from muselens.runtime.engine import OrtDescriber, feature_cells, latency_ms
+from muselens.core.descriptor_contract import feature_cells
+from muselens.runtime.engine import OrtDescriber, latency_ms
 from muselens.core.data.images import read_image
 from muselens.core.data.museum_dataset import MuseumDataset
 from muselens.core.preprocess import resize_short_side

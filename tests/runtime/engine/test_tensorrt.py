@@ -12,12 +12,14 @@ import sys
 import numpy as np
 import pytest
 
-from muselens.runtime.engine import BackendUnavailable, contract_from_metadata, open_backend
+from muselens.core.descriptor_contract import DescriptorContract
+from muselens.core.preprocess import PreprocessContract
+from muselens.runtime.engine import BackendUnavailable, open_backend
 from muselens.runtime.engine.tensorrt import (DeviceBuffers, TensorRTBackend, check_batch, check_in_profile,
                                               read_sidecar, sidecar_document, sidecar_path)
 
-CONTRACT = {"short_side": 64, "max_aspect": 2.0, "k": 4, "dim": 8,
-            "preprocess": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "stride": 32}}
+CONTRACT = DescriptorContract(dim=8, k=4, short_side=64, max_aspect=2.0,
+                              preprocess=PreprocessContract(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
 
 
 def _engine(tmp_path, data: bytes = b"serialised-engine-bytes"):
@@ -38,7 +40,7 @@ def test_the_sidecar_carries_the_contract_and_is_tied_to_its_engine(tmp_path):
     assert read_sidecar(engine) is None
     _write_sidecar(engine)
     doc = read_sidecar(engine)
-    assert contract_from_metadata(doc["metadata"], engine) == CONTRACT
+    assert DescriptorContract.from_metadata(doc["metadata"], engine) == CONTRACT
     assert doc["metadata"]["muselens.variant"] == "fp16" and doc["build"]["tensorrt_version"] == "10.0.1"
     engine.write_bytes(b"another engine")
     with pytest.raises(ValueError, match="describes another engine"):

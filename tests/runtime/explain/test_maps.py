@@ -133,7 +133,7 @@ def test_from_outputs_picks_the_named_outputs_and_ignores_the_rest():
 
 
 def test_from_outputs_uses_the_graph_output_names():
-    from muselens.runtime.engine.contract import OUTPUT_NAMES
+    from muselens.core.descriptor_contract import OUTPUT_NAMES
 
     assert {"descriptor", "descriptor_map", "locations"} <= set(OUTPUT_NAMES)
 

@@ -285,12 +285,13 @@ WARMUP_SIZES = ((32, 400), (400, 32), (400, 400), (32, 32), (240, 320))
 
 
 def warmup_frames(seed: int) -> list[bytes]:
-    from muselens.benchmarks.corpus import jpeg_bytes, smooth_image
+    from muselens.benchmarks.corpus import smooth_image
+    from muselens.core.data.images import encode_jpeg
 
     rng = np.random.default_rng([seed, 0x3A3])
     frames = []
     for h, w in WARMUP_SIZES:
-        image = pb.Image(encoded=jpeg_bytes(smooth_image(rng, h, w)))
+        image = pb.Image(encoded=encode_jpeg(smooth_image(rng, h, w)))
         frames.append(pb.Frame(image=image).SerializeToString())
         frames.append(pb.Frame(image=image, options=pb.RecognizeOptions(
             explain=True, overlay=True, top_k=10, heatmap_kinds=[1, 2, 3],
@@ -337,7 +338,7 @@ def reference_frames(bundle: Path, fill_bytes: int) -> list[bytes]:
     (``REFERENCE_CACHE_BYTES``) is full before measuring, as after any long run, so filling it is
     not counted as growth. An entry's size is estimated from the photo's shape at the model's
     input size (pixels plus a ``dim`` x cells float32 map)."""
-    from muselens.benchmarks.corpus import jpeg_bytes
+    from muselens.core.data.images import encode_jpeg
     from muselens.runtime.bundle import load_bundle
 
     loaded = load_bundle(bundle)
@@ -355,7 +356,7 @@ def reference_frames(bundle: Path, fill_bytes: int) -> list[bytes]:
             scale = short / min(image.shape[:2])
             h, w = (round(side * scale) for side in image.shape[:2])
             estimated += h * w * 3 + math.ceil(h / stride) * math.ceil(w / stride) * dim * 4
-            frames.append(pb.Frame(image=pb.Image(encoded=jpeg_bytes(image)), options=pb.RecognizeOptions(
+            frames.append(pb.Frame(image=pb.Image(encoded=encode_jpeg(image)), options=pb.RecognizeOptions(
                 explain=True, explain_reference=True, top_k=3, heatmap_kinds=[1, 2, 3])).SerializeToString())
         return frames
     finally:

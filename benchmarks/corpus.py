@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from muselens.core import checks
+from muselens.core.data.images import encode_jpeg
 from muselens.runtime.frames import FrameLimits, sniff
 from muselens.runtime.recognition.options import MAX_TOP_K
 from muselens.runtime.server.app import ServerConfig
@@ -126,15 +128,6 @@ def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     return image
 
 
-def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
-    """RGB (H, W, 3) or grey (H, W) uint8 to JPEG."""
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a JPEG")
-    return buf.tobytes()
-
-
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -211,8 +204,7 @@ class Corpus:
 
     def __init__(self, count: int, seed: int = 0, *, tokens: Tokens, limits: FrameLimits = FrameLimits(),
                  max_receive: int | None = None):
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive int, got {count!r}")
+        checks.positive_int(count, "count")
         if not isinstance(tokens, Tokens):
             raise TypeError(f"tokens must be corpus.Tokens, got {type(tokens).__name__}")
         self.count, self.seed, self.tokens, self.limits = count, int(seed), tokens, limits
@@ -263,7 +255,7 @@ class Corpus:
         return smooth_image(rng, int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1)))
 
     def good_frame(self, rng: np.random.Generator, **options) -> pb.Frame:
-        return pb.Frame(image=pb.Image(encoded=jpeg_bytes(self.good_image(rng), int(rng.integers(60, 96)))),
+        return pb.Frame(image=pb.Image(encoded=encode_jpeg(self.good_image(rng), int(rng.integers(60, 96)))),
                         options=pb.RecognizeOptions(**options))
 
     def size_outcome(self, width: int, height: int) -> Outcome:
@@ -311,7 +303,7 @@ def category(name: str, weight: float, *, rpc: str = RECOGNIZE, stream: str = IN
 @category("truncated_jpeg", 6)
 def _truncated_jpeg(c: Corpus, rng: np.random.Generator) -> Built:
     """A JPEG cut anywhere from inside its signature to just before its end."""
-    data = jpeg_bytes(c.good_image(rng))
+    data = encode_jpeg(c.good_image(rng))
     cut = int(rng.integers(1, int(len(data) * 0.97)))
     return pb.Frame(image=pb.Image(encoded=data[:cut])), invalid("truncated"), f"JPEG cut to {cut}/{len(data)} bytes"
 
@@ -347,7 +339,7 @@ def _corrupt_png_data(c: Corpus, rng: np.random.Generator) -> Built:
 @category("corrupt_jpeg_data", 4)
 def _corrupt_jpeg_data(c: Corpus, rng: np.random.Generator) -> Built:
     """Bits flipped in JPEG entropy-coded data: libjpeg decodes wrong pixels or fails; either is right."""
-    data = jpeg_bytes(c.good_image(rng))
+    data = encode_jpeg(c.good_image(rng))
     sos = data.find(b"\xff\xda")
     start = sos + 2 + struct.unpack_from(">H", data, sos + 2)[0]
     flips = int(rng.integers(1, 9))
@@ -363,7 +355,7 @@ _JPEG_BREAKS = ("sos_before_sof", "eoi_before_sof", "second_soi", "sof_length", 
 @category("corrupt_jpeg_structure", 5)
 def _corrupt_jpeg_structure(c: Corpus, rng: np.random.Generator) -> Built:
     """A JPEG whose marker structure is broken before its frame header (as libjpeg would refuse it)."""
-    data = jpeg_bytes(c.good_image(rng))
+    data = encode_jpeg(c.good_image(rng))
     how = _JPEG_BREAKS[int(rng.integers(len(_JPEG_BREAKS)))]
     head, tail = data[:2], data[2:]
     if how == "sos_before_sof":
@@ -428,7 +420,7 @@ def _too_small(c: Corpus, rng: np.random.Generator) -> Built:
         if rng.random() < 0.5:
             h, w = w, h
     image = smooth_image(rng, h, w)
-    data = jpeg_bytes(image) if rng.random() < 0.5 else png_bytes(image, 2)
+    data = encode_jpeg(image) if rng.random() < 0.5 else png_bytes(image, 2)
     return pb.Frame(image=pb.Image(encoded=data)), (c.size_outcome(w, h),), f"{w}x{h}"
 
 
@@ -457,7 +449,7 @@ def _bomb_png(c: Corpus, rng: np.random.Generator) -> Built:
 def _bomb_jpeg(c: Corpus, rng: np.random.Generator) -> Built:
     """A small JPEG whose SOF claims a huge image (at most 65535 a side)."""
     w, h = _bomb_size(c, rng, 65_535)
-    data = bytearray(jpeg_bytes(c.good_image(rng, high=128)))
+    data = bytearray(encode_jpeg(c.good_image(rng, high=128)))
     sof = _sof_offset(bytes(data))
     data[sof + 5:sof + 9] = struct.pack(">HH", h, w)
     return (pb.Frame(image=pb.Image(encoded=bytes(data))), (c.size_outcome(w, h),),
@@ -476,9 +468,9 @@ def _valid_variant(c: Corpus, rng: np.random.Generator) -> Built:
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     alpha = rng.integers(0, 256, size=image.shape[:2], dtype=np.uint8)
     if kind == "jpeg_rgb":
-        data = jpeg_bytes(image, int(rng.integers(30, 100)))
+        data = encode_jpeg(image, int(rng.integers(30, 100)))
     elif kind == "jpeg_grey":
-        data = jpeg_bytes(grey, int(rng.integers(30, 100)))
+        data = encode_jpeg(grey, int(rng.integers(30, 100)))
     elif kind == "jpeg_cmyk":
         data = _pil_jpeg(image, mode="CMYK", quality=int(rng.integers(50, 96)))
     elif kind == "jpeg_progressive":
@@ -808,18 +800,18 @@ def _bad_photo(c: Corpus, rng: np.random.Generator) -> tuple[pb.Image, str]:
     if roll < 0.3:
         return pb.Image(encoded=rng.bytes(int(rng.integers(1, 512)))), "unknown_format"
     if roll < 0.5:
-        data = jpeg_bytes(c.good_image(rng, high=96))
+        data = encode_jpeg(c.good_image(rng, high=96))
         return pb.Image(encoded=data[:int(rng.integers(10, len(data) - 10))]), "truncated"
     if roll < 0.7:
         return pb.Image(), "empty"
     if roll < 0.85:
         return pb.Image(raw=pb.RawImage(data=b"\0" * 10, width=64, height=64, pixel_format=pb.PIXEL_FORMAT_RGB8)), \
             "size_mismatch"
-    return pb.Image(encoded=jpeg_bytes(smooth_image(rng, 8, 8))), "too_small"
+    return pb.Image(encoded=encode_jpeg(smooth_image(rng, 8, 8))), "too_small"
 
 
 def _good_photo(c: Corpus, rng: np.random.Generator) -> pb.Image:
-    return pb.Image(encoded=jpeg_bytes(c.good_image(rng, high=160)))
+    return pb.Image(encoded=encode_jpeg(c.good_image(rng, high=160)))
 
 
 @category("enroll_invalid", 3, rpc=ENROLL, stream=NO_STREAM)

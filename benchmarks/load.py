@@ -16,7 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from muselens.core import checks
 from muselens.benchmarks.common import percentiles
+from muselens.core.data.images import encode_jpeg
 
 CAMERA_SIZE = (1280, 720)  # width, height
 JPEG_QUALITY = 90
@@ -74,18 +76,10 @@ def camera_frame(seed: int, width: int = CAMERA_SIZE[0], height: int = CAMERA_SI
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("could not JPEG-encode the frame")
-    return buf.tobytes()
-
-
 def synthetic_frames(count: int, *, seed: int = 0, size: tuple[int, int] = CAMERA_SIZE) -> list[bytes]:
     """``count`` JPEG frames (``min(count, MAX_DISTINCT)`` distinct ones, repeated in order)."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive int, got {count!r}")
-    distinct = [encode_jpeg(camera_frame(seed + i, *size)) for i in range(min(count, MAX_DISTINCT))]
+    checks.positive_int(count, "count")
+    distinct = [encode_jpeg(camera_frame(seed + i, *size), JPEG_QUALITY) for i in range(min(count, MAX_DISTINCT))]
     return [distinct[i % len(distinct)] for i in range(count)]
 
 
@@ -94,8 +88,7 @@ def dataset_frames(root: Path, count: int) -> list[bytes]:
     repeated when there are fewer."""
     from muselens.core.data.museum_dataset import MuseumDataset
 
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive int, got {count!r}")
+    checks.positive_int(count, "count")
     dataset = MuseumDataset.load(root)
     records = dataset.queries or dataset.all_records()
     paths = [r.path for r in records][:count]

@@ -90,9 +90,10 @@ def _frame(path: Path | None) -> bytes:
         return path.read_bytes()
     import numpy as np
 
-    from muselens.benchmarks.corpus import jpeg_bytes, smooth_image
+    from muselens.benchmarks.corpus import smooth_image
+    from muselens.core.data.images import encode_jpeg
 
-    return jpeg_bytes(smooth_image(np.random.default_rng(0), 480, 640))
+    return encode_jpeg(smooth_image(np.random.default_rng(0), 480, 640))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ import numpy as np
 from muselens.benchmarks import common
 from muselens.benchmarks.bad_input import write_token_file
 from muselens.runtime.server.process import ServerProcess
-from muselens.benchmarks.corpus import jpeg_bytes, smooth_image
+from muselens.benchmarks.corpus import smooth_image
+from muselens.core.data.images import encode_jpeg
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -32,7 +33,7 @@ def load_frames(folder: Path | None, seed: int = 0, count: int = 16) -> list[byt
     """Encoded frames: every image under ``folder`` (sorted), or ``count`` synthetic 640x480 JPEGs."""
     if folder is None:
         rng = np.random.default_rng([seed, 0x50A])
-        return [jpeg_bytes(smooth_image(rng, 480, 640), 85) for _ in range(count)]
+        return [encode_jpeg(smooth_image(rng, 480, 640), 85) for _ in range(count)]
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images under {folder}")

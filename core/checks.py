@@ -27,14 +27,19 @@ class WrongTypeError(TypeError, ValueError):
     treat every bad input alike)."""
 
 
+def _n(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def _bounds(low: float | None, high: float | None, low_open: bool = False, high_open: bool = False) -> str:
     """The range in words: ``">= 1"``, ``"> 0"``, ``"<= 5"``, ``"lie in [0, 1]"``, ``"lie in (0, 1]"``."""
+    low_text, high_text = (None if v is None else _n(v) for v in (low, high))
     if low is not None and high is not None:
-        return f"lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return f"lie in {'(' if low_open else '['}{low_text}, {high_text}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low}"
+        return f"{'>' if low_open else '>='} {low_text}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high}"
+        return f"{'<' if high_open else '<='} {high_text}"
     return ""
 
 
@@ -56,7 +61,7 @@ def integer(value: object, name: str, *, low: int | None = None, high: int | Non
     """
     bounds = _bounds(low, high)
     if not is_integer(value):
-        within = f" in [{low}, {high}]" if low is not None and high is not None else f" {bounds}" if bounds else ""
+        within = f" in [{_n(low)}, {_n(high)}]" if low is not None and high is not None else f" {bounds}" if bounds else ""
         raise WrongTypeError(f"{name} must be an int{within}, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must {'' if bounds.startswith('lie') else 'be '}{bounds}, got {value!r}")
@@ -140,19 +145,23 @@ def float_array(x: object, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def vector(x: object, name: str, dim: int) -> np.ndarray:
-    """A finite float vector ``(dim,)`` as float64."""
+def _expected(dim: int, of: str | None) -> str:
+    return f"{of} has {dim}" if of else f"expected {dim}"
+
+
+def vector(x: object, name: str, dim: int, *, of: str | None = None) -> np.ndarray:
+    """A finite float vector ``(dim,)`` as float64; ``of`` names what fixes ``dim`` (e.g. "the map")."""
     arr = float_array(x, name, 1)
     if arr.shape[0] != dim:
-        raise ValueError(f"{name} has {arr.shape[0]} dimensions, expected {dim}")
+        raise ValueError(f"{name} has {arr.shape[0]} dimensions, {_expected(dim, of)}")
     return arr.astype(np.float64)
 
 
-def rows(x: object, name: str, dim: int) -> np.ndarray:
+def rows(x: object, name: str, dim: int, *, of: str | None = None) -> np.ndarray:
     """Finite float row vectors ``(n, dim)``, ``n >= 1``, as float64."""
     arr = float_array(x, name, 2)
     if arr.shape[1] != dim:
-        raise ValueError(f"{name} has {arr.shape[1]} dimensions per row, expected {dim}")
+        raise ValueError(f"{name} has {arr.shape[1]} dimensions per row, {_expected(dim, of)}")
     return arr.astype(np.float64)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from muselens.core import checks
 # The interpolation names a contract may carry, and the OpenCV flag each one means.
 INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
@@ -66,12 +67,9 @@ class PreprocessContract:
             raise ValueError(
                 f"unknown interpolation {self.interpolation!r}; expected one of {sorted(INTERPOLATIONS)}"
             )
-        if not isinstance(self.antialias, bool):
-            raise TypeError(f"antialias must be a bool, got {type(self.antialias).__name__}")
+        checks.flag(self.antialias, "antialias")
         for name in ("stride", "native_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            checks.positive_int(getattr(self, name), name)
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
 
@@ -111,11 +109,6 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image has no pixels (shape {image.shape})")
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
@@ -128,9 +121,9 @@ def short_side_size(
     With ``max_aspect`` the long side is capped at ``round(short * max_aspect)``, which squashes
     very elongated images instead of letting them grow without bound (paper 004 uses 2.0).
     """
-    _check_positive_int("height", height)
-    _check_positive_int("width", width)
-    _check_positive_int("short", short)
+    checks.positive_int(height, "height")
+    checks.positive_int(width, "width")
+    checks.positive_int(short, "short")
     if max_aspect is not None and not (math.isfinite(max_aspect) and max_aspect >= 1.0):
         raise ValueError(f"max_aspect must be a finite number >= 1, got {max_aspect!r}")
     long_in, short_in = max(height, width), min(height, width)
@@ -177,8 +170,8 @@ def resize_exact(
 ) -> np.ndarray:
     """Resize to exactly ``height x width``, ignoring the aspect ratio (the classic 224x224 input)."""
     _check_image(image_rgb_uint8)
-    _check_positive_int("height", height)
-    _check_positive_int("width", width)
+    checks.positive_int(height, "height")
+    checks.positive_int(width, "width")
     return _resize(image_rgb_uint8, height, width, interpolation, antialias)
 
 

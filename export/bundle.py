@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from muselens.core import checks
 from muselens.export import tensorrt as trt_export
 from muselens.runtime.engine import Describer, OrtDescriber, latency_ms
 from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
@@ -53,7 +53,7 @@ from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_D
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
-from muselens.core.data.images import SkippedImages, read_image
+from muselens.core.data.images import SkippedImages, encode_jpeg, read_image
 from muselens.core.data.museum_dataset import ImageRecord, MuseumDataset
 from muselens.core.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
                                                 calibrate_sources, negative_scores)
@@ -105,10 +105,8 @@ class ExportOptions:
             raise ValueError(f"target_far must be in [0, 1), got {self.target_far!r}")
         for name in ("non_artwork_photos", "impostor_views"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if isinstance(self.latency_runs, bool) or not isinstance(self.latency_runs, int) or self.latency_runs < 0:
-            raise ValueError(f"latency_runs must be an int >= 0 (0: do not time), got {self.latency_runs!r}")
+            checks.integer(value, name, low=0)
+        checks.integer(self.latency_runs, "latency_runs (0: do not time)", low=0)
         if not isinstance(self.tensorrt, bool):
             raise TypeError(f"tensorrt must be a bool, got {type(self.tensorrt).__name__}")
         if self.tensorrt and not any(p in self.precisions for p in trt_export.ENGINE_PRECISIONS):
@@ -198,11 +196,7 @@ def _reference_photos(describer: OrtDescriber, museum: MuseumDataset, skipped: S
     photos = {}
     for row, record in enumerate(records):
         resized = describer.resize(read_image(record.path))
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY,
-                                                                                   PHOTO_QUALITY])
-        if not ok:
-            raise ValueError(f"could not JPEG-encode {record.path}")
-        photos[row] = buf.tobytes()
+        photos[row] = encode_jpeg(resized, PHOTO_QUALITY)
     return photos
 
 

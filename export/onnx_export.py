@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 import torch
 
+from muselens.core import checks
 from muselens.core.descriptor_contract import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY,
                                                DescriptorContract, feature_cells)
 from muselens.core.preprocess import resize_exact
@@ -76,8 +77,7 @@ def parity_sizes(short_side: int, max_aspect: float, *, k: int = 1, stride: int 
 
     For 448 and a cap of 2: 448x448, 448x597, 448x896, 896x448, 337x515, 113x641.
     """
-    if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1:
-        raise ValueError(f"short_side must be a positive int, got {short_side!r}")
+    checks.positive_int(short_side, "short_side")
     if not (isinstance(max_aspect, (int, float)) and max_aspect >= 1.0):
         raise ValueError(f"max_aspect must be a number >= 1, got {max_aspect!r}")
     s, long = short_side, round(short_side * max_aspect)
@@ -111,8 +111,7 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
 
     The file's metadata carries the descriptor contract (:func:`descriptor_contract`).
     """
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 13 <= opset <= 21:
-        raise ValueError(f"opset must be an int in [13, 21], got {opset!r}")
+    checks.integer(opset, "opset", low=13, high=21)
     graph = InferenceGraph(trained)
     h, w = _check_size(sample_size, graph.k, graph.stride, "sample_size")
     path = Path(path)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from muselens.core import checks
 from muselens.core.descriptor_contract import VARIANT_KEY
 from muselens.runtime.engine import OrtDescriber
 from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
@@ -121,8 +122,7 @@ class ImageCalibrationReader:
 def calibration_images(dataset: MuseumDataset, describer: OrtDescriber,
                        limit: int = DEFAULT_CALIBRATION_IMAGES) -> list[np.ndarray]:
     """Up to ``limit`` reference images, spread evenly over the sorted references, resized as served."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    checks.positive_int(limit, "limit")
     refs = dataset.references
     picks = sorted({int(i) for i in np.linspace(0, len(refs) - 1, num=min(limit, len(refs)))})
     skipped = SkippedImages()
@@ -218,8 +218,7 @@ def drop_points(fp32_metrics: Mapping[str, Any], variant_metrics: Mapping[str, A
         if not isinstance(metrics, Mapping) or key not in metrics:
             raise ValueError(f"{name} must be a dict holding {key!r}")
         value = metrics[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}[{key!r}] must be a fraction in [0, 1], got {value!r}")
+        checks.number(value, f"{name}[{key!r}]", low=0, high=1)
     return 100.0 * (float(fp32_metrics[key]) - float(variant_metrics[key]))
 
 
@@ -239,8 +238,7 @@ def sign_test_p(lost: int, gained: int) -> float:
     """One-sided sign test: the chance of losing at least ``lost`` of the ``lost + gained`` queries
     whose top-1 changed if the variant were no worse than fp32 (each change a fair coin)."""
     for name, value in (("lost", lost), ("gained", gained)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        checks.integer(value, name, low=0)
     n = int(lost) + int(gained)
     return sum(math.comb(n, j) for j in range(int(lost), n + 1)) / 2 ** n
 
@@ -264,8 +262,7 @@ def descriptor_agreement(fp32: np.ndarray, variant: np.ndarray, gallery: np.ndar
                          f"{fp32.shape} and {variant.shape}")
     if gallery.ndim != 2 or gallery.shape[1] != fp32.shape[1]:
         raise ValueError(f"gallery must be (G, {fp32.shape[1]}), got {gallery.shape}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    checks.positive_int(k, "k")
     own = np.full(fp32.shape[0], -1) if own_rows is None else np.asarray(own_rows)
     if own.shape != (fp32.shape[0],) or not np.issubdtype(own.dtype, np.integer) \
             or (own < -1).any() or (own >= gallery.shape[0]).any():
@@ -306,9 +303,7 @@ class DriftBounds:
         for name, low, high in (("min_cosine", -1.0, 1.0), ("min_top1_agreement", 0.0, 1.0),
                                 ("max_drop_points", 0.0, 100.0), ("significance", 0.0, 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
-                    or not low <= value <= high:
-                raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+            checks.number(value, name, low=low, high=high)
 
 
 DRIFT_KEYS = ("p05_cosine_to_fp32", "top1_agreement_with_fp32", "mp_at_1_lost_queries",

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -289,9 +288,7 @@ def check_build_args(onnx_path: Path | str, precision: str, profile: Profile | S
         raise ValueError(f"ONNX model not found: {onnx_path}")
     if precision not in ENGINE_PRECISIONS:
         raise ValueError(f"precision must be one of {list(ENGINE_PRECISIONS)}, got {precision!r}")
-    if isinstance(workspace_gb, bool) or not isinstance(workspace_gb, (int, float)) \
-            or not math.isfinite(workspace_gb) or workspace_gb <= 0:
-        raise ValueError(f"workspace_gb must be a positive number, got {workspace_gb!r}")
+    checks.number(workspace_gb, "workspace_gb", low=0, low_open=True)
     if precision == "int8":
         has_cache = cache is not None and Path(cache).exists()
         if not calibration_images and not has_cache:

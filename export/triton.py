@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from muselens.core import checks
 from muselens.runtime.bundle import is_archive_path, load_bundle
 from muselens.core.descriptor_contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, DescriptorContract
 
@@ -142,14 +143,12 @@ def write_triton_repository(source: Path | str, out_dir: Path | str, *, model_na
     if max_batch_size != 0:
         raise ValueError(f"max_batch_size must be 0, got {max_batch_size!r}: the graph's batch is fixed at 1 and "
                          "images come at different sizes, so Triton cannot batch requests")
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
-        raise ValueError(f"instance_count must be a positive int, got {instance_count!r}")
+    checks.positive_int(instance_count, "instance_count")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     if gpus is not None and (kind != "KIND_GPU" or not all(isinstance(g, int) and g >= 0 for g in gpus)):
         raise ValueError(f"gpus must be device ids >= 0 and needs kind KIND_GPU, got {gpus!r} with {kind}")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive int, got {version!r}")
+    checks.positive_int(version, "version")
     out_dir = Path(out_dir)
     target = out_dir / model_name
     if target.exists():

@@ -333,11 +333,10 @@ def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], sec
 
 
 def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
-    import cv2
     import numpy as np
 
     from muselens.report import StripFrame
-    from muselens.core.data.images import read_image
+    from muselens.core.data.images import encode_jpeg, read_image
     from muselens.runtime.explain import heatmap_overlay
 
     if not rows:
@@ -351,10 +350,9 @@ def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
         if row["heatmap"] is not None and row["top1"] is not None:
             heat = np.asarray(row["heatmap"]["values"], np.float32).reshape(row["heatmap"]["h"], row["heatmap"]["w"])
             image = heatmap_overlay(image, heat, alpha=0.45)
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         answer = row["shown_title"] or row["smoothed"].removeprefix("DECISION_").replace("_", " ").lower()
         truth = titles.get(row["truth"], row["truth"]) if row["truth"] else "no artwork"
-        out.append(StripFrame(buf.tobytes(), row["frame_id"], answer, truth,
+        out.append(StripFrame(encode_jpeg(image, 80), row["frame_id"], answer, truth,
                               row["shown"] == row["truth"], row["e2e_ms"]))
     return out
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from muselens.core import checks
 from muselens.core.synthetic import phone
 
 FILL_MODES = ("mean", "reflect", "replicate", "black")
@@ -42,9 +43,7 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
 
 
 def _check_unit(name: str, value: float, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= high):
-        raise ValueError(f"{name} must be a number in [0, {high}], got {value!r}")
-    return float(value)
+    return checks.number(value, name, low=0, high=high)
 
 
 @dataclass(frozen=True)
@@ -294,10 +293,7 @@ def cap_aspect_with_noise(image: np.ndarray, max_aspect: float, rng: np.random.G
     """
     _check_image(image)
     _check_rng(rng)
-    if isinstance(max_aspect, bool) or not isinstance(max_aspect, (int, float)) or not (
-        math.isfinite(max_aspect) and max_aspect >= 1.0
-    ):
-        raise ValueError(f"max_aspect must be a finite number >= 1, got {max_aspect!r}")
+    checks.number(max_aspect, "max_aspect", low=1)
     h, w = image.shape[:2]
     long_side, short_side = max(h, w), min(h, w)
     if long_side <= max_aspect * short_side:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from muselens.core import checks
 from muselens.training.augment import AugmentConfig
 from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE
 from muselens.training.stages.classification import DEFAULT_TRAIN_BLOCKS, ClassificationConfig
@@ -40,12 +41,9 @@ class ValidationConfig:
     every_epoch_up_to: int = 200
 
     def __post_init__(self) -> None:
-        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or math.isnan(self.budget) \
-                or self.budget < 0:
+        if not checks.is_number(self.budget) or math.isnan(self.budget) or self.budget < 0:
             raise ValueError(f"budget must be a number >= 0, got {self.budget!r}")
-        if isinstance(self.every_epoch_up_to, bool) or not isinstance(self.every_epoch_up_to, int) \
-                or self.every_epoch_up_to < 0:
-            raise ValueError(f"every_epoch_up_to must be an int >= 0, got {self.every_epoch_up_to!r}")
+        checks.integer(self.every_epoch_up_to, "every_epoch_up_to", low=0)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ the epoch number alone, whatever the number of loader workers, and resuming need
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from muselens.core import checks
 from muselens.core.data.images import SkippedImages, read_images
 from muselens.core.data.museum_dataset import DatasetError, ImageRecord, MuseumDataset
 from muselens.core.preprocess import PreprocessContract, prepare_short_side, prepare_square, resize_short_side
@@ -112,9 +112,7 @@ def load_labelled_images(
         raise TypeError(f"instance_labels must be InstanceLabels, got {type(instance_labels).__name__}")
     if purpose not in PURPOSES:
         raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
-    if max_short_side is not None and (isinstance(max_short_side, bool) or not isinstance(max_short_side, int)
-                                       or max_short_side < 1):
-        raise ValueError(f"max_short_side must be a positive int or None, got {max_short_side!r}")
+    checks.optional_int(max_short_side, "max_short_side", low=1)
     records = list(records)
     labels = [instance_labels.index(r.instance_id) for r in records]  # validate before decoding
     skipped = SkippedImages()
@@ -140,13 +138,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The shuffled item order of one epoch, a function of ``(seed, epoch)`` only."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    return np.random.default_rng([_non_negative("seed", seed), _non_negative("epoch", epoch)]).permutation(n).tolist()
-
-
-def _non_negative(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
+    seed, epoch = checks.integer(seed, "seed", low=0), checks.integer(epoch, "epoch", low=0)
+    return np.random.default_rng([seed, epoch]).permutation(n).tolist()
 
 
 class _AugmentedImages(Dataset):
@@ -163,7 +156,7 @@ class _AugmentedImages(Dataset):
         self.images = images
         self.contract = contract
         self.augment_config = augment_config
-        self.seed = _non_negative("seed", seed)
+        self.seed = checks.integer(seed, "seed", low=0)
         self.epoch = 0
 
     @property
@@ -172,7 +165,7 @@ class _AugmentedImages(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch`` (call before iterating each epoch)."""
-        self.epoch = _non_negative("epoch", epoch)
+        self.epoch = checks.integer(epoch, "epoch", low=0)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -200,8 +193,7 @@ class ClassificationDataset(_AugmentedImages):
     def __init__(self, images: LabelledImages, contract: PreprocessContract, *, size: int = STAGE1_SIZE,
                  augment_config: AugmentConfig | None = AugmentConfig(), seed: int = 0):
         super().__init__(images, contract, augment_config, seed)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+        checks.positive_int(size, "size")
         self.size = size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
@@ -224,12 +216,9 @@ class FCNDataset(_AugmentedImages):
                  augment_config: AugmentConfig | None = AugmentConfig(), seed: int = 0):
         super().__init__(images, contract, augment_config, seed)
         sides = tuple(short_sides)
-        if not sides or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sides):
+        if not sides or not all(checks.is_integer(s) and s >= 1 for s in sides):
             raise ValueError(f"short_sides must be one or more positive ints, got {short_sides!r}")
-        if isinstance(max_aspect, bool) or not isinstance(max_aspect, (int, float)) or not (
-            math.isfinite(max_aspect) and max_aspect >= 1.0
-        ):
-            raise ValueError(f"max_aspect must be a finite number >= 1, got {max_aspect!r}")
+        checks.number(max_aspect, "max_aspect", low=1)
         self.short_sides = sides
         self.max_aspect = float(max_aspect)
 
@@ -259,14 +248,13 @@ class PhotoViews(Sequence):
             raise TypeError(f"images must be LabelledImages (see load_labelled_images), got {type(images).__name__}")
         if not isinstance(augment_config, AugmentConfig):
             raise TypeError(f"augment_config must be an AugmentConfig, got {type(augment_config).__name__}")
-        if isinstance(views_per_photo, bool) or not isinstance(views_per_photo, int) or views_per_photo < 1:
-            raise ValueError(f"views_per_photo must be a positive int, got {views_per_photo!r}")
-        photos = [_non_negative("photo index", p) for p in photos]
+        checks.positive_int(views_per_photo, "views_per_photo")
+        photos = [checks.integer(p, "photo index", low=0) for p in photos]
         if any(p >= len(images) for p in photos):
             raise ValueError(f"photo indices must lie in [0, {len(images)}), got {max(photos)}")
         self.images = images
         self.augment_config = augment_config
-        self.seed = _non_negative("seed", seed)
+        self.seed = checks.integer(seed, "seed", low=0)
         self.keys = [(p, v) for p in photos for v in range(views_per_photo)]
         self.labels = [images.labels[p] for p, _ in self.keys]
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from muselens.core import checks
 from muselens.core.preprocess import prepare_short_side, prepare_square, short_side_size
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
@@ -116,8 +117,7 @@ class GlobalDescriptorExtractor:
             raise TypeError(f"pooling must be an nn.Module, a registered name or None, got {type(pooling).__name__}")
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+        checks.positive_int(size, "size")
         scales = tuple(float(s) for s in scales)
         if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
             raise ValueError(f"scales must be positive numbers, got {scales!r}")
@@ -125,8 +125,7 @@ class GlobalDescriptorExtractor:
         if max_aspect is not None and not (isinstance(max_aspect, (int, float)) and math.isfinite(max_aspect)
                                            and max_aspect >= 1.0):
             raise ValueError(f"max_aspect must be None or a finite number >= 1, got {max_aspect!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        checks.positive_int(batch_size, "batch_size")
         self.device = torch.device(device)
         self.backbone = backbone.to(self.device)
         self.pooling = pooling.to(self.device) if pooling is not None else None

@@ -55,6 +55,7 @@ The trunk cache and the optional PCA start are computed on every rank (once per 
 
 from __future__ import annotations
 
+from muselens.core import checks
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -128,8 +129,7 @@ class Distributed:
     def __post_init__(self) -> None:
         for name in ("rank", "world_size", "local_rank"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            checks.integer(value, name, low=0)
         if self.world_size < 1 or self.rank >= self.world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {self.rank} of {self.world_size}")
         if not isinstance(self.device, torch.device):
@@ -205,8 +205,7 @@ class Distributed:
         ``fn(i)`` returns one row ``(1, ...)`` per item, or a tuple of such rows; the result has
         the same structure, rows in item order, on the device of ``fn``'s output.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        checks.integer(n, "n", low=0)
         positions = list(range(self.rank, n, self.world_size))
         local = [fn(i) for i in positions]
         single = bool(local) and isinstance(local[0], torch.Tensor)

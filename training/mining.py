@@ -21,6 +21,7 @@ of about ``block_elements`` values, so memory stays bounded whatever the class s
 
 from __future__ import annotations
 
+from muselens.core import checks
 import numpy as np
 import torch
 
@@ -33,8 +34,7 @@ BLOCK_ELEMENTS = 1 << 22  # values per semi-hard search block (16 MB of float32)
 def strategy_for_epoch(epoch: int, semi_hard_epochs: int = SEMI_HARD_EPOCHS) -> str:
     """``"semi-hard"`` for epochs ``0 .. semi_hard_epochs - 1``, ``"hardest"`` after."""
     for name, value in (("epoch", epoch), ("semi_hard_epochs", semi_hard_epochs)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        checks.integer(value, name, low=0)
     return "semi-hard" if epoch < semi_hard_epochs else "hardest"
 
 
@@ -84,8 +84,7 @@ def mine_from_similarity(
         raise ValueError("similarities contain NaN")
     if row_ids.size and (row_ids.min() < 0 or row_ids.max() >= n):
         raise ValueError(f"row ids must lie in [0, {n})")
-    if isinstance(block_elements, bool) or not isinstance(block_elements, int) or block_elements < 1:
-        raise ValueError(f"block_elements must be a positive int, got {block_elements!r}")
+    checks.positive_int(block_elements, "block_elements")
 
     same = labels[row_ids][:, None] == labels[None, :]
     positive = same.copy()
@@ -136,8 +135,7 @@ def mine_triplets(
         raise ValueError(f"descriptors must be a float (N, D) array with N >= 2, got {x.dtype} {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("descriptors contain NaN or infinity")
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    checks.positive_int(chunk, "chunk")
     _check_choice(strategy, fallback)
     y = _check_labels(labels, x.shape[0])
     parts = []

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from muselens.core import checks
 from muselens.training.backbones.base import Backbone
 
 BN_MODES = ("trainable_blocks", "frozen")
@@ -101,9 +102,7 @@ def check_train_blocks(model: InstanceClassifier, train_blocks: int) -> int:
     """Validate ``train_blocks`` against the backbone's ``[stem, *stages, head]`` blocks."""
     _check_model(model)
     n = len(model.backbone.blocks())
-    if isinstance(train_blocks, bool) or not isinstance(train_blocks, int) or not 0 <= train_blocks <= n:
-        raise ValueError(f"train_blocks must be an int in [0, {n}] for {model.backbone.name}, got {train_blocks!r}")
-    return train_blocks
+    return checks.integer(train_blocks, f"train_blocks for {model.backbone.name}", low=0, high=n)
 
 
 def split_blocks(model: InstanceClassifier, train_blocks: int) -> tuple[list[nn.Module], list[nn.Module]]:

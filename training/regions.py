@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from muselens.core import checks
 from muselens.training.backbones.base import Backbone
 
 DEFAULT_DIM = 512  # Gordo et al.'s descriptor size
@@ -62,8 +63,7 @@ def top_k_locations(activation: torch.Tensor, k: int, *, if_fewer: str = "raise"
     best again), so each cell counts as often as it is repeated in the sum of the descriptor.
     """
     _check_tensor(activation, "activation", 3)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    checks.positive_int(k, "k")
     if if_fewer not in IF_FEWER:
         raise ValueError(f"if_fewer must be one of {IF_FEWER}, got {if_fewer!r}")
     n, h, w = activation.shape
@@ -90,8 +90,7 @@ def unravel_locations(indices: torch.Tensor, width: int) -> torch.Tensor:
     """Flat indices ``(N, k)`` to ``(N, k, 2)`` (row, column) coordinates in a map ``width`` wide."""
     if not isinstance(indices, torch.Tensor) or indices.dtype != torch.int64:
         raise TypeError("indices must be an int64 torch.Tensor")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int, got {width!r}")
+    checks.positive_int(width, "width")
     return torch.stack((indices // width, indices % width), dim=-1)
 
 
@@ -156,8 +155,7 @@ class RegionDescriptorHead(nn.Module):
     def __init__(self, feature_dim: int, dim: int = DEFAULT_DIM, k: int = DEFAULT_K):
         super().__init__()
         for name, value in (("feature_dim", feature_dim), ("dim", dim), ("k", k)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            checks.positive_int(value, name)
         self.feature_dim = feature_dim
         self.dim = dim
         self.k = k

@@ -1,4 +1,5 @@
-"""Reading images the one way every part of muselens reads them: RGB, uint8, H x W x 3.
+"""Reading images the one way every part of muselens reads them: RGB, uint8, H x W x 3; and
+writing JPEG the one way (:func:`encode_jpeg`).
 
 A file that cannot be decoded raises :class:`ImageReadError` naming the file and the reason,
 so callers can report it and go on with the rest instead of crashing a long run.
@@ -14,6 +15,8 @@ from typing import TypeVar
 
 import cv2
 import numpy as np
+
+from muselens.core import checks
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,25 @@ def decode_image(data: bytes, *, source: Path | str = "<bytes>") -> np.ndarray:
     if channels == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     raise ImageReadError(source, f"unsupported number of channels: {channels}")
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90, *, order: str = "RGB") -> bytes:
+    """JPEG bytes of a ``uint8`` image: colour ``(H, W, 3)`` with its channels in ``order``
+    (``"RGB"`` as everywhere in muselens, turned into OpenCV's BGR here; ``"BGR"`` where the
+    pixels are OpenCV's already) or grey ``(H, W)``; ``quality`` in [1, 100]."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {arr.dtype}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)) or 0 in arr.shape:
+        raise ValueError(f"image must be (H, W, 3) colour or (H, W) grey with pixels, got shape {arr.shape}")
+    quality = checks.integer(quality, "quality", low=1, high=100)
+    checks.one_of(order, "order", ("RGB", "BGR"))
+    if arr.ndim == 3 and order == "RGB":
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {arr.shape[1]}x{arr.shape[0]} image as JPEG")
+    return buffer.tobytes()
 
 
 def read_image(path: Path | str) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from muselens.core.metrics import _validation
+from muselens.core import checks
 from muselens.core.metrics.ranking import l2_normalize, similarity, top_k
 
 
@@ -20,8 +20,8 @@ def instance_average(descriptors: np.ndarray, labels: np.ndarray) -> tuple[np.nd
     Returns ``(descriptors (L, D), labels (L,))`` with the labels sorted (``np.unique`` order).
     Instances whose descriptors cancel out to a zero mean are refused (ValueError).
     """
-    x = l2_normalize(_validation.float_matrix(descriptors, "descriptors"))
-    y = _validation.labels(labels, "labels", length=x.shape[0])
+    x = l2_normalize(checks.float_array(descriptors, "descriptors", 2))
+    y = checks.labels(labels, "labels", length=x.shape[0])
     unique, inverse = np.unique(y, return_inverse=True)
     sums = np.zeros((unique.shape[0], x.shape[1]), dtype=np.float64)
     np.add.at(sums, inverse, x)
@@ -34,16 +34,16 @@ def average_query_expansion(queries: np.ndarray, gallery: np.ndarray, k: int = 1
 
     Re-query with ``similarity(expanded, gallery)``. ``k`` is capped at the gallery size.
     """
-    k = _validation.positive_int(k, "k")
-    q = l2_normalize(_validation.float_matrix(queries, "queries"))
-    g = l2_normalize(_validation.float_matrix(gallery, "gallery"))
+    k = checks.positive_int(k, "k")
+    q = l2_normalize(checks.float_array(queries, "queries", 2))
+    g = l2_normalize(checks.float_array(gallery, "gallery", 2))
     neighbours, _ = top_k(similarity(q, g), k)
     return l2_normalize(q + g[neighbours].sum(axis=1))
 
 
 def rank_weights(k: int) -> np.ndarray:
     """Weights ``(k+1-r)/(k+1)`` for r = 0 (the item itself) .. k (its k-th neighbour)."""
-    k = _validation.positive_int(k, "k")
+    k = checks.positive_int(k, "k")
     return (k + 1 - np.arange(k + 1)) / (k + 1)
 
 
@@ -54,8 +54,8 @@ def database_side_augmentation(gallery: np.ndarray, k: int = 1) -> np.ndarray:
     ``(k+1-r)/(k+1)``; the sum is re-normalised. The item is excluded from its own
     neighbour list explicitly, so duplicates in the gallery do not displace it.
     """
-    k = _validation.positive_int(k, "k")
-    g = l2_normalize(_validation.float_matrix(gallery, "gallery"))
+    k = checks.positive_int(k, "k")
+    g = l2_normalize(checks.float_array(gallery, "gallery", 2))
     if k >= g.shape[0]:
         raise ValueError(f"k={k} needs at least k+1={k + 1} gallery items, got {g.shape[0]}")
     scores = similarity(g, g)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from muselens.core.metrics import _validation
+from muselens.core import checks
 from muselens.core.metrics.ranking import l2_normalize
 
 
@@ -30,8 +30,8 @@ def _pairs(counts: np.ndarray) -> int:
 
 def pair_counts(cluster_labels: np.ndarray, class_labels: np.ndarray) -> tuple[int, int, int]:
     """``(same cluster and class, same cluster, same class)`` counts of unordered sample pairs."""
-    clusters = _validation.labels(cluster_labels, "cluster_labels")
-    classes = _validation.labels(class_labels, "class_labels", length=clusters.shape[0])
+    clusters = checks.labels(cluster_labels, "cluster_labels")
+    classes = checks.labels(class_labels, "class_labels", length=clusters.shape[0])
     if clusters.size == 0:
         raise ValueError("pair counts need at least one sample")
     _, ci = np.unique(clusters, return_inverse=True)
@@ -60,8 +60,8 @@ def nmi(cluster_labels: np.ndarray, class_labels: np.ndarray) -> float:
     """Normalised mutual information, arithmetic normalisation (paper 003's formula)."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    clusters = _validation.labels(cluster_labels, "cluster_labels")
-    classes = _validation.labels(class_labels, "class_labels", length=clusters.shape[0])
+    clusters = checks.labels(cluster_labels, "cluster_labels")
+    classes = checks.labels(class_labels, "class_labels", length=clusters.shape[0])
     return float(normalized_mutual_info_score(classes, clusters, average_method="arithmetic"))
 
 
@@ -69,8 +69,8 @@ def kmeans_assign(descriptors: np.ndarray, n_clusters: int, seed: int = 0) -> np
     """Cluster index per sample from seeded k-means (10 restarts) on L2-normalised descriptors."""
     from sklearn.cluster import KMeans
 
-    x = l2_normalize(_validation.float_matrix(descriptors, "descriptors"))
-    n_clusters = _validation.positive_int(n_clusters, "n_clusters")
+    x = l2_normalize(checks.float_array(descriptors, "descriptors", 2))
+    n_clusters = checks.positive_int(n_clusters, "n_clusters")
     if n_clusters > x.shape[0]:
         raise ValueError(f"cannot make {n_clusters} clusters from {x.shape[0]} samples")
     model = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
@@ -83,8 +83,8 @@ def clustering_obstacle(labels: np.ndarray, clusters_per_class: int) -> str | No
     A small museum (one reference per artwork) has fewer samples than 3 clusters per artwork;
     callers report the reason instead of failing the whole evaluation.
     """
-    y = _validation.labels(labels, "labels")
-    m = _validation.positive_int(clusters_per_class, "clusters_per_class")
+    y = checks.labels(labels, "labels")
+    m = checks.positive_int(clusters_per_class, "clusters_per_class")
     _, counts = np.unique(y, return_counts=True)
     if counts.size < 2:
         return "one artwork: clustering needs at least two"
@@ -112,12 +112,12 @@ def evaluate_clustering(
     seed: int = 0,
 ) -> dict[int, ClusteringScores]:
     """NMI and pairwise F1 of k-means with ``n_classes * m`` clusters, for each m."""
-    x = _validation.float_matrix(descriptors, "descriptors")
-    y = _validation.labels(labels, "labels", length=x.shape[0])
+    x = checks.float_array(descriptors, "descriptors", 2)
+    y = checks.labels(labels, "labels", length=x.shape[0])
     n_classes = np.unique(y).shape[0]
     out: dict[int, ClusteringScores] = {}
     for m in clusters_per_class:
-        m = _validation.positive_int(m, "clusters_per_class")
+        m = checks.positive_int(m, "clusters_per_class")
         assigned = kmeans_assign(x, n_classes * m, seed=seed)
         out[m] = ClusteringScores(m, n_classes * m, nmi(assigned, y), pairwise_f1(assigned, y))
     return out

@@ -23,17 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from muselens.core.metrics import _validation
+from muselens.core import checks
 
 _FLOOR_SLACK = 1e-9  # 0.29 * 100 == 28.999999999999996 must still allow 29 accepts
 
 
 def _target(target_far: float) -> float:
-    if isinstance(target_far, bool) or not isinstance(target_far, (int, float, np.floating)):
-        raise TypeError(f"target_far must be a number, got {type(target_far).__name__}")
-    if not 0.0 <= target_far < 1.0:
-        raise ValueError(f"target_far must be in [0, 1), got {target_far}")
-    return float(target_far)
+    return checks.number(target_far, "target_far", low=0, high=1, high_open=True)
 
 
 def calibrate_threshold(distractor_scores: np.ndarray, target_far: float) -> float:
@@ -44,7 +40,7 @@ def calibrate_threshold(distractor_scores: np.ndarray, target_far: float) -> flo
     any lower threshold would accept ``a + 1``. Ties at the threshold are rejected, so
     the achieved FAR may be below the target.
     """
-    d = _validation.float_vector(distractor_scores, "distractor_scores")
+    d = checks.float_array(distractor_scores, "distractor_scores", 1)
     allowed = math.floor(_target(target_far) * d.shape[0] + _FLOOR_SLACK)
     return float(np.sort(d)[::-1][allowed])
 
@@ -75,9 +71,9 @@ class OpenSetReport:
 def _inputs(
     query_scores: object, query_correct: object, distractor_scores: object
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    q = _validation.float_vector(query_scores, "query_scores")
-    ok = _validation.bool_vector(query_correct, "query_correct", q.shape[0])
-    d = _validation.float_vector(distractor_scores, "distractor_scores")
+    q = checks.float_array(query_scores, "query_scores", 1)
+    ok = checks.bool_vector(query_correct, "query_correct", q.shape[0])
+    d = checks.float_array(distractor_scores, "distractor_scores", 1)
     return q, ok, d
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from muselens.core.metrics import _validation
+from muselens.core import checks
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -42,8 +42,8 @@ def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     Both sides are L2-normalised here, so callers may pass raw descriptors. The dtype
     follows numpy promotion (float32 with float32 stays float32).
     """
-    q = _validation.float_matrix(queries, "queries")
-    g = _validation.float_matrix(gallery, "gallery")
+    q = checks.float_array(queries, "queries", 2)
+    g = checks.float_array(gallery, "gallery", 2)
     if q.shape[1] != g.shape[1]:
         raise ValueError(
             f"queries have dimension {q.shape[1]} but gallery has dimension {g.shape[1]}"
@@ -53,7 +53,7 @@ def similarity(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
 
 def rank(scores: np.ndarray) -> np.ndarray:
     """Gallery indices ``(Q, G)`` of each query, best first; ties keep gallery order."""
-    s = _validation.float_matrix(scores, "scores")
+    s = checks.float_array(scores, "scores", 2)
     return np.argsort(-s, axis=1, kind="stable")
 
 
@@ -62,6 +62,6 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Uses the same stable ranking as :func:`rank`, so ``top_k(s, k)[0] == rank(s)[:, :k]``.
     """
-    k = _validation.positive_int(k, "k")
+    k = checks.positive_int(k, "k")
     order = rank(scores)[:, :k]
     return order, np.take_along_axis(np.asarray(scores), order, axis=1)

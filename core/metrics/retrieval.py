@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from muselens.core.metrics import _validation
+from muselens.core import checks
 
 TieMode = Literal["pessimistic", "stable"]
 TIE_MODES: tuple[str, ...] = ("pessimistic", "stable")
@@ -30,8 +30,8 @@ TIE_MODES: tuple[str, ...] = ("pessimistic", "stable")
 
 def relevance(query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
     """Boolean ``(Q, G)`` matrix: gallery item g shares query q's label."""
-    q = _validation.labels(query_labels, "query_labels")
-    g = _validation.labels(gallery_labels, "gallery_labels")
+    q = checks.labels(query_labels, "query_labels")
+    g = checks.labels(gallery_labels, "gallery_labels")
     return q[:, None] == g[None, :]
 
 
@@ -42,7 +42,7 @@ def queries_in_gallery(query_labels: np.ndarray, gallery_labels: np.ndarray) -> 
 
 def ranked_relevance(scores: np.ndarray, relevant: np.ndarray, ties: TieMode = "pessimistic") -> np.ndarray:
     """Reorder each row of ``relevant`` by decreasing score, equal scores as per ``ties``."""
-    s = _validation.float_matrix(scores, "scores")
+    s = checks.float_array(scores, "scores", 2)
     rel = np.asarray(relevant)
     if rel.dtype != np.bool_ or rel.shape != s.shape:
         raise ValueError(f"relevant must be a boolean array of shape {s.shape}, got {rel.dtype} {rel.shape}")
@@ -64,13 +64,13 @@ def _ranked(ranked: np.ndarray) -> np.ndarray:
 
 def precision_at_k(ranked: np.ndarray, k: int) -> np.ndarray:
     """Per-query Precision@k (eq. 4.3): relevant items among the first k, divided by k."""
-    k = _validation.positive_int(k, "k")
+    k = checks.positive_int(k, "k")
     return _ranked(ranked)[:, :k].sum(axis=1) / k
 
 
 def recall_at_k(ranked: np.ndarray, k: int) -> np.ndarray:
     """Per-query Recall@K as in papers 002/003: 1.0 if any of the first k is relevant."""
-    k = _validation.positive_int(k, "k")
+    k = checks.positive_int(k, "k")
     return _ranked(ranked)[:, :k].any(axis=1).astype(np.float64)
 
 
@@ -137,10 +137,10 @@ def evaluate_retrieval(
     ties: TieMode = "pessimistic",
 ) -> RetrievalReport:
     """mP@1, mAP, Precision@k and Recall@k of a ``(Q, G)`` score matrix."""
-    s = _validation.float_matrix(scores, "scores")
-    q = _validation.labels(query_labels, "query_labels", length=s.shape[0])
-    g = _validation.labels(gallery_labels, "gallery_labels", length=s.shape[1])
-    ks = tuple(_validation.positive_int(k, "each k in ks") for k in ks)
+    s = checks.float_array(scores, "scores", 2)
+    q = checks.labels(query_labels, "query_labels", length=s.shape[0])
+    g = checks.labels(gallery_labels, "gallery_labels", length=s.shape[1])
+    ks = tuple(checks.positive_int(k, "each k in ks") for k in ks)
     rel = relevance(q, g)
     missing = np.flatnonzero(~rel.any(axis=1))
     if missing.size:

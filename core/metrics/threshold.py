@@ -26,6 +26,7 @@ negatives (the museum's distractors) and the generated photos of no artwork are 
 
 from __future__ import annotations
 
+from muselens.core import checks
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -248,8 +249,7 @@ def negative_top1_scores(
     from muselens.core.synthetic.museum import non_artwork_photos
 
     for name, value in (("generated", generated), ("views_per_reference", views_per_reference)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        checks.integer(value, name, low=0)
     if len(references) != len(reference_labels):
         raise ValueError(f"{len(references)} references but {len(reference_labels)} reference labels")
     columns = np.asarray(column_labels)

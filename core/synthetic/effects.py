@@ -193,12 +193,3 @@ def develop(img: np.ndarray, rng: np.random.Generator, cond: Conditions, *, quad
         out = blur(out, rng, rng.uniform(0.5, cond.blur_max) * max(h, w) / 640)
     out = sensor(out, rng, cond)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def encode_jpeg(img: np.ndarray, quality: int) -> bytes:
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {img.shape} image as JPEG")
-    return buf.tobytes()

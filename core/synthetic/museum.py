@@ -41,7 +41,9 @@ from muselens.core.synthetic.camera import (
     sample_view,
     shoot,
 )
-from muselens.core.synthetic.effects import develop, encode_jpeg
+from muselens.core.data.images import encode_jpeg
+from muselens.core import checks
+from muselens.core.synthetic.effects import develop
 from muselens.core.synthetic.scenes import (
     DISTRACTOR_KINDS,
     FrameStyle,
@@ -179,7 +181,7 @@ def photograph_artwork(plan: MuseumPlan, artwork: np.ndarray, frame: FrameStyle,
     occluders = int(rng.random() < cond.p_occluder) + int(rng.random() < cond.p_occluder / 4)
     img = develop(img, rng, cond, quad=quad, glass_strength=float(rng.uniform(0.3, 1.0)) if scene.glass else 0.0,
                   occluders=occluders, occluder_size=(0.3, 0.85))
-    return encode_jpeg(img, int(rng.integers(cond.jpeg[0], cond.jpeg[1] + 1)))
+    return encode_jpeg(img, int(rng.integers(cond.jpeg[0], cond.jpeg[1] + 1)), order="BGR")
 
 
 def photograph_distractor(plan: MuseumPlan, rng: np.random.Generator) -> bytes:
@@ -195,7 +197,7 @@ def photograph_distractor(plan: MuseumPlan, rng: np.random.Generator) -> bytes:
     occluders = int(rng.integers(1, 4)) if crowd else int(rng.random() < QUERY.p_occluder)
     img = develop(img, rng, QUERY, quad=None, glass_strength=0.0, occluders=occluders,
                   occluder_size=(0.6, 1.3) if crowd else (0.3, 0.85))
-    return encode_jpeg(img, int(rng.integers(QUERY.jpeg[0], QUERY.jpeg[1] + 1)))
+    return encode_jpeg(img, int(rng.integers(QUERY.jpeg[0], QUERY.jpeg[1] + 1)), order="BGR")
 
 
 def _name(prefix: str, k: int, n: int) -> str:
@@ -301,10 +303,7 @@ def _validate(*, instances: int, references: int, queries: int, distractors: int
     for name, value, low in (("instances", instances, 1), ("references", references, 1), ("queries", queries, 0),
                              ("distractors", distractors, 0), ("seed", seed, 0), ("size", size, 64),
                              ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
+        checks.integer(value, name, low=low)
     if size > 4096:
         raise ValueError(f"size must be <= 4096 pixels, got {size}")
     if seed >= 2**63:
@@ -408,8 +407,7 @@ def non_artwork_photos(count: int, *, seed: int = 0, size: int = 640) -> list[np
 
     A museum without photos of "nothing" still needs the "no artwork" threshold to reject them.
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count must be an int >= 0, got {count!r}")
+    checks.integer(count, "count", low=0)
     plan = plan_museum(instances=1, references=1, queries=0, distractors=max(1, count), seed=seed, size=size)
     photos = []
     for k in range(count):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from muselens.core.data.images import encode_jpeg
 from muselens.core.synthetic.camera import QUERY
 from muselens.core.synthetic.effects import blur, lighting, sensor
 
@@ -66,7 +67,5 @@ def phone_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = sensor(out, rng, QUERY)
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
     quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
-    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not JPEG-encode a {out.shape} view")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    data = encode_jpeg(out, quality, order="BGR")
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -34,7 +34,9 @@ from tqdm import tqdm
 from muselens.core.synthetic import seeding
 from muselens.core.synthetic.artworks import value_noise
 from muselens.core.synthetic.camera import _magnification, look_at, project
-from muselens.core.synthetic.effects import encode_jpeg, gaussian_noise
+from muselens.core.data.images import encode_jpeg
+from muselens.core import checks
+from muselens.core.synthetic.effects import gaussian_noise
 from muselens.core.synthetic.museum import (
     GENERATOR,
     GENERATOR_VERSION,
@@ -729,23 +731,17 @@ def load_museum_plan(museum_dir: Path) -> MuseumPlan:
 
 
 def _validate(seed: int, seconds: float, fps: float, size: tuple[int, int]) -> tuple[int, int]:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < 2**63:
+    if not 0 <= checks.integer(seed, "seed") < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-    for name, value, high in (("seconds", seconds, 3600.0), ("fps", fps, 120.0)):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-        if not 0 < value <= high:
-            raise ValueError(f"{name} must be in (0, {high:g}], got {value}")
+    for name, value, high in (("seconds", seconds, 3600), ("fps", fps, 120)):
+        checks.number(value, name, low=0, high=high, low_open=True)
     if round(seconds * fps) < 2:
         raise ValueError(f"a walk needs at least 2 frames; {seconds} s at {fps} fps gives {round(seconds * fps)}")
     if not isinstance(size, tuple | list) or len(size) != 2:
         raise TypeError(f"size must be (width, height), got {size!r}")
     w, h = size
     for name, value in (("width", w), ("height", h)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"size {name} must be an integer, got {type(value).__name__} {value!r}")
+        checks.integer(value, f"size {name}")
         if not 64 <= value <= 4096 or value % 2:
             raise ValueError(f"size {name} must be even and in [64, 4096] (video codecs want even sizes), got {value}")
     if not 1 / 3 <= w / h <= 3:
@@ -951,7 +947,7 @@ def _frame(plan: WalkPlan, people: Sequence[PasserBy], exposure: Exposure, i: in
     img = motion_blur(img, (project(after, centre) - project(before, centre))[0])
     rng = seeding.rng_for(seed, WALK_PURPOSE, _FRAME, i)
     pixels = exposure.develop(img, t, dt, rng)
-    data = encode_jpeg(pixels, JPEG_QUALITY)
+    data = encode_jpeg(pixels, JPEG_QUALITY, order="BGR")
     (out / "frames" / f"{i:06d}.jpg").write_bytes(data)
     writer.write(pixels)
     truth = frame_truth(wall, H, out_w, out_h, hidden)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import muselens
+from muselens.core import checks
 from muselens.core.descriptor_contract import DescriptorContract
 from muselens.runtime.bundle.checksum import CHUNK, sha256_bytes, sha256_file
 from muselens.runtime.bundle.errors import BundleError
@@ -117,7 +118,7 @@ def _check_photos(photos: Mapping[int, bytes] | None, n_images: int) -> dict[str
         raise TypeError(f"reference_photos must map gallery rows to JPEG bytes, got {type(photos).__name__}")
     out = {}
     for row, data in sorted(photos.items()):
-        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_images:
+        if not checks.is_integer(row) or not 0 <= row < n_images:
             raise ValueError(f"reference photo row {row!r} is not a gallery row (0..{n_images - 1})")
         if not isinstance(data, (bytes, bytearray)) or not bytes(data[:3]) == b"\xff\xd8\xff":
             raise ValueError(f"reference photo of row {row} must be JPEG bytes")

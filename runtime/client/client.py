@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import grpc
 import numpy as np
 
+from muselens.core.data.images import encode_jpeg
 from muselens.v1 import recognition_pb2 as pb
 from muselens.v1 import recognition_pb2_grpc as pb_grpc
 
@@ -55,10 +55,7 @@ def image_message(image: np.ndarray | bytes, *, jpeg_quality: int = 90) -> pb.Im
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected encoded bytes or an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(array, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-    if not ok:
-        raise ValueError("could not JPEG-encode the image")
-    return pb.Image(encoded=buf.tobytes())
+    return pb.Image(encoded=encode_jpeg(array, jpeg_quality))
 
 
 def frame_message(image: np.ndarray | bytes, *, frame_id: str = "", timestamp: float = 0.0,

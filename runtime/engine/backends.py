@@ -11,6 +11,7 @@ listed after it: that is ORT's graph partitioning, not a fallback of the whole m
 
 from __future__ import annotations
 
+from muselens.core import checks
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,8 +121,7 @@ class OrtBackend:
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"ONNX model not found: {path}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        checks.optional_int(threads, "threads", low=1)
         wanted = ORT_PROVIDERS[name]
         compiled = ort.get_available_providers()
         if wanted[0] not in compiled:

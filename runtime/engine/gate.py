@@ -12,6 +12,7 @@ left), and the time it waited is reported as the frame's ``queue`` time, not as 
 
 from __future__ import annotations
 
+from muselens.core import checks
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +31,7 @@ def slots_for(backend: str, slots: int | None = None) -> int:
     """The gate size for ``backend``: ``slots`` checked against what the backend allows, or its default."""
     if slots is None:
         return DEFAULT_SLOTS.get(backend, 1)
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-        raise ValueError(f"inference slots must be a positive int, got {slots!r}")
+    slots = checks.positive_int(slots, "inference slots")
     limit = MAX_SLOTS.get(backend)
     if limit is not None and slots > limit:
         raise ValueError(f"backend {backend!r} runs at most {limit} inference(s) at once (one execution "
@@ -43,9 +43,7 @@ class InferenceGate:
     """At most ``slots`` holders at once; a cancelled waiter leaves with :class:`Cancelled`."""
 
     def __init__(self, slots: int):
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"slots must be a positive int, got {slots!r}")
-        self.slots = slots
+        self.slots = checks.positive_int(slots, "slots")
         self._free = slots
         self._changed = threading.Condition()
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from muselens.core import checks
 from muselens.runtime.engine.backends import BackendUnavailable
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
 from muselens.core.descriptor_contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY, DescriptorContract
@@ -124,9 +125,7 @@ class DeviceBuffers:
 
     def pointer(self, name: str, nbytes: int) -> int:
         """A device pointer of at least ``nbytes`` (at least 1) for ``name``."""
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
-            raise ValueError(f"nbytes must be an int >= 0, got {nbytes!r}")
-        need = max(int(nbytes), 1)
+        need = max(checks.integer(nbytes, "nbytes", low=0), 1)
         held = self._held.get(name)
         if held is not None and held[1] >= need:
             return held[0]
@@ -190,8 +189,7 @@ class TensorRTBackend:
         path = Path(engine_path)
         if not path.is_file():
             raise ValueError(f"TensorRT engine not found: {path}")
-        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
-            raise ValueError(f"device_id must be an int >= 0, got {device_id!r}")
+        checks.integer(device_id, "device_id", low=0)
         self._sidecar = read_sidecar(path)  # a stale sidecar is refused before the GPU is touched
         trt = import_tensorrt()
         cudart = import_cudart()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from muselens.core import checks
 import time
 from pathlib import Path
 
@@ -13,10 +14,8 @@ from muselens.runtime.engine.backends import DEFAULT_BACKEND, open_backend
 def latency_ms(model_path: Path | str, size: tuple[int, int], *, runs: int = 10, warmup: int = 2,
                threads: int | None = None, seed: int = 0, backend: str = DEFAULT_BACKEND) -> dict[str, float]:
     """Wall-clock ms per image of one inference at ``size`` (H, W): p50/p95/p99/mean after warm-up."""
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be a positive int, got {runs!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    checks.positive_int(runs, "runs")
+    checks.integer(warmup, "warmup", low=0)
     engine = open_backend(model_path, backend, threads=threads)
     names = list(engine.output_names)
     image = np.random.default_rng(seed).integers(0, 256, (1, *size, 3), dtype=np.uint8)

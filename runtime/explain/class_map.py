@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from muselens.runtime.explain import _checks
+from muselens.core import checks
 from muselens.runtime.explain.decompose import Explanation, Side, _check_side, cell_vectors_of, explanation_from
 from muselens.runtime.explain.maps import PooledMap, RegionMaps
 
@@ -27,5 +27,5 @@ def class_similarity(image: RegionMaps | PooledMap, references: np.ndarray, *, s
     """
     side = _check_side(side)
     cells = cell_vectors_of(image)
-    refs = _checks.matrix(references, "references", cells.dim)
+    refs = checks.rows(references, "references", cells.dim, of="the map")
     return explanation_from(cells, refs.sum(axis=0), side)

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from muselens.runtime.explain import _checks
+from muselens.core import checks
 from muselens.runtime.explain.maps import CellVectors, PooledMap, RegionMaps
 
 SIDES = ("query", "reference")
@@ -101,16 +101,17 @@ def decompose(image: RegionMaps | PooledMap, other: np.ndarray, *, side: Side = 
     """Decompose ``<descriptor of image, other>`` over ``image``'s cells (``other``: ``(D,)``)."""
     side = _check_side(side)
     cells = cell_vectors_of(image)
-    return explanation_from(cells, _checks.vector(other, "other", cells.dim), side)
+    return explanation_from(cells, checks.vector(other, "other", cells.dim, of="the map"), side)
 
 
 def explain_query(query: RegionMaps | PooledMap, reference: np.ndarray) -> Explanation:
     """Where in the *query* image its similarity to ``reference`` ``(D,)`` comes from."""
     cells = cell_vectors_of(query)
-    return explanation_from(cells, _checks.vector(reference, "reference", cells.dim), "query")
+    return explanation_from(cells, checks.vector(reference, "reference", cells.dim, of="the map"), "query")
 
 
 def explain_reference(reference: RegionMaps | PooledMap, query_descriptor: np.ndarray) -> Explanation:
     """Where in the *reference* image its similarity to ``query_descriptor`` ``(D,)`` comes from."""
     cells = cell_vectors_of(reference)
-    return explanation_from(cells, _checks.vector(query_descriptor, "query_descriptor", cells.dim), "reference")
+    query = checks.vector(query_descriptor, "query_descriptor", cells.dim, of="the map")
+    return explanation_from(cells, query, "reference")

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from muselens.runtime.explain import _checks
+from muselens.core import checks
 
 POOLINGS = ("average", "max")
 Pooling = Literal["average", "max"]
@@ -34,6 +34,29 @@ Pooling = Literal["average", "max"]
 # agree with the float64 recomputation to ~1e-6; 1e-3 leaves room for float16 engines while
 # still catching outputs that do not belong together (another image, another batch item).
 DESCRIPTOR_ATOL = 1e-3
+
+
+def _locations(x: object, name: str, cells: int) -> np.ndarray:
+    """Distinct flat cell indices ``(k,)`` in ``[0, cells)``, ``1 <= k <= cells``, as int64.
+
+    Distinct because the exported graph picks ``k`` different cells (``TopK`` on a map of at
+    least ``k`` cells); a repeated index means the outputs do not belong together.
+    """
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (k,), got shape {arr.shape}")
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    k = arr.shape[0]
+    if k == 0:
+        raise ValueError(f"{name} must not be empty")
+    if k > cells:
+        raise ValueError(f"{name} has k={k} entries but the map has only {cells} cells")
+    if int(arr.min()) < 0 or int(arr.max()) >= cells:
+        raise ValueError(f"{name} must lie in [0, {cells}), got values from {int(arr.min())} to {int(arr.max())}")
+    if np.unique(arr).shape[0] != k:
+        raise ValueError(f"{name} repeats a cell; the k regions must be distinct cells")
+    return arr.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,16 +103,14 @@ class RegionMaps:
     descriptor_atol: float = DESCRIPTOR_ATOL
 
     def __post_init__(self) -> None:
-        dmap = _checks.float_array(self.descriptor_map, "descriptor_map", 3)
+        dmap = checks.float_array(self.descriptor_map, "descriptor_map", 3)
         d, h, w = dmap.shape
-        locs = _checks.locations(self.locations, "locations", h * w)
+        locs = _locations(self.locations, "locations", h * w)
         object.__setattr__(self, "descriptor_map", dmap)
         object.__setattr__(self, "locations", locs)
-        if isinstance(self.descriptor_atol, (bool, np.bool_)) or not isinstance(
-                self.descriptor_atol, (int, float, np.integer, np.floating)) or not self.descriptor_atol >= 0:
-            raise ValueError(f"descriptor_atol must be a number >= 0, got {self.descriptor_atol!r}")
+        object.__setattr__(self, "descriptor_atol", checks.number(self.descriptor_atol, "descriptor_atol", low=0))
         if self.descriptor is not None:
-            given = _checks.vector(self.descriptor, "descriptor", d)
+            given = checks.vector(self.descriptor, "descriptor", d, of="the map")
             computed = self.cell_vectors().descriptor
             gap = float(np.max(np.abs(given - computed)))
             if gap > self.descriptor_atol:
@@ -140,7 +161,7 @@ class PooledMap:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        object.__setattr__(self, "feature_map", _checks.float_array(self.feature_map, "feature_map", 3))
+        object.__setattr__(self, "feature_map", checks.float_array(self.feature_map, "feature_map", 3))
 
     def cell_vectors(self) -> CellVectors:
         """Eq. 3 (average) or eq. 5-6 (max) as per-cell vectors summing to the descriptor."""

@@ -7,18 +7,17 @@ positive, with equal magnitudes getting equally strong colours on either side. T
 saturated; pass the same ``limit`` to several overlays to compare them. Values beyond
 ``+-limit`` are clipped.
 
-Images are RGB ``uint8`` ``(H, W, 3)`` as everywhere in muselens; OpenCV's BGR appears only
-inside :func:`encode_jpeg`.
+Images are RGB ``uint8`` ``(H, W, 3)`` as everywhere in muselens (JPEG encoding:
+:func:`muselens.core.data.images.encode_jpeg`).
 """
 
 from __future__ import annotations
 
-import math
 
 import cv2
 import numpy as np
 
-from muselens.runtime.explain import _checks
+from muselens.core import checks
 
 # Anchors of the diverging map (close to matplotlib's "coolwarm" ends and middle), RGB.
 NEGATIVE_RGB = (59, 76, 192)
@@ -46,20 +45,19 @@ def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Half-pixel centres (OpenCV ``INTER_LINEAR``): cell ``(i, j)`` sits at image point
     ``((j + 0.5) W / w, (i + 0.5) H / h)``, the convention of :func:`~muselens.runtime.explain.roi.roi_mask`.
     """
-    arr = _checks.float_array(heat, "heat", 2).astype(np.float32)
-    height, width = _checks.size(size, "size")
+    arr = checks.float_array(heat, "heat", 2).astype(np.float32)
+    height, width = checks.size(size, "size")
     return cv2.resize(arr, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def colorize(heat: np.ndarray, limit: float | None = None) -> np.ndarray:
     """RGB uint8 ``(h, w, 3)`` of a map with the diverging colormap, symmetric around 0."""
-    arr = _checks.float_array(heat, "heat", 2).astype(np.float64)
+    arr = checks.float_array(heat, "heat", 2).astype(np.float64)
     if limit is None:
         peak = float(np.max(np.abs(arr)))
         limit = peak if peak > 0.0 else 1.0  # an all-zero map is all "zero" colour
-    elif isinstance(limit, (bool, np.bool_)) or not isinstance(limit, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(limit)) or float(limit) <= 0.0:
-        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+    else:
+        limit = checks.number(limit, "limit", low=0, low_open=True)
     t = np.clip(arr / float(limit), -1.0, 1.0)
     index = np.rint((t + 1.0) * 0.5 * (_LUT.shape[0] - 1)).astype(np.intp)
     return _LUT[index]
@@ -72,20 +70,8 @@ def heatmap_overlay(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5,
     ``out = (1 - alpha) * image + alpha * colour(heat / limit)``, RGB uint8 ``(H, W, 3)``;
     the colours are :func:`colorize`'s (blue < 0 < red, grey at 0).
     """
-    image = _checks.rgb_image(image_rgb, "image_rgb")
-    a = _checks.unit_interval(alpha, "alpha")
+    image = checks.rgb_image(image_rgb, "image_rgb")
+    a = checks.number(alpha, "alpha", low=0, high=1)
     colours = colorize(upsample(heat, image.shape[:2]), limit)
     blended = (1.0 - a) * image.astype(np.float32) + a * colours.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
-    """JPEG bytes of an RGB uint8 image (converted to OpenCV's BGR here), ``quality`` in 1..100."""
-    image = _checks.rgb_image(rgb, "rgb")
-    if isinstance(quality, (bool, np.bool_)) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an int in 1..100, got {quality!r}")
-    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} image as JPEG")
-    return buffer.tobytes()

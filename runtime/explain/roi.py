@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from muselens.runtime.explain import _checks
+from muselens.core import checks
 from muselens.runtime.explain.decompose import cell_vectors_of
 from muselens.runtime.explain.maps import PooledMap, RegionMaps
 
@@ -36,10 +36,10 @@ WHICH = ("full", "region")
 
 def roi_mask(roi: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
     """Boolean ``(h, w)`` mask of the feature cells whose centres lie in ``roi`` (at least one)."""
-    h, w = _checks.size(shape, "shape")
+    h, w = checks.size(shape, "shape")
     if not isinstance(roi, (tuple, list, np.ndarray)) or len(roi) != 4:
         raise ValueError(f"roi must be (x0, y0, x1, y1), got {roi!r}")
-    x0, y0, x1, y1 = (_checks.unit_interval(v, f"roi {n}") for v, n in zip(roi, ("x0", "y0", "x1", "y1")))
+    x0, y0, x1, y1 = (checks.number(v, f"roi {n}", low=0, high=1) for v, n in zip(roi, ("x0", "y0", "x1", "y1")))
     if not (x0 < x1 and y0 < y1):
         raise ValueError(f"roi must be non-empty (x0 < x1 and y0 < y1), got {tuple(roi)!r}")
     cx = (np.arange(w) + 0.5) / w
@@ -80,7 +80,7 @@ def rerank_by_roi(
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     cells = cell_vectors_of(query)
-    gallery = _checks.matrix(candidates, "candidates", cells.dim)
+    gallery = checks.rows(candidates, "candidates", cells.dim, of="the map")
     mask = roi_mask(roi, cells.shape)
     if which == "region":
         selected = np.zeros(mask.size, dtype=bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from muselens.core import checks
 
 def as_bytes(data: object, what: str = "frame data") -> bytes:
     """``bytes`` from a bytes-like object; anything else is a caller bug."""
@@ -14,6 +15,4 @@ def as_bytes(data: object, what: str = "frame data") -> bytes:
 
 def as_int(value: object, what: str) -> int:
     """An int (not a bool); its range is the decoder's to judge."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    return value
+    return checks.integer(value, what)

@@ -20,16 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from muselens.core import checks
 from muselens.core.data.images import MAX_PIXELS
-from muselens.runtime.frames._input import as_int
 from muselens.runtime.frames.errors import FrameError
-
-
-def _positive_int(name: str, value: object) -> int:
-    value = as_int(value, f"FrameLimits.{name}")
-    if value < 1:
-        raise ValueError(f"FrameLimits.{name} must be >= 1, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -44,9 +37,9 @@ class FrameLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_encoded_bytes", "max_pixels", "max_side", "min_side"):
-            _positive_int(name, getattr(self, name))
+            checks.positive_int(getattr(self, name), f"FrameLimits.{name}")
         if self.max_raw_bytes is not None:
-            _positive_int("max_raw_bytes", self.max_raw_bytes)
+            checks.positive_int(self.max_raw_bytes, "FrameLimits.max_raw_bytes")
         if self.max_pixels > MAX_PIXELS:
             raise ValueError(f"FrameLimits.max_pixels ({self.max_pixels}) exceeds the {MAX_PIXELS} pixels "
                              f"the image decoder accepts (muselens.core.data.images.MAX_PIXELS)")

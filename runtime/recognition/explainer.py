@@ -19,13 +19,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from muselens.core import checks
 from muselens.runtime.engine import Cancellation, Describer
-from muselens.runtime.explain import (RegionMaps, class_similarity, encode_jpeg, explain_query, explain_reference,
-                                      heatmap_overlay, rerank_by_roi, roi_mask)
+from muselens.core.data.images import encode_jpeg
+from muselens.runtime.explain import (RegionMaps, class_similarity, explain_query, explain_reference, heatmap_overlay,
+                                      rerank_by_roi, roi_mask)
 from muselens.runtime.frames import decode_encoded
 from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, OptionsError, RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 
+OVERLAY_JPEG_QUALITY = 85
 ROI_CANDIDATES = 200  # re-rank the best artworks by whole-frame score; enough for any museum
 # Reference photos (pixels and maps) kept for explanations, in bytes: an entry is 1-1.7 MB at
 # 448 px depending on the photo's shape, so a count would leave the memory it takes to the mix
@@ -73,8 +76,7 @@ class Explainer:
                  extra: Mapping[int, bytes] | None = None,
                  cache: OrderedDict[int, tuple[np.ndarray, RegionMaps]] | None = None,
                  cache_bytes: int = REFERENCE_CACHE_BYTES):
-        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be an int >= 0, got {cache_bytes!r}")
+        checks.integer(cache_bytes, "cache_bytes", low=0)
         self.describer = describer
         self._reference_image = reference_image
         # gallery row -> an enrolled photo, resized and JPEG-encoded: a server that enrols photos
@@ -173,7 +175,7 @@ class Explainer:
     @staticmethod
     def _result(kind: HeatmapKind, side: HeatmapSide, instance_id: str, explanation, values: np.ndarray,
                 image: np.ndarray, options: RecognizeOptions) -> HeatmapResult:
-        overlay = encode_jpeg(heatmap_overlay(image, values)) if options.overlay else None
+        overlay = encode_jpeg(heatmap_overlay(image, values), OVERLAY_JPEG_QUALITY) if options.overlay else None
         return HeatmapResult(kind, side, instance_id, float(explanation.score), values.astype(np.float32),
                              explanation.locations.astype(np.int64),
                              explanation.region_contributions.astype(np.float32), overlay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from muselens.core import checks
 import enum
 import math
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class RecognizeOptions:
     roi: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or not 1 <= self.top_k <= MAX_TOP_K:
+        if not checks.is_integer(self.top_k) or not 1 <= self.top_k <= MAX_TOP_K:
             raise OptionsError("bad_top_k", f"top_k must be between 1 and {MAX_TOP_K}, got {self.top_k!r}")
         kinds = tuple(HeatmapKind(k) for k in self.heatmap_kinds) or DEFAULT_HEATMAPS
         object.__setattr__(self, "heatmap_kinds", tuple(dict.fromkeys(kinds)))

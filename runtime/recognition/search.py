@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from muselens.core import checks
 from muselens.runtime.bundle import Gallery
 
 SEARCH_ENGINES = ("auto", "exact", "faiss-flat", "faiss-hnsw")
@@ -79,9 +80,7 @@ class GallerySearch:
         query = np.asarray(query, dtype=np.float32)
         if query.shape != (self.vectors.shape[1],):
             raise ValueError(f"query must be a ({self.vectors.shape[1]},) descriptor, got shape {query.shape}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        k = min(k, len(self.ids))
+        k = min(checks.positive_int(k, "k"), len(self.ids))
         if self._index is not None:
             scores, rows = self._index.search(query[None], k)
             keep = rows[0] >= 0

@@ -11,24 +11,14 @@ A server holds one configuration but serves bundles whose thresholds lie anywher
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
+from muselens.core import checks
 # The floor a bundle's threshold gets lies at least this far below its exit level (threshold -
 # exit_margin): a floor just under it would be valid but a vanished artwork would take ever longer
 # to decay past the exit level. With the default half-life, one seen at score 1.0 falls below it
 # within 7 frames even at threshold -1.0 (2.12 * 0.63 ** 7 < 0.1).
 FLOOR_GAP = 0.1
-
-
-def _number(name: str, value: object, low: float, *, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"SmootherConfig.{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (low_open and value == low):
-        bound = f"> {low}" if low_open else f">= {low}"
-        raise ValueError(f"SmootherConfig.{name} must be finite and {bound}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -64,22 +54,18 @@ class SmootherConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "half_life_frames", _number("half_life_frames", self.half_life_frames, 0.0, low_open=True))
-        if self.half_life_s is not None:
-            set_(self, "half_life_s", _number("half_life_s", self.half_life_s, 0.0, low_open=True))
+        for name in ("half_life_frames", "half_life_s"):
+            if name == "half_life_frames" or self.half_life_s is not None:
+                set_(self, name, checks.number(getattr(self, name), f"SmootherConfig.{name}", low=0, low_open=True))
         for name in ("enter_margin", "switch_margin", "exit_margin"):
-            set_(self, name, _number(name, getattr(self, name), 0.0))
-        set_(self, "floor", _number("floor", self.floor, -math.inf, low_open=True))
-        weight = _number("uncertain_weight", self.uncertain_weight, 0.0)
+            set_(self, name, checks.number(getattr(self, name), f"SmootherConfig.{name}", low=0))
+        set_(self, "floor", checks.number(self.floor, "SmootherConfig.floor"))
+        weight = checks.number(self.uncertain_weight, "SmootherConfig.uncertain_weight", low=0)
         if weight > 1.0:
             raise ValueError(f"SmootherConfig.uncertain_weight must be in [0, 1], got {weight}")
         set_(self, "uncertain_weight", weight)
         for name in ("min_frames", "max_tracked"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"SmootherConfig.{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"SmootherConfig.{name} must be >= 1, got {value}")
+            checks.positive_int(getattr(self, name), f"SmootherConfig.{name}")
 
     def for_threshold(self, threshold: float) -> SmootherConfig:
         """This configuration for a bundle whose "no artwork" threshold is ``threshold``: the floor
@@ -89,11 +75,7 @@ class SmootherConfig:
         The configured floor is an upper bound: it is kept for thresholds high enough (the default
         0.0 for thresholds from 0.12 up), and every other field is kept as it is.
         """
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a number, got {type(threshold).__name__}")
-        if not math.isfinite(threshold):
-            raise ValueError(f"threshold must be finite, got {threshold}")
-        floor = min(self.floor, float(threshold) - self.exit_margin - FLOOR_GAP)
+        floor = min(self.floor, checks.number(threshold, "threshold") - self.exit_margin - FLOOR_GAP)
         return self if floor == self.floor else replace(self, floor=floor)
 
 

@@ -31,9 +31,9 @@ the next timestamped frame counts as one step again.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
+from muselens.core import checks
 from muselens.runtime.streams.config import SmootherConfig, ema_alpha
 from muselens.runtime.streams.decision import Decision, SmoothedDecision
 
@@ -44,12 +44,7 @@ MAX_TIMESTAMP_S = 1e12
 
 
 def _score(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
-    result = float(value)  # numpy scalars too
-    if not math.isfinite(result):
-        raise ValueError(f"{what} must be finite, got {result}")
-    return result
+    return checks.number(value, what)
 
 
 def _candidates(candidates: Iterable[tuple[str, float]]) -> dict[str, float]:

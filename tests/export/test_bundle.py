@@ -267,7 +267,7 @@ def test_variants_need_queries_to_measure_drift(run_dir, export_museum, tmp_path
     ({"max_drop_points": -1.0}, "max_drop_points"),
     ({"min_cosine": 2.0}, "min_cosine"),
     ({"min_top1_agreement": float("nan")}, "min_top1_agreement"),
-    ({"non_artwork_photos": -1}, "non_artwork_photos must be an int >= 0"),
+    ({"non_artwork_photos": -1}, "non_artwork_photos must be >= 0"),
     ({"impostor_views": 1.5}, "impostor_views must be an int >= 0"),
 ])
 def test_options_are_checked(kwargs, match):

@@ -73,7 +73,7 @@ def test_from_env_refuses_cuda_without_a_cuda_device():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"rank": 1, "world_size": 1}, r"rank must be in \[0, world_size\)"),
-    ({"rank": -1}, "rank must be a non-negative int"),
+    ({"rank": -1}, "rank must be >= 0"),
     ({"world_size": 0}, r"rank must be in \[0, world_size\)"),
     ({"rank": 0, "world_size": 2}, "needs an initialised process group"),
 ])
@@ -114,7 +114,7 @@ def test_single_process_helpers_refuse_bad_input():
         one.map_rows(2, lambda i: torch.zeros(2, 3))
     with pytest.raises(ValueError, match="at least one item"):
         one.map_rows(0, lambda i: torch.zeros(1))
-    with pytest.raises(ValueError, match="n must be an int >= 0"):
+    with pytest.raises(ValueError, match="n must be >= 0"):
         one.map_rows(-1, lambda i: torch.zeros(1))
 
 

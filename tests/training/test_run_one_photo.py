@@ -135,7 +135,7 @@ def test_a_run_killed_in_stage3_resumes_to_the_same_views_and_result(tmp_path, m
 def test_stage3_settings_for_views_are_checked():
     from muselens.training.config import ConfigError
 
-    with pytest.raises(ConfigError, match="views_per_photo must be an int >= 0"):
+    with pytest.raises(ConfigError, match="views_per_photo must be >= 0"):
         _config(views_per_photo=-1)
     with pytest.raises(ConfigError, match="views_for must be one of"):
         _config(views_for="some")

@@ -61,6 +61,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from muselens.core import checks
+
 __all__ = [
     "DESCRIPTOR_SIZE",
     "MIN_MATCHES",
@@ -80,25 +82,6 @@ __all__ = [
 DESCRIPTOR_SIZE = 128
 # A homography has 8 degrees of freedom: 4 correspondences are the fewest that determine one.
 MIN_MATCHES = 4
-
-
-def _check_positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        wanted = "an int or None" if allow_none else "an int"
-        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _check_positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return v
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,7 +133,7 @@ class SiftFeatures:
         stride keeps the expected share of every kind of feature, so match counts shrink in
         proportion.
         """
-        _check_positive_int("k", k)
+        checks.positive_int(k, "k")
         n = len(self)
         if k >= n:
             return self
@@ -182,7 +165,7 @@ def root_sift(descriptors: np.ndarray) -> np.ndarray:
 
 def resize_long_side(image: np.ndarray, max_side: int) -> np.ndarray:
     """Shrink ``image`` (area interpolation) so its long side is at most ``max_side``; never enlarge."""
-    _check_positive_int("max_side", max_side)
+    checks.positive_int(max_side, "max_side")
     h, w = image.shape[:2]
     long_side = max(h, w)
     if long_side <= max_side:
@@ -210,8 +193,8 @@ def extract_sift(image: np.ndarray, *, max_side: int = 640, nfeatures: int | Non
     ``nfeatures`` keeps the strongest by detector response (None keeps all). The rare
     all-zero descriptor (no gradient in the patch) matches nothing and is dropped with its keypoint.
     """
-    _check_positive_int("max_side", max_side)
-    _check_positive_int("nfeatures", nfeatures, allow_none=True)
+    checks.positive_int(max_side, "max_side")
+    checks.optional_int(nfeatures, "nfeatures", low=1)
     gray = resize_long_side(_to_gray(image), max_side)
     sift = cv2.SIFT_create(nfeatures=0 if nfeatures is None else int(nfeatures))
     keypoints, descriptors = sift.detectAndCompute(gray, None)
@@ -232,7 +215,7 @@ def extract_sift(image: np.ndarray, *, max_side: int = 640, nfeatures: int | Non
 
 
 def _check_ratio(ratio: float) -> float:
-    r = _check_positive_float("ratio", ratio)
+    r = checks.number(ratio, "ratio", low=0, low_open=True)
     if r > 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     return r
@@ -302,8 +285,8 @@ def homography_inliers(
     0 when there are fewer than :data:`MIN_MATCHES` correspondences, when no model is found, or
     when the model is implausible for a flat object (see :func:`_plausible`).
     """
-    thr = _check_positive_float("ransac_threshold", ransac_threshold)
-    scale = _check_positive_float("max_scale_change", max_scale_change)
+    thr = checks.number(ransac_threshold, "ransac_threshold", low=0, low_open=True)
+    scale = checks.number(max_scale_change, "max_scale_change", low=0, low_open=True)
     if scale < 1:
         raise ValueError(f"max_scale_change must be >= 1, got {max_scale_change}")
     src = np.asarray(src, dtype=np.float32)
@@ -356,14 +339,14 @@ class SiftConfig:
     tie_break: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive_int("max_side", self.max_side)
-        _check_positive_int("nfeatures", self.nfeatures, allow_none=True)
+        checks.positive_int(self.max_side, "max_side")
+        checks.optional_int(self.nfeatures, "nfeatures", low=1)
         _check_ratio(self.ratio)
-        _check_positive_float("ransac_threshold", self.ransac_threshold)
-        if _check_positive_float("max_scale_change", self.max_scale_change) < 1:
+        checks.number(self.ransac_threshold, "ransac_threshold", low=0, low_open=True)
+        if checks.number(self.max_scale_change, "max_scale_change", low=0, low_open=True) < 1:
             raise ValueError(f"max_scale_change must be >= 1, got {self.max_scale_change}")
-        _check_positive_int("shortlist", self.shortlist, allow_none=True)
-        _check_positive_int("shortlist_features", self.shortlist_features, allow_none=True)
+        checks.optional_int(self.shortlist, "shortlist", low=1)
+        checks.optional_int(self.shortlist_features, "shortlist_features", low=1)
         if not isinstance(self.tie_break, bool):
             raise TypeError(f"tie_break must be a bool, got {type(self.tie_break).__name__}")
 
@@ -405,9 +388,9 @@ def extract_features(
     ``workers > 1`` needs the ``if __name__ == "__main__":`` guard. Images are pickled to the
     workers, so pass them already decoded (and, for large photos, already shrunk).
     """
-    _check_positive_int("workers", workers)
-    _check_positive_int("max_side", max_side)
-    _check_positive_int("nfeatures", nfeatures, allow_none=True)
+    checks.positive_int(workers, "workers")
+    checks.positive_int(max_side, "max_side")
+    checks.optional_int(nfeatures, "nfeatures", low=1)
     total = len(images) if isinstance(images, Sequence) else None
     extract = partial(extract_sift, max_side=max_side, nfeatures=nfeatures)
     bar = partial(tqdm, total=total, desc=desc, unit="img", disable=not progress)
@@ -498,7 +481,7 @@ class SiftRetrieval:
         worker holds its own copy of the reference features (spawn pool, as in
         :func:`extract_features`).
         """
-        _check_positive_int("workers", workers)
+        checks.positive_int(workers, "workers")
         queries = list(query_features)
         for i, q in enumerate(queries):
             if not isinstance(q, SiftFeatures):

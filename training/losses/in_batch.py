@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from muselens.training.losses._checks import check_embeddings, check_labels
+from muselens.training.losses.inputs import check_embeddings, check_labels
 
 
 def pairwise_distances(x: torch.Tensor, squared: bool = False) -> torch.Tensor:

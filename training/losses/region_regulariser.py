@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muselens.training.losses._checks import check_embeddings, check_labels
+from muselens.core import checks
+from muselens.training.losses.inputs import check_embeddings, check_labels
 
 DEFAULT_ALPHA = 1.0  # paper 004, section 3.4.2
 
@@ -41,8 +42,7 @@ class RegionRegularisedLoss(nn.Module):
         super().__init__()
         if not isinstance(metric_loss, nn.Module):
             raise TypeError(f"metric_loss must be an nn.Module, got {type(metric_loss).__name__}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < float("inf"):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
+        checks.number(alpha, "alpha", low=0)
         self.metric_loss = metric_loss
         self.alpha = float(alpha)
 

@@ -11,22 +11,20 @@ sharp the soft margin is. Enumerating the triplets takes a ``B^3`` boolean mask 
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muselens.training.losses._checks import check_embeddings, check_labels
+from muselens.core import checks
+from muselens.training.losses.inputs import check_embeddings, check_labels
 from muselens.training.losses.in_batch import all_triplets, pairwise_distances
 
 DEFAULT_SCALE = 4.0  # paper 002: "normalize the image feature to have unit magnitude and then scale it by 4"
 
 
 def _check_scale(scale: object) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale < math.inf):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    return float(scale)
+    return checks.number(scale, "scale", low=0, low_open=True)
 
 
 def smooth_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, scale: float = DEFAULT_SCALE) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from muselens.training.losses._checks import (
+from muselens.training.losses.inputs import (
     check_embeddings,
     check_labels,
     check_margin,

@@ -12,6 +12,7 @@ the descriptor extractor L2-normalises.
 
 from __future__ import annotations
 
+from muselens.core import checks
 import math
 
 import torch
@@ -73,8 +74,7 @@ def rmac_regions(height: int, width: int, levels: int = 3) -> list[tuple[int, in
     maps at deep levels) are left out. This is the grid of cnnimageretrieval-pytorch's rmac.
     """
     for name, value in (("height", height), ("width", width), ("levels", levels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        checks.positive_int(value, name)
     w = min(height, width)
     long_side = max(height, width)
     extra = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from muselens.core import checks
 from muselens.training.pooling import functional as PF
 
 
@@ -49,8 +50,7 @@ class RMAC(nn.Module):
 
     def __init__(self, levels: int = 3, eps: float = 1e-6):
         super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"levels must be a positive int, got {levels!r}")
+        checks.positive_int(levels, "levels")
         if not eps > 0:
             raise ValueError(f"eps must be positive, got {eps!r}")
         self.levels = levels

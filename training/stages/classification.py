@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from muselens.core import checks
 from muselens.training.datasets import ClassificationDataset, epoch_order
 from muselens.training.distributed import Distributed
 from muselens.training.model import (InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes,
@@ -36,21 +37,6 @@ from muselens.training.model import (InstanceClassifier, check_train_blocks, res
 # (all blocks at stride 32) and the 1x1 head conv, the analogue of paper 004 retraining
 # ResNet's whole last stage (3.1.2). The instance head always learns.
 DEFAULT_TRAIN_BLOCKS = 3
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _positive_float(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _non_negative_float(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -64,10 +50,10 @@ class OptimConfig:
     cosine: bool = True
 
     def __post_init__(self) -> None:
-        _positive_float("lr", self.lr)
-        _positive_float("head_lr_mult", self.head_lr_mult)
-        _non_negative_float("weight_decay", self.weight_decay)
-        _non_negative_float("momentum", self.momentum)
+        checks.number(self.lr, "lr", low=0, low_open=True)
+        checks.number(self.head_lr_mult, "head_lr_mult", low=0, low_open=True)
+        checks.number(self.weight_decay, "weight_decay", low=0)
+        checks.number(self.momentum, "momentum", low=0)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
 
@@ -85,13 +71,11 @@ class ClassificationConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size"):
-            _positive_int(name, getattr(self, name))
-        if isinstance(self.train_blocks, bool) or not isinstance(self.train_blocks, int) or self.train_blocks < 0:
-            raise ValueError(f"train_blocks must be an int >= 0, got {self.train_blocks!r}")
+            checks.positive_int(getattr(self, name), name)
+        checks.integer(self.train_blocks, "train_blocks", low=0)
         if not isinstance(self.optim, OptimConfig):
             raise TypeError(f"optim must be an OptimConfig, got {type(self.optim).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        checks.integer(self.seed, "seed", low=0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,7 +160,7 @@ def train_epoch(
     if not isinstance(dataset, ClassificationDataset):
         raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
     check_train_blocks(model, train_blocks)
-    _positive_int("batch_size", batch_size)
+    checks.positive_int(batch_size, "batch_size")
     dev = resolve_device(model, device)
     dist = dist if dist is not None else Distributed.single(dev)
     set_stage_modes(model, train_blocks, bn="trainable_blocks")
@@ -267,8 +251,7 @@ def fit_classification(
     """
     if not isinstance(config, ClassificationConfig):
         raise TypeError(f"config must be a ClassificationConfig, got {type(config).__name__}")
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= config.epochs:
-        raise ValueError(f"start_epoch must be an int in [0, {config.epochs}], got {start_epoch!r}")
+    checks.integer(start_epoch, "start_epoch", low=0, high=config.epochs)
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)

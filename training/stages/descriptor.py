@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm import tqdm
 
+from muselens.core import checks
 from muselens.training.distributed import Distributed
 from muselens.training.losses import LOSSES, RegionRegularisedLoss, build_loss
 from muselens.training.mining import mine_triplets, strategy_for_epoch
@@ -78,11 +79,8 @@ class DescriptorConfig:
         for name in ("epochs", "dim", "k", "short_side", "triplets_per_step", "classes_per_batch",
                      "images_per_class"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.views_per_photo, bool) or not isinstance(self.views_per_photo, int) \
-                or self.views_per_photo < 0:
-            raise ValueError(f"views_per_photo must be an int >= 0, got {self.views_per_photo!r}")
+            checks.positive_int(value, name)
+        checks.integer(self.views_per_photo, "views_per_photo", low=0)
         if self.views_for not in VIEWS_FOR:
             raise ValueError(f"views_for must be one of {VIEWS_FOR}, got {self.views_for!r}")
         if self.loss not in LOSSES:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from muselens.core import checks
 from muselens.training.datasets import STAGE2_MAX_ASPECT, STAGE2_SHORT_SIDES, FCNDataset, epoch_order
 from muselens.training.distributed import Distributed
 from muselens.training.model import InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes
@@ -33,11 +34,6 @@ from muselens.training.stages.classification import (
     OptimConfig,
     apply_lr_schedule,
 )
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,19 +53,17 @@ class FCNConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "images_per_step"):
-            _positive_int(name, getattr(self, name))
-        if isinstance(self.train_blocks, bool) or not isinstance(self.train_blocks, int) or self.train_blocks < 0:
-            raise ValueError(f"train_blocks must be an int >= 0, got {self.train_blocks!r}")
+            checks.positive_int(getattr(self, name), name)
+        checks.integer(self.train_blocks, "train_blocks", low=0)
         sides = tuple(self.short_sides)
         if not sides:
             raise ValueError("short_sides must hold at least one size")
         for s in sides:
-            _positive_int("each short side", s)
+            checks.positive_int(s, "each short side")
         object.__setattr__(self, "short_sides", sides)
         if not isinstance(self.optim, OptimConfig):
             raise TypeError(f"optim must be an OptimConfig, got {type(self.optim).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        checks.integer(self.seed, "seed", low=0)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -89,9 +83,7 @@ def _check_maps(logit_maps: Sequence[torch.Tensor]) -> None:
 
 
 def _check_label(label: int, num_classes: int) -> int:
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
-        raise ValueError(f"label must be an int in [0, {num_classes}), got {label!r}")
-    return label
+    return checks.integer(label, "label", low=0, high=num_classes - 1)
 
 
 def fcn_image_loss(logit_maps: Sequence[torch.Tensor], label: int) -> torch.Tensor:
@@ -132,9 +124,7 @@ def accumulate_fcn_gradients(
     """
     if len(items) == 0:
         raise ValueError("a mini-batch needs at least one image")
-    if step_images is not None and (isinstance(step_images, bool) or not isinstance(step_images, int)
-                                    or step_images < len(items)):
-        raise ValueError(f"step_images must be an int >= len(items) = {len(items)}, got {step_images!r}")
+    checks.optional_int(step_images, f"step_images (at least len(items) = {len(items)})", low=len(items))
     losses, accuracies = [], []
     weight = 1.0 / (len(items) if step_images is None else step_images)
     for scales, label in items:
@@ -148,7 +138,7 @@ def accumulate_fcn_gradients(
 
 def step_sizes(n: int, images_per_step: int) -> list[int]:
     """Images in each optimiser step of an epoch of ``n`` images; the last step takes the rest."""
-    _positive_int("images_per_step", images_per_step)
+    checks.positive_int(images_per_step, "images_per_step")
     return [min(images_per_step, n - k) for k in range(0, n, images_per_step)]
 
 
@@ -239,8 +229,7 @@ def fit_fcn(
             f"dataset prepares short sides {dataset.short_sides} with max aspect {dataset.max_aspect}, "
             f"config says {config.short_sides} and {config.max_aspect}"
         )
-    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or not 0 <= start_epoch <= config.epochs:
-        raise ValueError(f"start_epoch must be an int in [0, {config.epochs}], got {start_epoch!r}")
+    checks.integer(start_epoch, "start_epoch", low=0, high=config.epochs)
     history = []
     for epoch in range(start_epoch, config.epochs):
         apply_lr_schedule(optimizer, epoch, config.epochs, config.optim.cosine)

@@ -55,7 +55,7 @@ def test_similarity_keeps_float32():
     [
         (np.ones((2, 3)), np.ones((4, 5)), ValueError, "dimension"),
         (np.ones(3), np.ones((4, 3)), ValueError, "queries must be 2-D"),
-        (np.ones((2, 3)), np.ones((4, 3), dtype=np.int64), TypeError, "gallery must have a floating dtype"),
+        (np.ones((2, 3)), np.ones((4, 3), dtype=np.int64), TypeError, "gallery must have a real floating dtype"),
         (np.ones((2, 3)), np.full((4, 3), np.inf), ValueError, "gallery contains non-finite"),
         (np.ones((0, 3)), np.ones((4, 3)), ValueError, "queries must not be empty"),
         (np.ones((2, 3)), np.zeros((4, 3)), ValueError, "zero vector"),

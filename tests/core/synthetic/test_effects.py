@@ -8,7 +8,6 @@ from muselens.core.synthetic.camera import QUERY
 from muselens.core.synthetic.effects import (
     blur,
     develop,
-    encode_jpeg,
     gaussian_noise,
     glass,
     lighting,
@@ -59,11 +58,3 @@ def test_develop_makes_a_uint8_picture_that_differs_from_the_scene():
                   occluder_size=(0.3, 0.5))
     assert out.dtype == np.uint8 and out.shape == img.shape
     assert np.abs(out.astype(int) - img).mean() > 1
-
-
-def test_jpeg_quality_is_checked_and_lower_quality_is_smaller():
-    img = np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    assert len(encode_jpeg(img, 60)) < len(encode_jpeg(img, 95))
-    assert encode_jpeg(img, 80)[:2] == b"\xff\xd8"
-    with pytest.raises(ValueError, match="quality"):
-        encode_jpeg(img, 0)

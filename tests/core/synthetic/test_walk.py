@@ -203,10 +203,10 @@ def test_rerun_replaces_a_walk_but_not_foreign_folders(museum, tmp_path):
     ("kwargs", "error", "match"),
     [
         ({"seed": -1}, ValueError, "seed must be in"),
-        ({"seed": 1.5}, TypeError, "seed must be an integer"),
-        ({"seconds": 0}, ValueError, "seconds must be in"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"seconds": 0}, ValueError, "seconds must lie in"),
         ({"seconds": "20"}, TypeError, "seconds must be a number"),
-        ({"fps": 0}, ValueError, "fps must be in"),
+        ({"fps": 0}, ValueError, "fps must lie in"),
         ({"seconds": 0.1, "fps": 5}, ValueError, "at least 2 frames"),
         ({"size": (641, 360)}, ValueError, "even"),
         ({"size": (32, 32)}, ValueError, r"\[64, 4096\]"),

@@ -142,7 +142,7 @@ def _descriptor(**changes: Any) -> dict[str, Any]:
     ({"descriptor": _descriptor(input={})}, TypeError, "descriptor.input must be"),
     ({"descriptor": _descriptor(normalisation="none")}, ValueError, "normalisation must be 'l2'"),
     ({"descriptor": _descriptor(similarity="euclidean")}, ValueError, "similarity must be 'dot'"),
-    ({"descriptor": _descriptor(max_aspect=0.5)}, ValueError, "max_aspect must be finite and >= 1.0"),
+    ({"descriptor": _descriptor(max_aspect=0.5)}, ValueError, "max_aspect must be finite and >= 1"),
     ({"descriptor": _descriptor(extra={1, 2})}, TypeError, "descriptor.extra must hold only JSON"),
     ({"models": {}}, ValueError, "at least one variant"),
     ({"models": {"fp 32": {"file": "models/fp 32.onnx", "sha256": "1" * 64, "bytes": 1,

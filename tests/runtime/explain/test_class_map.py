@@ -54,7 +54,7 @@ def test_single_reference_class_map_is_the_pairwise_map():
 @pytest.mark.parametrize(
     ("references", "match"),
     [
-        (np.ones(16), "references must have 2 dimensions"),
+        (np.ones(16), "references must be 2-D"),
         (np.ones((0, 16)), "references must not be empty"),
         (np.ones((2, 15)), "references has 15 dimensions per row, the map has 16"),
         (np.ones((2, 16), dtype=np.int64), "references must have a real floating dtype"),

@@ -173,7 +173,7 @@ def test_property_cells_sum_to_the_score(d, h, w, k_fraction, seed, scale, kind,
     ("other", "match"),
     [
         (np.ones(5), "reference has 5 dimensions, the map has 4"),
-        (np.ones((1, 4)), "reference must have 1 dimensions"),
+        (np.ones((1, 4)), "reference must be 1-D"),
         (np.ones(4, dtype=np.int32), "reference must have a real floating dtype"),
         (np.array([1.0, np.nan, 0.0, 0.0]), "reference contains non-finite"),
     ],

@@ -58,7 +58,7 @@ def test_region_maps_accepts_float64_and_int32_and_no_descriptor():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"descriptor_map": np.ones((4, 3))}, "descriptor_map must have 3 dimensions"),
+        ({"descriptor_map": np.ones((4, 3))}, "descriptor_map must be 3-D"),
         ({"descriptor_map": np.ones((4, 3, 3), dtype=np.int64)}, "descriptor_map must have a real floating dtype"),
         ({"descriptor_map": np.ones((0, 3, 3))}, "descriptor_map must not be empty"),
         ({"descriptor_map": np.full((4, 3, 3), np.nan)}, "descriptor_map contains non-finite"),
@@ -73,8 +73,8 @@ def test_region_maps_accepts_float64_and_int32_and_no_descriptor():
         ({"descriptor": np.ones(5, np.float32)}, "descriptor has 5 dimensions, the map has 4"),
         ({"descriptor": np.ones(4, np.int64)}, "descriptor must have a real floating dtype"),
         ({"descriptor": np.array([1.0, 0, 0, np.inf])}, "descriptor contains non-finite"),
-        ({"descriptor_atol": -1.0}, "descriptor_atol must be a number >= 0"),
-        ({"descriptor_atol": True}, "descriptor_atol must be a number >= 0"),
+        ({"descriptor_atol": -1.0}, "descriptor_atol must be finite and >= 0"),
+        ({"descriptor_atol": True}, "descriptor_atol must be a number"),
     ],
 )
 def test_region_maps_rejects(kwargs, match):
@@ -113,7 +113,7 @@ def test_pooled_map_refuses_a_zero_pooled_feature(pooling):
     ("fmap", "pooling", "match"),
     [
         (np.ones((3, 2, 2)), "sum", "pooling must be one of"),
-        (np.ones((3, 2)), "average", "feature_map must have 3 dimensions"),
+        (np.ones((3, 2)), "average", "feature_map must be 3-D"),
         (np.ones((3, 2, 2), dtype=np.float16) * np.float16(np.inf), "max", "non-finite"),
         (np.ones((3, 2, 2), dtype=bool), "max", "real floating dtype"),
     ],
@@ -143,6 +143,6 @@ def test_from_outputs_rejects_missing_names_and_non_mappings():
         RegionMaps.from_outputs({"descriptor_map": np.ones((2, 2, 2))})
     with pytest.raises(TypeError, match="outputs must map output names"):
         RegionMaps.from_outputs([np.ones(2)])
-    with pytest.raises(ValueError, match="descriptor_map must have 3 dimensions, got shape"):
+    with pytest.raises(ValueError, match="descriptor_map must be 3-D, got shape"):
         RegionMaps.from_outputs({"descriptor_map": np.ones((1, 2, 2, 2)), "locations": np.array([[0]]),
                                  "descriptor": np.ones((1, 2))})

@@ -1,13 +1,12 @@
-"""Upsampling, the diverging colormap, blending and JPEG encoding."""
+"""Upsampling, the diverging colormap and blending."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from muselens.runtime.explain.overlay import (NEGATIVE_RGB, POSITIVE_RGB, ZERO_RGB, colorize, diverging_lut,
-                                              encode_jpeg, heatmap_overlay, upsample)
+                                              heatmap_overlay, upsample)
 
 
 def test_upsample_shape_dtype_and_bilinear_values():
@@ -35,7 +34,7 @@ def test_upsample_constant_map_stays_constant():
 @pytest.mark.parametrize(
     ("heat", "size", "match"),
     [
-        (np.ones(3), (4, 4), "heat must have 2 dimensions"),
+        (np.ones(3), (4, 4), "heat must be 2-D"),
         (np.ones((2, 2), np.int64), (4, 4), "heat must have a real floating dtype"),
         (np.array([[np.nan, 0.0]]), (4, 4), "heat contains non-finite"),
         (np.ones((2, 2)), (0, 4), "size must hold positive ints"),
@@ -74,7 +73,7 @@ def test_colorize_is_symmetric_around_zero_and_clips_at_limit():
 
 @pytest.mark.parametrize("limit", [0.0, -1.0, float("inf"), True, "1"])
 def test_colorize_rejects_bad_limit(limit):
-    with pytest.raises(ValueError, match="limit must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"limit must be (finite and > 0|a number)"):
         colorize(np.ones((2, 2)), limit=limit)
 
 
@@ -109,48 +108,9 @@ def test_overlay_alpha_zero_is_the_image_and_alpha_one_is_the_colours():
         (np.zeros((8, 8, 3), np.float32), 0.5, "image_rgb must be uint8"),
         (np.zeros((0, 8, 3), np.uint8), 0.5, "image_rgb must not be empty"),
         (np.zeros((8, 8, 3), np.uint8), 1.5, r"alpha must lie in \[0, 1\]"),
-        (np.zeros((8, 8, 3), np.uint8), None, "alpha must be a real number"),
+        (np.zeros((8, 8, 3), np.uint8), None, "alpha must be a number"),
     ],
 )
 def test_overlay_rejects(image, alpha, match):
     with pytest.raises(ValueError, match=match):
         heatmap_overlay(image, np.ones((2, 2)), alpha=alpha)
-
-
-def test_jpeg_round_trips_with_rgb_order_kept():
-    image = np.zeros((32, 48, 3), np.uint8)
-    image[:, :16] = (255, 0, 0)
-    image[:, 16:32] = (0, 255, 0)
-    image[:, 32:] = (0, 0, 255)
-    data = encode_jpeg(image, quality=95)
-    assert isinstance(data, bytes) and data[:2] == b"\xff\xd8"
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert decoded.shape == image.shape
-    for cols, channel in ((slice(2, 14), 0), (slice(18, 30), 1), (slice(34, 46), 2)):
-        patch = decoded[4:-4, cols].reshape(-1, 3).mean(axis=0)
-        assert patch[channel] > 200 and np.delete(patch, channel).max() < 60
-
-
-def test_jpeg_quality_changes_size_and_smooth_images_survive():
-    y, x = np.mgrid[0:64, 0:64]
-    image = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
-    low, high = encode_jpeg(image, quality=10), encode_jpeg(image, quality=95)
-    assert len(low) < len(high)
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(high, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert np.abs(decoded.astype(int) - image).mean() < 2.0
-
-
-def test_jpeg_accepts_non_contiguous_views():
-    image = np.random.default_rng(1).integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
-    assert encode_jpeg(image[::2, ::2]) and encode_jpeg(image[:, :, ::-1])
-
-
-@pytest.mark.parametrize("quality", [0, 101, 85.0, True])
-def test_jpeg_rejects_bad_quality(quality):
-    with pytest.raises(ValueError, match=r"quality must be an int in 1..100"):
-        encode_jpeg(np.zeros((4, 4, 3), np.uint8), quality=quality)
-
-
-def test_jpeg_rejects_bad_image():
-    with pytest.raises(ValueError, match="rgb must be uint8"):
-        encode_jpeg(np.zeros((4, 4, 3), np.float64))

@@ -85,7 +85,7 @@ def test_serve_refuses_what_it_cannot_serve(tiny_bundle, tmp_path, capsys):
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--tls-cert", str(tmp_path / "c.pem")]) == 2
     assert "both a certificate and a key" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--inference-slots", "0"]) == 2
-    assert "inference slots must be a positive int, got 0" in capsys.readouterr().err
+    assert "inference slots must be >= 1, got 0" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--reference-cache-mb", "-1"]) == 2
     assert "--reference-cache-mb must be >= 0, got -1" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--bundle-root", str(tmp_path / "nowhere")]) == 2

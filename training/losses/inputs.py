@@ -1,8 +1,11 @@
-"""Input checks shared by the losses: shapes, dtypes, labels and index triplets."""
+"""What the losses take, checked the same way by each: embedding and label tensors, index triplets,
+the reduction and the margin (plain numbers go through :mod:`muselens.core.checks`)."""
 
 from __future__ import annotations
 
 import torch
+
+from muselens.core import checks
 
 REDUCTIONS = ("sum", "mean", "mean-nonzero")
 
@@ -47,11 +50,7 @@ def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) ->
 
 
 def check_margin(margin: object) -> float:
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-        raise TypeError(f"margin must be a number, got {type(margin).__name__}")
-    if not float(margin) >= 0 or margin == float("inf"):
-        raise ValueError(f"margin must be finite and >= 0, got {margin!r}")
-    return float(margin)
+    return checks.number(margin, "margin", low=0)
 
 
 def check_triplets(triplets: object, labels: torch.Tensor) -> torch.Tensor:

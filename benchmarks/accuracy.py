@@ -34,16 +34,16 @@ from muselens.runtime.bundle.manifest import is_engine_variant
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
 from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
-from muselens.training import command as train_command
+from muselens.training import train_command
 from muselens.training.backbones.base import Backbone
-from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
+from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.config import ConfigError, TrainConfig, load_config
-from muselens.training.descriptors import IM_METHODS, build_im_extractor
+from muselens.training.train_config import ConfigError, TrainConfig, load_config
+from muselens.training.baselines.imagenet import IM_METHODS, build_im_extractor
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod, build_method
 from muselens.training.evaluation.protocol import (EvalOptions, GivenThreshold, MethodResult, evaluate_method,
                                                    unknown_images)
-from muselens.training.evaluation.report import (SHIPPED_COLUMNS, SHIPPED_TITLE, aligned, shipped_notes,
+from muselens.training.evaluation.results_report import (SHIPPED_COLUMNS, SHIPPED_TITLE, aligned, shipped_notes,
                                                  shipped_rows)
 from muselens.training.losses import LOSSES
 
@@ -294,7 +294,7 @@ def bundle_threshold(bundle: Path) -> GivenThreshold:
 def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None,
                threshold: GivenThreshold | None = None) -> Callable[[], list[Row]]:
     def build() -> list[Row]:
-        from muselens.runtime.recognition.model import ServedModel, ServingConfig
+        from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
         served = ServedModel.load(bundle, ServingConfig(backend=backend, variant=variant, threads=threads))
         store = DescriptorStore({variant: served.describer.describe_many})

@@ -3,7 +3,7 @@
 For every size (the recognition short side) and every backend it measures, on the same frames:
 
 * ``bare``: the engine alone on the pre-resized uint8 tensor, output ``descriptor`` -- exactly
-  the call :class:`~muselens.runtime.recognition.model.ServedModel` makes; the yardstick every
+  the call :class:`~muselens.runtime.recognition.served_model.ServedModel` makes; the yardstick every
   other figure is divided by;
 * ``inprocess``: ``ServedModel.recognize`` from JPEG bytes to result (decode included);
 * ``heatmap``: the same with ``explain=True`` (what heatmaps cost);
@@ -198,7 +198,7 @@ def descriptor_forward(trained, dtype=None) -> Callable:
     """
     import torch
 
-    from muselens.export.graph import InferenceGraph, normalise_pixels
+    from muselens.export.inference_graph import InferenceGraph, normalise_pixels
     from muselens.training.regions import aggregate_regions, dense_class_logits, max_class_activation
 
     graph = InferenceGraph(trained)
@@ -302,7 +302,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     from muselens.runtime.engine import BackendUnavailable, available_backends
     from muselens.runtime.frames import decode_encoded
     from muselens.runtime.recognition.holder import ModelHolder
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
     from muselens.runtime.server.app import MuselensServer, ServerConfig
 
     _check_args(args)

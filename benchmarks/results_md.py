@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from muselens.runtime.bundle.manifest import Threshold
-from muselens.training.evaluation.report import markdown_report
+from muselens.training.evaluation.results_report import markdown_report
 
 HERE = Path(__file__).resolve().parent
 HEADER = """# Measured results
@@ -80,8 +80,8 @@ def _threshold_line(t: dict) -> str:
 
 
 def bench_section(folder: Path) -> str:
-    """A ``muselens bench`` run, rendered by the module of its kind (see benchmarks/command.py)."""
-    from muselens.benchmarks.command import BENCHMARKS, load
+    """A ``muselens bench`` run, rendered by the module of its kind (see benchmarks/bench_command.py)."""
+    from muselens.benchmarks.bench_command import BENCHMARKS, load
 
     data = json.loads((folder / "bench.json").read_text())
     kind = data.get("benchmark")

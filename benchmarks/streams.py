@@ -294,7 +294,7 @@ def bare_baseline(bundle: Path, frames: Sequence[bytes], args: argparse.Namespac
     from muselens.benchmarks.latency import measure_bare
     from muselens.runtime.engine import BackendUnavailable
     from muselens.runtime.frames import decode_encoded
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
     try:
         model = ServedModel.load(bundle, ServingConfig(backend=args.backend, variant=args.variant,

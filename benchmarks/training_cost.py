@@ -31,8 +31,8 @@ from muselens.core.data.images import SkippedImages, read_images
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.config import load_config
-from muselens.training.memory import peaks, reset_peaks
+from muselens.training.train_config import load_config
+from muselens.training.peak_memory import peaks, reset_peaks
 
 STAGE_NAMES = {1: "classification fine-tuning (3.1)", 2: "FCN fine-tuning (3.4.1)",
                3: "region descriptor (3.4.2)"}
@@ -162,7 +162,7 @@ def pytorch_rows(run: Path, images: Sequence[np.ndarray], *, device: str, warmup
 def onnx_row(bundle: Path, variant: str, default: str, images: Sequence[np.ndarray], *, backend: str,
              threads: int | None, warmup: int) -> dict[str, Any]:
     """One bundle variant through the runtime's Describer (the service's resize and graph)."""
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
     served, load_mib = _loaded(lambda: ServedModel.load(bundle, ServingConfig(backend=backend, variant=variant,
                                                                               threads=threads)))

@@ -13,7 +13,7 @@ What was refused or forced, and why, is in :class:`ExportResult` and the manifes
 ``training["drift"]``.
 
 With ``tensorrt=True`` it also builds a TensorRT engine for each reduced precision asked for
-(``fp16``, ``int8``) from the fp32 ONNX model (:mod:`muselens.export.tensorrt`), checks it
+(``fp16``, ``int8``) from the fp32 ONNX model (:mod:`muselens.export.tensorrt_build`), checks it
 against fp32 ONNX Runtime at the parity sizes inside its profile, measures its mP@1/mAP on the
 museum through the runtime's describer like any variant, and stores it as variant
 ``fp16-trt``/``int8-trt`` (``models/<variant>.plan``); its build (TensorRT version, GPU,
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from muselens.core import checks
-from muselens.export import tensorrt as trt_export
+from muselens.export import tensorrt_build as trt_export
 from muselens.runtime.engine import Describer, OrtDescriber, latency_ms
 from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
 from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, DEFAULT_MIN_COSINE,

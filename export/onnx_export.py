@@ -38,8 +38,8 @@ from muselens.core import checks
 from muselens.core.descriptor_contract import (INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, VARIANT_KEY,
                                                DescriptorContract, feature_cells)
 from muselens.core.preprocess import resize_exact
-from muselens.export.graph import InferenceGraph
-from muselens.export.onnx_graph import save_checked, set_metadata
+from muselens.export.inference_graph import InferenceGraph
+from muselens.export.onnx_surgery import save_checked, set_metadata
 from muselens.runtime.engine import OrtBackend
 
 DEFAULT_OPSET = 17

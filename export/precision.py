@@ -3,7 +3,7 @@
 * fp16: ONNX Runtime's own converter (``onnxruntime.transformers.float16``; onnxconverter-common
   is not needed) with ``keep_io_types=True``, so the input stays uint8 and the outputs float32.
   The backbone runs in fp16; the region head (everything from the last feature map on, see
-  :func:`~muselens.export.onnx_graph.head_nodes`) is kept float32, and the converter's
+  :func:`~muselens.export.onnx_surgery.head_nodes`) is kept float32, and the converter's
   float32->float16->float32 round trips between kept nodes are removed, so the top-k ranking and
   the final L2-normalisation are computed in float32 and descriptors are unit-norm to ~1e-7.
 * int8: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel symmetric int8
@@ -16,7 +16,7 @@
   +-100) sets the step and the features lose most of their precision (descriptor cosine to
   fp32 fell to 0.7-0.9 in our measurements, against 0.98-0.999 with Clip). Left in float: the
   uint8 input and its Cast/normalisation (already exact: 256 input levels), the shape
-  arithmetic of the "same" padding (:func:`~muselens.export.onnx_graph.shape_nodes`;
+  arithmetic of the "same" padding (:func:`~muselens.export.onnx_surgery.shape_nodes`;
   quantizing sizes would be wrong, not just imprecise) and the region head, as for fp16.
 
 :func:`measure_variant` computes a variant's mP@1 and mAP with ONNX Runtime alone;
@@ -43,7 +43,7 @@ import onnx
 from muselens.core import checks
 from muselens.core.descriptor_contract import VARIANT_KEY
 from muselens.runtime.engine import OrtDescriber
-from muselens.export.onnx_graph import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
+from muselens.export.onnx_surgery import (save_checked, elide_cast_round_trips, head_nodes, prune_unused, set_metadata,
                                         shape_nodes, topological_sort)
 from muselens.core.data.images import SkippedImages, read_images
 from muselens.core.data.museum_dataset import MuseumDataset

@@ -1,8 +1,8 @@
 """``muselens retrain DATA --out BUNDLE``: train, evaluate, export and validate a museum in one go.
 
 The steps are the existing commands' library functions, not copies of them: the configuration
-is resolved exactly as ``muselens train`` does (:func:`muselens.training.command.overrides_from_args`
-and :func:`muselens.training.config.load_config`), the run is a
+is resolved exactly as ``muselens train`` does (:func:`muselens.training.train_command.overrides_from_args`
+and :func:`muselens.training.train_config.load_config`), the run is a
 :class:`~muselens.training.run.TrainingRun` in ``--run-dir`` (default ``BUNDLE.run``; ``--resume``
 continues it), its validation metrics come from the run's history, and the bundle is written by
 :func:`muselens.export.bundle.export_bundle`. Then the bundle is validated the way the service
@@ -133,9 +133,9 @@ def validate_bundle(bundle_path: Path | str, data: Path | str, *,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from muselens.export.command import _precisions
-    from muselens.training.backbones.registry import BACKBONES
-    from muselens.training.command import _set
+    from muselens.export.export_command import _precisions
+    from muselens.training.backbones.backbone_registry import BACKBONES
+    from muselens.training.train_command import _set
 
     parser.add_argument("data", type=Path, help="museum dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -159,8 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    from muselens.training.command import overrides_from_args
-    from muselens.training.config import load_config
+    from muselens.training.train_command import overrides_from_args
+    from muselens.training.train_config import load_config
     from muselens.training.run import TrainingRun
 
     args.stages = None  # a bundle needs all three stages (stage 3 makes the descriptor)
@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
     from muselens.export.precision import DriftError
     from muselens.core.data.museum_dataset import DatasetError
     from muselens.training.checkpoint import CheckpointError
-    from muselens.training.config import ConfigError
+    from muselens.training.train_config import ConfigError
 
     try:
         out = retrain(args)

@@ -38,10 +38,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "muselens.core.data.check_data_command", "report what a museum dataset holds and what is wrong with it"
     ),
     "train": Subcommand(
-        "muselens.training.command", "fine-tune a museum's descriptor: classification, FCN, region descriptors"
+        "muselens.training.train_command", "fine-tune a museum's descriptor: classification, FCN, region descriptors"
     ),
     "export": Subcommand(
-        "muselens.export.command",
+        "muselens.export.export_command",
         "export a trained run to ONNX (fp32/fp16/int8), check parity and drift, write the museum's bundle",
     ),
     "retrain": Subcommand(
@@ -49,14 +49,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "the per-museum one-liner: train, evaluate, export, then validate the bundle through the runtime",
     ),
     "bench": Subcommand(
-        "muselens.benchmarks.command", "benchmarks: latency, streams, accuracy, training cost, bad input, soak"
+        "muselens.benchmarks.bench_command", "benchmarks: latency, streams, accuracy, training cost, bad input, soak"
     ),
     "evaluate": Subcommand(
-        "muselens.training.evaluation.command",
+        "muselens.training.evaluation.evaluate_command",
         "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",
     ),
     "serve": Subcommand(
-        "muselens.runtime.server.command",
+        "muselens.runtime.server.serve_command",
         "serve a bundle over gRPC: streaming recognition, heatmaps, enrolment, hot reload",
     ),
     "recognize": Subcommand("muselens.runtime.client.recognize_command", "ask a running server what images show"),

@@ -160,7 +160,7 @@ def train(paths: Paths, schedule: dict[str, Any], args: argparse.Namespace) -> b
     yaml_path = paths.out / "train-config.yaml"
     import yaml
 
-    from muselens.training.config import load_config
+    from muselens.training.train_config import load_config
     from muselens.training.run import TrainingRun
 
     yaml_path.write_text(yaml.safe_dump(schedule) if schedule else "{}\n")
@@ -298,7 +298,7 @@ def stream_summary(rows: list[dict[str, Any]], sent: int, info) -> dict[str, Any
 
 def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], seconds: float,
                  reused: list[str]) -> Path:
-    from muselens.report import Report, code, image_tag, paragraph, table
+    from muselens.demo_report import Report, code, image_tag, paragraph, table
 
     note = f" (reused from an earlier run: {', '.join(reused)})" if reused else ""
     report = Report("muselens demo", f"a synthetic museum, {seconds:.0f} s end to end on this machine{note}")
@@ -335,7 +335,7 @@ def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], sec
 def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
     import numpy as np
 
-    from muselens.report import StripFrame
+    from muselens.demo_report import StripFrame
     from muselens.core.data.images import encode_jpeg, read_image
     from muselens.runtime.explain import heatmap_overlay
 

@@ -56,7 +56,7 @@ def export_museum(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def run_dir(export_museum) -> Path:
-    from muselens.training.config import load_config
+    from muselens.training.train_config import load_config
     from muselens.training.run import TrainingRun
 
     out = export_museum.parent / "run"
@@ -112,7 +112,7 @@ def tiny_bundle(run_dir) -> Path:
 @pytest.fixture(scope="session")
 def served(tiny_bundle):
     """The tiny bundle loaded for serving (ONNX Runtime on one CPU thread), torch-free."""
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
     return ServedModel.load(tiny_bundle, ServingConfig(threads=1))
 

@@ -1,6 +1,6 @@
 """Training curves as a picture: loss and accuracy per epoch, and validation mP@1 / mAP.
 
-Not every epoch is validated (:class:`~muselens.training.config.ValidationConfig`): the
+Not every epoch is validated (:class:`~muselens.training.train_config.ValidationConfig`): the
 validation curves join the epochs that were, at their place on the epoch axis.
 """
 

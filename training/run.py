@@ -33,19 +33,21 @@ from torch import nn
 
 from muselens.core.data.museum_dataset import MuseumDataset
 from muselens.core.metrics import evaluate_retrieval, instance_average, similarity
-from muselens.training.backbones.registry import build_backbone
+from muselens.training.backbones.backbone_registry import build_backbone
 from muselens.core.files import write_whole
 from muselens.training.checkpoint import load_checkpoint, save_checkpoint
-from muselens.training.config import TrainConfig, ValidationConfig, config_from_dict, write_config
+from muselens.training.train_config import TrainConfig, ValidationConfig, config_from_dict, write_config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
                                         LabelledImages, PhotoViews, load_labelled_images)
 from muselens.training.distributed import Distributed
-from muselens.training.memory import peaks, reset_peaks
-from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks
+from muselens.training.peak_memory import peaks, reset_peaks
+from muselens.training.classifier import InstanceClassifier, set_trainable_blocks, split_blocks
 from muselens.training.pooling.functional import gem
 from muselens.training.regions import RegionDescriptorNet
-from muselens.training.stages.classification import EpochStats, build_optimizer, fit_classification
-from muselens.training.stages.descriptor import (build_descriptor_optimizer, fit_descriptor,
+from muselens.training.stages.classification import fit_classification
+from muselens.training.stages.epoch_stats import EpochStats
+from muselens.training.stages.optimiser import build_optimizer
+from muselens.training.stages.region_descriptor import (build_descriptor_optimizer, fit_descriptor,
                                                  init_head_from_pca, view_sources)
 from muselens.training.stages.fcn import fit_fcn
 from muselens.training.trunk import TrunkCache
@@ -138,7 +140,7 @@ class Validator:
 
 
 class ValidationSchedule:
-    """Which epochs are validated (:class:`~muselens.training.config.ValidationConfig`).
+    """Which epochs are validated (:class:`~muselens.training.train_config.ValidationConfig`).
 
     It reads only the run's history (each validated epoch records ``val_seconds``), so a
     resumed run goes on with the budget it had. An epoch left out carries no ``val_*`` keys.

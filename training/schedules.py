@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from muselens.training.config import TrainConfig, load_config, merge
+from muselens.training.train_config import TrainConfig, load_config, merge
 
 SCHEDULES: dict[str, dict[str, Any]] = {
     # A few minutes on 2 CPU cores for the demo's museum.

@@ -16,7 +16,7 @@ import torch
 
 from muselens.core.preprocess import prepare_short_side
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.config import TrainConfig, load_config
+from muselens.training.train_config import TrainConfig, load_config
 from muselens.training.pooling.functional import gem
 
 KINDS = ("ft", "proposed")

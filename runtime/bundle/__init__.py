@@ -22,7 +22,7 @@ from muselens.runtime.bundle.archive import (
     unpack_bundle,
 )
 from muselens.runtime.bundle.checksum import dataset_digest, sha256_bytes, sha256_file
-from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo
 from muselens.runtime.bundle.loader import Bundle, load_bundle

@@ -24,7 +24,7 @@ import zlib
 from pathlib import Path
 
 from muselens.runtime.bundle._paths import relative_path
-from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.manifest import MANIFEST_FILE
 from muselens.runtime.bundle.verify import verify_bundle_dir
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 import numpy as np
 
 from muselens.runtime.bundle.archive import unpack_bundle
-from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo
 from muselens.runtime.bundle.manifest import Manifest

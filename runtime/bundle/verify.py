@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muselens.runtime.bundle.checksum import sha256_bytes, sha256_file
-from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo, check_coverage, labels_from_json
 from muselens.runtime.bundle.manifest import (

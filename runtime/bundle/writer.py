@@ -25,7 +25,7 @@ import muselens
 from muselens.core import checks
 from muselens.core.descriptor_contract import DescriptorContract
 from muselens.runtime.bundle.checksum import CHUNK, sha256_bytes, sha256_file
-from muselens.runtime.bundle.errors import BundleError
+from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo, check_coverage, index_labels, labels_to_json
 from muselens.runtime.bundle.manifest import (

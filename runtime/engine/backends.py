@@ -2,7 +2,7 @@
 
 ``ort-cpu`` (default), ``ort-cuda`` and ``ort-tensorrt`` run the ONNX file through ONNX Runtime
 with that execution provider first; ``tensorrt`` runs a serialised TensorRT engine natively
-(:mod:`muselens.runtime.engine.tensorrt`). ONNX Runtime quietly falls back to the CPU when a
+(:mod:`muselens.runtime.engine.tensorrt_backend`). ONNX Runtime quietly falls back to the CPU when a
 requested provider cannot start; :class:`OrtBackend` checks the provider the session actually
 got and raises :class:`BackendUnavailable` instead, so the service always reports the engine it
 really uses. (Individual operators an accelerator lacks may still run on the CPU provider
@@ -193,7 +193,7 @@ def open_backend(model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads
     ONNX Runtime's telemetry is turned off unless ``allow_telemetry`` (native TensorRT has none)."""
     _check_name(name)
     if name == "tensorrt":
-        from muselens.runtime.engine.tensorrt import TensorRTBackend
+        from muselens.runtime.engine.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(model_path, device_id=device_id)
     return OrtBackend(model_path, name, threads=threads, device_id=device_id, allow_telemetry=allow_telemetry)

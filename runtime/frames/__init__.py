@@ -10,7 +10,7 @@ grpc-free (numpy + OpenCV).
 from __future__ import annotations
 
 from muselens.runtime.frames.encoded import decode_encoded
-from muselens.runtime.frames.errors import INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, FrameError
+from muselens.runtime.frames.frame_error import INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, FrameError
 from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.raw import PixelFormat, decode_raw, raw_frame_size
 from muselens.runtime.frames.sniff import JPEG, PNG, ImageHeader, sniff

@@ -14,7 +14,7 @@ import numpy as np
 
 from muselens.core.data.images import ImageReadError, decode_image
 from muselens.runtime.frames._input import as_bytes
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
 

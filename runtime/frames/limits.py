@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from muselens.core import checks
 from muselens.core.data.images import MAX_PIXELS
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 
 
 @dataclass(frozen=True)

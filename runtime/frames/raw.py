@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from muselens.runtime.frames._input import as_bytes, as_int
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 
 DEFAULT_LIMITS = FrameLimits()

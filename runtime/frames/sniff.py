@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 
 from muselens.runtime.frames._input import as_bytes
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 
 JPEG = "jpeg"
 PNG = "png"

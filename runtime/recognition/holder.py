@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 from muselens.runtime.safe_text import log_safe
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import numpy as np
 
 from muselens.runtime.bundle import LabelInfo
 from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, decode_encoded, decode_raw
-from muselens.runtime.recognition.decision import Decision
+from muselens.runtime.recognition.decision_rule import Decision
 from muselens.runtime.recognition.explainer import HeatmapResult
-from muselens.runtime.recognition.model import RecognitionResult
+from muselens.runtime.recognition.served_model import RecognitionResult
 from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
                                                   RecognizeOptions)
 from muselens.runtime.streams import SmoothedDecision

@@ -24,7 +24,7 @@ from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
 from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.model import RecognitionResult, ServedModel
+from muselens.runtime.recognition.served_model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert

@@ -7,7 +7,7 @@ switching and dropping an artwork, tuned by :class:`SmootherConfig`.
 
 from __future__ import annotations
 
-from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.smoother_config import SmootherConfig, ema_alpha
 from muselens.runtime.streams.decision import Decision, SmoothedDecision
 from muselens.runtime.streams.smoother import StreamSmoother
 

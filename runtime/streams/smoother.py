@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from muselens.core import checks
-from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.smoother_config import SmootherConfig, ema_alpha
 from muselens.runtime.streams.decision import Decision, SmoothedDecision
 
 # An absent candidate this close to the floor is forgotten: it carries no evidence any more.

@@ -11,8 +11,8 @@ import yaml
 from muselens.benchmarks import accuracy
 from muselens.benchmarks.results_md import render
 from muselens.cli import main as cli
-from muselens.training.backbones.registry import build_backbone
-from muselens.training.descriptors import build_im_extractor
+from muselens.training.backbones.backbone_registry import build_backbone
+from muselens.training.baselines.imagenet import build_im_extractor
 from tests.tiny_model import TINY
 
 

@@ -101,7 +101,7 @@ def test_default_size_is_the_bundle_short_side_or_the_closest():
 
 def test_descriptor_forward_computes_what_the_exported_graph_does(trained):
     torch = pytest.importorskip("torch")
-    from muselens.export.graph import InferenceGraph
+    from muselens.export.inference_graph import InferenceGraph
 
     image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8))
     with torch.inference_mode():

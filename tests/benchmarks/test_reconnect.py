@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from muselens.benchmarks.command import load
+from muselens.benchmarks.bench_command import load
 from muselens.cli import main as cli
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import muselens.runtime.bundle.writer as writer
-from muselens.export import command
+from muselens.export import export_command as command
 from muselens.runtime.bundle import BundleError, load_bundle
 
 FAST = ["--precision", "fp32", "--latency-runs", "0", "--bundle-version", "9.9.9"]

@@ -127,7 +127,7 @@ def test_pbtxt_string_escapes():
 
 
 def test_export_command_writes_the_repository(run_dir, tmp_path, capsys):
-    from muselens.export import command
+    from muselens.export import export_command as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

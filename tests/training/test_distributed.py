@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from muselens.training.checkpoint import load_checkpoint
-from muselens.training.config import load_config, merge
+from muselens.training.train_config import load_config, merge
 from muselens.training.distributed import TORCHRUN_ENV, Distributed, launched_by_torchrun, state_checksum
 from muselens.training.run import TrainingRun
 from tests.tiny_model import TINY, make_museum
@@ -156,7 +156,7 @@ import numpy as np
 import torch
 from torch import nn
 torch.set_num_threads(1)
-from muselens.training.config import load_config
+from muselens.training.train_config import load_config
 from muselens.training.distributed import Distributed, state_checksum
 from muselens.training.run import TrainingRun
 
@@ -214,9 +214,9 @@ rep["history"] = summary["history"]
 rep["summary_world_size"] = summary.get("world_size")
 
 # -- one stage-3 step, sharded (both ways) against this rank's own single-process gradient ----------
-from muselens.training.model import split_blocks
+from muselens.training.classifier import split_blocks
 from muselens.training.trunk import TrunkCache
-from muselens.training.stages.descriptor import (build_descriptor_optimizer, build_stage3_loss,
+from muselens.training.stages.region_descriptor import (build_descriptor_optimizer, build_stage3_loss,
     set_frozen_bn_train_mode, sharded_step_gradients, step_gradients)
 model = run.model
 frozen, trainable = split_blocks(model.classifier, config.train_blocks)

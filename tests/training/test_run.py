@@ -17,7 +17,7 @@ import yaml
 
 from muselens.core.data.images import read_image
 from muselens.training.checkpoint import load_checkpoint
-from muselens.training.config import load_config
+from muselens.training.train_config import load_config
 from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
 
 TINY = {
@@ -102,7 +102,7 @@ def _assert_same_run(reference: dict, resumed: dict, reference_dir, resumed_dir)
 CHILD = """
 import sys, torch
 torch.set_num_threads(1)
-from muselens.training.config import load_config
+from muselens.training.train_config import load_config
 from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
 import json
 TrainingRun(sys.argv[1], sys.argv[2], load_config(None, json.loads(sys.argv[3])),

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import muselens.training.run as run_module
-from muselens.training.config import load_config
+from muselens.training.train_config import load_config
 from muselens.training.run import MuseumModel, TrainingRun
 from tests.conftest import write_image
 
@@ -133,7 +133,7 @@ def test_a_run_killed_in_stage3_resumes_to_the_same_views_and_result(tmp_path, m
 
 
 def test_stage3_settings_for_views_are_checked():
-    from muselens.training.config import ConfigError
+    from muselens.training.train_config import ConfigError
 
     with pytest.raises(ConfigError, match="views_per_photo must be >= 0"):
         _config(views_per_photo=-1)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import muselens.training.run as run_module
-from muselens.training.config import ConfigError, ValidationConfig, load_config
+from muselens.training.train_config import ConfigError, ValidationConfig, load_config
 from muselens.training.curves import plot_curves
 from muselens.training.run import TrainingRun, ValidationSchedule
 from tests.conftest import write_image

@@ -1,5 +1,7 @@
-"""Non-learned retrieval baselines the fine-tuned descriptors are compared against (paper 004, table 4.2).
+"""The baselines the fine-tuned descriptors are compared against (paper 004, table 4.2).
 
-These modules use numpy and OpenCV only -- no torch -- although they live beside the training code,
-so a baseline can run wherever the runtime runs.
+:mod:`~muselens.training.baselines.imagenet`: global descriptors of the ImageNet backbone, no
+fine-tuning (the "IM" methods: MAC, SPoC, GeM, R-MAC, logits; torch).
+:mod:`~muselens.training.baselines.sift`: RootSIFT matching with RANSAC (numpy and OpenCV only,
+so it runs wherever the runtime runs).
 """

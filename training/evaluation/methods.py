@@ -31,7 +31,7 @@ class PairwiseMethod:
 
 
 def _im_methods() -> dict[str, str]:
-    from muselens.training.descriptors import IM_METHODS
+    from muselens.training.baselines.imagenet import IM_METHODS
 
     return {name: spec.summary for name, spec in IM_METHODS.items()}
 
@@ -75,8 +75,8 @@ def build_method(
         model = TrainedModel(run, device=device)
         return DescriptorMethod(name, lambda images: model.describe(images, name), info=model.info(name))
 
-    from muselens.training.backbones.registry import DEFAULT_BACKBONE, build_backbone
-    from muselens.training.descriptors import build_im_extractor
+    from muselens.training.backbones.backbone_registry import DEFAULT_BACKBONE, build_backbone
+    from muselens.training.baselines.imagenet import build_im_extractor
 
     net = build_backbone(backbone or DEFAULT_BACKBONE, pretrained=pretrained)
     extractor = build_im_extractor(

@@ -211,7 +211,7 @@ def _score(
 
 ACCEPT_RULE = ("accepted: top-1 score > threshold, against one entry per artwork (the instance-averaged "
                "gallery; for pairwise scores, an artwork's best reference), as the runtime decides "
-               "(runtime/recognition/decision.py; its 'uncertain' margin is not applied)")
+               "(runtime/recognition/decision_rule.py; its 'uncertain' margin is not applied)")
 
 
 @dataclass(frozen=True)

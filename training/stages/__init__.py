@@ -1,18 +1,14 @@
-"""The fine-tuning stages of paper 004: instance classification (3.1), then the FCN (3.4.1)."""
+"""The fine-tuning stages of paper 004: instance classification (3.1), then the FCN (3.4.1); the
+optimiser and the epoch record they share."""
 
 from muselens.training.stages.classification import (
-    DEFAULT_TRAIN_BLOCKS,
     ClassificationConfig,
-    EpochStats,
     EvalStats,
-    OptimConfig,
-    apply_lr_schedule,
-    build_optimizer,
-    cosine_factor,
     evaluate_accuracy,
     fit_classification,
     train_epoch,
 )
+from muselens.training.stages.epoch_stats import EpochStats
 from muselens.training.stages.fcn import (
     FCNConfig,
     accumulate_fcn_gradients,
@@ -22,9 +18,9 @@ from muselens.training.stages.fcn import (
     step_sizes,
     train_fcn_epoch,
 )
+from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule, build_optimizer, cosine_factor
 
 __all__ = [
-    "DEFAULT_TRAIN_BLOCKS",
     "ClassificationConfig",
     "EpochStats",
     "EvalStats",

@@ -1,23 +1,18 @@
 """Stage 1 (paper 004, 3.1): fine-tune the backbone's top blocks to classify artworks.
 
 Each artwork is a class; the network is the ImageNet backbone plus a new linear head
-(:class:`~muselens.training.model.InstanceClassifier`), trained with softmax cross-entropy on
+(:class:`~muselens.training.classifier.InstanceClassifier`), trained with softmax cross-entropy on
 augmented, fixed-size reference photos. Only the top ``train_blocks`` backbone blocks and the
 head learn (3.1.2); those blocks' BatchNorm layers run in train mode so that their running
 statistics are re-estimated on the museum, which stage 2 then keeps frozen (3.4.1).
 
-Optimiser: SGD with momentum (0.9), the head at ``head_lr_mult`` times the backbone's learning
-rate and a per-epoch cosine decay. SGD because the paper optimises with stochastic gradient
-descent and stage 2's gradient accumulation is defined for it; the higher head rate because
-the head starts from scratch while the blocks start from ImageNet. Weight decay skips biases
-and BatchNorm parameters. The learning rate of an epoch is a pure function of the epoch
-(:func:`cosine_factor`), so all training state is ``(model, optimizer, epoch)``: the lead
-saves those three and resumes with ``fit_classification(..., start_epoch=epoch + 1)``.
+The optimiser (:mod:`muselens.training.stages.optimiser`) is the one stage 2 uses too; all
+training state is ``(model, optimizer, epoch)``: the lead saves those three and resumes with
+``fit_classification(..., start_epoch=epoch + 1)``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,33 +25,10 @@ from tqdm import tqdm
 from muselens.core import checks
 from muselens.training.datasets import ClassificationDataset, epoch_order
 from muselens.training.distributed import Distributed
-from muselens.training.model import (InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes,
-                                     split_blocks)
-
-# Top blocks retrained by default: for EfficientNet-Lite and MobileNetV2 the last two stages
-# (all blocks at stride 32) and the 1x1 head conv, the analogue of paper 004 retraining
-# ResNet's whole last stage (3.1.2). The instance head always learns.
-DEFAULT_TRAIN_BLOCKS = 3
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """SGD settings shared by both stages."""
-
-    lr: float
-    head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    cosine: bool = True
-
-    def __post_init__(self) -> None:
-        checks.number(self.lr, "lr", low=0, low_open=True)
-        checks.number(self.head_lr_mult, "head_lr_mult", low=0, low_open=True)
-        checks.number(self.weight_decay, "weight_decay", low=0)
-        checks.number(self.momentum, "momentum", low=0)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
-
+from muselens.training.classifier import (DEFAULT_TRAIN_BLOCKS, InstanceClassifier, check_train_blocks, resolve_device,
+                                     set_stage_modes, split_blocks)
+from muselens.training.stages.epoch_stats import EpochStats
+from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule
 
 @dataclass(frozen=True)
 class ClassificationConfig:
@@ -81,60 +53,6 @@ class ClassificationConfig:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    """What one pass over the data measured; ``accuracy`` is top-1 (per location in stage 2)."""
-
-    epoch: int
-    loss: float
-    accuracy: float
-    images: int
-    seconds: float
-    lr: float
-
-
-def cosine_factor(epoch: int, epochs: int) -> float:
-    """Learning-rate multiplier of ``epoch`` (0-based) in a cosine decay over ``epochs`` to 0."""
-    if not 0 <= epoch < epochs:
-        raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
-    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-
-
-def build_optimizer(model: InstanceClassifier, optim: OptimConfig) -> torch.optim.SGD:
-    """SGD over the parameters that require grad (call after ``set_trainable_blocks``).
-
-    Four groups: backbone/head x decayed (conv and linear weights) / not decayed (biases, BN).
-    Each group remembers its ``base_lr`` so the schedule can be re-applied after a resume.
-    """
-    if not isinstance(model, InstanceClassifier):
-        raise TypeError(f"model must be an InstanceClassifier, got {type(model).__name__}")
-    if not isinstance(optim, OptimConfig):
-        raise TypeError(f"optim must be an OptimConfig, got {type(optim).__name__}")
-    head_ids = {id(p) for p in model.head.parameters()}
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            groups.setdefault((id(p) in head_ids, p.ndim > 1), []).append(p)
-    if not groups:
-        raise ValueError("the model has no trainable parameters: call set_trainable_blocks first")
-    param_groups = []
-    for (is_head, decayed), params in sorted(groups.items()):
-        base_lr = optim.lr * (optim.head_lr_mult if is_head else 1.0)
-        param_groups.append({"params": params, "lr": base_lr, "base_lr": base_lr,
-                             "weight_decay": optim.weight_decay if decayed else 0.0})
-    return torch.optim.SGD(param_groups, lr=optim.lr, momentum=optim.momentum)
-
-
-def apply_lr_schedule(optimizer: torch.optim.Optimizer, epoch: int, epochs: int, cosine: bool) -> float:
-    """Set every group's lr for ``epoch``; returns the factor applied to the base rates."""
-    factor = cosine_factor(epoch, epochs) if cosine else 1.0
-    for group in optimizer.param_groups:
-        if "base_lr" not in group:
-            raise ValueError("optimizer groups lack 'base_lr': build the optimizer with build_optimizer")
-        group["lr"] = group["base_lr"] * factor
-    return factor
-
-
 def train_epoch(
     model: InstanceClassifier,
     dataset: ClassificationDataset,
@@ -152,7 +70,7 @@ def train_epoch(
     of ``(dataset.seed, epoch)``; returns the epoch's mean loss and accuracy.
 
     Frozen blocks run in eval mode, the top ``train_blocks`` in train mode (see
-    :func:`~muselens.training.model.set_stage_modes`). The model must already be on ``device``.
+    :func:`~muselens.training.classifier.set_stage_modes`). The model must already be on ``device``.
     With ``dist`` of several ranks each batch is split across them: every rank back-propagates
     ``sum of its losses / batch size`` and :meth:`~Distributed.sync_gradients` sums them, so a
     step follows the whole batch's mean loss; the retrained blocks' BatchNorm running statistics

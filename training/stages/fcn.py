@@ -1,7 +1,7 @@
 """Stage 2 (paper 004, 3.4.1): fine-tune the classifier as an FCN on whole images at several scales.
 
 The stage-1 head becomes a 1x1 convolution applied at every feature location
-(:meth:`~muselens.training.model.InstanceClassifier.dense_logits`). An image is shown at its true
+(:meth:`~muselens.training.classifier.InstanceClassifier.dense_logits`). An image is shown at its true
 aspect ratio at every short side (448 and 224), and its loss is equation 3.5: the softmax
 cross-entropy against the image's label at each location, averaged over the locations of a
 scale, then averaged over the scales with equal weight (:func:`fcn_image_loss`).
@@ -27,13 +27,10 @@ from tqdm import tqdm
 from muselens.core import checks
 from muselens.training.datasets import STAGE2_MAX_ASPECT, STAGE2_SHORT_SIDES, FCNDataset, epoch_order
 from muselens.training.distributed import Distributed
-from muselens.training.model import InstanceClassifier, check_train_blocks, resolve_device, set_stage_modes
-from muselens.training.stages.classification import (
-    DEFAULT_TRAIN_BLOCKS,
-    EpochStats,
-    OptimConfig,
-    apply_lr_schedule,
-)
+from muselens.training.classifier import (DEFAULT_TRAIN_BLOCKS, InstanceClassifier, check_train_blocks, resolve_device,
+                                     set_stage_modes)
+from muselens.training.stages.epoch_stats import EpochStats
+from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from PIL import Image
 
 import muselens.runtime.frames.encoded as encoded_module
 from muselens.runtime.frames.encoded import decode_encoded
-from muselens.runtime.frames.errors import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, FrameError
+from muselens.runtime.frames.frame_error import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, FrameError
 from muselens.runtime.frames.limits import FrameLimits
 
 from .helpers import PNG_SIGNATURE, encode, ihdr, patch_jpeg_size, png_bomb, random_image, smooth_image, sof_offset

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from muselens.core.data.images import MAX_PIXELS
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 
 

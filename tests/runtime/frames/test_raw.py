@@ -6,7 +6,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from muselens.runtime.frames.errors import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, FrameError
+from muselens.runtime.frames.frame_error import INVALID_ARGUMENT, RESOURCE_EXHAUSTED, FrameError
 from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.raw import PixelFormat, decode_raw, raw_frame_size
 

@@ -5,7 +5,7 @@ import struct
 import cv2
 import pytest
 
-from muselens.runtime.frames.errors import FrameError
+from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.sniff import JPEG, MAX_JPEG_MARKERS, PNG, sniff
 
 from .helpers import PNG_SIGNATURE, chunk, encode, ihdr, patch_jpeg_size, random_image, sof_offset

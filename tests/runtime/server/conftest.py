@@ -14,7 +14,7 @@ import pytest
 
 from muselens.runtime.engine import Cancelled, Describer
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.model import ServedModel
+from muselens.runtime.recognition.served_model import ServedModel
 from muselens.runtime.server.app import MuselensServer, ServerConfig
 from muselens.v1 import recognition_pb2 as pb
 from muselens.v1 import recognition_pb2_grpc as pb_grpc

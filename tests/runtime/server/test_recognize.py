@@ -135,7 +135,7 @@ def test_explaining_on_the_reference_side_uses_the_bundles_photos(served, start_
 
 def test_without_reference_photos_the_reference_side_is_a_failed_precondition(tiny_bundle, start_server,
                                                                              query_images, tmp_path):
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
     from tests.runtime.server.conftest import copy_bundle
 
     bare = ServedModel.load(copy_bundle(tiny_bundle, tmp_path / "bare", "1.0.1"), ServingConfig(threads=1))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from muselens.runtime.streams.config import SmootherConfig, ema_alpha
+from muselens.runtime.streams.smoother_config import SmootherConfig, ema_alpha
 from muselens.runtime.streams.decision import Decision, SmoothedDecision
 from muselens.runtime.streams.smoother import MAX_TIMESTAMP_S, StreamSmoother
 

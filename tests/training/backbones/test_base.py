@@ -10,7 +10,7 @@ from torch import nn
 
 from muselens.core.preprocess import PreprocessContract
 from muselens.training.backbones.base import Backbone
-from muselens.training.backbones.registry import BACKBONES, build_backbone
+from muselens.training.backbones.backbone_registry import BACKBONES, build_backbone
 
 SIZES = [(97, 131), (224, 224), (333, 517), (1, 1), (33, 31)]
 

@@ -11,7 +11,7 @@ import torch
 from muselens.core.data.museum_dataset import ImageRecord
 from muselens.training.backbones import build_backbone
 from muselens.training.datasets import InstanceLabels, LabelledImages
-from muselens.training.model import InstanceClassifier
+from muselens.training.classifier import InstanceClassifier
 
 COLOURS = ((220, 40, 40), (40, 200, 40), (40, 40, 220))
 

@@ -8,8 +8,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from muselens.core.preprocess import PreprocessContract
 from muselens.training.datasets import ClassificationDataset, FCNDataset
-from muselens.training.model import set_trainable_blocks
-from muselens.training.stages.classification import OptimConfig, build_optimizer, train_epoch
+from muselens.training.classifier import set_trainable_blocks
+from muselens.training.stages.classification import train_epoch
+from muselens.training.stages.optimiser import OptimConfig, build_optimizer
 from muselens.training.stages.fcn import train_fcn_epoch
 from tests.training.stages.conftest import colour_images
 

@@ -13,8 +13,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from muselens.core.preprocess import PreprocessContract
 from muselens.training.augment import AugmentConfig
 from muselens.training.datasets import FCNDataset
-from muselens.training.model import set_stage_modes, set_trainable_blocks, split_blocks
-from muselens.training.stages.classification import OptimConfig, build_optimizer
+from muselens.training.classifier import set_stage_modes, set_trainable_blocks, split_blocks
+from muselens.training.stages.optimiser import OptimConfig, build_optimizer
 from muselens.training.stages.fcn import (
     FCNConfig,
     accumulate_fcn_gradients,

@@ -29,8 +29,8 @@ from torch import nn
 from muselens.core import checks
 from muselens.core.preprocess import prepare_short_side, prepare_square, short_side_size
 from muselens.training.backbones.base import Backbone
-from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
-from muselens.training.pooling.registry import POOLINGS, build_pooling
+from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
+from muselens.training.pooling.pooling_registry import POOLINGS, build_pooling
 
 DEFAULT_SHORT_SIDE = 448  # paper 004: images scaled to a smaller side of 448 (and 224) pixels
 DEFAULT_MAX_ASPECT = 2.0  # paper 004: "a maximal aspect ratio of 2.0"

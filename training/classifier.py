@@ -26,6 +26,11 @@ from muselens.training.backbones.base import Backbone
 
 BN_MODES = ("trainable_blocks", "frozen")
 
+# Top blocks retrained by default: for EfficientNet-Lite and MobileNetV2 the last two stages
+# (all blocks at stride 32) and the 1x1 head conv, the analogue of paper 004 retraining
+# ResNet's whole last stage (3.1.2). The instance head always learns.
+DEFAULT_TRAIN_BLOCKS = 3
+
 
 def linear_as_conv(feature_map: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """Apply ``linear`` at every location of ``(N, C, H, W)``: a 1x1 conv with its weights."""

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from muselens.training.command import _set
-from muselens.training.config import ConfigError, TrainConfig, config_from_dict, load_config
+from muselens.training.train_command import _set
+from muselens.training.train_config import ConfigError, TrainConfig, config_from_dict, load_config
 
 
 def test_file_then_overrides(tmp_path):

@@ -12,7 +12,7 @@ from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
 from muselens.training.checkpoint import CheckpointError
 from muselens.training.evaluation.methods import METHODS, build_method
 from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
-from muselens.training.evaluation.report import markdown_report, plot, text_report, write_json
+from muselens.training.evaluation.results_report import markdown_report, plot, text_report, write_json
 
 
 def _methods(value: str) -> list[str]:

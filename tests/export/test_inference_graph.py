@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from muselens.core.descriptor_contract import OUTPUT_NAMES
-from muselens.export.graph import InferenceGraph, normalise_pixels
+from muselens.export.inference_graph import InferenceGraph, normalise_pixels
 from muselens.core.preprocess import to_network_input
 
 

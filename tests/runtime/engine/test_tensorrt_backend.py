@@ -15,7 +15,7 @@ import pytest
 from muselens.core.descriptor_contract import DescriptorContract
 from muselens.core.preprocess import PreprocessContract
 from muselens.runtime.engine import BackendUnavailable, open_backend
-from muselens.runtime.engine.tensorrt import (DeviceBuffers, TensorRTBackend, check_batch, check_in_profile,
+from muselens.runtime.engine.tensorrt_backend import (DeviceBuffers, TensorRTBackend, check_batch, check_in_profile,
                                               read_sidecar, sidecar_document, sidecar_path)
 
 CONTRACT = DescriptorContract(dim=8, k=4, short_side=64, max_aspect=2.0,
@@ -127,6 +127,6 @@ def test_without_tensorrt_the_backend_says_what_to_install(tmp_path):
 
 def test_the_backend_module_never_imports_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import muselens.runtime.engine.tensorrt as m\n"
+            "import muselens.runtime.engine.tensorrt_backend as m\n"
             "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n")
     subprocess.run([sys.executable, "-c", code], check=True)

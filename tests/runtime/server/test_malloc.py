@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from muselens.runtime.server.memory import fix_mmap_threshold, limit_malloc_arenas
+from muselens.runtime.server.malloc import fix_mmap_threshold, limit_malloc_arenas
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
@@ -41,7 +41,7 @@ def test_bad_values():
 
 
 def test_a_refused_setting_is_reported_not_fatal(monkeypatch, caplog):
-    from muselens.runtime.server import memory
+    from muselens.runtime.server import malloc as memory
 
     class RefusingLibc:  # a C library whose mallopt says no, as glibc does to values it cannot take
         def __init__(self, name):
@@ -55,7 +55,7 @@ def test_a_refused_setting_is_reported_not_fatal(monkeypatch, caplog):
 
 
 def test_without_a_c_library_nothing_is_tuned(monkeypatch):
-    from muselens.runtime.server import memory
+    from muselens.runtime.server import malloc as memory
 
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)  # e.g. a static musl build
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)

@@ -23,7 +23,7 @@ from muselens.export.onnx_export import ParityError
 from muselens.export.precision import (COSINE_PERCENTILE, DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS,
                                        DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1_AGREEMENT, DRIFT_SIGNIFICANCE, VARIANTS,
                                        DriftError)
-from muselens.export.tensorrt import DEFAULT_WORKSPACE_GB, EngineBuildError
+from muselens.export.tensorrt_build import DEFAULT_WORKSPACE_GB, EngineBuildError
 from muselens.export.triton import KINDS, write_triton_repository
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine.backends import BackendUnavailable
@@ -171,7 +171,7 @@ def write_results_json(path: Path, result: ExportResult, args: argparse.Namespac
     """The export's measured metrics per variant, with the command and machine that measured them."""
     import json
 
-    from muselens.training.evaluation.report import environment
+    from muselens.training.evaluation.results_report import environment
 
     payload = {"command": "muselens " + " ".join(getattr(args, "argv", [])), "environment": environment(),
                "bundle": str(result.bundle), "metrics": result.metrics, "refused": result.refused,

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from muselens.core.data.museum_dataset import DatasetError
-from muselens.training.backbones.registry import BACKBONES
+from muselens.training.backbones.backbone_registry import BACKBONES
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.config import ConfigError, load_config
+from muselens.training.train_config import ConfigError, load_config
 
 
 def _set(value: str) -> tuple[list[str], Any]:

@@ -12,9 +12,10 @@ from typing import Any
 
 from muselens.core import checks
 from muselens.training.augment import AugmentConfig
-from muselens.training.backbones.registry import BACKBONES, DEFAULT_BACKBONE
-from muselens.training.stages.classification import DEFAULT_TRAIN_BLOCKS, ClassificationConfig
-from muselens.training.stages.descriptor import DescriptorConfig
+from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE
+from muselens.training.classifier import DEFAULT_TRAIN_BLOCKS
+from muselens.training.stages.classification import ClassificationConfig
+from muselens.training.stages.region_descriptor import DescriptorConfig
 from muselens.training.stages.fcn import FCNConfig
 
 STAGES = (1, 2, 3)

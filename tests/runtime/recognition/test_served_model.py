@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from muselens.runtime.recognition.decision import Decision
+from muselens.runtime.recognition.decision_rule import Decision
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.options import HeatmapKind, HeatmapSide, OptionsError, RecognizeOptions
 from tests.runtime.server.conftest import rgb
@@ -107,7 +107,7 @@ def test_a_failed_load_keeps_the_model(served, tmp_path):
 
 
 def test_the_variant_must_suit_the_backend(tiny_bundle):
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
     with pytest.raises(ValueError, match="needs a TensorRT engine"):
         ServedModel.load(tiny_bundle, ServingConfig(backend="tensorrt"))

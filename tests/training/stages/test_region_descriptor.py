@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from muselens.training.backbones.registry import build_backbone
-from muselens.training.model import InstanceClassifier, set_trainable_blocks, split_blocks
+from muselens.training.backbones.backbone_registry import build_backbone
+from muselens.training.classifier import InstanceClassifier, set_trainable_blocks, split_blocks
 from muselens.training.regions import RegionDescriptorNet
-from muselens.training.stages.descriptor import (DescriptorConfig, build_stage3_loss,
+from muselens.training.stages.region_descriptor import (DescriptorConfig, build_stage3_loss,
                                                  set_frozen_bn_train_mode, step_gradients)
 from muselens.training.trunk import TrunkCache
 

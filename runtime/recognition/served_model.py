@@ -20,7 +20,7 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
-from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN, Decision, decide
+from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch

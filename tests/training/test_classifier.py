@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from muselens.training.backbones import build_backbone
-from muselens.training.model import (
+from muselens.training.classifier import (
     InstanceClassifier,
     linear_as_conv,
     resolve_device,

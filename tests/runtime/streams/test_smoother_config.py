@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from muselens.runtime.streams.config import FLOOR_GAP, SmootherConfig, ema_alpha
+from muselens.runtime.streams.smoother_config import FLOOR_GAP, SmootherConfig, ema_alpha
 
 
 def test_defaults_are_valid():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from muselens.runtime.frames.errors import INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, FrameError
+from muselens.runtime.frames.frame_error import INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, FrameError
 
 
 def test_reason_sets_status_and_message():

@@ -43,7 +43,8 @@ from muselens.training.distributed import Distributed
 from muselens.training.losses import LOSSES, RegionRegularisedLoss, build_loss
 from muselens.training.mining import mine_triplets, strategy_for_epoch
 from muselens.training.regions import RegionDescriptorNet, gather_regions
-from muselens.training.stages.classification import EpochStats, OptimConfig, apply_lr_schedule
+from muselens.training.stages.epoch_stats import EpochStats
+from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule
 from muselens.training.trunk import TrunkCache
 
 log = logging.getLogger(__name__)

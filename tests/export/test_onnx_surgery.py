@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from muselens.export.onnx_graph import (elide_cast_round_trips, feature_map_tensor, head_nodes, prune_unused,
+from muselens.export.onnx_surgery import (elide_cast_round_trips, feature_map_tensor, head_nodes, prune_unused,
                                         set_metadata, shape_nodes, topological_sort)
 
 

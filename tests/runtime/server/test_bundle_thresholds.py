@@ -13,7 +13,7 @@ import pytest
 
 from muselens.runtime.bundle import Threshold, load_bundle, write_bundle
 from muselens.core.synthetic.museum import non_artwork_photos
-from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import frame
 from tests.runtime.server.test_stream import Lockstep
@@ -87,7 +87,7 @@ def test_a_museum_without_distractors_rejects_photos_of_no_artwork(no_distractor
 
 def test_an_old_uncalibrated_bundle_still_streams(legacy_bundle, start_server, query_images, caplog):
     """Bundles already written with -1.0 must keep working: the smoother's floor follows the threshold."""
-    with caplog.at_level(logging.WARNING, logger="muselens.runtime.recognition.model"):
+    with caplog.at_level(logging.WARNING, logger="muselens.runtime.recognition.served_model"):
         model = ServedModel.load(legacy_bundle, ServingConfig(threads=1))
     assert model.threshold == -1.0
     assert "uncalibrated 'no artwork' threshold -1.0000" in caplog.text and "export the run again" in caplog.text

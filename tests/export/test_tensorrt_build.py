@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from muselens.export import tensorrt as trt_export
+from muselens.export import tensorrt_build as trt_export
 from muselens.export.onnx_export import ParityError
-from muselens.export.tensorrt import (CalibrationCache, CalibrationFeed, Profile, calibration_batches,
+from muselens.export.tensorrt_build import (CalibrationCache, CalibrationFeed, Profile, calibration_batches,
                                       calibration_key, check_build_args, descriptor_cosines, tensorrt_ready_model,
                                       onnx_contract, profile_from_contract, sizes_in_profile, verify_engine)
 from muselens.runtime.engine import BackendUnavailable, OrtBackend
@@ -191,7 +191,7 @@ def test_verify_engine_accepts_a_close_engine_and_refuses_a_drifting_one(tmp_pat
 def test_export_with_tensorrt_refuses_up_front_when_it_is_missing(run_dir, tmp_path, capsys):
     import argparse
 
-    from muselens.export import command
+    from muselens.export import export_command as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -261,7 +261,7 @@ def test_engine_on_the_gpu(tmp_path, fp32_model, export_museum):
     from muselens.export.precision import calibration_images
     from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.runtime.engine import OrtDescriber
-    from muselens.runtime.engine.tensorrt import TensorRTBackend
+    from muselens.runtime.engine.tensorrt_backend import TensorRTBackend
 
     profile = trt_export.profile_from_onnx(fp32_model)
     fp16 = trt_export.build_engine(fp32_model, tmp_path / "fp16.plan", precision="fp16", profile=profile,

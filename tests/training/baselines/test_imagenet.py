@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from muselens.training.backbones import build_backbone
-from muselens.training.descriptors import (
+from muselens.training.baselines.imagenet import (
     DEFAULT_SHORT_SIDE,
     add_extractor_arguments,
     extractor_from_args,

@@ -38,7 +38,7 @@ def test_dataset_without_queries_is_refused(tiny_museum, capsys):
 @pytest.fixture
 def random_weights(monkeypatch):
     """The CLI's CNN methods with random weights: the same code paths, fast and offline."""
-    from muselens.training.evaluation import command, methods
+    from muselens.training.evaluation import evaluate_command as command, methods
 
     monkeypatch.setattr(command, "build_method",
                         lambda name, **kw: methods.build_method(name, **{**kw, "size": 64, "pretrained": False}))

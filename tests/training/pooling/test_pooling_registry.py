@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from muselens.training.pooling.modules import GeM
-from muselens.training.pooling.registry import POOLINGS, build_pooling
+from muselens.training.pooling.pooling_registry import POOLINGS, build_pooling
 
 
 def test_registry_names():

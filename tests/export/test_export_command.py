@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from muselens.export import command
+from muselens.export import export_command as command
 from muselens.runtime.bundle import load_bundle
 
 

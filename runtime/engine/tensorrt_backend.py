@@ -15,7 +15,7 @@ back as numpy arrays. Not thread-safe (one context): the
 
 An engine file carries no metadata of its own, so the descriptor contract travels in a JSON
 sidecar ``<engine>.json`` (e.g. ``fp16.plan.json``) written at build time by
-:func:`muselens.export.tensorrt.build_engine` (:func:`sidecar_document` defines its layout,
+:func:`muselens.export.tensorrt_build.build_engine` (:func:`sidecar_document` defines its layout,
 here, because export depends on the runtime). Inside a bundle the manifest's ``descriptor``
 is the contract and no sidecar is needed: pass it to :class:`~muselens.runtime.engine.Describer`.
 """
@@ -219,7 +219,7 @@ class TensorRTBackend:
         in_type = self.engine.get_tensor_dtype(self.input_name)
         if in_type not in (trt.DataType.UINT8, trt.DataType.FLOAT):
             raise ValueError(f"{path}: input {self.input_name!r} is {in_type}; expected uint8 (or float32 "
-                             "from an engine built with a float input, see muselens.export.tensorrt)")
+                             "from an engine built with a float input, see muselens.export.tensorrt_build)")
         self._input_dtype = np.dtype(trt.nptype(in_type))
         known = [n for n in OUTPUT_NAMES if n in outputs]
         self.output_names = tuple(known + [n for n in outputs if n not in known])

@@ -6,7 +6,7 @@ builds at ``fp16`` (``BuilderFlag.FP16``) or ``int8`` (``INT8`` plus ``FP16`` fo
 an int8 kernel, calibrated by :class:`IInt8EntropyCalibrator2` on museum references resized to
 the profile's ``opt`` shape, because TensorRT calibrates dynamic-shape networks at the
 calibration profile's ``opt`` dims) and writes the serialised engine plus its JSON sidecar
-(:func:`muselens.runtime.engine.tensorrt.sidecar_document`: the descriptor contract, TensorRT
+(:func:`muselens.runtime.engine.tensorrt_backend.sidecar_document`: the descriptor contract, TensorRT
 version, GPU, profile). :func:`verify_engine` then runs engine and fp32 ONNX Runtime (CPU) on
 the same images at several sizes inside the profile and refuses an engine whose descriptors
 drift: cosine >= :data:`MIN_COSINE` (fp16 0.999: half precision keeps ~3 significant digits,
@@ -22,7 +22,7 @@ but the exported graph transposes the uint8 image before casting it, which Tenso
 exactly; tested against ONNX Runtime) and the engine keeps the ``(1, H, W, 3)`` uint8 ``image``
 input. ``input_dtype="float32"`` builds an engine taking float32 pixels instead, should a
 TensorRT version refuse uint8 inputs altogether;
-:class:`~muselens.runtime.engine.tensorrt.TensorRTBackend` casts on the host for such an engine. (Implicit int8 calibration is deprecated since TensorRT 10.1 in favour of explicit
+:class:`~muselens.runtime.engine.tensorrt_backend.TensorRTBackend` casts on the host for such an engine. (Implicit int8 calibration is deprecated since TensorRT 10.1 in favour of explicit
 Q/DQ graphs; it still builds, and this module says so rather than hiding it.)
 
 Building on a GPU machine (TensorRT's wheel downloads from pypi.nvidia.com)::
@@ -30,7 +30,7 @@ Building on a GPU machine (TensorRT's wheel downloads from pypi.nvidia.com)::
     pip install "tensorrt>=10" cuda-python
     muselens export RUN --out BUNDLE --precision fp32,fp16,int8 --tensorrt
     # or one engine from an ONNX file:
-    python -c "from muselens.export.tensorrt import build_engine, profile_from_onnx; \\
+    python -c "from muselens.export.tensorrt_build import build_engine, profile_from_onnx; \\
         build_engine('fp32.onnx', 'fp16.plan', precision='fp16', profile=profile_from_onnx('fp32.onnx'))"
 
 Engines only run on the TensorRT version and GPU architecture they were built with: build
@@ -56,7 +56,7 @@ from muselens.core.preprocess import resize_exact, short_side_size
 from muselens.export.onnx_export import ParityError
 from muselens.runtime.engine.backends import BackendUnavailable, InferenceBackend, OrtBackend
 from muselens.runtime.engine.describer import Describer
-from muselens.runtime.engine.tensorrt import (TensorRTBackend, import_cudart, import_tensorrt, sidecar_document,
+from muselens.runtime.engine.tensorrt_backend import (TensorRTBackend, import_cudart, import_tensorrt, sidecar_document,
                                               sidecar_path)
 
 ENGINE_PRECISIONS = ("fp16", "int8")
@@ -245,7 +245,7 @@ class CalibrationCache:
 def entropy_calibrator(trt: Any, cudart: Any, feed: CalibrationFeed, cache: CalibrationCache | None,
                        key: Mapping[str, Any]) -> Any:
     """A ``trt.IInt8EntropyCalibrator2`` copying each batch to one device buffer."""
-    from muselens.runtime.engine.tensorrt import cuda_check
+    from muselens.runtime.engine.tensorrt_backend import cuda_check
 
     class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -311,7 +311,7 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, *, precision: s
     contract = contract if contract is not None else onnx_contract(onnx_path)
     say = progress or (lambda message: None)
     trt, cudart = require_tensorrt()
-    from muselens.runtime.engine.tensorrt import cuda_check
+    from muselens.runtime.engine.tensorrt_backend import cuda_check
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

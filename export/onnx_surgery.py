@@ -1,6 +1,6 @@
 """Pure helpers over an exported ONNX graph: where the backbone ends, and cast clean-up.
 
-The reduced-precision variants treat two parts of :class:`~muselens.export.graph.InferenceGraph`
+The reduced-precision variants treat two parts of :class:`~muselens.export.inference_graph.InferenceGraph`
 differently: the backbone (almost all the compute) runs in fp16 or int8; everything computed
 from its last feature map (dense class logits, activation, top-k, descriptor map, the final
 L2-normalisation and the instance classifier) stays float32, where the ranking of cells and the

@@ -102,7 +102,7 @@ def test_serve_keeps_no_replaced_model_alive(tiny_bundle, monkeypatch, capsys):
     """After a hot reload the model loaded at start must be freed once no call holds it. The
     command once kept it in a local for the life of the process, pinning its session and its
     cache of reference maps (~96 MiB): the bad-input bench's RSS growth after enrolments."""
-    from muselens.runtime.server import command
+    from muselens.runtime.server import serve_command as command
 
     built, outcome, returned = [], {}, threading.Event()
     real_build = command.build
@@ -197,7 +197,7 @@ def test_serve_turns_ort_telemetry_off_unless_allowed(tiny_bundle, monkeypatch, 
 
     import onnxruntime
 
-    from muselens.runtime.server import command
+    from muselens.runtime.server import serve_command as command
 
     calls = []
     monkeypatch.setattr(onnxruntime, "disable_telemetry_events", lambda: calls.append(1))

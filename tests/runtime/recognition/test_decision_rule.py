@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from muselens.runtime.recognition.decision import Decision, decide
+from muselens.runtime.recognition.decision_rule import Decision, decide
 
 
 @pytest.mark.parametrize("scores, expected", [

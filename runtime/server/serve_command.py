@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import BACKENDS, DEFAULT_BACKEND, BackendUnavailable
 from muselens.runtime.frames import FrameLimits
-from muselens.runtime.recognition.decision import DEFAULT_UNCERTAIN_MARGIN
+from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.search import SEARCH_ENGINES
 
@@ -73,7 +73,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
     reference maps, its bundle -- alive after a hot reload or an enrolment replaced it.
     """
     from muselens.runtime.recognition.holder import ModelHolder
-    from muselens.runtime.recognition.model import ServedModel, ServingConfig
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
     from muselens.runtime.server.app import MuselensServer, ServerConfig
     from muselens.runtime.server.auth import Tokens
 
@@ -109,7 +109,7 @@ def banner(server: MuselensServer, host: str, metrics_address: str | None) -> st
 
 def main(args: argparse.Namespace) -> int:
     from muselens.runtime.server.auth import TokenFileError
-    from muselens.runtime.server.memory import tune_malloc
+    from muselens.runtime.server.malloc import tune_malloc
 
     tune_malloc()  # before any worker thread exists
     if not args.allow_ort_telemetry:

@@ -34,11 +34,10 @@ from muselens.runtime.bundle.manifest import is_engine_variant
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
 from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
-from muselens.training import train_command
 from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.train_config import ConfigError, TrainConfig, load_config
+from muselens.training.train_config import ConfigError, TrainConfig, config_overrides, load_config, setting_argument
 from muselens.training.baselines.imagenet import IM_METHODS, build_im_extractor
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod, build_method
 from muselens.training.evaluation.protocol import (EvalOptions, GivenThreshold, MethodResult, evaluate_method,
@@ -525,7 +524,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "losses: " + ", ".join(LOSSES))
     parser.add_argument("--train-config", type=Path,
                         help="their configuration (default: the proposed run's config.yaml, else the defaults)")
-    parser.add_argument("--train-set", type=train_command._set, action="append", metavar="KEY=VALUE",
+    parser.add_argument("--train-set", type=setting_argument, action="append", metavar="KEY=VALUE",
                         help="override one training setting, as muselens train --set (repeatable)")
     parser.add_argument("--bundle", type=Path, help="exported bundle: one row per variant, through the runtime")
     parser.add_argument("--bundle-backend", choices=BACKENDS, default=DEFAULT_BACKEND)
@@ -570,8 +569,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _training_base(args: argparse.Namespace) -> tuple[TrainConfig, str]:
-    overrides = train_command.overrides_from_args(
-        argparse.Namespace(set=args.train_set, backbone=None, stages=None, seed=None))
+    overrides = config_overrides(args.train_set or ())
     if args.train_config is not None:
         return load_config(args.train_config, overrides), str(args.train_config)
     if PROPOSED in args.runs:

@@ -49,7 +49,7 @@ from muselens.export.onnx_export import export_onnx, parity_sizes, verify_onnx
 from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS, DEFAULT_MIN_COSINE,
                                        DEFAULT_MIN_TOP1_AGREEMENT, VARIANTS, DriftBounds, DriftError,
                                        calibration_images, check_drift, convert_fp16, descriptor_agreement,
-                                       drop_points, quantize_int8, query_hits, retrieval_metrics)
+                                       drop_points, parse_variants, quantize_int8, query_hits, retrieval_metrics)
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
@@ -123,6 +123,27 @@ class ExportOptions:
     def engine_precisions(self) -> tuple[str, ...]:
         """The precisions to build TensorRT engines for (none unless ``tensorrt``)."""
         return tuple(p for p in trt_export.ENGINE_PRECISIONS if p in self.precisions) if self.tensorrt else ()
+
+
+def variants_argument(text: str) -> tuple[str, ...]:
+    """:func:`~muselens.export.precision.parse_variants` as an argparse ``type``."""
+    import argparse
+
+    try:
+        return parse_variants(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_bundle_arguments(parser) -> None:
+    """The flags of a bundle's :class:`ExportOptions` that ``muselens export`` and ``muselens retrain``
+    share: the variants, the bundle's name and version, how many timed runs measure latency."""
+    parser.add_argument("--precision", type=variants_argument, default=VARIANTS,
+                        help=f"comma-separated variants to build, fp32 required (default: {','.join(VARIANTS)})")
+    parser.add_argument("--name", default=None, help="bundle name (default: the museum folder's name)")
+    parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time YYYY.MM.DD-HHMMSS)")
+    parser.add_argument("--latency-runs", type=int, default=10,
+                        help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
 
 
 @dataclass

@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from muselens.export.bundle import DEFAULT_TARGET_FAR, ExportOptions, ExportResult, export_bundle
+from muselens.export.bundle import DEFAULT_TARGET_FAR, ExportOptions, add_bundle_arguments, export_bundle
+from muselens.export.export_report import summary, write_results_json
 from muselens.export.onnx_export import ParityError
 from muselens.export.precision import (COSINE_PERCENTILE, DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_DROP_POINTS,
                                        DEFAULT_MIN_COSINE, DEFAULT_MIN_TOP1_AGREEMENT, DRIFT_SIGNIFICANCE, VARIANTS,
@@ -30,19 +31,10 @@ from muselens.runtime.engine.backends import BackendUnavailable
 from muselens.core.metrics.threshold import DEFAULT_GENERATED, DEFAULT_VIEWS_PER_REFERENCE
 
 
-def _precisions(text: str) -> tuple[str, ...]:
-    items = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in items if p not in VARIANTS]
-    if not items or unknown:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(VARIANTS)}, got {text!r}")
-    return items
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="finished training run folder (model.pt, model.json, config.yaml)")
     parser.add_argument("--out", required=True, help="bundle folder to write (replaced atomically if it is a bundle)")
-    parser.add_argument("--precision", type=_precisions, default=VARIANTS,
-                        help=f"comma-separated variants to build, fp32 required (default: {','.join(VARIANTS)})")
+    add_bundle_arguments(parser)
     parser.add_argument("--data", default=None,
                         help="museum dataset folder (default: the museum the run was trained on)")
     drift = parser.add_argument_group(
@@ -74,14 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="phone views per reference, each scored against every other artwork "
                                 "(default: %(default)s)")
     parser.add_argument("--archive", action="store_true", help="also write BUNDLE.tar.gz beside the bundle folder")
-    parser.add_argument("--name", default=None, help="bundle name (default: the museum folder's name)")
-    parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time YYYY.MM.DD-HHMMSS)")
     parser.add_argument("--default-variant", default="fp32", choices=VARIANTS,
                         help="variant the runtime loads unless told otherwise (default: %(default)s)")
     parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
                         help="reference images used to calibrate int8 (default: %(default)s)")
-    parser.add_argument("--latency-runs", type=int, default=10,
-                        help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
     parser.add_argument("--tensorrt", action="store_true",
                         help="also build TensorRT engines (fp16-trt, int8-trt) for the fp16/int8 variants "
                              "(needs tensorrt>=10 and cuda-python on a GPU machine)")
@@ -98,21 +86,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Triton instance kind (default: %(default)s)")
     parser.add_argument("--triton-instances", type=int, default=1,
                         help="Triton model instances (default: %(default)s)")
-
-
-def format_table(result: ExportResult) -> str:
-    """The variants side by side: mP@1, mAP (percent), drop, file size, CPU latency."""
-    header = f"{'variant':<8} {'mP@1':>7} {'mAP':>7} {'drop':>6} {'MB':>7} {'ms p50':>8} {'ms p95':>8}"
-    lines = [header, "-" * len(header)]
-
-    def cell(row: dict, key: str, scale: float = 1.0, fmt: str = ".2f") -> str:
-        return format(row[key] * scale, fmt) if key in row else "-"
-
-    for variant, row in result.metrics.items():
-        lines.append(f"{variant:<8} {cell(row, 'mp_at_1', 100):>7} {cell(row, 'map', 100):>7} "
-                     f"{cell(row, 'mp_at_1_drop_points'):>6} {cell(row, 'size_mb'):>7} "
-                     f"{cell(row, 'ms_p50', fmt='.1f'):>8} {cell(row, 'ms_p95', fmt='.1f'):>8}")
-    return "\n".join(lines)
 
 
 def _triton_name(args: argparse.Namespace) -> str | None:
@@ -154,28 +127,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:  # an unwritable --out folder, a full disk while exporting (before the bundle writer)
         print(f"error: could not write the export to {args.out}: {exc}", file=sys.stderr)
         return 2
-    print(format_table(result))
-    for variant, reason in result.refused.items():
-        print(f"refused {variant}: {reason}")
-    for variant, reason in result.forced.items():
-        print(f"forced {variant}: {reason}")
-    print(f"threshold {result.threshold.describe()}")
-    print(f"bundle {result.bundle}" + (f", archive {result.archive}" if result.archive else ""))
+    print(summary(result))
     if args.results_json is not None:
-        write_results_json(args.results_json, result, args)
+        write_results_json(args.results_json, result, "muselens " + " ".join(getattr(args, "argv", [])))
         print(f"results {args.results_json}")
     return 0
-
-
-def write_results_json(path: Path, result: ExportResult, args: argparse.Namespace) -> None:
-    """The export's measured metrics per variant, with the command and machine that measured them."""
-    import json
-
-    from muselens.training.evaluation.results_report import environment
-
-    payload = {"command": "muselens " + " ".join(getattr(args, "argv", [])), "environment": environment(),
-               "bundle": str(result.bundle), "metrics": result.metrics, "refused": result.refused,
-               "forced": result.forced, "threshold": result.threshold.to_dict(),
-               "parity_min_cosine": result.parity.get("min_cosine")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2))

@@ -70,6 +70,15 @@ DEFAULT_CALIBRATION_IMAGES = 32
 INT8_OP_TYPES = ("Conv", "Clip", "Add")  # Clip: see the module docstring
 
 
+def parse_variants(text: str) -> tuple[str, ...]:
+    """A comma-separated subset of :data:`VARIANTS` (``"fp32,int8"``), as ``--precision`` takes it."""
+    items = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in items if p not in VARIANTS]
+    if not items or unknown:
+        raise ValueError(f"expected a comma-separated subset of {','.join(VARIANTS)}, got {text!r}")
+    return items
+
+
 class DriftError(ValueError):
     """A reduced-precision variant the bundle cannot do without (its default) drifted too far."""
 

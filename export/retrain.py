@@ -1,27 +1,23 @@
-"""``muselens retrain DATA --out BUNDLE``: train, evaluate, export and validate a museum in one go.
+"""Train, evaluate, export and validate a museum in one go (:func:`retrain`; the command is
+:mod:`muselens.export.retrain_command`).
 
-The steps are the existing commands' library functions, not copies of them: the configuration
-is resolved exactly as ``muselens train`` does (:func:`muselens.training.train_command.overrides_from_args`
-and :func:`muselens.training.train_config.load_config`), the run is a
-:class:`~muselens.training.run.TrainingRun` in ``--run-dir`` (default ``BUNDLE.run``; ``--resume``
-continues it), its validation metrics come from the run's history, and the bundle is written by
-:func:`muselens.export.bundle.export_bundle`. Then the bundle is validated the way the service
-will use it, with no torch in the loop (:func:`validate_bundle`): loaded with
-:func:`~muselens.runtime.bundle.load_bundle`, the museum's queries described with the runtime's
-:class:`~muselens.runtime.engine.Describer` on the bundle's default model and contract, their
-mP@1 against the bundle's gallery must equal the manifest's fp32 metric (within 1e-6), and two
-references described again must reproduce their gallery rows (cosine >= 0.9999).
+The steps are the library functions ``muselens train`` and ``muselens export`` call: the run is a
+:class:`~muselens.training.run.TrainingRun` of the given configuration in ``run_dir`` (default
+``BUNDLE.run``; ``resume`` continues it), its validation metrics come from the run's history, and
+the bundle is written by :func:`muselens.export.bundle.export_bundle`. Then the bundle is
+validated the way the service will use it, with no torch in the loop (:func:`validate_bundle`):
+loaded with :func:`~muselens.runtime.bundle.load_bundle`, the museum's queries described with the
+runtime's :class:`~muselens.runtime.engine.Describer` on the bundle's default model and contract,
+their mP@1 against the bundle's gallery must equal the manifest's fp32 metric (within 1e-6), and
+two references described again must reproduce their gallery rows (cosine >= 0.9999).
 
-The summary is printed on stdout and written to ``BUNDLE.retrain.json`` (beside the bundle: a
-bundle folder holds only the files its manifest names), with the variants left out of the
-bundle for drifting too far from fp32 and why (``refused_variants``; fp32 is always kept, so
-training is never lost to a variant). Progress goes to stderr. Exit status as ``muselens
-export``: 0 success, 1 a result refused (parity, validation), 2 unusable inputs.
+The summary is written to ``BUNDLE.retrain.json`` (beside the bundle: a bundle folder holds only
+the files its manifest names), with the variants left out of the bundle for drifting too far
+from fp32 and why (``refused_variants``; fp32 is always kept, so training is never lost to a
+variant).
 """
-
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -30,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from muselens.export.precision import VARIANTS
-from muselens.runtime.bundle import BundleError, Threshold
 
 METRIC_TOLERANCE = 1e-6
 MIN_REFERENCE_COSINE = 0.9999
@@ -132,105 +126,41 @@ def validate_bundle(bundle_path: Path | str, data: Path | str, *,
     return report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from muselens.export.export_command import _precisions
-    from muselens.training.backbones.backbone_registry import BACKBONES
-    from muselens.training.train_command import _set
-
-    parser.add_argument("data", type=Path, help="museum dataset directory")
-    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    parser.add_argument("--config", type=Path, help="museum.yaml with any TrainConfig fields")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES))
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--set", type=_set, action="append", metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
-    parser.add_argument("--precision", type=_precisions, default=VARIANTS,
-                        help=f"comma-separated variants to export, fp32 required (default: {','.join(VARIANTS)})")
-    parser.add_argument("--device", default="cpu", help="training device: cpu or cuda")
-    parser.add_argument("--run-dir", type=Path, default=None, help="training run folder (default: BUNDLE.run)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir after a stop")
-    parser.add_argument("--no-pretrained", action="store_true",
-                        help="start from random weights instead of ImageNet's (tests, ablations)")
-    parser.add_argument("--name", default=None, help="bundle name (default: the museum folder's name)")
-    parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time)")
-    parser.add_argument("--latency-runs", type=int, default=10,
-                        help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no training progress bars")
-
-
-def _train(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
-    from muselens.training.train_command import overrides_from_args
-    from muselens.training.train_config import load_config
+def _train(data: Path | str, run_dir: Path, config, **options: Any) -> dict[str, Any]:
+    """What ``muselens train`` runs: a :class:`~muselens.training.run.TrainingRun`, to its end."""
     from muselens.training.run import TrainingRun
 
-    args.stages = None  # a bundle needs all three stages (stage 3 makes the descriptor)
-    config = load_config(args.config, overrides_from_args(args))
-    run = TrainingRun(args.data, run_dir, config, device=args.device, resume=args.resume,
-                      progress=not args.no_progress, pretrained=not args.no_pretrained)
-    return run.run()
+    return TrainingRun(data, run_dir, config, **options).run()
 
 
-def retrain(args: argparse.Namespace, progress: Callable[[str], None] = _stderr) -> dict[str, Any]:
-    """The four steps; returns the summary written to ``BUNDLE.retrain.json``."""
-    from muselens.export.bundle import ExportOptions, export_bundle
+def retrain(data: Path | str, out: Path | str, config, options, *, device: str = "cpu",
+            run_dir: Path | str | None = None, resume: bool = False, pretrained: bool = True,
+            train_progress: bool = True, progress: Callable[[str], None] = _stderr) -> dict[str, Any]:
+    """Train ``data`` with ``config`` (a :class:`~muselens.training.train_config.TrainConfig`) in
+    ``run_dir`` (default ``OUT.run``), export the bundle to ``out`` with ``options`` (an
+    :class:`~muselens.export.bundle.ExportOptions`), validate it through the runtime; returns the
+    summary, also written to ``OUT.retrain.json``."""
+    from muselens.export.bundle import export_bundle
 
-    if not Path(args.data).is_dir():
-        raise ValueError(f"museum {args.data} is not a directory")
-    run_dir = Path(args.run_dir) if args.run_dir is not None else bundle_run_dir(args.out)
-    options = ExportOptions(precisions=args.precision, name=args.name, bundle_version=args.bundle_version,
-                            latency_runs=args.latency_runs)
-    progress(f"training {args.data} into {run_dir}")
-    summary = _train(args, run_dir)
-    evaluation = validation_metrics(summary["history"])
+    if not Path(data).is_dir():
+        raise ValueError(f"museum {data} is not a directory")
+    run_dir = Path(run_dir) if run_dir is not None else bundle_run_dir(out)
+    progress(f"training {data} into {run_dir}")
+    trained = _train(data, run_dir, config, device=device, resume=resume, progress=train_progress,
+                     pretrained=pretrained)
+    evaluation = validation_metrics(trained["history"])
     progress("validation: " + (", ".join(f"{k} {v:.4f}" for k, v in evaluation.items() if k != "stage")
                                or "no queries"))
-    progress(f"exporting {run_dir} to {args.out}")
-    result = export_bundle(run_dir, args.out, data=args.data, options=options, progress=progress)
+    progress(f"exporting {run_dir} to {out}")
+    result = export_bundle(run_dir, out, data=data, options=options, progress=progress)
     progress("validating the bundle through the runtime (no torch)")
-    validation = validate_bundle(result.bundle, args.data, progress=progress)
-    out = {
-        "format": "muselens-retrain/1", "data": str(Path(args.data).resolve()), "run": str(run_dir.resolve()),
-        "bundle": str(Path(result.bundle).resolve()), "training": {"stages": summary["stages"],
-                                                                   "device": summary["device"]},
+    validation = validate_bundle(result.bundle, data, progress=progress)
+    summary = {
+        "format": "muselens-retrain/1", "data": str(Path(data).resolve()), "run": str(run_dir.resolve()),
+        "bundle": str(Path(result.bundle).resolve()), "training": {"stages": trained["stages"],
+                                                                   "device": trained["device"]},
         "validation_metrics": evaluation, "export_metrics": result.metrics, "refused_variants": result.refused,
         "threshold": result.threshold.to_dict(), "runtime_validation": validation,
     }
-    path = summary_path(args.out)
-    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-    return out
-
-
-def main(args: argparse.Namespace) -> int:
-    from muselens.export.onnx_export import ParityError
-    from muselens.export.precision import DriftError
-    from muselens.core.data.museum_dataset import DatasetError
-    from muselens.training.checkpoint import CheckpointError
-    from muselens.training.train_config import ConfigError
-
-    try:
-        out = retrain(args)
-    except (DriftError, ParityError, ValidationError) as exc:  # done, but the result is refused
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (ConfigError, DatasetError, CheckpointError, BundleError, FileExistsError, ValueError,
-            TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    val = out["validation_metrics"]
-    fp32 = out["export_metrics"]["fp32"]
-    rt = out["runtime_validation"]
-    print(f"run        {out['run']}")
-    if val:
-        print(f"validation mP@1 {100 * val['val_mp_at_1']:.2f}  mAP {100 * val['val_map']:.2f} (PyTorch, stage "
-              f"{val['stage']})")
-    if "mp_at_1" in fp32:
-        print(f"bundle     mP@1 {100 * fp32['mp_at_1']:.2f}  mAP {100 * fp32['map']:.2f} (fp32 ONNX Runtime)")
-    if "mp_at_1" in rt:
-        print(f"runtime    mP@1 {100 * rt['mp_at_1']['runtime']:.2f} (matches the manifest)")
-    print(f"references re-described: min cosine {min(r['cosine'] for r in rt['references']):.6f}")
-    for variant, reason in out["refused_variants"].items():
-        print(f"refused    {variant}: {reason}")
-    print(f"threshold  {Threshold.from_dict(out['threshold']).describe()}")
-    print(f"bundle     {out['bundle']}")
-    print(f"summary    {summary_path(args.out)}")
-    return 0
+    summary_path(out).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary

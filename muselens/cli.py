@@ -45,7 +45,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "export a trained run to ONNX (fp32/fp16/int8), check parity and drift, write the museum's bundle",
     ),
     "retrain": Subcommand(
-        "muselens.export.retrain",
+        "muselens.export.retrain_command",
         "the per-museum one-liner: train, evaluate, export, then validate the bundle through the runtime",
     ),
     "bench": Subcommand(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -63,14 +64,6 @@ def _step(n: int, text: str) -> None:
     print(f"\n[{n}/7] {text}", file=sys.stderr, flush=True)
 
 
-def _cli(argv: list[str]) -> None:
-    from muselens.cli import main as cli
-
-    code = cli(argv)
-    if code != 0:
-        raise SystemExit(f"demo: `muselens {' '.join(argv)}` failed with exit status {code}")
-
-
 @dataclass
 class Paths:
     out: Path
@@ -78,7 +71,7 @@ class Paths:
     @property
     def museum(self) -> Path: return self.out / "museum"
     @property
-    def config(self) -> Path: return self.out / "train-config.json"
+    def config(self) -> Path: return self.out / "train-config.json"  # the settings of the finished run
     @property
     def run(self) -> Path: return self.out / "run"
     @property
@@ -105,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     build_museum(paths.museum, preset["museum"], progress)
 
     _step(2, f"training ({schedule_name} schedule, {args.device}) -> {paths.run}")
-    trained_now = train(paths, SCHEDULES[schedule_name], args)
+    trained_now = train(paths, schedule_name, args)
 
     _step(3, "measuring SIFT, IM-GeM, FT and the proposed method on the queries")
     evaluate(paths, trained_now, progress)
@@ -147,24 +140,20 @@ def build_museum(museum: Path, params: dict[str, Any], progress: bool) -> None:
 # -- 2-4. train, evaluate, export ----------------------------------------------------------------
 
 
-def train(paths: Paths, schedule: dict[str, Any], args: argparse.Namespace) -> bool:
+def train(paths: Paths, schedule_name: str, args: argparse.Namespace) -> bool:
     """Train unless a finished run with the same schedule exists; True when it trained now."""
-    wanted = {"schedule": schedule, "pretrained": not args.no_pretrained}
+    wanted = {"schedule": SCHEDULES[schedule_name], "pretrained": not args.no_pretrained}
     if (paths.run / "model.pt").exists() and _same_json(paths.config, wanted):
         print("  a finished run with this schedule exists: reused", file=sys.stderr)
         REUSED.append("training")
         return False
+    from muselens.training.run import TrainingRun
+    from muselens.training.schedules import schedule_config
+
     if paths.run.exists():
         shutil.rmtree(paths.run)
     paths.out.mkdir(parents=True, exist_ok=True)
-    yaml_path = paths.out / "train-config.yaml"
-    import yaml
-
-    from muselens.training.train_config import load_config
-    from muselens.training.run import TrainingRun
-
-    yaml_path.write_text(yaml.safe_dump(schedule) if schedule else "{}\n")
-    TrainingRun(paths.museum, paths.run, load_config(yaml_path), device=args.device,
+    TrainingRun(paths.museum, paths.run, schedule_config(schedule_name), device=args.device,
                 pretrained=not args.no_pretrained, progress=not args.no_progress).run()
     paths.config.write_text(json.dumps(wanted, indent=2))
     return True
@@ -176,11 +165,25 @@ def evaluate(paths: Paths, trained_now: bool, progress: bool) -> None:
         print("  results for this run exist: reused", file=sys.stderr)
         REUSED.append("evaluation")
         return
-    argv = ["evaluate", str(paths.museum), "--method", ",".join((*BASELINES, "ft", "proposed")),
+    from muselens.core.data.museum_dataset import MuseumDataset
+    from muselens.training.evaluation.protocol import EvalOptions, evaluate_methods
+    from muselens.training.evaluation.results_report import text_report, write_results
+
+    methods = (*BASELINES, "ft", "proposed")
+    # What `muselens evaluate` would be told to measure the same, recorded in results.json.
+    argv = ["evaluate", str(paths.museum), "--method", ",".join(methods),
             "--run", str(paths.run), "--out", str(paths.evaluation), "--no-clustering", "--workers", "2"]
     if not progress:
         argv.append("--no-progress")
-    _cli(argv)
+    results = evaluate_methods(MuseumDataset.load(paths.museum), methods, EvalOptions(clustering=False),
+                               progress=progress, run=paths.run, workers=2)
+    written = write_results(paths.evaluation, results, dataset=str(paths.museum),
+                            command="muselens " + shlex.join(argv))
+    print(text_report(results))
+    skipped = sum(r.counts["skipped"] for r in results)
+    if skipped:
+        print(f"\n{skipped} unreadable images were skipped: see {written[0]}")
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
 
 
 def export(paths: Paths, trained_now: bool) -> None:
@@ -188,10 +191,19 @@ def export(paths: Paths, trained_now: bool) -> None:
         print("  the bundle of this run exists: reused", file=sys.stderr)
         REUSED.append("bundle")
         return
+    from muselens.export.bundle import ExportOptions, export_bundle
+    from muselens.export.export_report import summary, write_results_json
+
     # 5 % FAR: the demo museum has 30 distractor photos, so a 1 % target would be their maximum score.
-    _cli(["export", str(paths.run), "--out", str(paths.bundle), "--precision", "fp32", "--latency-runs", "5",
-          "--target-far", str(DEMO_TARGET_FAR), "--name", "demo-museum",
-          "--results-json", str(paths.out / "export.json")])
+    options = ExportOptions(precisions=("fp32",), latency_runs=5, target_far=DEMO_TARGET_FAR, name="demo-museum")
+    result = export_bundle(paths.run, paths.bundle, options=options)
+    print(summary(result))
+    # What `muselens export` would be told to build the same, recorded in export.json.
+    argv = ["export", str(paths.run), "--out", str(paths.bundle), "--precision", "fp32", "--latency-runs", "5",
+            "--target-far", str(DEMO_TARGET_FAR), "--name", "demo-museum",
+            "--results-json", str(paths.out / "export.json")]
+    write_results_json(paths.out / "export.json", result, "muselens " + " ".join(argv))
+    print(f"results {paths.out / 'export.json'}")
 
 
 # -- 5. the walk -----------------------------------------------------------------------------

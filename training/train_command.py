@@ -9,48 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from muselens.core.data.museum_dataset import DatasetError
-from muselens.training.backbones.backbone_registry import BACKBONES
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.train_config import ConfigError, load_config
-
-
-def _set(value: str) -> tuple[list[str], Any]:
-    import yaml
-
-    if "=" not in value:
-        raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE (e.g. stage1.epochs=5), got {value!r}")
-    key, raw = value.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in args.set or []:
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    if args.backbone:
-        out["backbone"] = args.backbone
-    if args.stages:
-        out["stages"] = [int(s) for s in args.stages.split(",")]
-    if args.seed is not None:
-        out["seed"] = args.seed
-    return out
+from muselens.training.train_config import ConfigError, add_config_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="museum dataset directory")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, curves, model)")
-    parser.add_argument("--config", type=Path, help="museum.yaml with any TrainConfig fields")
-    parser.add_argument("--backbone", choices=sorted(BACKBONES))
+    add_config_arguments(parser)
     parser.add_argument("--stages", help="comma-separated subset of 1,2,3 (default: all)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--set", type=_set, action="append", metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
     parser.add_argument("--device", default="cpu",
                         help="cpu or cuda; under torchrun each process takes GPU LOCAL_RANK (NCCL), or gloo on cpu")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after a stop")
@@ -65,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         if launched_by_torchrun():
             distributed = Distributed.from_env(args.device)
-        config = load_config(args.config, overrides_from_args(args))
+        config = config_from_args(args, stages=args.stages)
         run = TrainingRun(args.data, args.out, config, device=args.device, resume=args.resume,
                           progress=not args.no_progress, distributed=distributed)
         summary = run.run()

@@ -150,3 +150,60 @@ def write_config(config: TrainConfig, path: Path) -> None:
 
     text = yaml.safe_dump(config.to_dict(), sort_keys=False)
     write_whole(path, lambda f: f.write(text.encode()))
+
+
+# -- the configuration's flags: muselens train and muselens retrain choose a run's configuration alike
+
+
+def parse_setting(text: str) -> tuple[list[str], Any]:
+    """One ``KEY=VALUE`` setting (``stage1.epochs=5``): the dotted key's path and the value read as YAML."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"--set wants KEY=VALUE (e.g. stage1.epochs=5), got {text!r}")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def config_overrides(settings: typing.Iterable[tuple[typing.Sequence[str], Any]] = (), *, backbone: str | None = None,
+                     stages: str | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The nested overrides :func:`load_config` applies: each :func:`parse_setting` result, then the
+    named settings that are given (``stages`` as ``"1,2,3"``)."""
+    out: dict[str, Any] = {}
+    for path, value in settings:
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    if backbone:
+        out["backbone"] = backbone
+    if stages:
+        out["stages"] = [int(s) for s in stages.split(",")]
+    if seed is not None:
+        out["seed"] = seed
+    return out
+
+
+def setting_argument(text: str) -> tuple[list[str], Any]:
+    """:func:`parse_setting` as an argparse ``type`` (its message shown as the usage error)."""
+    import argparse
+
+    try:
+        return parse_setting(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_config_arguments(parser) -> None:
+    """``--config``, ``--backbone``, ``--seed`` and ``--set``: a YAML file per museum, then single settings."""
+    parser.add_argument("--config", type=Path, help="museum.yaml with any TrainConfig fields")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", type=setting_argument, action="append", metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
+
+
+def config_from_args(args, *, stages: str | None = None) -> TrainConfig:
+    """The configuration :func:`add_config_arguments`' flags choose (``stages``: ``"1,2,3"`` or all)."""
+    return load_config(args.config, config_overrides(args.set or (), backbone=args.backbone, stages=stages,
+                                                     seed=args.seed))

@@ -12,14 +12,14 @@ import sys
 import pytest
 import yaml
 
-from muselens.export import retrain
+from muselens.export import retrain, retrain_command
 from tests.conftest import write_image
 from tests.tiny_model import TINY, make_museum
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    retrain.add_arguments(parser)
+    retrain_command.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -30,7 +30,7 @@ def test_retrain_end_to_end(tmp_path, capsys):
     out = tmp_path / "bundles" / "tiny"
     args = _parse([str(museum), "--out", str(out), "--config", str(config), "--set", "seed=3", "--precision", "fp32",
                    "--no-pretrained", "--no-progress", "--latency-runs", "0", "--bundle-version", "9"])
-    assert retrain.main(args) == 0
+    assert retrain_command.main(args) == 0
     printed = capsys.readouterr()
     assert "matches the manifest" in printed.out and "references re-described" in printed.out
     assert "training" in printed.err and "validating the bundle through the runtime" in printed.err
@@ -48,16 +48,16 @@ def test_retrain_end_to_end(tmp_path, capsys):
                      re.M)
 
     # the run is there now: a second retrain without --resume is refused before anything is written
-    assert retrain.main(_parse([str(museum), "--out", str(tmp_path / "other"), "--run-dir", str(run_dir),
+    assert retrain_command.main(_parse([str(museum), "--out", str(tmp_path / "other"), "--run-dir", str(run_dir),
                                 "--precision", "fp32", "--no-pretrained"])) == 2
     assert "pass --resume" in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 def test_bad_inputs_exit_2(tmp_path, capsys):
-    assert retrain.main(_parse([str(tmp_path / "none"), "--out", str(tmp_path / "b"), "--no-pretrained"])) == 2
+    assert retrain_command.main(_parse([str(tmp_path / "none"), "--out", str(tmp_path / "b"), "--no-pretrained"])) == 2
     assert "is not a directory" in capsys.readouterr().err
     museum = make_museum(tmp_path / "museum")
-    assert retrain.main(_parse([str(museum), "--out", str(tmp_path / "b"), "--set", "stage1.nope=1",
+    assert retrain_command.main(_parse([str(museum), "--out", str(tmp_path / "b"), "--set", "stage1.nope=1",
                                 "--no-pretrained"])) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
@@ -97,11 +97,11 @@ def test_a_drifting_variant_is_left_out_and_the_summary_says_why(run_dir, export
     """Issue 18: three minutes of training must not end without a bundle because of one variant."""
     scramble("fp16")
     trained = {"history": [{"stage": 3, "val_mp_at_1": 0.05, "val_map": 0.1}], "stages": [1, 2, 3], "device": "cpu"}
-    monkeypatch.setattr(retrain, "_train", lambda args, run: trained)  # the session's tiny run stands in
+    monkeypatch.setattr(retrain, "_train", lambda *args, **options: trained)  # the session's tiny run stands in
     out = tmp_path / "tiny"
     args = _parse([str(export_museum), "--out", str(out), "--run-dir", str(run_dir), "--precision", "fp32,fp16",
                    "--latency-runs", "0"])
-    assert retrain.main(args) == 0
+    assert retrain_command.main(args) == 0
     printed = capsys.readouterr().out
     assert re.search(r"^refused    fp16: 5th-percentile descriptor cosine to fp32 ", printed, re.M)
     summary = json.loads(retrain.summary_path(out).read_text())

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from muselens.training.train_command import _set
-from muselens.training.train_config import ConfigError, TrainConfig, config_from_dict, load_config
+from muselens.training.train_config import (ConfigError, TrainConfig, config_from_dict, config_overrides, load_config,
+                                            parse_setting, setting_argument)
 
 
 def test_file_then_overrides(tmp_path):
@@ -46,6 +48,10 @@ def test_unreadable_file(tmp_path):
 
 
 def test_set_flag_parses_yaml_values():
-    assert _set("stage2.short_sides=[320, 160]") == (["stage2", "short_sides"], [320, 160])
-    with pytest.raises(Exception, match="KEY=VALUE"):
-        _set("stage1.epochs")
+    assert parse_setting("stage2.short_sides=[320, 160]") == (["stage2", "short_sides"], [320, 160])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_setting("stage1.epochs")
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        setting_argument("stage1.epochs")
+    assert config_overrides([parse_setting("stage1.epochs=5")], backbone="mobilenet_v2", stages="1,2", seed=4) == {
+        "stage1": {"epochs": 5}, "backbone": "mobilenet_v2", "stages": [1, 2], "seed": 4}

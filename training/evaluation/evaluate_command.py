@@ -9,10 +9,9 @@ from pathlib import Path
 
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
-from muselens.training.checkpoint import CheckpointError
-from muselens.training.evaluation.methods import METHODS, build_method
-from muselens.training.evaluation.protocol import EvalOptions, evaluate_method, unknown_images
-from muselens.training.evaluation.results_report import markdown_report, plot, text_report, write_json
+from muselens.training.evaluation.methods import METHODS
+from muselens.training.evaluation.protocol import EvalOptions, evaluate_methods, unknown_images
+from muselens.training.evaluation.results_report import text_report, write_results
 
 
 def _methods(value: str) -> list[str]:
@@ -69,22 +68,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     options = EvalOptions(instance_avg=args.instance_avg, qe=args.qe, dba=args.dba,
                           clustering=not args.no_clustering, shipped_far=args.target_far)
-    results = []
-    for name in args.method:
-        try:
-            method = build_method(name, backbone=args.backbone, size=args.size, multiscale=args.multiscale,
-                                  device=args.device, workers=args.workers, run=args.run)
-            results.append(evaluate_method(dataset, method, options, progress=not args.no_progress, unknown=unknown))
-        except (ValueError, CheckpointError) as error:
-            print(f"error: {name}: {error}", file=sys.stderr)
-            return 2
-        print(f"{results[-1].name}: mP@1 {100 * results[-1].retrieval['mp_at_1']:.2f}  "
-              f"mAP {100 * results[-1].retrieval['map']:.2f}", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "muselens " + shlex.join(args.argv)
-    write_json(args.out / "results.json", results, dataset=str(args.data), command=command)
-    (args.out / "results.md").write_text(markdown_report(results) + "\n")
-    plot(args.out / "evaluation.png", results)
+    try:
+        results = evaluate_methods(dataset, args.method, options, unknown=unknown, progress=not args.no_progress,
+                                   backbone=args.backbone, size=args.size, multiscale=args.multiscale,
+                                   device=args.device, workers=args.workers, run=args.run)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    write_results(args.out, results, dataset=str(args.data), command="muselens " + shlex.join(args.argv))
     print(text_report(results))
     skipped = sum(r.counts["skipped"] for r in results)
     if skipped:

@@ -397,3 +397,24 @@ def evaluate_method(
         distractor_top1=d_top1,
         shipped=shipped,
     )
+
+
+def evaluate_methods(dataset: MuseumDataset, names: Sequence[str], options: EvalOptions = EvalOptions(), *,
+                     unknown: Sequence[Path] | None = None, progress: bool = True,
+                     report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                     **method_args: Any) -> list[MethodResult]:
+    """Build each named method (:func:`~muselens.training.evaluation.methods.build_method` with
+    ``method_args``) and measure it on ``dataset``, reporting one line per method; a method that
+    cannot be built or measured raises ``ValueError`` naming it."""
+    from muselens.training.evaluation.methods import build_method
+
+    results = []
+    for name in names:
+        try:
+            method = build_method(name, **method_args)
+            results.append(evaluate_method(dataset, method, options, progress=progress, unknown=unknown))
+        except ValueError as error:  # a CheckpointError too
+            raise ValueError(f"{name}: {error}") from error
+        report(f"{results[-1].name}: mP@1 {100 * results[-1].retrieval['mp_at_1']:.2f}  "
+               f"mAP {100 * results[-1].retrieval['map']:.2f}")
+    return results

@@ -148,6 +148,17 @@ def write_json(path: Path, results: Sequence[MethodResult], *, dataset: str, com
     path.write_text(json.dumps(payload, indent=2))
 
 
+def write_results(out: Path, results: Sequence[MethodResult], *, dataset: str, command: str) -> tuple[Path, ...]:
+    """``results.json`` (with ``command``, the machine and every number), ``results.md`` and
+    ``evaluation.png`` in ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / "results.json", out / "results.md", out / "evaluation.png")
+    write_json(paths[0], results, dataset=dataset, command=command)
+    paths[1].write_text(markdown_report(results) + "\n")
+    plot(paths[2], results)
+    return paths
+
+
 def plot(path: Path, results: Sequence[MethodResult]) -> None:
     """Left: mP@1 and mAP per method. Right: open-set curves (correct accepts vs false accepts)."""
     import matplotlib

@@ -38,10 +38,11 @@ def test_dataset_without_queries_is_refused(tiny_museum, capsys):
 @pytest.fixture
 def random_weights(monkeypatch):
     """The CLI's CNN methods with random weights: the same code paths, fast and offline."""
-    from muselens.training.evaluation import evaluate_command as command, methods
+    from muselens.training.evaluation import methods
 
-    monkeypatch.setattr(command, "build_method",
-                        lambda name, **kw: methods.build_method(name, **{**kw, "size": 64, "pretrained": False}))
+    build = methods.build_method
+    monkeypatch.setattr(methods, "build_method",
+                        lambda name, **kw: build(name, **{**kw, "size": 64, "pretrained": False}))
 
 
 def test_a_one_reference_museum_shows_clustering_it_cannot_run_and_the_shipped_open_set(

@@ -247,10 +247,6 @@ def baseline_rows(methods: Sequence[str], *, backbone: str, size: int | None, de
     return groups
 
 
-def run_stages(run: Path) -> tuple[int, ...]:
-    return load_config(run / "config.yaml").stages
-
-
 def trained_rows(name: str, run: Path, *, device: str, group: str) -> Callable[[], list[Row]]:
     """A run's two descriptors: the pooled last conv layer (GeM; "FT" for the proposed run, paper
     002's pooled layer for the others) and, when stage 3 ran, the region descriptor (its embedding)."""

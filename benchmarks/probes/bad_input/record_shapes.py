@@ -9,10 +9,10 @@ from muselens.benchmarks.corpus import Corpus
 from muselens.benchmarks import common
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 from muselens.runtime.server.app import MuselensServer, ServerConfig
 from muselens.runtime.server.auth import Tokens as ServerTokens
-from muselens.runtime.server.memory import tune_malloc
+from muselens.runtime.server.malloc import tune_malloc
 from muselens.runtime.engine import backends
 tune_malloc()
 log = []

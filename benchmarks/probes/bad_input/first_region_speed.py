@@ -11,7 +11,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from muselens.runtime.server.memory import tune_malloc
+from muselens.runtime.server.malloc import tune_malloc
 
 tune_malloc()
 model, n, log = sys.argv[1], int(sys.argv[2]), json.load(open(sys.argv[3]))

@@ -4,7 +4,7 @@ Usage: python arena_speed.py MODEL.onnx 100
 """
 import sys, time
 import numpy as np, onnxruntime as ort
-from muselens.runtime.server.memory import tune_malloc
+from muselens.runtime.server.malloc import tune_malloc
 tune_malloc()
 model = sys.argv[1]; n = int(sys.argv[2])
 def rss():

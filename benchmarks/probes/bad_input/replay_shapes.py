@@ -6,7 +6,7 @@ unary calls to replay; widths rounded up to a multiple of the last argument, 0: 
 """
 import sys, json, time
 import numpy as np, onnxruntime as ort
-from muselens.runtime.server.memory import tune_malloc
+from muselens.runtime.server.malloc import tune_malloc
 tune_malloc()
 def rss():
     for line in open("/proc/self/status"):

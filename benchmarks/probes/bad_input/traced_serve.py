@@ -27,7 +27,7 @@ def dump(sig, frame):
 
 def census(sig, frame):
     from muselens.runtime.recognition.explainer import Explainer
-    from muselens.runtime.recognition.model import ServedModel
+    from muselens.runtime.recognition.served_model import ServedModel
 
     gc.collect()
     explainers = [o for o in gc.get_objects() if isinstance(o, Explainer)]

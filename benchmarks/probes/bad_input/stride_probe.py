@@ -5,7 +5,7 @@ Usage: python stride_probe.py BUNDLE MUSEUM
 import sys, glob, collections
 import numpy as np, cv2
 from muselens.core import preprocess
-from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 orig = preprocess.short_side_size
 def rounded(B):
     def f(h, w, short, max_aspect=None):

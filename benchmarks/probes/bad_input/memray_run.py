@@ -12,10 +12,10 @@ from muselens.benchmarks.corpus import Corpus
 from muselens.benchmarks import common
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.model import ServedModel, ServingConfig
+from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 from muselens.runtime.server.app import MuselensServer, ServerConfig
 from muselens.runtime.server.auth import Tokens as ServerTokens
-from muselens.runtime.server.memory import tune_malloc
+from muselens.runtime.server.malloc import tune_malloc
 tune_malloc()
 bundle = Path(sys.argv[1]); out = Path(sys.argv[2]); count = int(sys.argv[3])
 out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ export MUSELENS_VENV := $(VENV)
 demo: env  ## the main job: the end-to-end demo on a synthetic museum
 	$(VENV)/bin/muselens demo --out demo-output
 
-test: env  ## the test suite (what CI runs)
+test: env  ## the test suite (what CI runs): the layer contracts (import-linter), then pytest
+	$(VENV)/bin/python scripts/lint_imports.py
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 env:

@@ -15,7 +15,8 @@ ARTWORK = 2  # (instance,): the artwork itself, its frame and title
 PHOTO = 3  # (instance, split, index): one photo of an artwork
 DISTRACTOR = 4  # (index,): one photo of no artwork
 NEIGHBOUR = 5  # (family, variant): a work hung next to the recognised ones, never recognised itself
-WALK = 16  # everything a visitor's walk draws (core/synthetic/walk.py)
+WALK = 16  # everything a visitor's walk draws (core/synthetic/walk.py and its parts), keyed by:
+WALK_LAYOUT, WALK_ORDER, WALK_CAMERA, WALK_PASSERS, WALK_FRAME = 0, 1, 2, 3, 4
 
 REFERENCE_SPLIT = 0
 QUERY_SPLIT = 1

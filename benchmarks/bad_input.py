@@ -31,8 +31,8 @@ import grpc
 import numpy as np
 
 from muselens.benchmarks import common
-from muselens.benchmarks.corpus import (CATEGORIES, ENROLL, IN_STREAM, LAST_IN_STREAM, OK, OWN_STREAM, Case, Corpus,
-                                        Outcome, Tokens)
+from muselens.benchmarks.corpus import CATEGORIES, Corpus
+from muselens.benchmarks.corpus_cases import ENROLL, IN_STREAM, LAST_IN_STREAM, OK, OWN_STREAM, Case, Outcome, Tokens
 from muselens.runtime.frames import REASONS
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.server.handlers import MALFORMED
@@ -285,7 +285,7 @@ WARMUP_SIZES = ((32, 400), (400, 32), (400, 400), (32, 32), (240, 320))
 
 
 def warmup_frames(seed: int) -> list[bytes]:
-    from muselens.benchmarks.corpus import smooth_image
+    from muselens.benchmarks.corpus_images import smooth_image
     from muselens.core.data.images import encode_jpeg
 
     rng = np.random.default_rng([seed, 0x3A3])

@@ -90,7 +90,7 @@ def _frame(path: Path | None) -> bytes:
         return path.read_bytes()
     import numpy as np
 
-    from muselens.benchmarks.corpus import smooth_image
+    from muselens.benchmarks.corpus_images import smooth_image
     from muselens.core.data.images import encode_jpeg
 
     return encode_jpeg(smooth_image(np.random.default_rng(0), 480, 640))

@@ -23,7 +23,7 @@ import numpy as np
 from muselens.benchmarks import common
 from muselens.benchmarks.bad_input import write_token_file
 from muselens.runtime.server.process import ServerProcess
-from muselens.benchmarks.corpus import smooth_image
+from muselens.benchmarks.corpus_images import smooth_image
 from muselens.core.data.images import encode_jpeg
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

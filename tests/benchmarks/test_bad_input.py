@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from muselens.benchmarks import bad_input
-from muselens.benchmarks.corpus import CATEGORIES, IN_STREAM, LAST_IN_STREAM, OWN_STREAM, Corpus, Outcome, Tokens
+from muselens.benchmarks.corpus import CATEGORIES, Corpus
+from muselens.benchmarks.corpus_cases import IN_STREAM, LAST_IN_STREAM, OWN_STREAM, Outcome, Tokens
 from muselens.cli import main as cli
 
 

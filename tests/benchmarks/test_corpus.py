@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
 
-from muselens.benchmarks.corpus import (CATEGORIES, ENROLL, LAST_IN_STREAM, OK, OWN_STREAM, Case, Corpus, Outcome,
-                                        Tokens, png_bytes)
+from muselens.benchmarks.corpus import CATEGORIES, Corpus
+from muselens.benchmarks.corpus_cases import ENROLL, LAST_IN_STREAM, OK, OWN_STREAM, Case, Outcome, Tokens
+from muselens.benchmarks.corpus_images import png_bytes
 from muselens.runtime.frames import FrameError, FrameLimits, decode_encoded
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.server import convert

@@ -16,44 +16,41 @@ scale from one pass of the CNN (:class:`MemoBackbone`).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from muselens.benchmarks import common
+from muselens.benchmarks.accuracy_report import (PLOT, PROPOSED, comparison, comparison_line, markdown, plot,
+                                                 shipped_table, text_table)
+from muselens.benchmarks.alternative_losses import alternative_config, ensure_alternative, training_seconds
+from muselens.benchmarks.descriptor_store import DescriptorStore, MemoBackbone
 from muselens.runtime.bundle import BundleError, load_bundle
 from muselens.runtime.bundle.manifest import is_engine_variant
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
 from muselens.runtime.engine.backends import BACKENDS, DEFAULT_BACKEND
 from muselens.core.metrics.threshold import DEFAULT_TARGET_FAR
-from muselens.training.backbones.base import Backbone
 from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE, build_backbone
 from muselens.training.checkpoint import CheckpointError
-from muselens.training.train_config import ConfigError, TrainConfig, config_overrides, load_config, setting_argument
+from muselens.training.train_config import TrainConfig, config_overrides, load_config, setting_argument
 from muselens.training.baselines.imagenet import IM_METHODS, build_im_extractor
 from muselens.training.evaluation.methods import DescriptorMethod, PairwiseMethod, build_method
 from muselens.training.evaluation.protocol import (EvalOptions, GivenThreshold, MethodResult, evaluate_method,
                                                    unknown_images)
-from muselens.training.evaluation.results_report import (SHIPPED_COLUMNS, SHIPPED_TITLE, aligned, shipped_notes,
-                                                 shipped_rows)
 from muselens.training.losses import LOSSES
 
 IM_POOLED = tuple(name for name, spec in IM_METHODS.items() if spec.output == "pooled")
 BASELINES = ("sift", *IM_METHODS, *(f"{name}-ms" for name in IM_POOLED))
 LABELS = {"sift": "SIFT", "im-mac": "IM-MAC", "im-spoc": "IM-SPoC", "im-gem": "IM-GeM", "im-rmac": "IM-R-MAC",
           "im-logits": "IM logits"}
+# A bench kind's interface (benchmarks/bench_command.py); markdown is accuracy_report's.
+__all__ = ["add_arguments", "main", "markdown"]
+
 VARIANT_PARTS = ("ia", "qe", "dba")
 DEFAULT_VARIANTS = ("plain", "ia", "qe", "dba", "ia+qe+dba")
-PROPOSED = "proposed"
-PLOT = "accuracy.png"
 
 
 # -- what is measured ---------------------------------------------------------------------------
@@ -128,91 +125,6 @@ def parse_losses(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown loss(es) {unknown or text!r}; choose from {', '.join(LOSSES)}")
     return list(dict.fromkeys(names))
-
-
-# -- describing each image once -----------------------------------------------------------------
-
-def image_key(image: np.ndarray) -> tuple[tuple[int, ...], str]:
-    """Content key of an image: the same pixels give the same key in every variant's pass."""
-    a = np.ascontiguousarray(image)
-    return a.shape, hashlib.blake2b(a.data, digest_size=16).hexdigest()
-
-
-class DescriptorStore:
-    """Descriptors of every distinct image, computed once for a set of extractors run together.
-
-    ``evaluate_method`` describes the whole dataset again for each variant; the store answers
-    the repeats from memory. Extractors of one store run on the same missing images together,
-    then ``after()`` runs (a shared backbone forgets its feature maps there).
-    """
-
-    def __init__(self, extractors: Mapping[str, Callable[[list[np.ndarray]], np.ndarray]],
-                 after: Callable[[], None] | None = None):
-        if not extractors:
-            raise ValueError("a DescriptorStore needs at least one extractor")
-        self.extractors = dict(extractors)
-        self.after = after
-        self.vectors: dict[str, dict[tuple, np.ndarray]] = {name: {} for name in self.extractors}
-        self.seconds = 0.0
-        self.described = 0
-
-    def extract(self, name: str, images: Sequence[np.ndarray]) -> np.ndarray:
-        if name not in self.extractors:
-            raise ValueError(f"no extractor {name!r}; have {sorted(self.extractors)}")
-        images = list(images)
-        if not images:
-            return self.extractors[name]([])
-        keys = [image_key(im) for im in images]
-        todo: dict[tuple, np.ndarray] = {}
-        for key, image in zip(keys, images):
-            if key not in self.vectors[name]:
-                todo.setdefault(key, image)
-        if todo:
-            started = time.perf_counter()
-            try:
-                for other, extractor in self.extractors.items():
-                    out = np.asarray(extractor(list(todo.values())), dtype=np.float32)
-                    if out.shape[0] != len(todo):
-                        raise ValueError(f"extractor {other!r} gave {out.shape[0]} descriptors for {len(todo)} images")
-                    self.vectors[other].update(zip(todo, out))
-            finally:
-                if self.after is not None:
-                    self.after()
-            self.seconds += time.perf_counter() - started
-            self.described += len(todo)
-        return np.stack([self.vectors[name][k] for k in keys])
-
-    def method(self, name: str, info: dict[str, Any] | None = None) -> DescriptorMethod:
-        return DescriptorMethod(name, lambda images: self.extract(name, images), info=dict(info or {}))
-
-
-class MemoBackbone(Backbone):
-    """The same network, remembering its feature maps by input content until :meth:`forget`.
-
-    MAC, SPoC, GeM and R-MAC pool the same last conv layer, and multi-scale descriptors include
-    the full-size scale, so all of them read one forward pass per image batch and scale."""
-
-    def __init__(self, backbone: Backbone):
-        blocks = backbone.blocks()
-        super().__init__(backbone.name, blocks[0], blocks[1:-1], blocks[-1], backbone.classifier,
-                         backbone.contract)
-        self._memo: dict[tuple, torch.Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        data = np.ascontiguousarray(x.detach().cpu().numpy())
-        key = (tuple(x.shape), str(x.dtype), str(x.device), hashlib.blake2b(data.data, digest_size=16).hexdigest())
-        if key in self._memo:
-            self.hits += 1
-            return self._memo[key]
-        self.misses += 1
-        fmap = super().features(x)
-        self._memo[key] = fmap
-        return fmap
-
-    def forget(self) -> None:
-        self._memo.clear()
 
 
 # -- the rows -----------------------------------------------------------------------------------
@@ -297,214 +209,6 @@ def bundle_row(bundle: Path, variant: str, *, backend: str, threads: int | None,
                 "bundle_version": served.bundle_version, "short_side": served.describer.short_side}
         return [Row(f"bundle {variant}", "bundle", store.method(variant, info), info, threshold)]
     return build
-
-
-# -- alternative losses, trained here -----------------------------------------------------------
-
-def _differences(have: Any, want: Any, path: str = "") -> list[str]:
-    if isinstance(have, dict) and isinstance(want, dict):
-        out = []
-        for key in sorted(set(have) | set(want)):
-            out += _differences(have.get(key), want.get(key), f"{path}.{key}".lstrip("."))
-        return out
-    return [] if have == want else [f"{path}: {have!r} != {want!r}"]
-
-
-def alternative_config(loss: str, base: TrainConfig) -> TrainConfig:
-    data = base.to_dict()
-    data["stage3"]["loss"] = loss
-    return load_config(None, data)
-
-
-def ensure_alternative(data: Path, root: Path, loss: str, config: TrainConfig, *, device: str,
-                       progress: bool, share_from: Sequence[Path] = ()) -> dict[str, Any]:
-    """Train ``root/<loss>`` unless a finished run with exactly this configuration is there
-    (resuming a stopped one); a run made with another configuration is refused, not reused.
-
-    A new run starts at stage 3 from the first run of ``share_from`` whose stages 1-2 it shares
-    (same museum, weights and settings but ``stage3``): the losses differ only in stage 3."""
-    from muselens.training.run import STAGE3_START, TrainingRun, start_at_stage3
-
-    run = root / loss
-    if (run / "config.yaml").exists():
-        diff = _differences(load_config(run / "config.yaml").to_dict(), config.to_dict())
-        if diff:
-            raise ConfigError(f"{run} holds a run trained with another configuration ({'; '.join(diff[:4])}): "
-                              "remove it or choose another --out")
-    if (run / "model.pt").exists() and (run / "history.json").exists():
-        print(f"reusing finished run {run} (stage-3 loss {loss})", file=sys.stderr)
-        return {"loss": loss, "run": str(run), "trained_now": False}
-    shared = None
-    if not (run / "checkpoint.pt").exists():
-        for source in share_from:
-            if not (source / STAGE3_START).exists():
-                continue
-            try:
-                start_at_stage3(source, run, config, data=data)
-            except ValueError as exc:
-                print(f"not sharing stages 1-2: {exc}", file=sys.stderr)
-                continue
-            shared = str(source)
-            print(f"{run}: stages 1-2 from {source}", file=sys.stderr)
-            break
-    resume = (run / "checkpoint.pt").exists()
-    print(f"{'resuming' if resume else 'training'} {run} (stage-3 loss {loss})", file=sys.stderr)
-    started = time.perf_counter()
-    TrainingRun(data, run, config, device=device, resume=resume, progress=progress).run()
-    return {"loss": loss, "run": str(run), "trained_now": True, "resumed": resume and shared is None,
-            "stages_1_2_from": shared, "wall_s": round(time.perf_counter() - started, 2)}
-
-
-def training_seconds(run: Path) -> dict[str, float] | None:
-    path = run / "history.json"
-    if not path.exists():
-        return None
-    stages = json.loads(path.read_text()).get("stages", {})
-    return {str(s): float(v["seconds"]) for s, v in stages.items() if "seconds" in v}
-
-
-# -- results ------------------------------------------------------------------------------------
-
-def _metric(result: dict[str, Any] | None, key: str) -> float | None:
-    return None if result is None else float(result["retrieval"][key])
-
-
-def best_variant(row: Mapping[str, Any]) -> str | None:
-    """The variant with the highest mP@1 (then mAP); None when nothing was measured."""
-    scored = [(r["retrieval"]["mp_at_1"], r["retrieval"]["map"], -i, v)
-              for i, (v, r) in enumerate(row["results"].items()) if r]
-    return max(scored)[3] if scored else None  # ties: the variant listed first
-
-
-def comparison(rows: Sequence[Mapping[str, Any]], variants: Sequence[str], a: str = PROPOSED,
-               b: str = "IM-GeM") -> dict[str, Any]:
-    """How much row ``a`` beats row ``b``, on the first variant (plain when measured) and on each's best."""
-    by_label = {r["label"]: r for r in rows}
-    missing = [label for label in (a, b) if label not in by_label]
-    if missing:
-        return {"a": a, "b": b, "missing": missing}
-    variant = "plain" if "plain" in variants else variants[0]
-    ra, rb = by_label[a]["results"][variant], by_label[b]["results"][variant]
-    out: dict[str, Any] = {"a": a, "b": b, "variant": variant}
-    for key in ("mp_at_1", "map"):
-        out[key] = {"a": _metric(ra, key), "b": _metric(rb, key),
-                    "points": 100 * (_metric(ra, key) - _metric(rb, key))}
-    ba, bb = best_variant(by_label[a]), best_variant(by_label[b])
-    out["best"] = {"a_variant": ba, "b_variant": bb,
-                   "mp_at_1_points": 100 * (by_label[a]["results"][ba]["retrieval"]["mp_at_1"]
-                                            - by_label[b]["results"][bb]["retrieval"]["mp_at_1"])}
-    out["beats"] = out["mp_at_1"]["points"] > 0
-    return out
-
-
-def comparison_line(c: Mapping[str, Any]) -> str:
-    if "missing" in c:
-        return f"No {c['a']} vs {c['b']} comparison: no {' or '.join(c['missing'])} row was measured."
-    p, m = c["mp_at_1"], c["map"]
-    verdict = "beats" if c["beats"] else ("ties with" if p["points"] == 0 else "does not beat")
-    return (f"**{c['a']} {verdict} {c['b']}** ({c['variant']}): mP@1 {100 * p['a']:.2f} vs {100 * p['b']:.2f} "
-            f"({p['points']:+.2f} points), mAP {100 * m['a']:.2f} vs {100 * m['b']:.2f} ({m['points']:+.2f}); "
-            f"best variants ({c['best']['a_variant']} vs {c['best']['b_variant']}): "
-            f"{c['best']['mp_at_1_points']:+.2f} mP@1 points.")
-
-
-def _cell(result: dict[str, Any] | None, key: str) -> str:
-    return "N/A" if result is None else f"{100 * result['retrieval'][key]:.2f}"
-
-
-def table_rows(data: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Table 5.3's layout: methods as rows, an mP@1 block then an mAP block, one column per variant."""
-    variants = data["variants"]
-    header = ["method"] + [f"mP@1 {v}" for v in variants] + [f"mAP {v}" for v in variants]
-    body = []
-    for row in data["rows"]:
-        label = row["label"] + (" (default)" if row.get("default_variant") else "")
-        body.append([label] + [_cell(row["results"][v], "mp_at_1") for v in variants]
-                    + [_cell(row["results"][v], "map") for v in variants])
-    return header, body
-
-
-def text_table(data: Mapping[str, Any]) -> str:
-    header, body = table_rows(data)
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(header), "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(fmt, body)])
-
-
-def _shipped_results(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": r["label"], "shipped": r["shipped"]} for r in data["rows"] if r.get("shipped")]
-
-
-def shipped_table(data: Mapping[str, Any], *, markdown: bool = False) -> str:
-    """Each row at its shipped threshold (with ``--unknown``): "" when none was measured."""
-    results = _shipped_results(data)
-    if not results:
-        return ""
-    rows = shipped_rows(results)
-    if markdown:
-        table = ["| " + " | ".join(SHIPPED_COLUMNS) + " |", "|" + "---|" * len(SHIPPED_COLUMNS),
-                 *("| " + " | ".join(r) + " |" for r in rows), "", *(f"- {n}" for n in shipped_notes(results))]
-        return "\n".join([SHIPPED_TITLE, "", *table])
-    return "\n".join([SHIPPED_TITLE, aligned(SHIPPED_COLUMNS, rows), *shipped_notes(results)])
-
-
-def variant_legend(data: Mapping[str, Any]) -> str:
-    o = data["options"]
-    return (f"Variants: plain; ia = instance-averaging, one mean descriptor per artwork (5.4.4); "
-            f"qe = average query expansion with the top {o['qe']} (5.4.2); dba = database-side augmentation "
-            f"with {o['dba']} neighbour(s) (5.4.3). N/A: SIFT scores pairs, it has no descriptor to expand. "
-            "FT = the proposed run's fine-tuned last conv layer, GeM-pooled; '<loss> pooled' is the same "
-            "layer of an alternative-loss run (paper 002's pooled layer), '<loss>' its region descriptor.")
-
-
-def markdown(folder: Path, data: dict) -> str:
-    header, body = table_rows(data)
-    c = data["counts"]
-    lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]) + ".", "",
-             f"Dataset `{data['dataset']}`: {c['references']} references of {c['artworks']} artworks, "
-             f"{c['queries']} queries, {c['distractors']} distractors. Percentages.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             *("| " + " | ".join(r) + " |" for r in body), "", variant_legend(data), "",
-             *([shipped_table(data, markdown=True), ""] if shipped_table(data) else []),
-             comparison_line(data["comparison"]), ""]
-    for alt in data.get("alternatives", []):
-        how = f"trained now in {alt['wall_s']:.0f} s" if alt.get("trained_now") else "reused"
-        lines.append(f"- stage-3 loss `{alt['loss']}`: run `{alt['run']}` ({how}).")
-    for skipped in data.get("bundle", {}).get("skipped", []):
-        lines.append(f"- bundle variant not measured: {skipped}.")
-    if lines[-1] != "":
-        lines.append("")
-    if (folder / PLOT).exists():
-        lines += [f"![{folder.name}](results/{folder.name}/{PLOT})", ""]
-    return "\n".join(lines)
-
-
-def plot(path: Path, data: Mapping[str, Any]) -> None:
-    """mP@1 and mAP per method: the plain variant next to each method's best variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = data["rows"]
-    first = "plain" if "plain" in data["variants"] else data["variants"][0]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.75 * len(rows) + 3), 4.8), sharey=True)
-    x = np.arange(len(rows))
-    for ax, key, title in zip(axes, ("mp_at_1", "map"), ("mP@1", "mAP")):
-        plain = [100 * (_metric(r["results"][first], key) or 0.0) for r in rows]
-        best = [100 * (_metric(r["results"][best_variant(r)], key) or 0.0) if best_variant(r) else 0.0 for r in rows]
-        ax.bar(x - 0.2, plain, 0.4, label=first)
-        ax.bar(x + 0.2, best, 0.4, label="best variant (by mP@1)")
-        ax.set_xticks(x, [r["label"] for r in rows], rotation=40, ha="right", fontsize=8)
-        ax.set_ylim(0, 100)
-        ax.set_title(title)
-        ax.grid(axis="y", lw=0.3)
-    axes[0].set_ylabel("%")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # -- the command --------------------------------------------------------------------------------

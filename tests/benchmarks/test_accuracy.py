@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from muselens.benchmarks import accuracy
+from muselens.benchmarks import accuracy, accuracy_report, descriptor_store
 from muselens.benchmarks.results_md import render
 from muselens.cli import main as cli
 from muselens.training.backbones.backbone_registry import build_backbone
@@ -69,7 +69,7 @@ def test_store_describes_each_distinct_image_once_for_all_its_extractors():
             return np.stack([np.full(2, scale * float(im.mean()), np.float32) for im in images])
         return run
 
-    store = accuracy.DescriptorStore({"a": extractor("a", 1.0), "b": extractor("b", 2.0)})
+    store = descriptor_store.DescriptorStore({"a": extractor("a", 1.0), "b": extractor("b", 2.0)})
     images = _images(3)
     first = store.extract("a", images + [images[0].copy()])  # a repeated image is described once
     assert calls == {"a": 3, "b": 3}
@@ -84,7 +84,7 @@ def test_store_describes_each_distinct_image_once_for_all_its_extractors():
 
 
 def test_store_refuses_an_extractor_that_loses_images():
-    store = accuracy.DescriptorStore({"bad": lambda images: np.zeros((len(images) - 1, 2), np.float32)})
+    store = descriptor_store.DescriptorStore({"bad": lambda images: np.zeros((len(images) - 1, 2), np.float32)})
     with pytest.raises(ValueError, match="gave 1 descriptors for 2 images"):
         store.extract("bad", _images(2))
 
@@ -92,11 +92,11 @@ def test_store_refuses_an_extractor_that_loses_images():
 def test_shared_backbone_gives_each_pooling_exactly_its_own_descriptors():
     """Oracle: every IM method read from one memoised pass equals its own extractor's output."""
     net = build_backbone("tf_efficientnet_lite0", pretrained=False)
-    memo = accuracy.MemoBackbone(net)
+    memo = descriptor_store.MemoBackbone(net)
     methods = ("im-gem", "im-mac", "im-rmac-ms", "im-logits")
     shared = {m: build_im_extractor(m.removesuffix("-ms"), memo, size=64, multiscale=m.endswith("-ms"))
               for m in methods}
-    store = accuracy.DescriptorStore({m: ex.extract for m, ex in shared.items()}, after=memo.forget)
+    store = descriptor_store.DescriptorStore({m: ex.extract for m, ex in shared.items()}, after=memo.forget)
     images = _images(3) + _images(2, seed=1, shape=(70, 64, 3))
     for m in methods:
         alone = build_im_extractor(m.removesuffix("-ms"), net, size=64, multiscale=m.endswith("-ms"))
@@ -117,20 +117,20 @@ def _row(label, values):
 def test_comparison_says_who_wins_and_by_how_much():
     rows = [_row("IM-GeM", {"plain": (0.4, 0.3), "ia": (0.5, 0.6)}),
             _row("proposed", {"plain": (0.45, 0.35), "ia": (0.45, 0.5)})]
-    c = accuracy.comparison(rows, ["plain", "ia"])
+    c = accuracy_report.comparison(rows, ["plain", "ia"])
     assert c["beats"] and c["mp_at_1"]["points"] == pytest.approx(5.0)
     assert c["best"] == {"a_variant": "ia", "b_variant": "ia", "mp_at_1_points": pytest.approx(-5.0)}
-    line = accuracy.comparison_line(c)
+    line = accuracy_report.comparison_line(c)
     assert "proposed beats IM-GeM" in line and "+5.00 points" in line
-    c = accuracy.comparison(list(reversed(rows)), ["plain", "ia"], a="IM-GeM", b="proposed")
-    assert "does not beat" in accuracy.comparison_line(c)
-    missing = accuracy.comparison(rows[:1], ["plain"])
-    assert "no proposed row" in accuracy.comparison_line(missing)
+    c = accuracy_report.comparison(list(reversed(rows)), ["plain", "ia"], a="IM-GeM", b="proposed")
+    assert "does not beat" in accuracy_report.comparison_line(c)
+    missing = accuracy_report.comparison(rows[:1], ["plain"])
+    assert "no proposed row" in accuracy_report.comparison_line(missing)
 
 
 def test_best_variant_prefers_the_first_listed_on_ties_and_skips_na():
-    assert accuracy.best_variant(_row("x", {"plain": (0.5, 0.5), "ia": (0.5, 0.5), "qe": None})) == "plain"
-    assert accuracy.best_variant(_row("x", {"plain": None})) is None
+    assert accuracy_report.best_variant(_row("x", {"plain": (0.5, 0.5), "ia": (0.5, 0.5), "qe": None})) == "plain"
+    assert accuracy_report.best_variant(_row("x", {"plain": None})) is None
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_table_53_with_a_trained_alternative_and_the_bundle(export_museum, run_d
     assert (out / "accuracy.png").stat().st_size > 1000
 
     # The section of RESULTS.md: Table 5.3's layout, the verdict line and the plot.
-    text = accuracy.markdown(out, data)
+    text = accuracy_report.markdown(out, data)
     assert text.startswith("## tiny-accuracy") and "| method | mP@1 plain | mP@1 ia |" in text
     assert "| SIFT |" in text and "N/A" in text and "| bundle fp32 (default) |" in text
     assert "IM-GeM** (plain)" in text and "![tiny-accuracy](results/tiny-accuracy/accuracy.png)" in text
@@ -260,7 +260,7 @@ def test_unknown_photos_give_each_row_its_shipped_open_set_once(export_museum, u
     assert got["threshold"] == pytest.approx(alone["threshold"], abs=1e-6) and got["how"] == alone["how"]
     for key in ("correct_accept_rate", "wrong_accept_rate", "unknown_far", "distractor_far"):
         assert got[key] == alone[key], key
-    text = accuracy.markdown(out, data)
+    text = accuracy_report.markdown(out, data)
     for shown in (printed, text):
         assert "Open set at the shipped threshold" in shown and "threshold of IM-GeM: calibrated as export" in shown
         assert f"{alone['threshold']:.4f}" in shown

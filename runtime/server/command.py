@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-ort-telemetry", action="store_true",
                         help="let ONNX Runtime record its usage telemetry (device id, OS, CPU, providers) under "
                              "the user's home; off by default")
+    parser.add_argument("--max-jpeg-scans", type=int, default=FrameLimits().max_jpeg_scans,
+                        help="most scans a JPEG frame may have: each costs a pass over the whole image "
+                             "(a camera writes 1-10; default: %(default)s)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
 
 
@@ -80,7 +83,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
     if args.reference_cache_mb < 0:
         raise ValueError(f"--reference-cache-mb must be >= 0, got {args.reference_cache_mb}")
     tokens = Tokens.load(args.token_file) if args.token_file else None
-    limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
+    limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels,
+                         max_jpeg_scans=args.max_jpeg_scans)
     config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace,
                           bundle_root=args.bundle_root)

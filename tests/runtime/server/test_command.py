@@ -90,6 +90,8 @@ def test_serve_refuses_what_it_cannot_serve(tiny_bundle, tmp_path, capsys):
     assert "--reference-cache-mb must be >= 0, got -1" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--bundle-root", str(tmp_path / "nowhere")]) == 2
     assert f"--bundle-root {tmp_path / 'nowhere'} is not a directory" in capsys.readouterr().err
+    assert cli(["serve", str(tiny_bundle), "--port", "0", "--max-jpeg-scans", "0"]) == 2
+    assert "FrameLimits.max_jpeg_scans must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_clients_report_an_unreachable_server(export_museum, capsys):

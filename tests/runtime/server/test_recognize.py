@@ -15,6 +15,7 @@ import pytest
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import frame, rgb, slow_model
+from tests.runtime.frames.helpers import scan_bomb
 
 
 def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
@@ -79,6 +80,8 @@ BAD = [
      "truncated"),
     ("decompression bomb", pb.Frame(image=pb.Image(encoded=png_bomb())), grpc.StatusCode.RESOURCE_EXHAUSTED,
      "too_many_pixels"),
+    ("progressive scan bomb", pb.Frame(image=pb.Image(encoded=scan_bomb(2000))), grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "too_many_scans"),
     ("raw size mismatch", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0" * 100, width=64, height=64,
                                                                   pixel_format=pb.PIXEL_FORMAT_RGB8))),
      grpc.StatusCode.INVALID_ARGUMENT, "size_mismatch"),

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
+from muselens.runtime.server.admission import StreamAdmission, default_max_streams
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
 from muselens.runtime.server.handlers import MALFORMED, add_servicer
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -36,6 +37,13 @@ ADMIN_SERVICE = pb.DESCRIPTOR.services_by_name["Admin"].full_name
 # than ServerConfig.max_message_bytes is refused by gRPC itself (RESOURCE_EXHAUSTED) before a
 # byte of it is decoded.
 MESSAGE_OVERHEAD = 64 * 1024
+# Dead peers are found and closed: the server pings a connection silent for 60 s and drops it
+# if no answer comes in 20 s; a client may ping at most every 10 s without data (more often
+# twice and the connection is closed), and a connection with no call for 10 minutes is closed.
+KEEPALIVE = (("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+             ("grpc.keepalive_permit_without_calls", 1),
+             ("grpc.http2.min_ping_interval_without_data_ms", 10_000), ("grpc.http2.max_ping_strikes", 2),
+             ("grpc.max_connection_idle_ms", 600_000))
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,10 @@ class ServerConfig:
     grace_seconds: float = 5.0
     max_enrol_bytes: int = 16 * 1024 * 1024  # one Enroll request: a few photos, JPEG
     bundle_root: Path | None = None  # Admin.LoadBundle loads only bundles inside it (None: any path)
+    max_streams: int | None = None  # streams open at once; None: default_max_streams(max_workers)
+    max_streams_per_token: int | None = None  # per client token (None: only the server's cap)
+    stream_idle_seconds: float | None = 30.0  # a stream with no frame this long is closed (None: never)
+    max_pending_calls: int | None = None  # calls running or queued; more are refused at once (None: 2 x workers)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -60,11 +72,29 @@ class ServerConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
+        if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:
+            raise ValueError(f"max_streams must be in 1..max_workers ({self.max_workers}): each open stream holds "
+                             f"a worker; got {self.max_streams}")
+        if self.max_streams_per_token is not None and self.max_streams_per_token < 1:
+            raise ValueError(f"max_streams_per_token must be >= 1, got {self.max_streams_per_token}")
+        if self.stream_idle_seconds is not None and not self.stream_idle_seconds > 0:
+            raise ValueError(f"stream_idle_seconds must be > 0 (or None), got {self.stream_idle_seconds}")
+        if self.max_pending_calls is not None and self.max_pending_calls < self.max_workers:
+            raise ValueError(f"max_pending_calls must be >= max_workers ({self.max_workers}), "
+                             f"got {self.max_pending_calls}")
         carried = self.max_message_bytes - MESSAGE_OVERHEAD
         if self.limits.max_raw_bytes is not None and self.limits.max_raw_bytes > carried:
             raise ValueError(f"FrameLimits.max_raw_bytes ({self.limits.max_raw_bytes}) exceeds the {carried} bytes "
                              f"of image a message to this server can carry (its largest message, "
                              f"{self.max_message_bytes} bytes, less {MESSAGE_OVERHEAD} for the rest of the Frame)")
+
+    @property
+    def stream_cap(self) -> int:
+        return self.max_streams if self.max_streams is not None else default_max_streams(self.max_workers)
+
+    @property
+    def pending_cap(self) -> int:
+        return self.max_pending_calls if self.max_pending_calls is not None else 2 * self.max_workers
 
     @property
     def max_message_bytes(self) -> int:
@@ -95,12 +125,17 @@ class MuselensServer:
             interceptors=[self.auth],
             options=[("grpc.max_receive_message_length", config.max_message_bytes),
                      ("grpc.max_send_message_length", 32 * 1024 * 1024),
-                     ("grpc.so_reuseport", 0)],
-            maximum_concurrent_rpcs=None,
+                     ("grpc.so_reuseport", 0), *KEEPALIVE],
+            # beyond this many calls running or queued for a worker, gRPC refuses at once
+            # (RESOURCE_EXHAUSTED) instead of queueing a call until its deadline
+            maximum_concurrent_rpcs=config.pending_cap,
         )
+        self.admission = StreamAdmission(config.stream_cap, config.max_streams_per_token)
         limits = config.frame_limits
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
-                                             smoothing=config.smoothing, default_top_k=config.default_top_k)
+                                             smoothing=config.smoothing, default_top_k=config.default_top_k,
+                                             admission=self.admission,
+                                             stream_idle_seconds=config.stream_idle_seconds)
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Admin"],

@@ -35,6 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=50051, help="port (0: any free port; default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
     parser.add_argument("--workers", type=int, default=16, help="concurrent calls served (default: %(default)s)")
+    parser.add_argument("--max-streams", type=int, default=None,
+                        help="streams open at once, each holding a worker (default: three quarters of --workers, "
+                             "the rest kept for unary calls, health and admin)")
+    parser.add_argument("--max-streams-per-token", type=int, default=None,
+                        help="streams one client token may hold open (default: only the server's cap)")
+    parser.add_argument("--stream-idle-seconds", type=float, default=30.0,
+                        help="a stream that sends no frame this long is closed (default: %(default)s)")
+    parser.add_argument("--max-pending-calls", type=int, default=None,
+                        help="calls running or waiting for a worker; more are refused at once with "
+                             "RESOURCE_EXHAUSTED (default: twice --workers)")
     parser.add_argument("--inference-slots", type=int, default=None,
                         help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
                              "tensorrt, 2 on ort-cuda and ort-tensorrt)")
@@ -87,7 +97,9 @@ def build(args: argparse.Namespace) -> MuselensServer:
                          max_jpeg_scans=args.max_jpeg_scans)
     config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace,
-                          bundle_root=args.bundle_root)
+                          bundle_root=args.bundle_root, max_streams=args.max_streams,
+                          max_streams_per_token=args.max_streams_per_token,
+                          stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")

@@ -28,6 +28,8 @@ from muselens.runtime.recognition.model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert
+from muselens.runtime.server.admission import StreamAdmission
+from muselens.runtime.server.auth import bearer_token
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -52,12 +54,15 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
     """Recognize, StreamRecognize, GetBundleInfo; registered with :func:`.handlers.add_servicer`."""
 
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
-                 smoothing: SmootherConfig | None = None, default_top_k: int = 5):
+                 smoothing: SmootherConfig | None = None, default_top_k: int = 5,
+                 admission: StreamAdmission | None = None, stream_idle_seconds: float | None = None):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
         self.smoothing = smoothing or SmootherConfig()
         self.default_top_k = default_top_k
+        self.admission = admission  # None: streams are not counted (tests of one servicer)
+        self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
 
     # -- one frame, any call --------------------------------------------------------------
 
@@ -91,6 +96,19 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
 
     def StreamRecognize(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                         context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
+        token = bearer_token(context.invocation_metadata())
+        refused = self.admission.enter(token) if self.admission is not None else None
+        if refused is not None:
+            self.metrics.streams_closed.labels("capacity").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"stream refused: {refused}; retry later")
+        try:
+            yield from self._stream(request_iterator, context)
+        finally:
+            if self.admission is not None:
+                self.admission.leave(token)
+
+    def _stream(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
+                context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
         call = _Call(context)
         slot: LatestSlot[pb.Frame] = LatestSlot()
         reader = threading.Thread(target=_read_frames, args=(request_iterator, slot, call.cancel),
@@ -102,9 +120,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.metrics.active_streams.inc()
         try:
             while not call.cancel.cancelled:
-                arrival = slot.take()
+                arrival = slot.take(self.stream_idle_seconds)
                 if arrival is None:
-                    break
+                    if slot.closed or call.cancel.cancelled:
+                        break
+                    self.metrics.streams_closed.labels("idle").inc()
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"no frame for {self.stream_idle_seconds:g} s: the server closed the stream; "
+                                  f"open a new one when frames come")
                 if slot.dropped > counted_drops:
                     self.metrics.dropped.inc(slot.dropped - counted_drops)
                     counted_drops = slot.dropped

@@ -267,11 +267,14 @@ class AdminServicer(pb_grpc.AdminServicer):
         if len(request.photos) > MAX_ENROL_PHOTOS:
             self._refuse_enrolment(context, f"at most {MAX_ENROL_PHOTOS} photos per Enroll call, "
                                             f"got {len(request.photos)}")
+        # One photo decoded at a time and brought to the recognition size at once: 64 photos
+        # of 24 MP each were all decoded first, 4.6 GB for one 5 MB request.
+        resize = self.holder.current().describer.resize
         images: list[np.ndarray] = []
         rejected = []
         for index, photo in enumerate(request.photos):
             try:
-                images.append(convert.image_pixels(photo, self.limits, what=f"photo {index}"))
+                images.append(resize(convert.image_pixels(photo, self.limits, what=f"photo {index}")))
             except FrameError as exc:
                 rejected.append(pb.FrameError(code=exc.status, reason=exc.reason, message=f"photo {index}: {exc}"))
         if not images:

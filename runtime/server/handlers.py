@@ -12,6 +12,7 @@ the stream goes on (gRPC's own framing is intact, only the protobuf inside is br
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+
+from muselens.runtime.safe_text import log_safe_traceback
+
+log = logging.getLogger(__name__)
 
 MALFORMED = "malformed_message"
 
@@ -68,6 +73,35 @@ def _refusing_malformed(behaviour: Callable[[Any, grpc.ServicerContext], Any], m
     return handle
 
 
+def _answering_failures(behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str,
+                        streaming: bool) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """A behaviour whose unexpected exception is answered INTERNAL, never grpc's UNKNOWN
+    ("Exception calling application: <the message>"), and logged with its messages escaped:
+    they may quote client text. An abort (``context.abort``) passes through as it is."""
+
+    def fail(exc: Exception, context: grpc.ServicerContext) -> None:
+        if context.code() is not None:  # the servicer aborted with its own status
+            raise exc
+        log.error("%s failed: %s", method, log_safe_traceback(exc))
+        context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the server ({type(exc).__name__}); "
+                                                "the server logged it")
+
+    if streaming:
+        def handle_stream(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from behaviour(request, context)
+            except Exception as exc:  # noqa: BLE001 -- the one place an unexpected failure becomes a status
+                fail(exc, context)
+        return handle_stream
+
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request, context)
+        except Exception as exc:  # noqa: BLE001 -- as above
+            fail(exc, context)
+    return handle
+
+
 _FACTORIES = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -84,7 +118,7 @@ def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: obje
     :class:`MalformedMessage` items among their messages and must answer them."""
     handlers = {}
     for method in service.methods:
-        behaviour = getattr(servicer, method.name)
+        behaviour = _answering_failures(getattr(servicer, method.name), method.name, method.server_streaming)
         if not method.client_streaming:
             behaviour = _refusing_malformed(behaviour, method.name, on_malformed)
         response_class = message_factory.GetMessageClass(method.output_type)

@@ -180,8 +180,8 @@ def _read_frames(request_iterator: Iterator[pb.Frame], slot: LatestSlot, cancel:
             slot.put(frame)
     except grpc.RpcError:
         cancel.cancel()  # the call was cancelled or failed: stop the worker too
-    except Exception:  # noqa: BLE001 -- a reader crash must not leave the worker waiting forever
-        log.exception("stream reader failed")
+    except Exception as exc:  # noqa: BLE001 -- a reader crash must not leave the worker waiting forever
+        log.error("stream reader failed: %s", log_safe_traceback(exc))
         cancel.cancel()
     finally:
         slot.close()

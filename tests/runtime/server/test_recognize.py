@@ -283,3 +283,32 @@ def test_a_raw_frame_between_the_limit_and_the_message_cap_gets_muselens_answer(
     with pytest.raises(grpc.RpcError) as err:
         server.stub.Recognize(_gray(320, 320))  # 100 KiB: within gRPC's cap, beyond muselens's raw limit
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.details().startswith("too_large:")
+
+
+def test_an_unexpected_failure_is_internal_never_unknown_and_its_log_is_escaped(served, start_server,
+                                                                                   query_images, caplog):
+    """grpc answers an exception it did not expect UNKNOWN, 'Exception calling application: <message>',
+    and logs the message raw: a client-supplied newline in it forged a log line."""
+    import logging
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(served, name)
+
+        def recognize(self, *args, **kwargs):
+            raise RuntimeError("boom\nFORGED line \u202e")
+
+    server = start_server(served)
+    server.server.holder._model = Broken()
+    caplog.set_level(logging.INFO)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(frame(query_images[0]))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert err.value.details() == "Recognize failed inside the server (RuntimeError); the server logged it"
+    answers = server.stub.StreamRecognize(iter([frame(query_images[0])]))
+    with pytest.raises(grpc.RpcError) as err:
+        list(answers)
+    assert err.value.code() == grpc.StatusCode.INTERNAL and "StreamRecognize failed" in err.value.details()
+    logged = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    assert len(logged) == 2 and all("boom\\nFORGED line \\u202e" in m for m in logged)
+    assert not any("\nFORGED" in r.getMessage() or "\u202e" in r.getMessage() for r in caplog.records)

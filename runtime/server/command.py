@@ -1,8 +1,9 @@
 """``muselens serve BUNDLE``: serve a museum's bundle over gRPC until SIGINT/SIGTERM.
 
 Prints ``serving <name> <version> on <host>:<port> ...`` once listening (with ``--port 0`` the
-port the OS chose), then logs reloads and refusals. Exit status 0 after a graceful shutdown,
-2 when the bundle, the backend or the TLS/token files cannot be used.
+port the OS chose; ``; admin on <host>:<port>`` with ``--admin-port``), then logs reloads and
+refusals. Exit status 0 after a graceful shutdown, 2 when the bundle, the backend or the
+TLS/token files cannot be used.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "resolved; relative paths are relative to it) and tells nothing about paths "
                              "outside it; set it on any server others can reach (default: any path the "
                              "server can read)")
+    parser.add_argument("--admin-port", type=int, default=None,
+                        help="serve Admin, health and reflection on this port, on --host's address, with their "
+                             "own workers, so they answer however loaded the main port is; Admin is then "
+                             "served there only (0: any free port; default: Admin on the main port)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics on this port, on --host's address (no authentication)")
     parser.add_argument("--max-frame-bytes", type=int, default=FrameLimits().max_encoded_bytes,
@@ -99,7 +104,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace,
                           bundle_root=args.bundle_root, max_streams=args.max_streams,
                           max_streams_per_token=args.max_streams_per_token,
-                          stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls)
+                          stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
+                          admin_port=args.admin_port)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")
@@ -113,13 +119,15 @@ def build(args: argparse.Namespace) -> MuselensServer:
 
 
 def banner(server: MuselensServer, host: str, metrics_address: str | None) -> str:
-    """The ``serving ... on HOST:PORT`` line (what :class:`ServerProcess` waits for)."""
+    """The ``serving ... on HOST:PORT (...)[; admin on HOST:PORT][; metrics on HOST:PORT]`` line
+    (what :class:`ServerProcess` waits for)."""
     model = server.holder.current()
     info = model.info()
     return (f"serving {info['name']} {info['bundle_version']} on {host}:{server.port} "
             f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
             f"{'TLS' if server.secure else 'plaintext'}; "
             f"{info['artworks']} artworks; search {info['search']})"
+            + (f"; admin on {host}:{server.admin_port}" if server.admin_port is not None else "")
             + (f"; metrics on {metrics_address}" if metrics_address is not None else ""))
 
 

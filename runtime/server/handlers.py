@@ -129,3 +129,17 @@ def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: obje
                                         response_serializer=response_class.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
+
+
+def add_refusing_service(server: grpc.Server, service: ServiceDescriptor, code: grpc.StatusCode,
+                         details: str) -> None:
+    """Register every method of ``service`` as answering ``code`` and ``details`` at once, its
+    request unparsed (e.g. Admin on the main port of a server with an admin port). Interceptors
+    still run first, so a caller the auth refuses learns nothing from ``details``."""
+
+    def refuse(request: Any, context: grpc.ServicerContext) -> None:
+        context.abort(code, details)
+
+    handlers = {method.name: _FACTORIES[(method.client_streaming, method.server_streaming)](refuse)
+                for method in service.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -231,3 +231,13 @@ def test_serve_writes_nothing_under_the_users_home(tiny_bundle, tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+
+
+def test_serve_names_its_admin_port_in_the_banner(tiny_bundle, capsys, monkeypatch):
+    from muselens.runtime.server.process import ADMIN, READY
+
+    code, banner, _ = _serve_once([str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1",
+                                   "--admin-port", "0", "--metrics-port", "0"], capsys, monkeypatch)
+    assert code == 0
+    main, admin = int(READY.search(banner).group(1)), int(ADMIN.search(banner).group(1))
+    assert f"; admin on 127.0.0.1:{admin}; metrics on 127.0.0.1:" in banner and admin not in (0, main)

@@ -80,17 +80,20 @@ def _answering_failures(behaviour: Callable[[Any, grpc.ServicerContext], Any], m
     they may quote client text. An abort (``context.abort``) passes through as it is."""
 
     def fail(exc: Exception, context: grpc.ServicerContext) -> None:
-        if context.code() is not None:  # the servicer aborted with its own status
-            raise exc
         log.error("%s failed: %s", method, log_safe_traceback(exc))
         context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the server ({type(exc).__name__}); "
                                                 "the server logged it")
 
+    # An abort (the servicer's own status) is re-raised bare, inside the except clause: raising
+    # the caught exception from a helper frame made that frame hold the exception holding the
+    # frame, a reference cycle that kept the request (16 MB for a raw frame) until the cyclic GC.
     if streaming:
         def handle_stream(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 yield from behaviour(request, context)
             except Exception as exc:  # noqa: BLE001 -- the one place an unexpected failure becomes a status
+                if context.code() is not None:
+                    raise
                 fail(exc, context)
         return handle_stream
 
@@ -98,6 +101,8 @@ def _answering_failures(behaviour: Callable[[Any, grpc.ServicerContext], Any], m
         try:
             return behaviour(request, context)
         except Exception as exc:  # noqa: BLE001 -- as above
+            if context.code() is not None:
+                raise
             fail(exc, context)
     return handle
 

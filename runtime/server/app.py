@@ -31,7 +31,8 @@ from grpc_reflection.v1alpha import reflection
 
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.server.admission import StreamAdmission, default_max_streams
+from muselens.runtime.server.admission import (TokenAdmission, default_max_calls_per_token,
+                                                default_max_streams)
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
 from muselens.runtime.server.handlers import MALFORMED, add_refusing_service, add_servicer
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -80,6 +81,7 @@ class ServerConfig:
     max_streams_per_token: int | None = None  # per client token (None: only the server's cap)
     stream_idle_seconds: float | None = 30.0  # a stream with no frame this long is closed (None: never)
     max_pending_calls: int | None = None  # calls running or queued; more are refused at once (None: 2 x workers)
+    max_calls_per_token: int | None = None  # unary calls one client token may run at once (None: workers / 4)
     admin_port: int | None = None  # Admin, health and reflection on their own workers here (0: any free port)
 
     def __post_init__(self) -> None:
@@ -100,6 +102,8 @@ class ServerConfig:
             raise ValueError(f"max_streams_per_token must be >= 1, got {self.max_streams_per_token}")
         if self.stream_idle_seconds is not None and not self.stream_idle_seconds > 0:
             raise ValueError(f"stream_idle_seconds must be > 0 (or None), got {self.stream_idle_seconds}")
+        if self.max_calls_per_token is not None and self.max_calls_per_token < 1:
+            raise ValueError(f"max_calls_per_token must be >= 1, got {self.max_calls_per_token}")
         if self.max_pending_calls is not None and self.max_pending_calls < self.max_workers:
             raise ValueError(f"max_pending_calls must be >= max_workers ({self.max_workers}), "
                              f"got {self.max_pending_calls}")
@@ -112,6 +116,16 @@ class ServerConfig:
     @property
     def stream_cap(self) -> int:
         return self.max_streams if self.max_streams is not None else default_max_streams(self.max_workers)
+
+    @property
+    def calls_per_token_cap(self) -> int:
+        return (self.max_calls_per_token if self.max_calls_per_token is not None
+                else default_max_calls_per_token(self.max_workers))
+
+    @property
+    def identifies_clients(self) -> bool:
+        """Whether calls carry client tokens the server checks: the only way it tells clients apart."""
+        return self.tokens is not None and bool(self.tokens.client)
 
     @property
     def pending_cap(self) -> int:
@@ -144,11 +158,13 @@ class MuselensServer:
         # beyond maximum_concurrent_rpcs calls running or queued for a worker, gRPC refuses at
         # once (RESOURCE_EXHAUSTED) instead of queueing a call until its deadline
         self.server = self._grpc_server(config.max_workers, config.pending_cap, "muselens-rpc")
-        self.admission = StreamAdmission(config.stream_cap, config.max_streams_per_token)
+        self.admission = TokenAdmission(config.stream_cap, config.max_streams_per_token)
+        self.calls = TokenAdmission(config.pending_cap, config.calls_per_token_cap, what="calls in flight")
         limits = config.frame_limits
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k,
-                                             admission=self.admission,
+                                             admission=self.admission, calls=self.calls,
+                                             identifies_clients=config.identifies_clients,
                                              stream_idle_seconds=config.stream_idle_seconds)
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)

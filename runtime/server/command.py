@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pending-calls", type=int, default=None,
                         help="calls running or waiting for a worker; more are refused at once with "
                              "RESOURCE_EXHAUSTED (default: twice --workers)")
+    parser.add_argument("--max-calls-per-token", type=int, default=None,
+                        help="unary calls one client token may have running at once; more are refused at once "
+                             "with RESOURCE_EXHAUSTED, and the inference gate serves tokens in turn (default: a "
+                             "quarter of --workers; clients are told apart by client tokens only)")
     parser.add_argument("--inference-slots", type=int, default=None,
                         help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
                              "tensorrt, 2 on ort-cuda and ort-tensorrt)")
@@ -105,7 +109,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           bundle_root=args.bundle_root, max_streams=args.max_streams,
                           max_streams_per_token=args.max_streams_per_token,
                           stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
-                          admin_port=args.admin_port)
+                          admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")

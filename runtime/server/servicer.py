@@ -22,13 +22,14 @@ import numpy as np
 
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
+from muselens.runtime.engine.gate import fair_share
 from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert
-from muselens.runtime.server.admission import StreamAdmission
+from muselens.runtime.server.admission import TokenAdmission
 from muselens.runtime.server.auth import bearer_token
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
@@ -55,13 +56,16 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
 
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
                  smoothing: SmootherConfig | None = None, default_top_k: int = 5,
-                 admission: StreamAdmission | None = None, stream_idle_seconds: float | None = None):
+                 admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
+                 identifies_clients: bool = False, stream_idle_seconds: float | None = None):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
         self.smoothing = smoothing or SmootherConfig()
         self.default_top_k = default_top_k
         self.admission = admission  # None: streams are not counted (tests of one servicer)
+        self.calls = calls  # None: unary calls are not counted
+        self.identifies_clients = identifies_clients  # client tokens are checked: they tell clients apart
         self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
 
     # -- one frame, any call --------------------------------------------------------------
@@ -76,11 +80,28 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         cancel.check()
         return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
 
+    def _client(self, context: grpc.ServicerContext) -> str | None:
+        """The caller's client token where the server checks them (it tells clients apart), else None."""
+        return bearer_token(context.invocation_metadata()) if self.identifies_clients else None
+
     def Recognize(self, request: pb.Frame, context: grpc.ServicerContext) -> pb.Recognition:
+        client = self._client(context)
+        refused = self.calls.enter(client) if self.calls is not None else None
+        if refused is not None:  # at once: its place in gRPC's queue is free again for other clients
+            self.metrics.frames.labels("Recognize", "capacity").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"call refused: {refused}; retry later")
+        try:
+            return self._recognize_call(request, context, client)
+        finally:
+            if self.calls is not None:
+                self.calls.leave(client)
+
+    def _recognize_call(self, request: pb.Frame, context: grpc.ServicerContext, client: str | None) -> pb.Recognition:
         call = _Call(context)
         model = self.holder.current()
         try:
-            result = self._recognize(model, request, call.cancel)
+            with fair_share(client):  # the inference gate serves clients in turn
+                result = self._recognize(model, request, call.cancel)
         except FrameError as exc:
             self.metrics.frames.labels("Recognize", exc.reason).inc()
             context.abort(getattr(grpc.StatusCode, exc.status), f"{exc.reason}: {exc}")
@@ -96,19 +117,19 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
 
     def StreamRecognize(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                         context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
-        token = bearer_token(context.invocation_metadata())
-        refused = self.admission.enter(token) if self.admission is not None else None
+        client = self._client(context)
+        refused = self.admission.enter(client) if self.admission is not None else None
         if refused is not None:
             self.metrics.streams_closed.labels("capacity").inc()
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"stream refused: {refused}; retry later")
         try:
-            yield from self._stream(request_iterator, context)
+            yield from self._stream(request_iterator, context, client)
         finally:
             if self.admission is not None:
-                self.admission.leave(token)
+                self.admission.leave(client)
 
     def _stream(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
-                context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
+                context: grpc.ServicerContext, client: str | None) -> Iterator[pb.Recognition]:
         call = _Call(context)
         slot: LatestSlot[pb.Frame] = LatestSlot()
         reader = threading.Thread(target=_read_frames, args=(request_iterator, slot, call.cancel),
@@ -150,7 +171,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     continue
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3
                 try:
-                    result = self._recognize(model, frame, call.cancel, queue_ms)
+                    with fair_share(client):
+                        result = self._recognize(model, frame, call.cancel, queue_ms)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-from muselens.runtime.server.admission import StreamAdmission, default_max_streams
+from muselens.runtime.server.admission import TokenAdmission, default_max_calls_per_token, default_max_streams
 from muselens.runtime.server.app import ServerConfig
 from muselens.runtime.server.auth import Tokens
 from muselens.v1 import recognition_pb2 as pb
@@ -153,6 +153,7 @@ def test_calls_beyond_the_pending_cap_are_refused_at_once(served, start_server, 
     ({"max_streams_per_token": 0}, "max_streams_per_token must be >= 1"),
     ({"stream_idle_seconds": 0}, "stream_idle_seconds must be > 0"),
     ({"max_workers": 4, "max_pending_calls": 3}, "max_pending_calls must be >= max_workers"),
+    ({"max_calls_per_token": 0}, "max_calls_per_token must be >= 1"),
 ])
 def test_admission_settings_are_checked(fields, match):
     with pytest.raises(ValueError, match=match):
@@ -161,8 +162,54 @@ def test_admission_settings_are_checked(fields, match):
 
 def test_admission_counts_and_frees():
     assert [default_max_streams(w) for w in (1, 2, 4, 16)] == [1, 1, 3, 12]
-    admission = StreamAdmission(2, max_per_token=1)
+    assert [default_max_calls_per_token(w) for w in (1, 4, 16)] == [1, 1, 4]
+    calls = TokenAdmission(1, what="calls in flight")
+    assert calls.enter(None) is None and calls.enter(None) == "the server holds its maximum of 1 calls in flight"
+    admission = TokenAdmission(2, max_per_token=1)
     assert admission.enter("a") is None and admission.enter("a") is not None
     assert admission.enter(None) is None and admission.enter("b") is not None  # the server is full
     admission.leave("a")
     assert admission.enter("b") is None and admission.open == 2
+
+
+CLIENTS = Tokens(client=("client-token-aaaaaaaaaaaaaaaa", "client-token-bbbbbbbbbbbbbbbb"))
+AS_A = (("authorization", "Bearer client-token-aaaaaaaaaaaaaaaa"),)
+AS_B = (("authorization", "Bearer client-token-bbbbbbbbbbbbbbbb"),)
+
+
+def _outcome(future) -> str:
+    try:
+        future.result()
+        return "OK"
+    except grpc.RpcError as exc:
+        return exc.code().name
+
+
+def test_a_flood_from_one_token_neither_crowds_out_nor_delays_another(served, start_server, query_images):
+    """Twelve calls of one client in flight once took every place in the queue and the inference
+    gate served waiters in any order: another client's call waited for most of them. Now the
+    flooding token runs its four, the rest are refused at once, and the gate takes turns: the
+    other client waits for at most the one inference under way."""
+    slow = slow_model(served, 0.4)
+    server = start_server(slow, tokens=CLIENTS, max_workers=8, max_calls_per_token=4)
+    started = time.monotonic()
+    flood = [server.stub.Recognize.future(frame(query_images[0]), metadata=AS_A, timeout=30) for _ in range(12)]
+    refused: list = []
+    while len(refused) < 8 and time.monotonic() - started < 2:  # at once, not after their turn
+        time.sleep(0.01)
+        refused = [f for f in flood if f.done() and _outcome(f) == "RESOURCE_EXHAUSTED"]
+    assert len(refused) == 8 and server.server.calls.open == 4
+    assert "this client token holds its maximum of 4 calls in flight" in refused[0].exception().details()
+    time.sleep(0.1)
+    sent = time.monotonic()
+    assert server.stub.Recognize(frame(query_images[1]), metadata=AS_B, timeout=30).matches
+    assert time.monotonic() - sent < 2 * 0.4 + 0.3  # its own run and at most one of the flood's
+    assert sorted(_outcome(f) for f in flood) == ["OK"] * 4 + ["RESOURCE_EXHAUSTED"] * 8
+    assert server.server.calls.open == 0
+    assert server.server.metrics.frames.labels("Recognize", "capacity")._value.get() == 8
+
+
+def test_without_client_tokens_calls_are_not_told_apart(served, start_server, query_images):
+    server = start_server(slow_model(served, 0.3), max_workers=4, max_calls_per_token=1)
+    calls = [server.stub.Recognize.future(frame(query_images[0]), metadata=AS_A, timeout=30) for _ in range(2)]
+    assert [_outcome(f) for f in calls] == ["OK", "OK"]  # a token the server does not check is no identity

@@ -137,7 +137,7 @@ def banner(server: MuselensServer, host: str, metrics_address: str | None) -> st
 
 def main(args: argparse.Namespace) -> int:
     from muselens.runtime.server.auth import TokenFileError
-    from muselens.runtime.server.memory import tune_malloc
+    from muselens.runtime.server.memory import HeapTrimmer, tune_malloc
 
     tune_malloc()  # before any worker thread exists
     if not args.allow_ort_telemetry:
@@ -160,11 +160,13 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    trimmer = HeapTrimmer().start()  # freed heap pages back to the system every few seconds
     server.start()
     print(banner(server, args.host, _http_address(metrics_http) if metrics_http else None), flush=True)
     stop.wait()
     print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
     server.stop()
+    trimmer.stop()
     if metrics_http is not None:
         metrics_http.shutdown()
     return 0

@@ -347,7 +347,8 @@ def _enrol_memory(t: Target) -> tuple[Counter, dict[str, Any]]:
     photo, count = pb.Image(encoded=big_png(*BOMB_SIZE)), 4 if t.quick else 64
     request = pb.EnrollRequest(instance_id="abuse-enrol", title="enrolment memory", photos=[photo] * count)
     statuses = Counter(t.admin_call("Enroll", request, timeout=300)[0] for _ in t.until(3))
-    return statuses, {"photos": count, "photo_bytes": len(photo.encoded), "request_mb": round(request.ByteSize() / 2**20, 2),
+    return statuses, {"photos": count, "photo_bytes": len(photo.encoded),
+                      "request_mb": round(request.ByteSize() / 2**20, 2),
                       "decoded_mb_each": round(3 * BOMB_SIZE[0] * BOMB_SIZE[1] / 2**20, 1)}
 
 
@@ -661,7 +662,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long each attack goes on (default: 15, 2 with --quick)")
     parser.add_argument("--baseline", type=float, default=None,
                         help="seconds of good calls alone, for the normal p99 (default: 20, 4 with --quick)")
-    parser.add_argument("--good-hz", type=float, default=5.0, help="good client's calls a second (default: %(default)s)")
+    parser.add_argument("--good-hz", type=float, default=5.0,
+                        help="good client's calls a second (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=16, help="the server's --workers (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="the server's inference threads")
     parser.add_argument("--attacker-nice", type=int, default=10,
@@ -676,10 +678,9 @@ def main(args: argparse.Namespace) -> int:
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     unknown = sorted(set(attacks) - set(ATTACK_NAMES))
     problems = [f"unknown attack(s) {unknown}; choose from {', '.join(ATTACK_NAMES)}"] if unknown or not attacks else []
-    problems += [f"{name} must be positive" for name, value in (("--seconds", args.seconds),
-                                                                ("--baseline", args.baseline),
-                                                                ("--good-hz", args.good_hz), ("--workers", args.workers))
-                 if value is not None and not value > 0]
+    positive = (("--seconds", args.seconds), ("--baseline", args.baseline), ("--good-hz", args.good_hz),
+                ("--workers", args.workers))
+    problems += [f"{name} must be positive" for name, value in positive if value is not None and not value > 0]
     if not args.bundle.exists():
         problems.append(f"bundle {args.bundle} does not exist")
     if problems:

@@ -276,7 +276,7 @@ class Attack:
     run: Callable[[Target], tuple[Counter, dict[str, Any]]]
 
 
-def idle_streams(t: Target) -> tuple[Counter, dict[str, Any]]:
+def _idle_streams(t: Target) -> tuple[Counter, dict[str, Any]]:
     """``workers + 4`` streams that send nothing, held open for the attack's time, then half-closed."""
     release, outcomes = threading.Event(), []
     stub = t.channel.stream_stream("/muselens.v1.Recognizer/StreamRecognize",
@@ -432,7 +432,7 @@ def _largest_raw(t: Target) -> tuple[Counter, dict[str, Any]]:
 
 ATTACKS = (
     Attack("idle_streams", "workers + 4 StreamRecognize calls that send nothing, held open",
-           frozenset({"OK", "RESOURCE_EXHAUSTED"}), idle_streams),
+           frozenset({"OK", "RESOURCE_EXHAUSTED"}), _idle_streams),
     Attack("scan_bomb", f"progressive JPEG {BOMB_SIZE[0]}x{BOMB_SIZE[1]}, {BOMB_SCANS} extra scans, 4 senders",
            frozenset({"RESOURCE_EXHAUSTED (too_many_scans)"}), _scan_bomb),
     Attack("enrol_nul", "Enroll with NUL in the id, the title, a metadata value",

@@ -421,7 +421,9 @@ def run(bundle: Path, out: Path, *, count: int, seed: int, workers: int = 4, thr
     stream_cases = sum(len(s) for s in streams)
     total = count + stream_cases
     tally = Tally()
-    server = ServerProcess(bundle, token_file=out / "tokens.txt", threads=threads, log=out / "server.log")
+    # every call carries the one client token: the server must let it run as many calls as we send
+    server = ServerProcess(bundle, token_file=out / "tokens.txt", threads=threads, log=out / "server.log",
+                           extra=("--max-calls-per-token", str(workers)))
     started = time.monotonic()
     with server:
         wire = Wire(server.address, tokens)

@@ -20,6 +20,7 @@ from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
 
 DEFAULT_LIMITS = FrameLimits()
 _JPEG_EOI = b"\xff\xd9"
+_JPEG_SOS = b"\xff\xda"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
@@ -33,11 +34,21 @@ def _looks_truncated(data: bytes, header: ImageHeader) -> bool:
     return end not in data[header.header_end:]
 
 
+def jpeg_scans(data: bytes, header: ImageHeader) -> int:
+    """Start-of-scan markers after a JPEG's frame header: its scans, counted without decoding.
+
+    Entropy-coded data escapes 0xFF as FF00, so FF DA there is always a marker; bytes inside a
+    segment that merely look like one (a COM or an EXIF thumbnail) can only count more, never fewer.
+    """
+    return data.count(_JPEG_SOS, header.header_end)
+
+
 def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode a JPEG or PNG frame into RGB uint8 ``(H, W, 3)``, or raise :class:`FrameError`.
 
     Checks, in order: empty, encoded size, format and header (:func:`sniff`), declared size
-    against ``limits`` (nothing is allocated before this), decoding, decoded size == header.
+    against ``limits`` (nothing is allocated before this), a JPEG's scan count (what its decode
+    costs), decoding, decoded size == header.
     """
     data = as_bytes(data)
     if not isinstance(limits, FrameLimits):
@@ -49,6 +60,11 @@ def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = D
                                       f"{limits.max_encoded_bytes} bytes")
     header = sniff(data)
     limits.check_dimensions(header.width, header.height, what=f"{header.format.upper()} frame")
+    if header.format == JPEG:
+        scans = jpeg_scans(data, header)
+        if scans > limits.max_jpeg_scans:
+            raise FrameError("too_many_scans", f"JPEG frame of {len(data)} bytes has {scans} scans, more than the "
+                                               f"{limits.max_jpeg_scans} this server decodes (a camera writes 1-10)")
     try:
         image = decode_image(data, source=f"{header.format.upper()} frame")
     except (ImageReadError, cv2.error) as exc:

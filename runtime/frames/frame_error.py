@@ -26,6 +26,7 @@ REASONS: Mapping[str, str] = MappingProxyType({
     "too_large": RESOURCE_EXHAUSTED,       # more bytes than FrameLimits.max_encoded_bytes / max_raw_bytes
     "too_many_pixels": RESOURCE_EXHAUSTED, # width x height above FrameLimits.max_pixels
     "side_too_long": RESOURCE_EXHAUSTED,   # a side above FrameLimits.max_side
+    "too_many_scans": RESOURCE_EXHAUSTED,  # a JPEG of more scans than FrameLimits.max_jpeg_scans
 })
 
 

@@ -9,6 +9,13 @@ sets ``max_raw_bytes`` from the largest message it receives
 (:attr:`muselens.runtime.server.app.ServerConfig.frame_limits`), so every raw frame these
 limits accept reaches them: a 24 MP NV21 frame (36 MB) is refused here, by muselens, not by gRPC.
 
+A progressive JPEG is decoded scan by scan, and every scan walks the whole image's
+coefficients however few bytes it holds: 5,000 empty-ish scans in 423 KB cost 0.7 s of CPU on
+a 2 MP frame, 10,000 in 467 KB 13 s on a 24 MP one, all inside the byte and pixel limits. A JPEG
+encoder writes 1 scan (baseline), 3 (non-interleaved) or about 10 (libjpeg's progressive
+script; mozjpeg's are similar), so ``max_jpeg_scans`` (64) refuses no real camera frame and
+bounds a hostile one's decode at a few times a normal frame's.
+
 Why 32: the networks downsample by 32 (``PreprocessContract.stride``), so a 32-pixel side is
 one feature cell at native resolution. The service upscales small frames to its input size,
 but upscaling adds no information: below one cell of real pixels a frame cannot show an
@@ -34,9 +41,10 @@ class FrameLimits:
     max_side: int = 8192
     min_side: int = 32
     max_raw_bytes: int | None = None  # None: the pixel limits alone
+    max_jpeg_scans: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_encoded_bytes", "max_pixels", "max_side", "min_side"):
+        for name in ("max_encoded_bytes", "max_pixels", "max_side", "min_side", "max_jpeg_scans"):
             checks.positive_int(getattr(self, name), f"FrameLimits.{name}")
         if self.max_raw_bytes is not None:
             checks.positive_int(self.max_raw_bytes, "FrameLimits.max_raw_bytes")

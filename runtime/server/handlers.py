@@ -12,6 +12,7 @@ the stream goes on (gRPC's own framing is intact, only the protobuf inside is br
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,10 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+
+from muselens.runtime.safe_text import log_safe_traceback
+
+log = logging.getLogger(__name__)
 
 MALFORMED = "malformed_message"
 
@@ -68,6 +73,40 @@ def _refusing_malformed(behaviour: Callable[[Any, grpc.ServicerContext], Any], m
     return handle
 
 
+def _answering_failures(behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str,
+                        streaming: bool) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """A behaviour whose unexpected exception is answered INTERNAL, never grpc's UNKNOWN
+    ("Exception calling application: <the message>"), and logged with its messages escaped:
+    they may quote client text. An abort (``context.abort``) passes through as it is."""
+
+    def fail(exc: Exception, context: grpc.ServicerContext) -> None:
+        log.error("%s failed: %s", method, log_safe_traceback(exc))
+        context.abort(grpc.StatusCode.INTERNAL, f"{method} failed inside the server ({type(exc).__name__}); "
+                                                "the server logged it")
+
+    # An abort (the servicer's own status) is re-raised bare, inside the except clause: raising
+    # the caught exception from a helper frame made that frame hold the exception holding the
+    # frame, a reference cycle that kept the request (16 MB for a raw frame) until the cyclic GC.
+    if streaming:
+        def handle_stream(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from behaviour(request, context)
+            except Exception as exc:  # noqa: BLE001 -- the one place an unexpected failure becomes a status
+                if context.code() is not None:
+                    raise
+                fail(exc, context)
+        return handle_stream
+
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request, context)
+        except Exception as exc:  # noqa: BLE001 -- as above
+            if context.code() is not None:
+                raise
+            fail(exc, context)
+    return handle
+
+
 _FACTORIES = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
@@ -84,7 +123,7 @@ def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: obje
     :class:`MalformedMessage` items among their messages and must answer them."""
     handlers = {}
     for method in service.methods:
-        behaviour = getattr(servicer, method.name)
+        behaviour = _answering_failures(getattr(servicer, method.name), method.name, method.server_streaming)
         if not method.client_streaming:
             behaviour = _refusing_malformed(behaviour, method.name, on_malformed)
         response_class = message_factory.GetMessageClass(method.output_type)
@@ -95,3 +134,17 @@ def add_servicer(server: grpc.Server, service: ServiceDescriptor, servicer: obje
                                         response_serializer=response_class.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
+
+
+def add_refusing_service(server: grpc.Server, service: ServiceDescriptor, code: grpc.StatusCode,
+                         details: str) -> None:
+    """Register every method of ``service`` as answering ``code`` and ``details`` at once, its
+    request unparsed (e.g. Admin on the main port of a server with an admin port). Interceptors
+    still run first, so a caller the auth refuses learns nothing from ``details``."""
+
+    def refuse(request: Any, context: grpc.ServicerContext) -> None:
+        context.abort(code, details)
+
+    handlers = {method.name: _FACTORIES[(method.client_streaming, method.server_streaming)](refuse)
+                for method in service.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -32,6 +32,8 @@ class ServiceMetrics:
                                registry=r)
         self.decisions = Counter("muselens_decisions", "Per-frame decisions", ["decision"], registry=r)
         self.active_streams = Gauge("muselens_active_streams", "Streams open now", registry=r)
+        self.streams_closed = Counter("muselens_streams_refused_or_closed", "Streams the server refused (capacity) "
+                                      "or closed (idle)", ["reason"], registry=r)
         self.reloads = Counter("muselens_bundle_reloads", "Hot reloads by outcome", ["outcome"], registry=r)
         self.enrolments = Counter("muselens_enrolments", "Enrol calls by outcome", ["outcome"], registry=r)
         self.refused = Counter("muselens_auth_refused", "Calls refused by authentication", ["code"], registry=r)

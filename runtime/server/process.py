@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 READY = re.compile(r"serving \S+ \S+ on [^ ]*:(\d+) ")
+ADMIN = re.compile(r"; admin on [^ ;]*:(\d+)")
 
 
 class ServerProcess:
@@ -34,6 +35,7 @@ class ServerProcess:
         self.threads, self.log, self.extra = threads, log, extra
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
+        self.admin_port: int | None = None  # from the banner, when ``extra`` holds --admin-port
         self.ready_at: float | None = None
         self.banner = ""
         self.stopped_by: str | None = None  # SIGTERM, SIGKILL or "had exited", once stopped
@@ -80,6 +82,8 @@ class ServerProcess:
             raise RuntimeError(f"muselens serve did not start (exit {code}, printed {line!r}); its log ends: "
                                f"{self.log_tail()}")
         self.port = int(match.group(1))
+        admin = ADMIN.search(line)
+        self.admin_port = int(admin.group(1)) if admin is not None else None
         self.banner = line.strip()
         self.ready_at = time.monotonic()
         return self
@@ -110,6 +114,11 @@ class ServerProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_address(self) -> str:
+        """Where Admin calls go: the admin port when the server has one, else the main port."""
+        return f"127.0.0.1:{self.admin_port or self.port}"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,8 +1,9 @@
 """``muselens serve BUNDLE``: serve a museum's bundle over gRPC until SIGINT/SIGTERM.
 
 Prints ``serving <name> <version> on <host>:<port> ...`` once listening (with ``--port 0`` the
-port the OS chose), then logs reloads and refusals. Exit status 0 after a graceful shutdown,
-2 when the bundle, the backend or the TLS/token files cannot be used.
+port the OS chose; ``; admin on <host>:<port>`` with ``--admin-port``), then logs reloads and
+refusals. Exit status 0 after a graceful shutdown, 2 when the bundle, the backend or the
+TLS/token files cannot be used.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=50051, help="port (0: any free port; default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
     parser.add_argument("--workers", type=int, default=16, help="concurrent calls served (default: %(default)s)")
+    parser.add_argument("--max-streams", type=int, default=None,
+                        help="streams open at once, each holding a worker (default: three quarters of --workers, "
+                             "the rest kept for unary calls, health and admin)")
+    parser.add_argument("--max-streams-per-token", type=int, default=None,
+                        help="streams one client token may hold open (default: only the server's cap)")
+    parser.add_argument("--stream-idle-seconds", type=float, default=30.0,
+                        help="a stream that sends no frame this long is closed (default: %(default)s)")
+    parser.add_argument("--max-pending-calls", type=int, default=None,
+                        help="calls running or waiting for a worker; more are refused at once with "
+                             "RESOURCE_EXHAUSTED (default: twice --workers)")
+    parser.add_argument("--max-calls-per-token", type=int, default=None,
+                        help="unary calls one client token may have running at once; more are refused at once "
+                             "with RESOURCE_EXHAUSTED, and the inference gate serves tokens in turn (default: a "
+                             "quarter of --workers; clients are told apart by client tokens only)")
     parser.add_argument("--inference-slots", type=int, default=None,
                         help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
                              "tensorrt, 2 on ort-cuda and ort-tensorrt)")
@@ -53,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "resolved; relative paths are relative to it) and tells nothing about paths "
                              "outside it; set it on any server others can reach (default: any path the "
                              "server can read)")
+    parser.add_argument("--admin-port", type=int, default=None,
+                        help="serve Admin, health and reflection on this port, on --host's address, with their "
+                             "own workers, so they answer however loaded the main port is; Admin is then "
+                             "served there only (0: any free port; default: Admin on the main port)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics on this port, on --host's address (no authentication)")
     parser.add_argument("--max-frame-bytes", type=int, default=FrameLimits().max_encoded_bytes,
@@ -62,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-ort-telemetry", action="store_true",
                         help="let ONNX Runtime record its usage telemetry (device id, OS, CPU, providers) under "
                              "the user's home; off by default")
+    parser.add_argument("--max-jpeg-scans", type=int, default=FrameLimits().max_jpeg_scans,
+                        help="most scans a JPEG frame may have: each costs a pass over the whole image "
+                             "(a camera writes 1-10; default: %(default)s)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
 
 
@@ -80,10 +102,14 @@ def build(args: argparse.Namespace) -> MuselensServer:
     if args.reference_cache_mb < 0:
         raise ValueError(f"--reference-cache-mb must be >= 0, got {args.reference_cache_mb}")
     tokens = Tokens.load(args.token_file) if args.token_file else None
-    limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels)
+    limits = FrameLimits(max_encoded_bytes=args.max_frame_bytes, max_pixels=args.max_frame_pixels,
+                         max_jpeg_scans=args.max_jpeg_scans)
     config = ServerConfig(host=args.host, port=args.port, max_workers=args.workers, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, tokens=tokens, limits=limits, grace_seconds=args.grace,
-                          bundle_root=args.bundle_root)
+                          bundle_root=args.bundle_root, max_streams=args.max_streams,
+                          max_streams_per_token=args.max_streams_per_token,
+                          stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
+                          admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")
@@ -97,19 +123,21 @@ def build(args: argparse.Namespace) -> MuselensServer:
 
 
 def banner(server: MuselensServer, host: str, metrics_address: str | None) -> str:
-    """The ``serving ... on HOST:PORT`` line (what :class:`ServerProcess` waits for)."""
+    """The ``serving ... on HOST:PORT (...)[; admin on HOST:PORT][; metrics on HOST:PORT]`` line
+    (what :class:`ServerProcess` waits for)."""
     model = server.holder.current()
     info = model.info()
     return (f"serving {info['name']} {info['bundle_version']} on {host}:{server.port} "
             f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
             f"{'TLS' if server.secure else 'plaintext'}; "
             f"{info['artworks']} artworks; search {info['search']})"
+            + (f"; admin on {host}:{server.admin_port}" if server.admin_port is not None else "")
             + (f"; metrics on {metrics_address}" if metrics_address is not None else ""))
 
 
 def main(args: argparse.Namespace) -> int:
     from muselens.runtime.server.auth import TokenFileError
-    from muselens.runtime.server.malloc import tune_malloc
+    from muselens.runtime.server.malloc import HeapTrimmer, tune_malloc
 
     tune_malloc()  # before any worker thread exists
     if not args.allow_ort_telemetry:
@@ -132,11 +160,13 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    trimmer = HeapTrimmer().start()  # freed heap pages back to the system every few seconds
     server.start()
     print(banner(server, args.host, _http_address(metrics_http) if metrics_http else None), flush=True)
     stop.wait()
     print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
     server.stop()
+    trimmer.stop()
     if metrics_http is not None:
         metrics_http.shutdown()
     return 0

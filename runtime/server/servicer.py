@@ -22,12 +22,15 @@ import numpy as np
 
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
+from muselens.runtime.engine.gate import fair_share
 from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.served_model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
 from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert
+from muselens.runtime.server.admission import TokenAdmission
+from muselens.runtime.server.auth import bearer_token
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -52,12 +55,18 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
     """Recognize, StreamRecognize, GetBundleInfo; registered with :func:`.handlers.add_servicer`."""
 
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
-                 smoothing: SmootherConfig | None = None, default_top_k: int = 5):
+                 smoothing: SmootherConfig | None = None, default_top_k: int = 5,
+                 admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
+                 identifies_clients: bool = False, stream_idle_seconds: float | None = None):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
         self.smoothing = smoothing or SmootherConfig()
         self.default_top_k = default_top_k
+        self.admission = admission  # None: streams are not counted (tests of one servicer)
+        self.calls = calls  # None: unary calls are not counted
+        self.identifies_clients = identifies_clients  # client tokens are checked: they tell clients apart
+        self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
 
     # -- one frame, any call --------------------------------------------------------------
 
@@ -71,11 +80,28 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         cancel.check()
         return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
 
+    def _client(self, context: grpc.ServicerContext) -> str | None:
+        """The caller's client token where the server checks them (it tells clients apart), else None."""
+        return bearer_token(context.invocation_metadata()) if self.identifies_clients else None
+
     def Recognize(self, request: pb.Frame, context: grpc.ServicerContext) -> pb.Recognition:
+        client = self._client(context)
+        refused = self.calls.enter(client) if self.calls is not None else None
+        if refused is not None:  # at once: its place in gRPC's queue is free again for other clients
+            self.metrics.frames.labels("Recognize", "capacity").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"call refused: {refused}; retry later")
+        try:
+            return self._recognize_call(request, context, client)
+        finally:
+            if self.calls is not None:
+                self.calls.leave(client)
+
+    def _recognize_call(self, request: pb.Frame, context: grpc.ServicerContext, client: str | None) -> pb.Recognition:
         call = _Call(context)
         model = self.holder.current()
         try:
-            result = self._recognize(model, request, call.cancel)
+            with fair_share(client):  # the inference gate serves clients in turn
+                result = self._recognize(model, request, call.cancel)
         except FrameError as exc:
             self.metrics.frames.labels("Recognize", exc.reason).inc()
             context.abort(getattr(grpc.StatusCode, exc.status), f"{exc.reason}: {exc}")
@@ -91,6 +117,19 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
 
     def StreamRecognize(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                         context: grpc.ServicerContext) -> Iterator[pb.Recognition]:
+        client = self._client(context)
+        refused = self.admission.enter(client) if self.admission is not None else None
+        if refused is not None:
+            self.metrics.streams_closed.labels("capacity").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"stream refused: {refused}; retry later")
+        try:
+            yield from self._stream(request_iterator, context, client)
+        finally:
+            if self.admission is not None:
+                self.admission.leave(client)
+
+    def _stream(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
+                context: grpc.ServicerContext, client: str | None) -> Iterator[pb.Recognition]:
         call = _Call(context)
         slot: LatestSlot[pb.Frame] = LatestSlot()
         reader = threading.Thread(target=_read_frames, args=(request_iterator, slot, call.cancel),
@@ -102,9 +141,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.metrics.active_streams.inc()
         try:
             while not call.cancel.cancelled:
-                arrival = slot.take()
+                arrival = slot.take(self.stream_idle_seconds)
                 if arrival is None:
-                    break
+                    if slot.closed or call.cancel.cancelled:
+                        break
+                    self.metrics.streams_closed.labels("idle").inc()
+                    context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"no frame for {self.stream_idle_seconds:g} s: the server closed the stream; "
+                                  f"open a new one when frames come")
                 if slot.dropped > counted_drops:
                     self.metrics.dropped.inc(slot.dropped - counted_drops)
                     counted_drops = slot.dropped
@@ -127,7 +171,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     continue
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3
                 try:
-                    result = self._recognize(model, frame, call.cancel, queue_ms)
+                    with fair_share(client):
+                        result = self._recognize(model, frame, call.cancel, queue_ms)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
@@ -157,8 +202,8 @@ def _read_frames(request_iterator: Iterator[pb.Frame], slot: LatestSlot, cancel:
             slot.put(frame)
     except grpc.RpcError:
         cancel.cancel()  # the call was cancelled or failed: stop the worker too
-    except Exception:  # noqa: BLE001 -- a reader crash must not leave the worker waiting forever
-        log.exception("stream reader failed")
+    except Exception as exc:  # noqa: BLE001 -- a reader crash must not leave the worker waiting forever
+        log.error("stream reader failed: %s", log_safe_traceback(exc))
         cancel.cancel()
     finally:
         slot.close()
@@ -244,11 +289,14 @@ class AdminServicer(pb_grpc.AdminServicer):
         if len(request.photos) > MAX_ENROL_PHOTOS:
             self._refuse_enrolment(context, f"at most {MAX_ENROL_PHOTOS} photos per Enroll call, "
                                             f"got {len(request.photos)}")
+        # One photo decoded at a time and brought to the recognition size at once: 64 photos
+        # of 24 MP each were all decoded first, 4.6 GB for one 5 MB request.
+        resize = self.holder.current().describer.resize
         images: list[np.ndarray] = []
         rejected = []
         for index, photo in enumerate(request.photos):
             try:
-                images.append(convert.image_pixels(photo, self.limits, what=f"photo {index}"))
+                images.append(resize(convert.image_pixels(photo, self.limits, what=f"photo {index}")))
             except FrameError as exc:
                 rejected.append(pb.FrameError(code=exc.status, reason=exc.reason, message=f"photo {index}: {exc}"))
         if not images:

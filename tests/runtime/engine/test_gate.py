@@ -10,7 +10,7 @@ import pytest
 
 from muselens.runtime.engine import Describer
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
-from muselens.runtime.engine.gate import InferenceGate, slots_for
+from muselens.runtime.engine.gate import InferenceGate, fair_share, slots_for
 
 
 def test_slots_per_backend_and_their_checks():
@@ -95,6 +95,70 @@ def test_an_already_cancelled_call_does_not_run_even_with_a_free_slot():
     with pytest.raises(Cancelled):
         with InferenceGate(2).slot(cancel):
             pytest.fail("ran a cancelled call")
+
+
+def _queue_in_order(gate: InferenceGate, keys: list[str], order: list[str], holding_key: str):
+    """A holder of ``holding_key`` takes the slot, then one waiter per key in ``keys`` queues
+    behind it, strictly in that order; returns (release the holder, the waiters' threads)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with fair_share(holding_key), gate.slot():
+            holding.set()
+            release.wait(10)
+
+    def wait(name: str, key: str) -> None:
+        with fair_share(key), gate.slot():
+            order.append(name)
+            time.sleep(0.01)
+
+    threading.Thread(target=hold).start()
+    assert holding.wait(10)
+    threads = []
+    for n, key in enumerate(keys):
+        threads.append(threading.Thread(target=wait, args=(f"{key}{n}", key)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while sum(len(q) for q in gate._waiting.values()) < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    return release, threads
+
+
+def test_a_freed_slot_goes_to_the_client_served_least_recently():
+    """One client's queue of calls (a flood) once delayed another client's call by all of them:
+    waiters took the slot in whatever order the threads woke."""
+    gate, order = InferenceGate(1), []
+    release, threads = _queue_in_order(gate, ["flood"] * 6 + ["good"], order, holding_key="flood")
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order[0] == "good6" and order[1:] == [f"flood{n}" for n in range(6)]  # first come first served within
+    assert gate.in_use == 0 and gate._waiting == {}
+
+
+def test_fair_turns_between_two_busy_clients_and_a_cancelled_waiter_leaves_its_queue():
+    gate, order = InferenceGate(1), []
+    cancel = Cancellation()
+    outcome = []
+
+    def cancelled_waiter() -> None:
+        try:
+            with fair_share("b"), gate.slot(cancel):
+                outcome.append("ran")
+        except Cancelled:
+            outcome.append("cancelled")
+
+    release, threads = _queue_in_order(gate, ["a", "a", "a", "b", "b"], order, holding_key="x")
+    leaver = threading.Thread(target=cancelled_waiter)
+    leaver.start()
+    time.sleep(0.05)
+    cancel.cancel()
+    leaver.join(5)
+    assert outcome == ["cancelled"] and len(gate._waiting["b"]) == 2
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["a0", "b3", "a1", "b4", "a2"] and gate.in_use == 0
 
 
 def test_the_describer_gates_its_backend_and_reports_the_wait(fp32_model):

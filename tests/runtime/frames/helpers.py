@@ -66,3 +66,14 @@ def patch_jpeg_size(jpeg: bytes, width: int, height: int) -> bytes:
     data = bytearray(jpeg)
     struct.pack_into(">HH", data, sof_offset(jpeg) + 5, height, width)
     return bytes(data)
+
+
+def scan_bomb(copies: int, width: int = 512, height: int = 256) -> bytes:
+    """A progressive JPEG with its smallest scan repeated ``copies`` more times: each scan is a
+    few bytes, but the decoder walks the whole image's coefficients for every one of them."""
+    jpeg = encode(smooth_image(0, height, width), ".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1))
+    starts = [i for i in range(len(jpeg) - 1) if jpeg[i:i + 2] == b"\xff\xda"]
+    ends = starts[1:] + [jpeg.rindex(b"\xff\xd9")]
+    start, end = min(zip(starts, ends), key=lambda se: se[1] - se[0])
+    eoi = jpeg.rindex(b"\xff\xd9")
+    return jpeg[:eoi] + jpeg[start:end] * copies + jpeg[eoi:]

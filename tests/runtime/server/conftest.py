@@ -65,7 +65,10 @@ class Running:
         self.server, self.target = server, target
         self.channel = grpc.insecure_channel(target)
         self.stub = pb_grpc.RecognizerStub(self.channel)
-        self.admin = pb_grpc.AdminStub(self.channel)
+        # Admin calls go to the admin port where the server has one
+        self.admin_channel = (self.channel if server.admin_port is None
+                              else grpc.insecure_channel(f"127.0.0.1:{server.admin_port}"))
+        self.admin = pb_grpc.AdminStub(self.admin_channel)
 
 
 @pytest.fixture
@@ -83,6 +86,7 @@ def start_server() -> Iterator:
     yield start
     for running in started:
         running.channel.close()
+        running.admin_channel.close()
         running.server.stop(0)
 
 

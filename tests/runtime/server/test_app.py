@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 import urllib.request
 
 import grpc
@@ -14,7 +15,7 @@ from muselens.runtime.server.app import SERVICE_NAMES, ServerConfig
 from muselens.runtime.server.auth import Tokens
 from muselens.v1 import recognition_pb2 as pb
 from muselens.v1 import recognition_pb2_grpc as pb_grpc
-from tests.runtime.server.conftest import frame
+from tests.runtime.server.conftest import frame, slow_model
 
 
 def test_health_reports_serving_then_not_serving_on_shutdown(served, start_server):
@@ -178,3 +179,86 @@ def test_the_metrics_endpoint_refuses_a_malformed_host(host):
 
     with pytest.raises(ValueError, match="host"):
         ServiceMetrics().serve_http(0, host)
+
+
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+AS_ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def test_health_and_admin_answer_on_the_admin_port_while_the_main_pool_is_full(served, start_server, query_images,
+                                                                                tiny_bundle):
+    """One pool serves every call on a port: with it full of slow calls the health check and
+    Admin are refused (RESOURCE_EXHAUSTED) with the rest, as on the main port here. The admin
+    port has workers of its own: health and LoadBundle answer there within 2 s."""
+    slow = slow_model(served, 4.0)
+    server = start_server(slow, max_workers=1, max_pending_calls=1, admin_port=0,
+                          tokens=Tokens(admin=(ADMIN_TOKEN,)))
+    busy = server.stub.Recognize.future(frame(query_images[0]), timeout=30)
+    assert slow.describer.backend.started.wait(10), "the slow call never reached the model"
+    with pytest.raises(grpc.RpcError) as err:
+        health_pb2_grpc.HealthStub(server.channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # the main port: one pool, full
+    admin_health = health_pb2_grpc.HealthStub(server.admin_channel)
+    started = time.monotonic()
+    for name in ("", "muselens.v1.Recognizer", "muselens.v1.Admin"):
+        assert admin_health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status == SERVING
+    info = server.admin.LoadBundle(pb.LoadBundleRequest(path=str(tiny_bundle)), metadata=AS_ADMIN, timeout=2)
+    assert info.bundle_version == "1.0.0" and time.monotonic() - started < 2
+    assert not busy.done()  # the main port was full all along
+    assert busy.result().matches
+
+
+def test_admin_is_served_on_the_admin_port_only(served, start_server, tiny_bundle):
+    server = start_server(served, admin_port=0, tokens=Tokens(admin=(ADMIN_TOKEN,)))
+    main = pb_grpc.AdminStub(server.channel)
+    with pytest.raises(grpc.RpcError) as err:  # an admin learns where to go
+        main.LoadBundle(pb.LoadBundleRequest(path=str(tiny_bundle)), metadata=AS_ADMIN, timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert f"admin port ({server.server.admin_port})" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # anyone else learns nothing: the tokens are checked first
+        main.Enroll(pb.EnrollRequest(instance_id="x"), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert server.admin.LoadBundle(pb.LoadBundleRequest(path=str(tiny_bundle)), metadata=AS_ADMIN,
+                                   timeout=30).bundle_version == "1.0.0"
+    with pytest.raises(grpc.RpcError) as err:  # the admin port's token check is the same
+        server.admin.LoadBundle(pb.LoadBundleRequest(path=str(tiny_bundle)), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    main_health = health_pb2_grpc.HealthStub(server.channel)
+    assert main_health.Check(health_pb2.HealthCheckRequest(service="muselens.v1.Recognizer")).status == SERVING
+    with pytest.raises(grpc.RpcError) as err:
+        main_health.Check(health_pb2.HealthCheckRequest(service="muselens.v1.Admin"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _listed(server.channel) >= {"muselens.v1.Recognizer", "grpc.health.v1.Health"}
+    assert "muselens.v1.Admin" not in _listed(server.channel)
+    assert _listed(server.admin_channel) >= {*SERVICE_NAMES, "grpc.health.v1.Health"}
+
+
+def _listed(channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    return {s.name for s in next(responses).list_services_response.service}
+
+
+def test_the_admin_port_says_not_serving_for_disabled_admin_and_stops_with_the_server(served, start_server):
+    server = start_server(served, admin_port=0)  # no admin token: admin calls disabled
+    admin_health = health_pb2_grpc.HealthStub(server.admin_channel)
+    assert admin_health.Check(health_pb2.HealthCheckRequest(service="muselens.v1.Admin")).status == \
+        health_pb2.HealthCheckResponse.NOT_SERVING
+    server.server.stop(0)
+    for channel in (server.channel, server.admin_channel):
+        with pytest.raises(grpc.RpcError) as err:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.server.wait(1) is False  # both terminated, no time-out
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"admin_port": 65536}, "admin_port must be in 0..65535"),
+    ({"admin_port": -1}, "admin_port must be in 0..65535"),
+    ({"port": 50051, "admin_port": 50051}, "admin_port must differ from port"),
+])
+def test_admin_port_settings_are_checked(fields, match):
+    with pytest.raises(ValueError, match=match):
+        ServerConfig(**fields)

@@ -15,6 +15,7 @@ import pytest
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import frame, rgb, slow_model
+from tests.runtime.frames.helpers import scan_bomb
 
 
 def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
@@ -79,6 +80,8 @@ BAD = [
      "truncated"),
     ("decompression bomb", pb.Frame(image=pb.Image(encoded=png_bomb())), grpc.StatusCode.RESOURCE_EXHAUSTED,
      "too_many_pixels"),
+    ("progressive scan bomb", pb.Frame(image=pb.Image(encoded=scan_bomb(2000))), grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "too_many_scans"),
     ("raw size mismatch", pb.Frame(image=pb.Image(raw=pb.RawImage(data=b"\0" * 100, width=64, height=64,
                                                                   pixel_format=pb.PIXEL_FORMAT_RGB8))),
      grpc.StatusCode.INVALID_ARGUMENT, "size_mismatch"),
@@ -280,3 +283,81 @@ def test_a_raw_frame_between_the_limit_and_the_message_cap_gets_muselens_answer(
     with pytest.raises(grpc.RpcError) as err:
         server.stub.Recognize(_gray(320, 320))  # 100 KiB: within gRPC's cap, beyond muselens's raw limit
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.details().startswith("too_large:")
+
+
+def test_an_unexpected_failure_is_internal_never_unknown_and_its_log_is_escaped(served, start_server,
+                                                                                   query_images, caplog):
+    """grpc answers an exception it did not expect UNKNOWN, 'Exception calling application: <message>',
+    and logs the message raw: a client-supplied newline in it forged a log line."""
+    import logging
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(served, name)
+
+        def recognize(self, *args, **kwargs):
+            raise RuntimeError("boom\nFORGED line \u202e")
+
+    server = start_server(served)
+    server.server.holder._model = Broken()
+    caplog.set_level(logging.INFO)
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.Recognize(frame(query_images[0]))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert err.value.details() == "Recognize failed inside the server (RuntimeError); the server logged it"
+    answers = server.stub.StreamRecognize(iter([frame(query_images[0])]))
+    with pytest.raises(grpc.RpcError) as err:
+        list(answers)
+    assert err.value.code() == grpc.StatusCode.INTERNAL and "StreamRecognize failed" in err.value.details()
+    logged = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    assert len(logged) == 2 and all("boom\\nFORGED line \\u202e" in m for m in logged)
+    assert not any("\nFORGED" in r.getMessage() or "\u202e" in r.getMessage() for r in caplog.records)
+
+
+def _server_frames_in_cycles() -> list[str]:
+    """Functions of muselens's server whose frames only the cyclic GC would free (and all they hold)."""
+    import gc
+
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return sorted({o.f_code.co_name for o in gc.garbage
+                       if type(o).__name__ == "frame" and "/runtime/server/" in o.f_code.co_filename})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+@pytest.mark.parametrize("failure", ["refused", "internal"])
+def test_a_refused_call_leaves_no_reference_cycle_holding_its_request(served, start_server, query_images, failure):
+    """Every abort passed through the INTERNAL wrapper, which re-raised the exception it was given:
+    its frame then held the exception that held the frame, and the request with them, until the
+    cyclic GC ran -- refused 16 MB raw frames took a server from 150 to 311 MiB before one did."""
+    import gc
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(served, name)
+
+        def recognize(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    server = start_server(served)
+    if failure == "internal":
+        server.server.holder._model = Broken()
+    request = frame(b"no image" if failure == "refused" else query_images[0])
+    gc.collect()
+    gc.disable()  # nothing collects behind the test's back
+    try:
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as err:
+                server.stub.Recognize(request, timeout=10)
+            with pytest.raises(grpc.RpcError):
+                list(server.stub.StreamRecognize(iter([request]), timeout=10)) if failure == "internal" else \
+                    server.admin.Enroll(pb.EnrollRequest(instance_id="a\x00b"), timeout=10)
+        time.sleep(0.2)  # the server's handlers return after the client has its status
+        assert err.value.code() == (grpc.StatusCode.INVALID_ARGUMENT if failure == "refused"
+                                    else grpc.StatusCode.INTERNAL)
+        assert _server_frames_in_cycles() == []
+    finally:
+        gc.enable()

@@ -90,6 +90,8 @@ def test_serve_refuses_what_it_cannot_serve(tiny_bundle, tmp_path, capsys):
     assert "--reference-cache-mb must be >= 0, got -1" in capsys.readouterr().err
     assert cli(["serve", str(tiny_bundle), "--port", "0", "--bundle-root", str(tmp_path / "nowhere")]) == 2
     assert f"--bundle-root {tmp_path / 'nowhere'} is not a directory" in capsys.readouterr().err
+    assert cli(["serve", str(tiny_bundle), "--port", "0", "--max-jpeg-scans", "0"]) == 2
+    assert "FrameLimits.max_jpeg_scans must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_clients_report_an_unreachable_server(export_museum, capsys):
@@ -229,3 +231,32 @@ def test_serve_writes_nothing_under_the_users_home(tiny_bundle, tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+
+
+def test_serve_names_its_admin_port_in_the_banner(tiny_bundle, capsys, monkeypatch):
+    from muselens.runtime.server.process import ADMIN, READY
+
+    code, banner, _ = _serve_once([str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1",
+                                   "--admin-port", "0", "--metrics-port", "0"], capsys, monkeypatch)
+    assert code == 0
+    main, admin = int(READY.search(banner).group(1)), int(ADMIN.search(banner).group(1))
+    assert f"; admin on 127.0.0.1:{admin}; metrics on 127.0.0.1:" in banner and admin not in (0, main)
+
+
+def test_serve_trims_the_heap_while_it_runs(tiny_bundle, capsys, monkeypatch):
+    """Freed heap pages stayed with the server for good (+13 % RSS after a flood of calls)."""
+    from muselens.runtime.server import memory
+
+    made = []
+
+    class Recording(memory.HeapTrimmer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(memory, "HeapTrimmer", Recording)
+    code, banner, _ = _serve_once([str(tiny_bundle), "--port", "0", "--host", "127.0.0.1", "--threads", "1"],
+                                  capsys, monkeypatch)
+    assert code == 0 and "serving" in banner
+    assert len(made) == 1 and made[0].interval == memory.HEAP_TRIM_SECONDS
+    assert made[0]._thread.ident is not None and not made[0]._thread.is_alive()  # started, stopped at shutdown

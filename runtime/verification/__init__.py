@@ -1,0 +1,14 @@
+"""Geometric verification: local features of a frame matched to a reference's, checked by a homography.
+
+A global descriptor ranks artworks; a homography with many inliers says the frame *shows*
+that artwork, seen from some angle, even when it fills a fifth of the view. The runtime
+verifies the global shortlist with it; the bundle stores each reference's local features as
+plain arrays (:mod:`.store`).
+"""
+
+from muselens.runtime.verification.features import FEATURE_KINDS, FeatureConfig, LocalFeatures, extract_features
+from muselens.runtime.verification.geometry import Verification, VerifyConfig, verify
+from muselens.runtime.verification.store import LocalFeatureStore
+
+__all__ = ["FEATURE_KINDS", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "Verification", "VerifyConfig",
+           "extract_features", "verify"]

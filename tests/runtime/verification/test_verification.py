@@ -1,0 +1,117 @@
+"""Local features, homography verification and their store, on painted test images."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from muselens.runtime.verification import (FeatureConfig, LocalFeatures, LocalFeatureStore, VerifyConfig,
+                                           extract_features, verify)
+
+
+def painting(seed: int, h: int = 360, w: int = 480) -> np.ndarray:
+    """Random ellipses, lines and text: texture with corners, as a painting has."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), rng.integers(0, 255, 3), np.uint8)
+    for _ in range(60):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        axes = (int(rng.integers(5, 60)), int(rng.integers(5, 60)))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+        cv2.line(img, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                 (int(rng.integers(0, w)), int(rng.integers(0, h))), colour, int(rng.integers(1, 4)))
+    return img
+
+
+def photographed(art: np.ndarray, seed: int, frame=(720, 960)) -> tuple[np.ndarray, np.ndarray]:
+    """``art`` seen in perspective, a third of a cluttered frame; returns the frame and its true outline."""
+    h, w = art.shape[:2]
+    fh, fw = frame
+    clutter = cv2.resize(painting(seed + 1000, 90, 120), (fw, fh), interpolation=cv2.INTER_NEAREST)
+    target = np.float32([[300, 200], [640, 240], [620, 520], [320, 500]])
+    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), target)
+    warped = cv2.warpPerspective(art, H, (fw, fh))
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, (fw, fh)) > 0
+    out = clutter.copy()
+    out[mask] = warped[mask]
+    return out, target
+
+
+@pytest.mark.parametrize("kind", ["orb", "rootsift"])
+def test_an_artwork_in_perspective_is_verified_with_its_outline(kind):
+    config = FeatureConfig(kind=kind)
+    art = painting(1)
+    frame, truth = photographed(art, 1)
+    result = verify(extract_features(frame, config), extract_features(art, config), config.norm,
+                    keep_pairs=True)
+    assert result.verified(VerifyConfig()) and result.inliers >= 30
+    assert np.abs(result.outline - truth).max() < 8  # pixels of a 960-wide frame
+    assert result.pairs.shape == (result.inliers, 4)
+
+
+@pytest.mark.parametrize("kind", ["orb", "rootsift"])
+def test_another_artwork_is_not_verified(kind):
+    config = FeatureConfig(kind=kind)
+    frame, _ = photographed(painting(1), 1)
+    result = verify(extract_features(frame, config), extract_features(painting(2), config), config.norm)
+    assert not result.verified(VerifyConfig())
+
+
+def test_a_flat_frame_has_no_features_and_verifies_nothing():
+    config = FeatureConfig()
+    flat = np.full((480, 640, 3), 90, np.uint8)
+    features = extract_features(flat, config)
+    assert len(features) == 0 and features.descriptors.shape == (0, 32) and features.size == (640, 480)
+    assert verify(features, extract_features(painting(1), config), config.norm).inliers == 0
+
+
+def test_features_are_in_the_given_images_pixels_whatever_the_extraction_size():
+    art = painting(3, 720, 960)
+    small = extract_features(art, FeatureConfig(max_side=320))
+    assert small.size == (960, 720) and small.points[:, 0].max() > 320  # scaled back up
+    assert (small.points >= 0).all() and (small.points[:, 0] < 960).all() and (small.points[:, 1] < 720).all()
+    again = extract_features(art, FeatureConfig(max_side=320))
+    np.testing.assert_array_equal(small.points, again.points)  # deterministic
+
+
+def test_settings_and_inputs_are_checked():
+    with pytest.raises(ValueError, match="unknown local feature kind 'surf'"):
+        FeatureConfig(kind="surf")
+    with pytest.raises(ValueError, match="count must be an int >= 16"):
+        FeatureConfig(count=3)
+    with pytest.raises(ValueError, match="image must be RGB uint8"):
+        extract_features(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="ratio must be in"):
+        VerifyConfig(ratio=1.5)
+    orb, sift = extract_features(painting(1)), extract_features(painting(1), FeatureConfig(kind="rootsift"))
+    with pytest.raises(ValueError, match="two different kinds"):
+        verify(orb, sift, cv2.NORM_HAMMING)
+
+
+def test_the_store_round_trips_without_pickle_and_refuses_inconsistent_arrays(tmp_path):
+    config = FeatureConfig()
+    features = [extract_features(painting(s), config) for s in range(3)]
+    store = LocalFeatureStore.from_features(features, 32)
+    path = tmp_path / "local_features.npz"
+    store.save(path)
+    loaded = LocalFeatureStore.load(path)
+    assert len(loaded) == 3 and loaded.nbytes == store.nbytes
+    for row, f in enumerate(features):
+        got = loaded.features(row)
+        np.testing.assert_array_equal(got.points, f.points)
+        np.testing.assert_array_equal(got.descriptors, f.descriptors)
+        assert got.size == f.size
+    with pytest.raises(IndexError):
+        loaded.features(3)
+    bad = dict(np.load(path))
+    bad["offsets"] = bad["offsets"][::-1].copy()
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(ValueError, match="offsets must be int64"):
+        LocalFeatureStore.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "objects.npz", points=np.array([object()], dtype=object))
+    with pytest.raises(ValueError):
+        LocalFeatureStore.load(tmp_path / "objects.npz")  # pickled arrays are never loaded
+    empty = LocalFeatureStore.from_features([LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8),
+                                                           (10, 10))], 32)
+    assert len(empty) == 1 and len(empty.features(0)) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from muselens.benchmarks import streams
+from muselens.benchmarks import streams, streams_report, utilisation
 from muselens.cli import main as cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,14 +55,14 @@ def test_cameras_outpacing_the_server_get_latest_frame_wins_drops(streams_run):
 
 def test_curve_plot_and_markdown_with_targets(streams_run):
     out, argv, data = streams_run
-    assert (out / streams.CURVE_PLOT).read_bytes()[:8] == PNG_MAGIC
-    text = streams.markdown(out, data)
+    assert (out / streams_report.CURVE_PLOT).read_bytes()[:8] == PNG_MAGIC
+    text = streams_report.markdown(out, data)
     assert text.startswith("## tiny-streams\n")
     assert f"`muselens {' '.join(argv)}`" in text
     assert "| streams | offered FPS | achieved FPS total |" in text and "| 2 | 1000 |" in text
     assert "### Targets" in text and text.count("- **MET**") + text.count("- **MISSED**") == 3
     assert "H100: >= 64 concurrent 30-FPS streams" in text
-    assert f"![tiny-streams achieved FPS and p99 against streams](results/tiny-streams/{streams.CURVE_PLOT})" in text
+    assert f"![tiny-streams achieved FPS and p99 against streams](results/tiny-streams/{streams_report.CURVE_PLOT})" in text
 
 
 def _run(n: int, fps: float, offered_ratio: float, p50: float, p99: float) -> dict:
@@ -84,12 +84,12 @@ def _latency(short_side: int, stream_p50: float, bare_p50: float, stream_fps: fl
 
 def test_targets_from_the_latency_bench_at_the_served_size():
     data = {"environment": {"cpus": 2, "gpus": []}, "runs": [_run(1, 15, 1.0, 50, 60)], "bare": {}}
-    met_ratio, met_fps, gpu = streams.evaluate_targets(data, ("lat", _latency(448, 40.0, 36.0, 26.0)))
+    met_ratio, met_fps, gpu = streams_report.evaluate_targets(data, ("lat", _latency(448, 40.0, 36.0, 26.0)))
     assert met_ratio["verdict"] == "MET" and met_ratio["value"] == pytest.approx(40 / 36)
     assert met_ratio["source"].startswith("latency bench lat") and met_ratio["this_machine"]
     assert met_fps["verdict"] == "MET" and met_fps["value"] == 26.0
     assert gpu["verdict"] == "MISSED" and gpu["value"] is None and not gpu["this_machine"]
-    missed_ratio, missed_fps, _ = streams.evaluate_targets(data, ("lat", _latency(448, 42.0, 36.0, 24.0)))
+    missed_ratio, missed_fps, _ = streams_report.evaluate_targets(data, ("lat", _latency(448, 42.0, 36.0, 24.0)))
     assert missed_ratio["verdict"] == missed_fps["verdict"] == "MISSED"
     assert {"stage": "decode", "p50": 2.0, "p99": 3.0} in missed_ratio["breakdown"]
 
@@ -99,16 +99,16 @@ def test_targets_from_the_streams_run_alone():
     runs = [_run(1, 30, 1.0, 45.0, 48.0), _run(32, 30, 0.99, 20.0, 40.0), _run(64, 30, 0.97, 30.0, 49.0),
             _run(128, 30, 0.5, 30.0, 200.0)]
     data = {"environment": {"cpus": 16, "gpus": ["NVIDIA H100 80GB HBM3"]}, "runs": runs, "bare": bare}
-    ratio, fps, gpu = streams.evaluate_targets(data, None)
+    ratio, fps, gpu = streams_report.evaluate_targets(data, None)
     assert ratio["value"] == pytest.approx(45 / 40) and ratio["verdict"] == "MET" and not ratio["this_machine"]
     assert fps["value"] == pytest.approx(128 * 30 * 0.5) and fps["verdict"] == "MET"
     assert gpu["verdict"] == "MET" and gpu["value"] == 64 and gpu["this_machine"]
     runs[2] = _run(64, 30, 0.97, 30.0, 51.0)  # p99 over 50 ms at 64 streams
-    _, _, gpu = streams.evaluate_targets(data, None)
+    _, _, gpu = streams_report.evaluate_targets(data, None)
     assert gpu["verdict"] == "MISSED" and gpu["value"] == 32
     assert gpu["breakdown"] == [{"stage": "inference", "p50": 24.0, "p99": 160.0}]  # the largest N's stages
     data["runs"] = [_run(64, 15, 1.0, 10.0, 12.0)]  # never offered 30 fps per stream
-    _, _, gpu = streams.evaluate_targets(data, None)
+    _, _, gpu = streams_report.evaluate_targets(data, None)
     assert gpu["verdict"] == "MISSED" and gpu["measured"].startswith("not measured")
 
 
@@ -124,19 +124,19 @@ def test_find_latency_prefers_the_same_bundle_then_its_own_size(tmp_path):
     write("b", "other", "2026-06-01T00:00:00+00:00")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "bench.json").write_text(json.dumps({"benchmark": "soak"}))
-    assert streams.find_latency(tmp_path, {"server": {"bundle": {"name": "museum"}}})[0] == "a"
-    assert streams.find_latency(tmp_path, {"server": {"bundle": {"name": "x"}}})[0] == "b"
-    assert streams.find_latency(tmp_path / "c", {}) is None
+    assert streams_report.find_latency(tmp_path, {"server": {"bundle": {"name": "museum"}}})[0] == "a"
+    assert streams_report.find_latency(tmp_path, {"server": {"bundle": {"name": "x"}}})[0] == "b"
+    assert streams_report.find_latency(tmp_path / "c", {}) is None
 
 
 def test_cpu_seconds_of_this_process():
     import time
 
-    before = streams.cpu_seconds(os.getpid())
+    before = utilisation.cpu_seconds(os.getpid())
     start = time.process_time()
     while time.process_time() - start < 0.1:  # well above /proc's 10 ms clock tick, on any machine
         sum(i * i for i in range(10_000))
-    assert streams.cpu_seconds(os.getpid()) - before >= 0.05
+    assert utilisation.cpu_seconds(os.getpid()) - before >= 0.05
 
 
 def streams_args(**given) -> argparse.Namespace:

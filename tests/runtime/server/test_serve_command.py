@@ -245,7 +245,7 @@ def test_serve_names_its_admin_port_in_the_banner(tiny_bundle, capsys, monkeypat
 
 def test_serve_trims_the_heap_while_it_runs(tiny_bundle, capsys, monkeypatch):
     """Freed heap pages stayed with the server for good (+13 % RSS after a flood of calls)."""
-    from muselens.runtime.server import memory
+    from muselens.runtime.server import malloc as memory
 
     made = []
 

@@ -11,25 +11,25 @@ import cv2
 import numpy as np
 import pytest
 
-from muselens.benchmarks import abuse
+from muselens.benchmarks import abuse, abuse_attacks
 from muselens.cli import main as cli
 from muselens.runtime.frames import FrameLimits, decode_encoded
 from muselens.runtime.frames.frame_error import FrameError
 
 
 def test_the_scan_bomb_is_inside_the_limits_but_refused_for_its_scans():
-    bomb = abuse.scan_bomb(*abuse.BOMB_SIZE, abuse.BOMB_SCANS)
-    assert len(bomb) < FrameLimits().max_encoded_bytes and bomb.count(b"\xff\xda") > abuse.BOMB_SCANS
-    assert abuse.BOMB_SIZE[0] * abuse.BOMB_SIZE[1] <= FrameLimits().max_pixels
+    bomb = abuse_attacks.scan_bomb(*abuse_attacks.BOMB_SIZE, abuse_attacks.BOMB_SCANS)
+    assert len(bomb) < FrameLimits().max_encoded_bytes and bomb.count(b"\xff\xda") > abuse_attacks.BOMB_SCANS
+    assert abuse_attacks.BOMB_SIZE[0] * abuse_attacks.BOMB_SIZE[1] <= FrameLimits().max_pixels
     with pytest.raises(FrameError) as err:
         decode_encoded(bomb)
     assert err.value.reason == "too_many_scans"
-    small = abuse.scan_bomb(256, 128, 3)  # the same construction decodes: it is a valid JPEG
+    small = abuse_attacks.scan_bomb(256, 128, 3)  # the same construction decodes: it is a valid JPEG
     assert cv2.imdecode(np.frombuffer(small, np.uint8), cv2.IMREAD_COLOR).shape == (128, 256, 3)
 
 
 def test_the_big_png_decodes_to_its_size():
-    png = abuse.big_png(1000, 700)
+    png = abuse_attacks.big_png(1000, 700)
     assert len(png) < 10_000 and decode_encoded(png).shape == (700, 1000, 3)
 
 

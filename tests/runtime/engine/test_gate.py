@@ -43,12 +43,17 @@ def test_never_more_holders_than_slots(slots):
                 inside -= 1
 
     threads = [threading.Thread(target=work) for _ in range(8)]
+    started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    elapsed = time.perf_counter() - started
     assert most == slots and gate.in_use == 0
-    assert max(waits) >= 0.03 * 1e3 * (8 // slots - 1) * 0.8  # the last in line waited for the others
+    # at most `slots` holds of 30 ms overlap, however the threads were scheduled (a lower bound,
+    # so a busy machine cannot fail it, where the last waiter's own wait could be short)
+    assert elapsed >= 0.03 * -(-8 // slots) * 0.99
+    assert max(waits) > 0  # someone waited for a slot
 
 
 def test_a_cancelled_waiter_leaves_at_once_and_the_slot_survives():

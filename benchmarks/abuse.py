@@ -263,6 +263,7 @@ def run(bundle: Path, out: Path, *, quick: bool = False, seconds: float | None =
     seconds = seconds if seconds is not None else (2.0 if quick else 15.0)
     baseline = baseline if baseline is not None else (4.0 if quick else 20.0)
     settle = settle if settle is not None else (1.0 if quick else HEAP_TRIM_SECONDS + 1.0)  # one trim at least
+    out = out.absolute()  # paths sent to LoadBundle must not be read relative to the server's bundle root
     out.mkdir(parents=True, exist_ok=True)
     tokens = write_tokens(out / "tokens.txt")
     root = out / "bundle-root"

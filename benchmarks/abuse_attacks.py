@@ -185,7 +185,7 @@ def _enrol_nul(t: Target) -> tuple[Counter, dict[str, Any]]:
     requests = [pb.EnrollRequest(instance_id="abuse\x00nul", title="t", photos=[photo]),
                 pb.EnrollRequest(instance_id="abuse-nul", title="ti\x00tle", photos=[photo]),
                 pb.EnrollRequest(instance_id="abuse-nul", title="t", photos=[photo], metadata={"k": "v\x00"})]
-    statuses = Counter(t.admin_call("Enroll", requests[n % 3])[0] for n in t.until(5000))
+    statuses = Counter(t.admin_call("Enroll", requests[n % 3])[0] for n in t.until(100_000))
     return statuses, {}
 
 
@@ -212,7 +212,7 @@ def _log_injection(t: Target) -> tuple[Counter, dict[str, Any]]:
              ("LoadBundle", pb.LoadBundleRequest(path="evil\u202egpj.exe")),
              ("Enroll", pb.EnrollRequest(instance_id="evil\u202egpj.exe", photos=[photo])),
              ("Enroll", pb.EnrollRequest(instance_id="abuse-log", title=f"x\r\n{FORGED}", photos=[photo]))]
-    statuses = Counter(t.admin_call(*calls[n % len(calls)])[0] for n in t.until(5000))
+    statuses = Counter(t.admin_call(*calls[n % len(calls)])[0] for n in t.until(100_000))
     text = t.log.read_text(encoding="utf-8", errors="replace")
     return statuses, {"forged_log_lines": sum(line.startswith(FORGED) for line in text.splitlines()),
                       "raw_bidi_in_log": text.count("\u202e")}
@@ -224,7 +224,7 @@ def _bundle_root(t: Target) -> tuple[Counter, dict[str, Any]]:
         link.symlink_to(t.bundle.resolve())
     paths = [str(t.bundle.resolve()), "/etc/passwd", "/nonexistent/bundle", "../" * 12 + "etc",
              "link-out", str(link)]
-    answers = [t.admin_call("LoadBundle", pb.LoadBundleRequest(path=paths[n % len(paths)])) for n in t.until(5000)]
+    answers = [t.admin_call("LoadBundle", pb.LoadBundleRequest(path=paths[n % len(paths)])) for n in t.until(100_000)]
     return Counter(code for code, _ in answers), {"paths": len(paths),
                                                    "distinct_details": len({d for _, d in answers})}
 

@@ -53,6 +53,7 @@ from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_D
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
+from muselens.runtime.verification import FEATURE_KINDS, FeatureConfig, LocalFeatureStore, extract_features
 from muselens.core.data.images import SkippedImages, encode_jpeg, read_image
 from muselens.core.data.museum_dataset import ImageRecord, MuseumDataset
 from muselens.core.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
@@ -83,6 +84,8 @@ class ExportOptions:
     reference_photos: bool = True  # the references at recognition size, for reference-side heatmaps
     tensorrt: bool = False  # also build TensorRT engines for the fp16/int8 variants
     tensorrt_workspace_gb: float = trt_export.DEFAULT_WORKSPACE_GB
+    # every reference's local features, for the runtime's geometric verification (None: none)
+    local_features: FeatureConfig | None = FeatureConfig()
 
     def __post_init__(self) -> None:
         precisions = tuple(self.precisions)
@@ -109,6 +112,8 @@ class ExportOptions:
         checks.integer(self.latency_runs, "latency_runs (0: do not time)", low=0)
         if not isinstance(self.tensorrt, bool):
             raise TypeError(f"tensorrt must be a bool, got {type(self.tensorrt).__name__}")
+        if self.local_features is not None and not isinstance(self.local_features, FeatureConfig):
+            raise TypeError(f"local_features must be a FeatureConfig or None, got {type(self.local_features).__name__}")
         if self.tensorrt and not any(p in self.precisions for p in trt_export.ENGINE_PRECISIONS):
             raise ValueError(f"tensorrt engines are built for the {list(trt_export.ENGINE_PRECISIONS)} variants; "
                              f"add one of them to the precisions {list(self.precisions)}")
@@ -144,6 +149,10 @@ def add_bundle_arguments(parser) -> None:
     parser.add_argument("--bundle-version", default=None, help="version string (default: UTC time YYYY.MM.DD-HHMMSS)")
     parser.add_argument("--latency-runs", type=int, default=10,
                         help="timed ONNX Runtime CPU runs per variant, 0 to skip (default: %(default)s)")
+    parser.add_argument("--local-features", type=local_features_argument, default=FeatureConfig(),
+                        metavar="{orb,rootsift,none}",
+                        help="store every reference's local features for geometric verification "
+                             "(default: orb; none: global descriptors only)")
 
 
 @dataclass
@@ -219,6 +228,28 @@ def _reference_photos(describer: OrtDescriber, museum: MuseumDataset, skipped: S
         resized = describer.resize(read_image(record.path))
         photos[row] = encode_jpeg(resized, PHOTO_QUALITY)
     return photos
+
+
+def _local_features(museum: MuseumDataset, skipped: SkippedImages, rows: int,
+                    config: FeatureConfig) -> tuple[FeatureConfig, LocalFeatureStore]:
+    """Every readable reference's local features, in gallery row order, from its full photo."""
+    records = _readable_references(museum, skipped)
+    if len(records) != rows:
+        raise ValueError(f"{len(records)} readable references but {rows} gallery rows; was a file changed "
+                         "during the export?")
+    features = [extract_features(read_image(record.path), config) for record in records]
+    return config, LocalFeatureStore.from_features(features, 32 if config.kind == "orb" else 128)
+
+
+def local_features_argument(text: str) -> FeatureConfig | None:
+    """``orb``, ``rootsift`` or ``none`` as an argparse ``type``."""
+    import argparse
+
+    if text == "none":
+        return None
+    if text not in FEATURE_KINDS:
+        raise argparse.ArgumentTypeError(f"choose one of {', '.join(FEATURE_KINDS)} or none, got {text!r}")
+    return FeatureConfig(kind=text)
 
 
 def calibrated_threshold(describer: Describer, gallery: Gallery, references: Sequence[np.ndarray],
@@ -413,6 +444,12 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             raise ValueError(f"no reference image of {data_path} could be read")
         gallery = Gallery(refs, np.asarray(ref_ids, dtype=str))
         photos = _reference_photos(fp32, museum, skipped, refs.shape[0]) if options.reference_photos else None
+        features = None
+        if options.local_features is not None:
+            progress(f"extracting {options.local_features.kind} local features of {refs.shape[0]} references")
+            features = _local_features(museum, skipped, refs.shape[0], options.local_features)
+            progress(f"local features: {len(features[1].descriptors)} in all, "
+                     f"{features[1].nbytes / max(1, len(features[1])) / 1e3:.1f} KB a reference")
         progress(f"calibrating the 'no artwork' threshold: {len(museum.distractors)} distractors, "
                  f"{options.impostor_views} phone view(s) per reference, {options.non_artwork_photos} generated "
                  "photos of no artwork")
@@ -441,7 +478,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
             metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
             precisions={v: v.removesuffix(ENGINE_SUFFIX) if is_engine_variant(v) else v for v in paths},
-            reference_photos=photos,
+            reference_photos=photos, local_features=features,
         )
     archive = None
     if options.archive:

@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
             impostor_views=args.impostor_views, archive=args.archive, name=args.name,
             bundle_version=args.bundle_version, default_variant=args.default_variant,
             calibration_images=args.calibration_images, latency_runs=args.latency_runs,
-            reference_photos=not args.no_reference_photos,
+            reference_photos=not args.no_reference_photos, local_features=args.local_features,
             tensorrt=args.tensorrt, tensorrt_workspace_gb=args.tensorrt_workspace_gb,
         )
         triton_name = _triton_name(args)

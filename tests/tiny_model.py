@@ -121,3 +121,30 @@ def served(tiny_bundle):
 def query_images(export_museum) -> list[bytes]:
     """The tiny museum's three query photos as PNG bytes (a0, a1, a2)."""
     return [(export_museum / "queries" / iid / "q0.png").read_bytes() for iid in ("a0", "a1", "a2")]
+
+
+@pytest.fixture(scope="session")
+def painted_bundle(run_dir, tmp_path_factory) -> Path:
+    """The tiny run exported against painted references of the same artworks (a0, a1, a2: paintings 1-3,
+    2 references each at two sizes), so the bundle's ORB features can verify photos of them."""
+    from muselens.export.bundle import ExportOptions, export_bundle
+    from tests.paintings import write_painting
+
+    root = tmp_path_factory.mktemp("painted") / "museum"
+    for n, iid in enumerate(("a0", "a1", "a2"), start=1):
+        write_painting(root / "references" / iid / "r0.jpg", n)
+        write_painting(root / "references" / iid / "r1.jpg", n, 240, 320)
+        write_painting(root / "queries" / iid / "q0.png", n, 300, 400)
+    options = ExportOptions(precisions=("fp32",), name="painted", bundle_version="1.0.0",
+                            parity_sizes=TINY_SIZES[:2], latency_runs=0, non_artwork_photos=8, impostor_views=1)
+    with _one_torch_thread():
+        return export_bundle(run_dir, root.parent / "bundle", data=root, options=options,
+                             progress=lambda message: None).bundle
+
+
+@pytest.fixture(scope="session")
+def painted(painted_bundle):
+    """The painted bundle loaded for serving, torch-free."""
+    from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
+
+    return ServedModel.load(painted_bundle, ServingConfig(threads=1))

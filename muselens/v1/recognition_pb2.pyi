@@ -33,12 +33,26 @@ class HeatmapSide(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HEATMAP_SIDE_QUERY: _ClassVar[HeatmapSide]
     HEATMAP_SIDE_REFERENCE: _ClassVar[HeatmapSide]
 
+class VerifyMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERIFY_MODE_UNSPECIFIED: _ClassVar[VerifyMode]
+    VERIFY_MODE_OFF: _ClassVar[VerifyMode]
+    VERIFY_MODE_ON: _ClassVar[VerifyMode]
+
 class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECISION_UNSPECIFIED: _ClassVar[Decision]
     DECISION_ARTWORK: _ClassVar[Decision]
     DECISION_NO_ARTWORK: _ClassVar[Decision]
     DECISION_UNCERTAIN: _ClassVar[Decision]
+
+class VerificationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERIFICATION_STATE_UNSPECIFIED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_NOT_REQUESTED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_VERIFIED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_NOT_VERIFIED: _ClassVar[VerificationState]
+    VERIFICATION_STATE_UNAVAILABLE: _ClassVar[VerificationState]
 PIXEL_FORMAT_UNSPECIFIED: PixelFormat
 PIXEL_FORMAT_RGB8: PixelFormat
 PIXEL_FORMAT_BGR8: PixelFormat
@@ -55,10 +69,18 @@ HEATMAP_KIND_CLASS: HeatmapKind
 HEATMAP_SIDE_UNSPECIFIED: HeatmapSide
 HEATMAP_SIDE_QUERY: HeatmapSide
 HEATMAP_SIDE_REFERENCE: HeatmapSide
+VERIFY_MODE_UNSPECIFIED: VerifyMode
+VERIFY_MODE_OFF: VerifyMode
+VERIFY_MODE_ON: VerifyMode
 DECISION_UNSPECIFIED: Decision
 DECISION_ARTWORK: Decision
 DECISION_NO_ARTWORK: Decision
 DECISION_UNCERTAIN: Decision
+VERIFICATION_STATE_UNSPECIFIED: VerificationState
+VERIFICATION_STATE_NOT_REQUESTED: VerificationState
+VERIFICATION_STATE_VERIFIED: VerificationState
+VERIFICATION_STATE_NOT_VERIFIED: VerificationState
+VERIFICATION_STATE_UNAVAILABLE: VerificationState
 
 class RawImage(_message.Message):
     __slots__ = ("data", "width", "height", "pixel_format")
@@ -93,20 +115,22 @@ class RegionOfInterest(_message.Message):
     def __init__(self, x0: _Optional[float] = ..., y0: _Optional[float] = ..., x1: _Optional[float] = ..., y1: _Optional[float] = ...) -> None: ...
 
 class RecognizeOptions(_message.Message):
-    __slots__ = ("top_k", "explain", "heatmap_kinds", "explain_reference", "overlay", "region_of_interest")
+    __slots__ = ("top_k", "explain", "heatmap_kinds", "explain_reference", "overlay", "region_of_interest", "verify")
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_KINDS_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     OVERLAY_FIELD_NUMBER: _ClassVar[int]
     REGION_OF_INTEREST_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
     top_k: int
     explain: bool
     heatmap_kinds: _containers.RepeatedScalarFieldContainer[HeatmapKind]
     explain_reference: bool
     overlay: bool
     region_of_interest: RegionOfInterest
-    def __init__(self, top_k: _Optional[int] = ..., explain: _Optional[bool] = ..., heatmap_kinds: _Optional[_Iterable[_Union[HeatmapKind, str]]] = ..., explain_reference: _Optional[bool] = ..., overlay: _Optional[bool] = ..., region_of_interest: _Optional[_Union[RegionOfInterest, _Mapping]] = ...) -> None: ...
+    verify: VerifyMode
+    def __init__(self, top_k: _Optional[int] = ..., explain: _Optional[bool] = ..., heatmap_kinds: _Optional[_Iterable[_Union[HeatmapKind, str]]] = ..., explain_reference: _Optional[bool] = ..., overlay: _Optional[bool] = ..., region_of_interest: _Optional[_Union[RegionOfInterest, _Mapping]] = ..., verify: _Optional[_Union[VerifyMode, str]] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("frame_id", "timestamp", "image", "options")
@@ -164,7 +188,7 @@ class Heatmap(_message.Message):
     def __init__(self, kind: _Optional[_Union[HeatmapKind, str]] = ..., side: _Optional[_Union[HeatmapSide, str]] = ..., instance_id: _Optional[str] = ..., score: _Optional[float] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., region_cells: _Optional[_Iterable[int]] = ..., region_contributions: _Optional[_Iterable[float]] = ..., overlay_jpeg: _Optional[bytes] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "match_ms", "heatmap_ms", "total_ms")
+    __slots__ = ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "match_ms", "heatmap_ms", "total_ms", "verify_ms")
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +196,7 @@ class Timings(_message.Message):
     MATCH_MS_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
     queue_ms: float
     decode_ms: float
     preprocess_ms: float
@@ -179,7 +204,50 @@ class Timings(_message.Message):
     match_ms: float
     heatmap_ms: float
     total_ms: float
-    def __init__(self, queue_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., heatmap_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    verify_ms: float
+    def __init__(self, queue_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., heatmap_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ...) -> None: ...
+
+class Point(_message.Message):
+    __slots__ = ("x", "y")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ...) -> None: ...
+
+class KeypointPair(_message.Message):
+    __slots__ = ("frame", "reference")
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    frame: Point
+    reference: Point
+    def __init__(self, frame: _Optional[_Union[Point, _Mapping]] = ..., reference: _Optional[_Union[Point, _Mapping]] = ...) -> None: ...
+
+class Verification(_message.Message):
+    __slots__ = ("state", "instance_id", "inliers", "matches", "runner_up_inliers", "outline", "keypoints", "frame_id", "age_ms", "verify_ms", "candidates")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    OUTLINE_FIELD_NUMBER: _ClassVar[int]
+    KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    state: VerificationState
+    instance_id: str
+    inliers: int
+    matches: int
+    runner_up_inliers: int
+    outline: _containers.RepeatedCompositeFieldContainer[Point]
+    keypoints: _containers.RepeatedCompositeFieldContainer[KeypointPair]
+    frame_id: str
+    age_ms: float
+    verify_ms: float
+    candidates: int
+    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., instance_id: _Optional[str] = ..., inliers: _Optional[int] = ..., matches: _Optional[int] = ..., runner_up_inliers: _Optional[int] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[KeypointPair, _Mapping]]] = ..., frame_id: _Optional[str] = ..., age_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., candidates: _Optional[int] = ...) -> None: ...
 
 class SmoothedDecision(_message.Message):
     __slots__ = ("decision", "instance_id", "title", "score", "stable_frames")
@@ -206,7 +274,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Recognition(_message.Message):
-    __slots__ = ("frame_id", "decision", "matches", "smoothed", "timings", "bundle_version", "heatmaps", "error", "dropped_frames", "threshold")
+    __slots__ = ("frame_id", "decision", "matches", "smoothed", "timings", "bundle_version", "heatmaps", "error", "dropped_frames", "threshold", "verification")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +285,7 @@ class Recognition(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     frame_id: str
     decision: Decision
     matches: _containers.RepeatedCompositeFieldContainer[Match]
@@ -227,14 +296,15 @@ class Recognition(_message.Message):
     error: FrameError
     dropped_frames: int
     threshold: float
-    def __init__(self, frame_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., smoothed: _Optional[_Union[SmoothedDecision, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., bundle_version: _Optional[str] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., dropped_frames: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    verification: Verification
+    def __init__(self, frame_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., smoothed: _Optional[_Union[SmoothedDecision, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., bundle_version: _Optional[str] = ..., heatmaps: _Optional[_Iterable[_Union[Heatmap, _Mapping]]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., dropped_frames: _Optional[int] = ..., threshold: _Optional[float] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ...) -> None: ...
 
 class GetBundleInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class BundleInfo(_message.Message):
-    __slots__ = ("name", "bundle_version", "backbone", "variant", "backend", "artworks", "reference_images", "enrolled_images", "threshold", "threshold_calibrated", "descriptor_dim", "short_side", "created", "metrics", "search")
+    __slots__ = ("name", "bundle_version", "backbone", "variant", "backend", "artworks", "reference_images", "enrolled_images", "threshold", "threshold_calibrated", "descriptor_dim", "short_side", "created", "metrics", "search", "verification")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +327,7 @@ class BundleInfo(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     bundle_version: str
     backbone: str
@@ -272,7 +343,8 @@ class BundleInfo(_message.Message):
     created: str
     metrics: _containers.ScalarMap[str, float]
     search: str
-    def __init__(self, name: _Optional[str] = ..., bundle_version: _Optional[str] = ..., backbone: _Optional[str] = ..., variant: _Optional[str] = ..., backend: _Optional[str] = ..., artworks: _Optional[int] = ..., reference_images: _Optional[int] = ..., enrolled_images: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_calibrated: _Optional[bool] = ..., descriptor_dim: _Optional[int] = ..., short_side: _Optional[int] = ..., created: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., search: _Optional[str] = ...) -> None: ...
+    verification: str
+    def __init__(self, name: _Optional[str] = ..., bundle_version: _Optional[str] = ..., backbone: _Optional[str] = ..., variant: _Optional[str] = ..., backend: _Optional[str] = ..., artworks: _Optional[int] = ..., reference_images: _Optional[int] = ..., enrolled_images: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_calibrated: _Optional[bool] = ..., descriptor_dim: _Optional[int] = ..., short_side: _Optional[int] = ..., created: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., search: _Optional[str] = ..., verification: _Optional[str] = ...) -> None: ...
 
 class LoadBundleRequest(_message.Message):
     __slots__ = ("path", "variant")

@@ -25,6 +25,7 @@ from muselens.runtime.bundle.manifest import Manifest
 from muselens.runtime.bundle.verify import verify_bundle_dir
 from muselens.runtime.bundle.manifest import reference_file
 from muselens.core.data.images import decode_image
+from muselens.runtime.verification import LocalFeatureStore
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -35,6 +36,7 @@ class Bundle:
     manifest: Manifest
     gallery: Gallery
     labels: Mapping[str, LabelInfo]
+    local_features: LocalFeatureStore | None = None  # per gallery row, when exported with them
     _cleanup: weakref.finalize | None = field(default=None, repr=False)
 
     @property
@@ -98,7 +100,8 @@ def load_bundle(path: Path | str, *, extract_dir: Path | str | None = None) -> B
     path = Path(path)
     if path.is_dir():
         contents = verify_bundle_dir(path)
-        return Bundle(path, contents.manifest, contents.gallery, MappingProxyType(contents.labels))
+        return Bundle(path, contents.manifest, contents.gallery, MappingProxyType(contents.labels),
+                      contents.local_features)
     if not path.exists():
         raise BundleError(f"bundle {path} does not exist")
     if extract_dir is None:
@@ -114,7 +117,8 @@ def load_bundle(path: Path | str, *, extract_dir: Path | str | None = None) -> B
     except BaseException:
         _remove(remove)
         raise
-    bundle = Bundle(root, contents.manifest, contents.gallery, MappingProxyType(contents.labels))
+    bundle = Bundle(root, contents.manifest, contents.gallery, MappingProxyType(contents.labels),
+                    contents.local_features)
     if extract_dir is None:
         object.__setattr__(bundle, "_cleanup", weakref.finalize(bundle, _remove, remove))
     return bundle

@@ -21,6 +21,12 @@ unchanged and every bundle written before engines existed loads as before.
 :class:`Threshold`): a muselens that reads only version 1 would refuse those keys, so it is told
 the version instead. Version 1 manifests (four threshold keys, possibly the uncalibrated -1.0 of
 a museum without distractors) still load, and write back byte for byte.
+
+``format_version`` 3 adds the optional ``local_features``: the
+:class:`~muselens.runtime.verification.FeatureConfig` the references' local features were
+extracted with, stored in :data:`LOCAL_FEATURES_FILE` (plain arrays, one block per gallery row)
+so the runtime can verify a match geometrically. The key is absent when the bundle has none,
+so older manifests write back unchanged.
 """
 
 from __future__ import annotations
@@ -38,15 +44,20 @@ from muselens.core.json_values import freeze, thaw
 from muselens.runtime.bundle import _json
 from muselens.runtime.bundle.checksum import is_sha256, sha256_bytes
 from muselens.core.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold, ThresholdCalibration
+from muselens.runtime.verification.features import FeatureConfig
 
 FORMAT = "muselens-bundle"
-FORMAT_VERSION = 2
-SUPPORTED_FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
 THRESHOLD_SOURCES_VERSION = 2  # the first format_version whose threshold may carry method and sources
+LOCAL_FEATURES_VERSION = 3  # the first format_version that may carry local features
 MANIFEST_FILE = "manifest.json"
 GALLERY_FILE = "gallery.npz"
 LABELS_FILE = "labels.json"
 DATA_FILES = (GALLERY_FILE, LABELS_FILE)
+# Optional: every reference's local features, for geometric verification (LocalFeatureStore).
+LOCAL_FEATURES_FILE = "local_features.npz"
+OPTIONAL_FIELDS = ("local_features",)
 # Optional: the photo of gallery row N, which lets the service explain a match on the reference's side.
 REFERENCE_PHOTO = re.compile(r"references/(\d{5})\.jpg")
 
@@ -292,6 +303,7 @@ class Manifest:
     muselens_version: str
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
+    local_features: FeatureConfig | None = None  # with LOCAL_FEATURES_FILE among the files
 
     __hash__ = None  # mappings inside; equality compares content
 
@@ -319,6 +331,22 @@ class Manifest:
         if self.threshold.sources and self.format_version < THRESHOLD_SOURCES_VERSION:
             raise ValueError(f"threshold sources need format_version {THRESHOLD_SOURCES_VERSION}, "
                              f"this manifest is version {self.format_version}")
+        self._check_local_features()
+
+    def _check_local_features(self) -> None:
+        if isinstance(self.local_features, Mapping):
+            config = checks.mapping(self.local_features, "local_features")
+            _exact_keys(config, {"kind", "max_side", "count"}, "local_features")
+            self._set("local_features", FeatureConfig(**config))
+        elif self.local_features is not None and not isinstance(self.local_features, FeatureConfig):
+            raise TypeError(f"local_features must be a FeatureConfig, a dict or None, "
+                            f"got {type(self.local_features).__name__}")
+        if self.local_features is not None and self.format_version < LOCAL_FEATURES_VERSION:
+            raise ValueError(f"local features need format_version {LOCAL_FEATURES_VERSION}, "
+                             f"this manifest is version {self.format_version}")
+        if (self.local_features is None) != (LOCAL_FEATURES_FILE not in self.files):
+            raise ValueError(f"local_features and files[{LOCAL_FEATURES_FILE!r}] come together: the manifest "
+                             f"has {'the file' if self.local_features is None else 'the config'} only")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass in __post_init__
@@ -347,8 +375,9 @@ class Manifest:
     @staticmethod
     def _check_files(files: object) -> Mapping[str, str]:
         f = checks.mapping(files, "files")
-        photos = {key for key in f if isinstance(key, str) and REFERENCE_PHOTO.fullmatch(key)}
-        _exact_keys({k: v for k, v in f.items() if k not in photos}, set(DATA_FILES), "files")
+        optional = {key for key in f if isinstance(key, str) and
+                    (REFERENCE_PHOTO.fullmatch(key) or key == LOCAL_FEATURES_FILE)}
+        _exact_keys({k: v for k, v in f.items() if k not in optional}, set(DATA_FILES), "files")
         for path, digest in f.items():
             if not is_sha256(digest):
                 raise ValueError(f"files[{path!r}] must be 64 lowercase hex digits, got {digest!r}")
@@ -392,6 +421,10 @@ class Manifest:
                 value = {k: v.to_dict() for k, v in value.items()}
             elif f.name == "threshold":
                 value = value.to_dict()
+            elif f.name in OPTIONAL_FIELDS:
+                if value is None:
+                    continue  # absent, as in every manifest written before it existed
+                value = value.to_dict()
             out[f.name] = thaw(value)
         return out
 
@@ -400,7 +433,8 @@ class Manifest:
         """Rebuild and validate a manifest; unknown or missing keys are errors."""
         d = checks.mapping(data, "manifest")
         check_format(d)
-        _exact_keys(d, {f.name for f in fields(cls)}, "manifest")
+        names = {f.name for f in fields(cls)}
+        _exact_keys(d, names - {k for k in OPTIONAL_FIELDS if k not in d}, "manifest")
         return cls(**d)
 
     def to_json(self) -> bytes:

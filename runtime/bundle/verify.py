@@ -20,10 +20,12 @@ from muselens.runtime.bundle.labels import LabelInfo, check_coverage, labels_fro
 from muselens.runtime.bundle.manifest import (
     GALLERY_FILE,
     LABELS_FILE,
+    LOCAL_FEATURES_FILE,
     MANIFEST_FILE,
     REFERENCE_PHOTO,
     Manifest,
 )
+from muselens.runtime.verification import LocalFeatureStore
 
 MAX_MANIFEST_BYTES = 16 << 20
 
@@ -35,6 +37,7 @@ class BundleContents:
     manifest: Manifest
     gallery: Gallery
     labels: dict[str, LabelInfo]
+    local_features: LocalFeatureStore | None = None  # one block per gallery row, when the bundle has them
 
 
 def _fail(root: Path, rel: str, problem: str) -> BundleError:
@@ -136,4 +139,21 @@ def verify_bundle_dir(root: Path | str) -> BundleContents:
         check_coverage(labels, gallery.average_ids.tolist())
     except (ValueError, TypeError) as exc:
         raise _fail(root, LABELS_FILE, str(exc)) from exc
-    return BundleContents(manifest, gallery, labels)
+    return BundleContents(manifest, gallery, labels, _local_features(root, manifest, data, gallery.n_images))
+
+
+def _local_features(root: Path, manifest: Manifest, data: dict[str, bytes], n_images: int) -> LocalFeatureStore | None:
+    if manifest.local_features is None:
+        return None
+    try:
+        store = LocalFeatureStore.from_bytes(data[LOCAL_FEATURES_FILE], LOCAL_FEATURES_FILE)
+    except ValueError as exc:
+        raise BundleError(f"bundle {root}: {exc}") from exc
+    if len(store) != n_images:
+        raise _fail(root, LOCAL_FEATURES_FILE, f"holds the features of {len(store)} references, but the "
+                                               f"gallery has {n_images} images")
+    width = 32 if manifest.local_features.kind == "orb" else 128
+    if len(store.descriptors) and store.width != width:
+        raise _fail(root, LOCAL_FEATURES_FILE, f"descriptors are {store.width} bytes wide; the manifest's "
+                                               f"{manifest.local_features.kind} features are {width}")
+    return store

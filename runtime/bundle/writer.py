@@ -31,6 +31,7 @@ from muselens.runtime.bundle.labels import LabelInfo, check_coverage, index_labe
 from muselens.runtime.bundle.manifest import (
     GALLERY_FILE,
     LABELS_FILE,
+    LOCAL_FEATURES_FILE,
     MANIFEST_FILE,
     Manifest,
     ModelEntry,
@@ -40,6 +41,7 @@ from muselens.runtime.bundle.manifest import (
     utc_now,
 )
 from muselens.runtime.bundle.verify import verify_bundle_dir
+from muselens.runtime.verification import FeatureConfig, LocalFeatureStore
 
 # Variant names that say their own precision; any other name needs an explicit ``precisions``.
 KNOWN_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -126,6 +128,19 @@ def _check_photos(photos: Mapping[int, bytes] | None, n_images: int) -> dict[str
     return out
 
 
+def _check_local_features(local_features: object, n_images: int) -> tuple[FeatureConfig, LocalFeatureStore]:
+    if not (isinstance(local_features, tuple) and len(local_features) == 2
+            and isinstance(local_features[0], FeatureConfig) and isinstance(local_features[1], LocalFeatureStore)):
+        raise TypeError("local_features must be a (FeatureConfig, LocalFeatureStore) pair")
+    config, store = local_features
+    if len(store) != n_images:
+        raise ValueError(f"local features hold {len(store)} references but the gallery has {n_images} images")
+    expected = 32 if config.kind == "orb" else 128
+    if len(store.descriptors) and store.width != expected:
+        raise ValueError(f"{config.kind} descriptors are {expected} bytes wide, the store's are {store.width}")
+    return config, store
+
+
 def _check_target(out: Path) -> None:
     """Refuse to replace anything but a bundle (or an empty folder): never delete user data."""
     if out.is_symlink():
@@ -178,6 +193,7 @@ def write_bundle(
     created: str | None = None,
     muselens_version: str | None = None,
     reference_photos: Mapping[int, bytes] | None = None,
+    local_features: tuple[FeatureConfig, LocalFeatureStore] | None = None,
 ) -> Path:
     """Write a complete, verified bundle to ``out_dir`` atomically and return its path.
 
@@ -186,6 +202,8 @@ def write_bundle(
     ``default_variant`` may be omitted when there is a single model. ``created`` defaults to
     now (UTC) and ``muselens_version`` to the installed version. ``reference_photos`` maps
     gallery rows to JPEG bytes of their photos (optional; see :func:`reference_file`).
+    ``local_features`` is the config and the store of every gallery row's local features, in
+    gallery row order (optional; it lets the runtime verify a match geometrically).
     """
     out = Path(out_dir)
     if not isinstance(gallery, Gallery):
@@ -199,14 +217,20 @@ def write_bundle(
         default_variant = next(iter(sources))
     gallery_bytes, labels_bytes = gallery.to_bytes(), labels_to_json(indexed.values())
     photos = _check_photos(reference_photos, gallery.n_images)
+    extra = dict(photos)
+    feature_config = None
+    if local_features is not None:
+        feature_config, store = _check_local_features(local_features, gallery.n_images)
+        extra[LOCAL_FEATURES_FILE] = store.to_bytes()
     manifest = Manifest(
         name=name, bundle_version=bundle_version, backbone=backbone, descriptor=descriptor,
         models={v: entry for v, (_, entry) in sources.items()}, default_variant=default_variant,
         files={GALLERY_FILE: sha256_bytes(gallery_bytes), LABELS_FILE: sha256_bytes(labels_bytes),
-               **{rel: sha256_bytes(data) for rel, data in photos.items()}},
+               **{rel: sha256_bytes(data) for rel, data in extra.items()}},
         training=training, data_digest=data_digest, metrics=metrics, threshold=threshold,
         created=utc_now() if created is None else created,
         muselens_version=muselens.__version__ if muselens_version is None else muselens_version,
+        local_features=feature_config,
     )
     if manifest.descriptor.dim != gallery.dim:
         raise ValueError(f"descriptor dim {manifest.descriptor.dim} does not match the gallery's "
@@ -232,6 +256,8 @@ def write_bundle(
             for rel, data in photos.items():
                 _write_bytes(tmp / rel, data)
             _fsync_dir(tmp / "references")
+        if LOCAL_FEATURES_FILE in extra:
+            _write_bytes(tmp / LOCAL_FEATURES_FILE, extra[LOCAL_FEATURES_FILE])
         _write_bytes(tmp / MANIFEST_FILE, manifest.to_json())  # last: its presence means complete
         _fsync_dir(tmp)
         verify_bundle_dir(tmp)

@@ -7,6 +7,12 @@
   ``uncertain_margin`` of it: two artworks explain the frame almost equally well (a frame
   straddling two neighbouring paintings), so the app should not name either yet;
 * ``artwork`` otherwise.
+
+A verified answer (:mod:`muselens.runtime.verification`: a reference of the artwork fits the
+frame by a plausible homography) overrides the scores: ``artwork``, whatever the global score,
+since a fitted plane is far stronger evidence than a descriptor's similarity; ``uncertain`` only
+when a second artwork fits almost as well (a frame showing two artworks). A frame that could
+not be verified keeps the scores' decision: few features is no evidence of absence.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from muselens.runtime.streams.decision import Decision
+from muselens.runtime.verification import VerificationReport
 
-__all__ = ["DEFAULT_UNCERTAIN_MARGIN", "Decision", "decide"]
+__all__ = ["AMBIGUOUS_INLIER_RATIO", "DEFAULT_UNCERTAIN_MARGIN", "Decision", "decide", "decide_verified"]
 
 DEFAULT_UNCERTAIN_MARGIN = 0.02
+AMBIGUOUS_INLIER_RATIO = 0.8  # a second artwork fitting with this share of the best's inliers: too close
 
 
 def decide(scores: Sequence[float], threshold: float, uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN) -> Decision:
@@ -30,5 +38,14 @@ def decide(scores: Sequence[float], threshold: float, uncertain_margin: float = 
     if best <= threshold:
         return Decision.NO_ARTWORK
     if len(scores) > 1 and best - float(scores[1]) < uncertain_margin:
+        return Decision.UNCERTAIN
+    return Decision.ARTWORK
+
+
+def decide_verified(decision: Decision, report: VerificationReport) -> Decision:
+    """The decision once verification has run: the scores' ``decision`` unless an artwork was verified."""
+    if not report.verified:
+        return decision
+    if report.runner_up_inliers >= AMBIGUOUS_INLIER_RATIO * report.inliers:
         return Decision.UNCERTAIN
     return Decision.ARTWORK

@@ -37,7 +37,8 @@ class OptionsError(ValueError):
 @dataclass(frozen=True)
 class RecognizeOptions:
     """``top_k`` artworks; heatmaps when ``explain``; ``roi`` = (x0, y0, x1, y1) in [0, 1] for
-    region-specific retrieval (paper 001, 4.6)."""
+    region-specific retrieval (paper 001, 4.6); ``verify``: fit the shortlist's references into
+    the frame (None: as the server is configured)."""
 
     top_k: int = DEFAULT_TOP_K
     explain: bool = False
@@ -45,6 +46,7 @@ class RecognizeOptions:
     explain_reference: bool = False
     overlay: bool = False
     roi: tuple[float, float, float, float] | None = None
+    verify: bool | None = None  # geometric verification; None: the server's default
 
     def __post_init__(self) -> None:
         if not checks.is_integer(self.top_k) or not 1 <= self.top_k <= MAX_TOP_K:
@@ -53,6 +55,8 @@ class RecognizeOptions:
         object.__setattr__(self, "heatmap_kinds", tuple(dict.fromkeys(kinds)))
         if self.roi is not None:
             object.__setattr__(self, "roi", check_roi(self.roi))
+        if self.verify is not None and not isinstance(self.verify, bool):
+            raise OptionsError("bad_verify", f"verify must be a bool or None, got {self.verify!r}")
 
 
 def check_roi(roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

@@ -20,12 +20,14 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
-from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide
+from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
+from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
+                                           VerificationReport)
 
-STAGES = ("queue", "decode", "preprocess", "inference", "match", "heatmap", "total")
+STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class RecognitionResult:
     bundle_version: str
     timings_ms: Mapping[str, float]
     heatmaps: tuple[HeatmapResult, ...] = ()
+    verification: VerificationReport = NOT_ASKED
+    descriptor: np.ndarray | None = field(default=None, repr=False)  # the frame's, for later verification
 
     @property
     def best(self) -> Match | None:
@@ -68,6 +72,8 @@ class ServingConfig:
     inference_slots: int | None = None  # runs in flight at once; None: the backend's default
     reference_cache_bytes: int = REFERENCE_CACHE_BYTES  # reference photos' maps kept for explanations
     allow_ort_telemetry: bool = False  # ONNX Runtime's usage telemetry: off unless the operator allows it
+    verify: bool = True  # verify unary answers geometrically unless a call says otherwise (needs local features)
+    shortlist: int = DEFAULT_SHORTLIST  # artworks of the global ranking that verification fits
 
 
 def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
@@ -102,8 +108,12 @@ class ServedModel:
     variant: str
     enrolled_images: int = 0
     explainer: Explainer = field(default=None)  # type: ignore[assignment]
+    verifier: ShortlistVerifier | None = None  # None: the bundle has no local features
 
     def __post_init__(self) -> None:
+        if self.verifier is None and self.bundle.local_features is not None:
+            object.__setattr__(self, "verifier", ShortlistVerifier(
+                self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids))
         if self.explainer is None:
             object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
                                                             cache_bytes=self.config.reference_cache_bytes))
@@ -153,6 +163,7 @@ class ServedModel:
             "short_side": self.describer.short_side, "created": manifest.created,
             "metrics": {k: float(metrics[k]) for k in ("mp_at_1", "map", "mp_at_1_ia", "map_ia") if k in metrics},
             "search": self.search.engine,
+            "verification": self.verifier.features.kind if self.verifier is not None else "none",
         }
 
     def warm_up(self) -> None:
@@ -194,11 +205,22 @@ class ServedModel:
             margin = scores[0] - scores[1] if len(scores) > 1 else np.inf
             decision = decide([roi.scores[0], roi.scores[0] - margin], self.threshold, self.config.uncertain_margin)
         else:
-            hits = self.search.search(descriptor, options.top_k)
+            hits = self.search.search(descriptor, max(options.top_k, self.config.shortlist))
             ids, scores = hits.instance_ids, [float(s) for s in hits.scores]
             decision = decide(scores, self.threshold, self.config.uncertain_margin)
-        matches = tuple(self.match(i, s) for i, s in zip(ids, scores))
         t3 = time.perf_counter()
+        report = NOT_ASKED
+        # asked for: verified, or told it cannot be; by the server's default: only where it can be
+        if options.verify if options.verify is not None else (self.config.verify and self.verifier is not None):
+            report = self.verify(image, ids[:self.config.shortlist], descriptor, keep_pairs=options.explain,
+                                 cancel=cancel)
+            if report.verified:  # the fitted artwork first: the strongest evidence there is
+                first = ids.index(report.instance_id)
+                order = [first] + [i for i in range(len(ids)) if i != first]
+                ids, scores = [ids[i] for i in order], [scores[i] for i in order]
+            decision = decide_verified(decision, report)
+        matches = tuple(self.match(i, s) for i, s in zip(ids[:options.top_k], scores[:options.top_k]))
+        t3v = time.perf_counter()
         heatmaps: tuple[HeatmapResult, ...] = ()
         if options.explain and matches:
             if cancel is not None:
@@ -208,10 +230,27 @@ class ServedModel:
         waited = waits.get("queue", 0.0)  # for an inference slot: queueing, not inference
         timings["queue"] = timings.get("queue", 0.0) + waited
         timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3 - waited, match=(t3 - t2) * 1e3,
-                       heatmap=(t4 - t3) * 1e3)
+                       verify=(t3v - t3) * 1e3 if report is not NOT_ASKED else 0.0, heatmap=(t4 - t3v) * 1e3)
         timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
         return RecognitionResult(decision, matches, self.threshold, self.bundle_version,
-                                 MappingProxyType(timings), heatmaps)
+                                 MappingProxyType(timings), heatmaps, report, descriptor)
+
+    def verify(self, image: np.ndarray, instance_ids: Sequence[str], descriptor: np.ndarray, *,
+               keep_pairs: bool = False, cancel: Cancellation | None = None) -> VerificationReport:
+        """Fit the references of ``instance_ids`` (a shortlist, best first) into the RGB frame
+        ``image``; each artwork through its references most similar to ``descriptor``."""
+        if self.verifier is None:
+            return NO_FEATURES
+        if cancel is not None:
+            cancel.check()
+        candidates = []
+        for instance_id in instance_ids:
+            rows = self.search.references(instance_id)
+            order = np.argsort(-(self.search.gallery.descriptors[rows] @ descriptor), kind="stable")
+            candidates.append((instance_id, rows[order]))
+        frame = self.verifier.frame_features(image)
+        return self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
+                                    check=cancel.check if cancel is not None else None)
 
     # -- enrolment ------------------------------------------------------------------------
 
@@ -229,7 +268,8 @@ class ServedModel:
                                             dict(metadata) if metadata else dict(old.metadata) if old else {})
         explainer = self.explainer.with_references(self.search.gallery.n_images,
                                                    [self.describer.resize(image) for image in images])
+        verifier = self.verifier.extended(images, instance_id) if self.verifier is not None else None
         return replace(self, search=GallerySearch(gallery, self.search.engine if self.search.engine != "exact"
                                                   else self.config.search),
                        labels=MappingProxyType(labels), enrolled_images=self.enrolled_images + len(images),
-                       explainer=explainer)
+                       explainer=explainer, verifier=verifier)

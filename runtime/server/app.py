@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
+from muselens.runtime.recognition.background_verification import VerificationPool
 from muselens.runtime.server.admission import (TokenAdmission, default_max_calls_per_token,
                                                 default_max_streams)
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
@@ -83,6 +84,8 @@ class ServerConfig:
     max_pending_calls: int | None = None  # calls running or queued; more are refused at once (None: 2 x workers)
     max_calls_per_token: int | None = None  # unary calls one client token may run at once (None: workers / 4)
     admin_port: int | None = None  # Admin, health and reflection on their own workers here (0: any free port)
+    verify_workers: int = 1  # threads verifying streams' frames in the background (0: streams are not verified)
+    verify_interval_s: float = 0.25  # a stream's frames are verified at most this often
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -93,6 +96,10 @@ class ServerConfig:
             raise ValueError(f"admin_port must be in 0..65535, got {self.admin_port}")
         if self.admin_port is not None and self.admin_port != 0 and self.admin_port == self.port:
             raise ValueError(f"admin_port must differ from port ({self.port}): admin calls get a server of their own")
+        if isinstance(self.verify_workers, bool) or not isinstance(self.verify_workers, int) or self.verify_workers < 0:
+            raise ValueError(f"verify_workers must be an int >= 0, got {self.verify_workers!r}")
+        if not self.verify_interval_s >= 0:
+            raise ValueError(f"verify_interval_s must be >= 0, got {self.verify_interval_s!r}")
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:
@@ -161,11 +168,14 @@ class MuselensServer:
         self.admission = TokenAdmission(config.stream_cap, config.max_streams_per_token)
         self.calls = TokenAdmission(config.pending_cap, config.calls_per_token_cap, what="calls in flight")
         limits = config.frame_limits
+        self.verification = VerificationPool(config.verify_workers) if config.verify_workers else None
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k,
                                              admission=self.admission, calls=self.calls,
                                              identifies_clients=config.identifies_clients,
-                                             stream_idle_seconds=config.stream_idle_seconds)
+                                             stream_idle_seconds=config.stream_idle_seconds,
+                                             verification=self.verification,
+                                             verify_interval_s=config.verify_interval_s)
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         admin = AdminServicer(holder, self.metrics, limits=limits, bundle_root=config.bundle_root)
@@ -243,6 +253,8 @@ class MuselensServer:
         grace = self.config.grace_seconds if grace is None else grace
         for done in [server.stop(grace) for server in self._servers]:  # both at once, then wait for both
             done.wait()
+        if self.verification is not None:
+            self.verification.shutdown()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the server (both ports) to stop; True if ``timeout`` passed first (as gRPC's)."""

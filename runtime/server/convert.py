@@ -20,6 +20,8 @@ from muselens.runtime.recognition.served_model import RecognitionResult
 from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
                                                   RecognizeOptions)
 from muselens.runtime.streams import SmoothedDecision
+from muselens.runtime.verification import (NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
+                                           VerificationReport)
 from muselens.v1 import recognition_pb2 as pb
 
 DECISIONS = {
@@ -34,6 +36,13 @@ HEATMAP_KINDS = {
 }
 HEATMAP_KIND_MESSAGES = {kind: number for number, kind in HEATMAP_KINDS.items()}
 HEATMAP_SIDES = {HeatmapSide.QUERY: pb.HEATMAP_SIDE_QUERY, HeatmapSide.REFERENCE: pb.HEATMAP_SIDE_REFERENCE}
+VERIFY_MODES = {pb.VERIFY_MODE_UNSPECIFIED: None, pb.VERIFY_MODE_OFF: False, pb.VERIFY_MODE_ON: True}
+VERIFICATION_STATES = {
+    NOT_REQUESTED: pb.VERIFICATION_STATE_NOT_REQUESTED,
+    VERIFIED: pb.VERIFICATION_STATE_VERIFIED,
+    NOT_VERIFIED: pb.VERIFICATION_STATE_NOT_VERIFIED,
+    UNAVAILABLE: pb.VERIFICATION_STATE_UNAVAILABLE,
+}
 
 
 def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame") -> np.ndarray:
@@ -67,9 +76,27 @@ def recognize_options(options: pb.RecognizeOptions, default_top_k: int = DEFAULT
     if options.HasField("region_of_interest"):
         r = options.region_of_interest
         roi = (r.x0, r.y0, r.x1, r.y1)
+    if options.verify not in VERIFY_MODES:
+        raise OptionsError("bad_verify", f"unknown verify mode value {options.verify}")
     return RecognizeOptions(top_k=options.top_k or default_top_k, explain=options.explain,
                             heatmap_kinds=tuple(kinds), explain_reference=options.explain_reference,
-                            overlay=options.overlay, roi=roi)
+                            overlay=options.overlay, roi=roi, verify=VERIFY_MODES[options.verify])
+
+
+def verification_message(report: VerificationReport, frame_id: str, age_ms: float = 0.0) -> pb.Verification:
+    """The report as a message; ``frame_id`` names the frame it verified (on a stream, maybe an older one)."""
+    message = pb.Verification(state=VERIFICATION_STATES[report.state], instance_id=report.instance_id or "",
+                              inliers=report.inliers, matches=report.matches,
+                              runner_up_inliers=report.runner_up_inliers, candidates=report.candidates,
+                              verify_ms=report.ms, frame_id=frame_id if report.state != NOT_REQUESTED else "",
+                              age_ms=age_ms)
+    if report.outline is not None:
+        message.outline.extend(pb.Point(x=float(x), y=float(y)) for x, y in report.outline)
+    if report.pairs is not None:
+        message.keypoints.extend(pb.KeypointPair(frame=pb.Point(x=float(a), y=float(b)),
+                                                 reference=pb.Point(x=float(c), y=float(d)))
+                                 for a, b, c, d in report.pairs)
+    return message
 
 
 def heatmap_message(heatmap: HeatmapResult) -> pb.Heatmap:
@@ -93,7 +120,9 @@ def smoothed_message(smoothed: SmoothedDecision | None,
 
 
 def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: SmoothedDecision | None = None,
-                        labels: Mapping[str, LabelInfo] | None = None, dropped_frames: int = 0) -> pb.Recognition:
+                        labels: Mapping[str, LabelInfo] | None = None, dropped_frames: int = 0,
+                        verification: pb.Verification | None = None) -> pb.Recognition:
+    """The frame's answer; ``verification`` replaces the result's own (a stream's background one)."""
     timings = result.timings_ms
     message = pb.Recognition(
         frame_id=frame_id, decision=DECISIONS[result.decision], bundle_version=result.bundle_version,
@@ -101,8 +130,11 @@ def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: S
         matches=[pb.Match(instance_id=m.instance_id, title=m.title, score=m.score, metadata=dict(m.metadata))
                  for m in result.matches],
         timings=pb.Timings(**{f"{stage}_ms": float(timings.get(stage, 0.0)) for stage in
-                              ("queue", "decode", "preprocess", "inference", "match", "heatmap", "total")}),
+                              ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap",
+                               "total")}),
         heatmaps=[heatmap_message(h) for h in result.heatmaps],
+        verification=verification if verification is not None else verification_message(result.verification,
+                                                                                         frame_id),
     )
     if smoothed is not None:
         message.smoothed.CopyFrom(smoothed_message(smoothed, labels or {}))

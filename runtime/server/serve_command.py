@@ -59,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", choices=SEARCH_ENGINES, default="auto", help="gallery search (default: %(default)s)")
     parser.add_argument("--uncertain-margin", type=float, default=DEFAULT_UNCERTAIN_MARGIN,
                         help="answer 'uncertain' when the runner-up is this close to the best (default: %(default)s)")
+    parser.add_argument("--verify", choices=("on", "off"), default="on",
+                        help="geometric verification of unary calls when a call does not say (needs a bundle "
+                             "exported with local features; default: %(default)s)")
+    parser.add_argument("--verify-workers", type=int, default=1,
+                        help="threads verifying streams' newest frames in the background, at low priority "
+                             "(0: streams are answered from descriptors only; default: %(default)s)")
+    parser.add_argument("--verify-interval", type=float, default=0.25,
+                        help="seconds between a stream's background verifications (default: %(default)s)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")
     parser.add_argument("--token-file", type=Path, default=None,
@@ -109,7 +117,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           bundle_root=args.bundle_root, max_streams=args.max_streams,
                           max_streams_per_token=args.max_streams_per_token,
                           stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
-                          admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token)
+                          admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token,
+                          verify_workers=args.verify_workers, verify_interval_s=args.verify_interval)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")
@@ -118,7 +127,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
     serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
                             reference_cache_bytes=args.reference_cache_mb * 2**20,
-                            allow_ort_telemetry=args.allow_ort_telemetry)
+                            allow_ort_telemetry=args.allow_ort_telemetry, verify=args.verify == "on")
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 
@@ -130,7 +139,7 @@ def banner(server: MuselensServer, host: str, metrics_address: str | None) -> st
     return (f"serving {info['name']} {info['bundle_version']} on {host}:{server.port} "
             f"({info['backend']}; {model.describer.gate.slots} inference slot(s); "
             f"{'TLS' if server.secure else 'plaintext'}; "
-            f"{info['artworks']} artworks; search {info['search']})"
+            f"{info['artworks']} artworks; search {info['search']}; verification {info['verification']})"
             + (f"; admin on {host}:{server.admin_port}" if server.admin_port is not None else "")
             + (f"; metrics on {metrics_address}" if metrics_address is not None else ""))
 

@@ -10,6 +10,7 @@ inference under way is terminated and the stream ends.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -24,6 +25,8 @@ from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
 from muselens.runtime.engine.gate import fair_share
 from muselens.runtime.frames import FrameError, FrameLimits
+from muselens.runtime.recognition.background_verification import (DEFAULT_INTERVAL_S, StreamVerification,
+                                                                   VerificationPool)
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.served_model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
@@ -57,7 +60,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
                  smoothing: SmootherConfig | None = None, default_top_k: int = 5,
                  admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
-                 identifies_clients: bool = False, stream_idle_seconds: float | None = None):
+                 identifies_clients: bool = False, stream_idle_seconds: float | None = None,
+                 verification: VerificationPool | None = None, verify_interval_s: float = DEFAULT_INTERVAL_S):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
@@ -67,6 +71,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.calls = calls  # None: unary calls are not counted
         self.identifies_clients = identifies_clients  # client tokens are checked: they tell clients apart
         self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
+        self.verification = verification  # None: streams are not verified in the background
+        self.verify_interval_s = verify_interval_s
 
     # -- one frame, any call --------------------------------------------------------------
 
@@ -74,11 +80,17 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                    queue_ms: float = 0.0) -> RecognitionResult:
         """Decode, validate and recognise; raises FrameError / OptionsError / Cancelled."""
         options = convert.recognize_options(frame.options, self.default_top_k)
+        return self._recognize_with(model, frame, options, cancel, queue_ms)[0]
+
+    def _recognize_with(self, model: ServedModel, frame: pb.Frame, options, cancel: Cancellation,
+                        queue_ms: float = 0.0) -> tuple[RecognitionResult, object]:
+        """The result and the decoded pixels (a stream verifies them later)."""
         t0 = time.perf_counter()
         pixels = convert.image_pixels(frame.image, self.limits)
         decode_ms = (time.perf_counter() - t0) * 1e3
         cancel.check()
-        return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
+        result = model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
+        return result, pixels
 
     def _client(self, context: grpc.ServicerContext) -> str | None:
         """The caller's client token where the server checks them (it tells clients apart), else None."""
@@ -137,6 +149,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         reader.start()
         call.cancel.on_cancel(slot.close)
         smoother: StreamSmoother | None = None
+        verifying = StreamVerification(self.verification, self.verify_interval_s) if self.verification else None
         counted_drops = 0
         self.metrics.active_streams.inc()
         try:
@@ -171,8 +184,12 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     continue
                 queue_ms = (time.perf_counter() - arrival.received) * 1e3
                 try:
+                    options = convert.recognize_options(frame.options, self.default_top_k)
+                    background = verifying is not None and options.verify is not False
+                    # answered from the descriptor path: verification runs beside the stream
+                    options = dataclasses.replace(options, verify=False)
                     with fair_share(client):
-                        result = self._recognize(model, frame, call.cancel, queue_ms)
+                        result, pixels = self._recognize_with(model, frame, options, call.cancel, queue_ms)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
@@ -182,11 +199,21 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 except Cancelled:
                     self.metrics.frames.labels("StreamRecognize", "cancelled").inc()
                     break
+                verified = None
+                if background:
+                    verifying.offer(model, frame.frame_id, pixels, [m.instance_id for m in result.matches],
+                                    result.descriptor, arrival.received, keep_pairs=options.explain)
+                    new = verifying.take_new()
+                    if new is not None and new.report.verified and new.report.instance_id in model.labels:
+                        smoother.confirm(new.report.instance_id)
+                    verified = verifying.latest
                 smoothed = smoother.update([(m.instance_id, m.score) for m in result.matches], result.decision,
                                            timestamp)  # its timestamp was checked above, on this smoother
                 self.metrics.observe("StreamRecognize", result.decision.value, result.timings_ms)
-                yield convert.recognition_message(frame.frame_id, result, smoothed=smoothed, labels=model.labels,
-                                                  dropped_frames=slot.dropped)
+                yield convert.recognition_message(
+                    frame.frame_id, result, smoothed=smoothed, labels=model.labels, dropped_frames=slot.dropped,
+                    verification=None if verified is None else convert.verification_message(
+                        verified.report, verified.frame_id, verified.age_ms()))
         finally:
             self.metrics.active_streams.dec()
             slot.close()

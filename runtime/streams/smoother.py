@@ -27,6 +27,11 @@ ValueError *before* the state changes, so the caller can refuse that frame (INVA
 and the stream goes on. (The range keeps one frame from killing its stream: an accepted 1e308
 once made every later timestamp "go backwards".) A frame without a timestamp breaks the chain:
 the next timestamped frame counts as one step again.
+
+Geometric verification, which runs beside the stream, is stronger evidence than any score:
+:meth:`StreamSmoother.confirm` shows the verified artwork at once (confirming or correcting the
+shown answer) and holds it for ``verified_hold_frames`` frames against the scores; only another
+verification changes it during the hold.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ class StreamSmoother:
         self._last_timestamp: float | None = None
         self._last_output: tuple[Decision, str | None] | None = None
         self._stable = 0
+        self._hold = 0  # frames the shown, verified artwork is still held against the scores
 
     def update(
         self,
@@ -127,6 +133,17 @@ class StreamSmoother:
         self._prune(observed)
         self._step()
         return self._output()
+
+    def confirm(self, instance_id: str) -> None:
+        """A frame of this stream was verified to show ``instance_id``: show it from the next answer on,
+        and hold it for ``verified_hold_frames`` frames. Changes no timestamp."""
+        if not isinstance(instance_id, str) or not instance_id:
+            raise TypeError(f"instance_id must be a non-empty string, got {instance_id!r}")
+        cfg = self._config
+        self._scores[instance_id] = max(self._scores.get(instance_id, cfg.floor), self._threshold + cfg.enter_margin)
+        self._current = instance_id
+        self._pending, self._pending_count, self._exit_count, self._quiet_count = None, 0, 0, 0
+        self._hold = cfg.verified_hold_frames
 
     def check_timestamp(self, timestamp: float | None) -> None:
         """Raise ValueError unless ``timestamp`` could be this stream's next (changes nothing), so a
@@ -172,6 +189,10 @@ class StreamSmoother:
     def _step(self) -> None:
         """Advance the hysteresis: quiet frames, pending switch, then exit of the shown artwork."""
         cfg = self._config
+        if self._hold > 0:  # a verified artwork: the scores move, the answer stays
+            self._hold -= 1
+            self._pending, self._pending_count, self._exit_count, self._quiet_count = None, 0, 0, 0
+            return
         leader, lead_score = self._leader()
         self._quiet_count = 0 if lead_score > self._threshold else self._quiet_count + 1
         shown = self._current

@@ -40,6 +40,10 @@ class SmootherConfig:
     ``uncertain_weight``: an "uncertain" frame moves the averages this fraction of a normal
     frame (0 ignores such frames, 1 treats them as any other).
     ``max_tracked``: at most this many candidates are kept (lowest dropped), bounding memory.
+    ``verified_hold_frames``: an artwork confirmed by geometric verification
+    (:meth:`StreamSmoother.confirm`) is shown at once and held for this many frames, whatever
+    the scores say, unless another verification says otherwise (10 frames: 0.5 s at 20 FPS,
+    longer than the background verification's interval, so a steadily verified artwork stays).
     """
 
     half_life_frames: float = 1.5
@@ -51,6 +55,7 @@ class SmootherConfig:
     floor: float = 0.0
     uncertain_weight: float = 0.5
     max_tracked: int = 64
+    verified_hold_frames: int = 10
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -64,7 +69,7 @@ class SmootherConfig:
         if weight > 1.0:
             raise ValueError(f"SmootherConfig.uncertain_weight must be in [0, 1], got {weight}")
         set_(self, "uncertain_weight", weight)
-        for name in ("min_frames", "max_tracked"):
+        for name in ("min_frames", "max_tracked", "verified_hold_frames"):
             checks.positive_int(getattr(self, name), f"SmootherConfig.{name}")
 
     def for_threshold(self, threshold: float) -> SmootherConfig:

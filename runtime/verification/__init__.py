@@ -8,7 +8,11 @@ plain arrays (:mod:`.store`).
 
 from muselens.runtime.verification.features import FEATURE_KINDS, FeatureConfig, LocalFeatures, extract_features
 from muselens.runtime.verification.geometry import Verification, VerifyConfig, verify
+from muselens.runtime.verification.shortlist import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, NOT_REQUESTED,
+                                                     NOT_VERIFIED, UNAVAILABLE, VERIFIED, ShortlistVerifier,
+                                                     VerificationReport)
 from muselens.runtime.verification.store import LocalFeatureStore
 
-__all__ = ["FEATURE_KINDS", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "Verification", "VerifyConfig",
-           "extract_features", "verify"]
+__all__ = ["DEFAULT_SHORTLIST", "FEATURE_KINDS", "NOT_ASKED", "NOT_REQUESTED", "NOT_VERIFIED", "NO_FEATURES",
+           "UNAVAILABLE", "VERIFIED", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "ShortlistVerifier",
+           "Verification", "VerificationReport", "VerifyConfig", "extract_features", "verify"]

@@ -9,6 +9,7 @@ About 1,000 ORB features take 40 KB a reference: 40 MB for 1,000 references.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +65,45 @@ class LocalFeatureStore:
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in ARRAYS)
 
+    @property
+    def width(self) -> int:
+        """The descriptors' width in bytes (32 for ORB, 128 for RootSIFT)."""
+        return int(self.descriptors.shape[1])
+
+    def extend(self, features: Sequence[LocalFeatures]) -> LocalFeatureStore:
+        """A new store with ``features`` appended as the next rows (enrolled photos)."""
+        added = LocalFeatureStore.from_features(features, self.width)
+        return LocalFeatureStore(np.concatenate([self.points, added.points]),
+                                 np.concatenate([self.descriptors, added.descriptors]),
+                                 np.concatenate([self.offsets, added.offsets[1:] + self.offsets[-1]]),
+                                 np.concatenate([self.sizes, added.sizes]))
+
     def save(self, path: Path | str) -> None:
-        np.savez(path, **{name: getattr(self, name) for name in ARRAYS})
+        Path(path).write_bytes(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: getattr(self, name) for name in ARRAYS})
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: Path | str) -> LocalFeatureStore:
-        with np.load(path, allow_pickle=False) as data:
-            missing = sorted(set(ARRAYS) - set(data.files))
-            if missing:
-                raise ValueError(f"{path}: local features lack arrays {missing}")
-            return cls(*(np.array(data[name]) for name in ARRAYS))
+        return cls.from_bytes(Path(path).read_bytes(), str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "local features") -> LocalFeatureStore:
+        """Parse the arrays (never pickles); a malformed file raises ValueError naming ``source``."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                missing = sorted(set(ARRAYS) - set(arrays.files))
+                if missing:
+                    raise ValueError(f"lacks arrays {missing}")
+                loaded = [np.array(arrays[name]) for name in ARRAYS]
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 -- a truncated zip raises zipfile/OSError/EOFError
+            raise ValueError(f"{source}: not a readable .npz of local features ({type(exc).__name__}: {exc})") from exc
+        try:
+            return cls(*loaded)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc

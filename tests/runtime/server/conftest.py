@@ -99,5 +99,6 @@ def copy_bundle(src: Path, dst: Path, version: str) -> Path:
         write_bundle(dst, name=m.name, bundle_version=version, backbone=m.backbone, descriptor=m.descriptor,
                      model_files={v: b.model_path(v) for v in m.models}, gallery=b.gallery,
                      labels=b.labels.values(), training=m.training, data_digest=m.data_digest,
-                     metrics=m.metrics, threshold=m.threshold, default_variant=m.default_variant)
+                     metrics=m.metrics, threshold=m.threshold, default_variant=m.default_variant,
+                     local_features=None if b.local_features is None else (m.local_features, b.local_features))
     return dst

@@ -308,3 +308,39 @@ def test_invalid_smoother(threshold, config, error, match):
         config = SmootherConfig(**config)
     with pytest.raises(error, match=match):
         StreamSmoother(threshold, config)
+
+
+# -- geometric verification beside the stream (confirm) ---------------------------------------------
+
+
+def test_a_verified_artwork_is_shown_at_once_and_held_against_the_scores():
+    config = SmootherConfig(verified_hold_frames=4)
+    s = StreamSmoother(0.5, config)
+    assert s.update([("a", 0.3)], Decision.NO_ARTWORK).decision is Decision.UNCERTAIN
+    s.confirm("a")  # a plain frame's score never cleared the threshold; its reference fits
+    held = [s.update([("a", 0.3)], Decision.NO_ARTWORK) for _ in range(4)]
+    assert all(h.decision is Decision.ARTWORK and h.instance_id == "a" for h in held)
+    after = [s.update([("a", 0.3)], Decision.NO_ARTWORK) for _ in range(config.min_frames + 3)]
+    assert after[-1].decision is Decision.NO_ARTWORK  # the hold over, the scores decide again
+
+
+def test_verification_corrects_the_shown_artwork_and_another_artwork_cannot_take_over_during_the_hold():
+    s = StreamSmoother(0.5, SmootherConfig(verified_hold_frames=5))
+    for _ in range(4):
+        shown = s.update([("a", 0.9), ("b", 0.6)], Decision.ARTWORK)
+    assert shown.instance_id == "a"
+    s.confirm("b")
+    for _ in range(5):
+        assert s.update([("a", 0.95), ("b", 0.55)], Decision.ARTWORK).instance_id == "b"
+    for _ in range(4):
+        shown = s.update([("a", 0.95), ("b", 0.55)], Decision.ARTWORK)
+    assert shown.instance_id == "a"
+
+
+def test_confirm_takes_an_instance_id():
+    s = StreamSmoother(0.5)
+    for bad in ("", None, 3):
+        with pytest.raises(TypeError, match="instance_id must be a non-empty string"):
+            s.confirm(bad)
+    with pytest.raises(ValueError, match="verified_hold_frames"):
+        SmootherConfig(verified_hold_frames=0)

@@ -1,0 +1,149 @@
+"""Geometric verification off a stream's critical path: the newest frame, in the background, on a budget.
+
+Every frame of a stream is answered from the descriptor path (tens of milliseconds).
+Verification costs more (local features, a few homography fits) and would halve the frame rate
+if every frame paid for it, so a stream hands its newest frame to a shared
+:class:`VerificationPool` at most every ``interval_s``, only while its previous one is done,
+and only while the pool has room. The answer of a verified frame reaches the stream's smoother
+with the next frame (:meth:`~muselens.runtime.streams.StreamSmoother.confirm`), which shows the
+verified artwork at once: verification confirms the smoothed answer or corrects it.
+
+The pool's threads run at a lower scheduling priority (``nice`` + :data:`NICENESS` on Linux),
+so verification takes the CPU that inference leaves idle instead of slowing the frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from muselens.core import checks
+from muselens.runtime.recognition.served_model import ServedModel
+from muselens.runtime.verification import VerificationReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 0.25  # a stream's frames verified at most 4 times a second
+DEFAULT_WORKERS = 1
+NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Run this thread below the inference threads (Linux schedules threads one by one)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: run at normal priority
+        log.debug("verification threads keep normal priority: %s", exc)
+
+
+class VerificationPool:
+    """Threads shared by every stream of a server; refuses work beyond ``workers + 1`` jobs in flight
+    (a stream retries with a newer frame), so no queue of stale frames builds up."""
+
+    def __init__(self, workers: int = DEFAULT_WORKERS):
+        self.workers = checks.positive_int(workers, "verification workers")
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="muselens-verify",
+                                            initializer=_lower_priority)
+        self._room = threading.BoundedSemaphore(self.workers + 1)
+
+    def try_submit(self, job) -> bool:
+        """Run ``job()`` in the background if there is room; False (nothing done) if not."""
+        if not self._room.acquire(blocking=False):
+            return False
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                self._room.release()
+
+        try:
+            self._executor.submit(run)
+        except RuntimeError:  # shut down
+            self._room.release()
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class VerifiedFrame:
+    """A stream frame's verification: which frame, and when it was received and finished."""
+
+    frame_id: str
+    report: VerificationReport
+    received: float  # time.perf_counter() of the frame's arrival
+    finished: float
+
+    def age_ms(self, now: float | None = None) -> float:
+        """How old the verified frame is now (what a client sees as the answer's lag)."""
+        return ((time.perf_counter() if now is None else now) - self.received) * 1e3
+
+
+class StreamVerification:
+    """One stream's background verification: at most one frame in flight, at most every ``interval_s``."""
+
+    def __init__(self, pool: VerificationPool, interval_s: float = DEFAULT_INTERVAL_S):
+        self.pool = pool
+        self.interval_s = checks.number(interval_s, "verification interval", low=0)
+        self._lock = threading.Lock()
+        self._busy = False
+        self._last_offer = -float("inf")
+        self._done: VerifiedFrame | None = None
+        self._taken: VerifiedFrame | None = None
+        self.errors = 0
+
+    def offer(self, model: ServedModel, frame_id: str, image: np.ndarray, instance_ids: Sequence[str],
+              descriptor: np.ndarray, received: float, keep_pairs: bool = False) -> bool:
+        """Verify this frame in the background if the budget allows; True if it was taken."""
+        now = time.perf_counter()
+        with self._lock:
+            if self._busy or now - self._last_offer < self.interval_s or model.verifier is None:
+                return False
+            self._busy = True
+
+        def job() -> None:
+            try:
+                report = model.verify(image, instance_ids, descriptor, keep_pairs=keep_pairs)
+                done = VerifiedFrame(frame_id, report, received, time.perf_counter())
+            except Exception as exc:  # noqa: BLE001 -- one frame's failure must not end verification
+                log.error("background verification of a frame failed: %s: %s", type(exc).__name__, exc)
+                done = None
+            with self._lock:
+                self._busy = False
+                if done is not None:
+                    self._done = done
+                else:
+                    self.errors += 1
+
+        if not self.pool.try_submit(job):
+            with self._lock:
+                self._busy = False
+            return False
+        with self._lock:
+            self._last_offer = now
+        return True
+
+    def take_new(self) -> VerifiedFrame | None:
+        """The newest finished verification not taken before (None if nothing new)."""
+        with self._lock:
+            done = self._done
+            if done is None or done is self._taken:
+                return None
+            self._taken = done
+            return done
+
+    @property
+    def latest(self) -> VerifiedFrame | None:
+        """The newest finished verification, taken or not."""
+        with self._lock:
+            return self._done

@@ -1,0 +1,86 @@
+"""Background verification: one frame in flight per stream, on a budget, in a pool that never queues."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from muselens.runtime.recognition.background_verification import StreamVerification, VerificationPool
+from muselens.runtime.verification import VERIFIED, VerificationReport
+
+
+class FakeModel:
+    """Verifies every frame as ``a1`` after ``gate`` opens; counts its calls."""
+
+    verifier = object()
+
+    def __init__(self, fail: bool = False):
+        self.gate = threading.Event()
+        self.calls = 0
+        self.fail = fail
+
+    def verify(self, image, ids, descriptor, *, keep_pairs=False):
+        self.calls += 1
+        self.gate.wait(5)
+        if self.fail:
+            raise RuntimeError("broken")
+        return VerificationReport(VERIFIED, "a1", 0, inliers=40)
+
+
+def offer(stream: StreamVerification, model, frame_id: str) -> bool:
+    return stream.offer(model, frame_id, np.zeros((4, 4, 3), np.uint8), ["a1"], np.zeros(4, np.float32),
+                        time.perf_counter())
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_one_frame_in_flight_then_its_answer_is_taken_once():
+    pool, model = VerificationPool(1), FakeModel()
+    stream = StreamVerification(pool, interval_s=0.0)
+    assert offer(stream, model, "1") and not offer(stream, model, "2")  # busy with frame 1
+    assert stream.take_new() is None
+    model.gate.set()
+    wait_for(lambda: stream.latest is not None)
+    done = stream.take_new()
+    assert done.frame_id == "1" and done.report.instance_id == "a1" and done.age_ms() >= 0
+    assert stream.take_new() is None and stream.latest is done
+    assert offer(stream, model, "3")
+    pool.shutdown()
+
+
+def test_a_stream_offers_no_more_often_than_its_interval():
+    pool, model = VerificationPool(1), FakeModel()
+    model.gate.set()
+    stream = StreamVerification(pool, interval_s=60.0)
+    assert offer(stream, model, "1")
+    wait_for(lambda: stream.latest is not None)
+    assert not offer(stream, model, "2") and model.calls == 1
+    pool.shutdown()
+
+
+def test_the_pool_refuses_beyond_its_room_instead_of_queueing_stale_frames():
+    pool, model = VerificationPool(1), FakeModel()
+    streams = [StreamVerification(pool, interval_s=0.0) for _ in range(3)]
+    taken = [offer(s, model, str(i)) for i, s in enumerate(streams)]
+    assert taken == [True, True, False]  # one running, one waiting, no more
+    model.gate.set()
+    wait_for(lambda: all(s.latest is not None for s in streams[:2]))
+    assert offer(streams[2], model, "2")
+    pool.shutdown()
+
+
+def test_a_failing_verification_is_counted_and_the_stream_goes_on():
+    pool, model = VerificationPool(1), FakeModel(fail=True)
+    model.gate.set()
+    stream = StreamVerification(pool, interval_s=0.0)
+    assert offer(stream, model, "1")
+    wait_for(lambda: stream.errors == 1)
+    assert stream.latest is None and offer(stream, model, "2")
+    pool.shutdown()

@@ -1,0 +1,99 @@
+"""Recognition with geometric verification, on the tiny run exported against painted references.
+
+The tiny model's descriptors are nearly random, so what these tests see is verification's own
+doing: the photographed artwork is answered, first and accepted, because its reference fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from muselens.runtime.recognition.decision_rule import Decision, decide_verified
+from muselens.runtime.recognition.options import RecognizeOptions
+from muselens.runtime.recognition.served_model import ServedModel
+from muselens.runtime.verification import (NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
+                                           VerificationReport)
+from tests.paintings import painting, photographed
+
+FRAME = (720, 960)
+
+
+@pytest.fixture(scope="module")
+def photo_of_a1():
+    return photographed(painting(2), seed=5, frame=FRAME)
+
+
+def test_a_photographed_artwork_is_verified_ranked_first_and_accepted(painted, photo_of_a1):
+    frame, truth = photo_of_a1
+    result = painted.recognize(frame, RecognizeOptions(verify=True, explain=False))
+    report = result.verification
+    assert report.state == VERIFIED and report.instance_id == "a1" and report.inliers >= 30
+    assert result.matches[0].instance_id == "a1"
+    assert result.decision is Decision.ARTWORK  # whatever the tiny model's score: the fit decides
+    assert np.abs(report.outline - truth / np.array([FRAME[1], FRAME[0]])).max() < 0.01
+    assert report.pairs is None and report.candidates >= 3
+    assert result.timings_ms["verify"] > 0
+
+
+def test_explained_verification_returns_its_inlier_pairs_normalised(painted, photo_of_a1):
+    report = painted.recognize(photo_of_a1[0], RecognizeOptions(verify=True, explain=True)).verification
+    assert report.pairs.shape == (report.inliers, 4)
+    assert (report.pairs >= -0.01).all() and (report.pairs <= 1.01).all()
+
+
+def test_the_server_default_verifies_and_a_call_may_turn_it_off(painted, photo_of_a1):
+    assert painted.recognize(photo_of_a1[0]).verification.state == VERIFIED
+    off = painted.recognize(photo_of_a1[0], RecognizeOptions(verify=False))
+    assert off.verification.state == NOT_REQUESTED and off.timings_ms["verify"] < 1
+    quiet = dataclasses.replace(painted, config=dataclasses.replace(painted.config, verify=False))
+    assert quiet.recognize(photo_of_a1[0]).verification.state == NOT_REQUESTED
+    assert quiet.recognize(photo_of_a1[0], RecognizeOptions(verify=True)).verification.state == VERIFIED
+
+
+def test_an_artwork_the_museum_does_not_hold_is_not_verified_and_keeps_the_descriptor_answer(painted):
+    frame, _ = photographed(painting(7), seed=9, frame=FRAME)
+    verified = painted.recognize(frame, RecognizeOptions(verify=True))
+    plain = painted.recognize(frame, RecognizeOptions(verify=False))
+    assert verified.verification.state == NOT_VERIFIED and verified.verification.instance_id is None
+    assert verified.decision is plain.decision
+    assert [m.instance_id for m in verified.matches] == [m.instance_id for m in plain.matches]
+
+
+def test_a_bundle_without_local_features_says_so_when_asked_and_is_quiet_otherwise(painted, photo_of_a1):
+    bare = ServedModel(dataclasses.replace(painted.bundle, local_features=None), painted.describer, painted.search,
+                       painted.labels, painted.config, painted.variant)
+    assert bare.verifier is None and bare.info()["verification"] == "none"
+    assert bare.recognize(photo_of_a1[0]).verification.state == NOT_REQUESTED
+    assert bare.recognize(photo_of_a1[0], RecognizeOptions(verify=True)).verification.state == UNAVAILABLE
+    assert painted.info()["verification"] == "orb"
+
+
+def test_an_enrolled_artwork_is_verified_too(painted):
+    photos = [painting(11), painting(11, 240, 320)]
+    enrolled = painted.with_enrolled("new", "New", {}, photos)
+    assert len(enrolled.verifier) == len(painted.verifier) + 2
+    frame, _ = photographed(painting(11), seed=3, frame=FRAME)
+    result = enrolled.recognize(frame, RecognizeOptions(verify=True))
+    assert result.verification.instance_id == "new" and result.matches[0].instance_id == "new"
+    assert painted.recognize(frame, RecognizeOptions(verify=True)).verification.state == NOT_VERIFIED
+
+
+@pytest.mark.parametrize("scores_said", list(Decision))
+def test_a_verified_answer_overrides_the_scores_unless_another_artwork_fits_as_well(scores_said):
+    clear = VerificationReport(VERIFIED, "a1", 0, inliers=100, runner_up_inliers=40)
+    close = VerificationReport(VERIFIED, "a1", 0, inliers=100, runner_up_inliers=80)
+    assert decide_verified(scores_said, clear) is Decision.ARTWORK
+    assert decide_verified(scores_said, close) is Decision.UNCERTAIN
+    assert decide_verified(scores_said, VerificationReport(NOT_VERIFIED)) is scores_said
+
+
+def test_a_report_names_its_artwork_exactly_when_verified():
+    with pytest.raises(ValueError, match="verified report names its artwork"):
+        VerificationReport(VERIFIED)
+    with pytest.raises(ValueError, match="verified report names its artwork"):
+        VerificationReport(NOT_VERIFIED, "a1")
+    with pytest.raises(ValueError, match="unknown verification state"):
+        VerificationReport("maybe")

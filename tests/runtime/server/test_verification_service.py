@@ -1,0 +1,83 @@
+"""Verification through the service: unary calls verify on the critical path, streams beside it."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+
+from muselens.v1 import recognition_pb2 as pb
+from tests.paintings import painting, photographed
+from tests.runtime.server.conftest import frame
+from tests.runtime.server.test_stream import Lockstep
+
+FRAME = (720, 960)
+
+
+@pytest.fixture(scope="module")
+def photo_jpeg() -> tuple[bytes, np.ndarray]:
+    image, truth = photographed(painting(2), seed=5, frame=FRAME)  # artwork a1 of the painted bundle
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return data.tobytes(), truth / np.array([FRAME[1], FRAME[0]])
+
+
+def test_a_unary_call_is_verified_and_says_how(painted, start_server, photo_jpeg):
+    server = start_server(painted)
+    r = server.stub.Recognize(frame(photo_jpeg[0], "p1", verify=pb.VERIFY_MODE_ON), timeout=30)
+    v = r.verification
+    assert v.state == pb.VERIFICATION_STATE_VERIFIED and v.instance_id == "a1" and v.frame_id == "p1"
+    assert r.decision == pb.DECISION_ARTWORK and r.matches[0].instance_id == "a1"
+    assert v.inliers >= 30 and v.matches >= v.inliers and v.candidates >= 3 and v.verify_ms > 0
+    outline = np.array([[p.x, p.y] for p in v.outline])
+    assert outline.shape == (4, 2) and np.abs(outline - photo_jpeg[1]).max() < 0.015
+    assert not v.keypoints and r.timings.verify_ms > 0
+    explained = server.stub.Recognize(frame(photo_jpeg[0], "p2", explain=True), timeout=30).verification
+    assert len(explained.keypoints) == explained.inliers  # the server's default verifies
+    off = server.stub.Recognize(frame(photo_jpeg[0], "p3", verify=pb.VERIFY_MODE_OFF), timeout=30)
+    assert off.verification.state == pb.VERIFICATION_STATE_NOT_REQUESTED and not off.verification.outline
+    assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).verification == "orb"
+
+
+def test_an_unknown_verify_mode_is_refused(painted, start_server, photo_jpeg):
+    server = start_server(painted)
+    with pytest.raises(grpc.RpcError) as error:
+        server.stub.Recognize(frame(photo_jpeg[0], verify=9), timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "bad_verify" in error.value.details()
+
+
+def _stream_until_verified(server, data: bytes, frames: int = 40, **options) -> list[pb.Recognition]:
+    stream = Lockstep(server.stub, timeout=60)
+    answers = []
+    for i in range(frames):
+        answers.append(stream.send(pb.Frame(frame_id=str(i), timestamp=1.0 + 0.05 * i, image=pb.Image(encoded=data),
+                                            options=pb.RecognizeOptions(**options))))
+        if answers[-1].verification.state == pb.VERIFICATION_STATE_VERIFIED:
+            break
+        time.sleep(0.05)
+    stream.close()
+    return answers
+
+
+def test_a_stream_is_verified_in_the_background_and_shows_the_verified_artwork(painted, start_server, photo_jpeg):
+    server = start_server(painted, verify_interval_s=0.0)
+    answers = _stream_until_verified(server, photo_jpeg[0])
+    last = answers[-1]
+    assert last.verification.state == pb.VERIFICATION_STATE_VERIFIED and last.verification.instance_id == "a1"
+    assert int(last.verification.frame_id) < int(last.frame_id)  # an earlier frame, verified beside the stream
+    assert 0 < last.verification.age_ms < 10_000
+    assert last.smoothed.decision == pb.DECISION_ARTWORK and last.smoothed.instance_id == "a1"
+    assert all(a.timings.verify_ms == 0 for a in answers)  # never on a frame's critical path
+    assert len(last.verification.outline) == 4
+
+
+@pytest.mark.parametrize("how", ["frame says off", "server has no verification workers"])
+def test_a_stream_without_verification_is_answered_from_descriptors_only(painted, start_server, photo_jpeg, how):
+    server = start_server(painted, **({"verify_workers": 0} if how.startswith("server") else {}))
+    options = {"verify": pb.VERIFY_MODE_OFF} if how.startswith("frame") else {}
+    answers = _stream_until_verified(server, photo_jpeg[0], frames=6, **options)
+    assert len(answers) == 6
+    assert all(not a.HasField("verification") or a.verification.state in
+               (pb.VERIFICATION_STATE_UNSPECIFIED, pb.VERIFICATION_STATE_NOT_REQUESTED) for a in answers)

@@ -6,10 +6,19 @@ For every size (the recognition short side) and every backend it measures, on th
   the call :class:`~muselens.runtime.recognition.served_model.ServedModel` makes; the yardstick every
   other figure is divided by;
 * ``inprocess``: ``ServedModel.recognize`` from JPEG bytes to result (decode included);
-* ``heatmap``: the same with ``explain=True`` (what heatmaps cost);
-* ``unary``: a client's ``Recognize`` call against a server started in this process on port 0;
+* ``verified``: the same with geometric verification on the critical path (``verify=True``:
+  local features of the frame fitted to the shortlist's references), what a unary call costs
+  by default when the bundle has local features;
+* ``heatmap``: ``inprocess`` with ``explain=True`` (what heatmaps cost);
+* ``unary``: a client's ``Recognize`` call, descriptor path only, against a server started in this
+  process on port 0;
 * ``stream``: ``StreamRecognize`` in closed loop (the next frame leaves only after the previous
-  answer), so nothing is dropped and every latency is one frame's.
+  answer), so nothing is dropped and every latency is one frame's. Verification runs beside it as
+  the server does by default (in the background, at low priority); the mode also reports how
+  many frames were verified and how old each verification was when it reached the stream.
+
+``inprocess``, ``heatmap`` and ``unary`` turn verification off, so that they measure the
+descriptor path as before verification existed.
 
 Each mode reports per-stage p50/p95/p99, FPS (1000 / mean end-to-end ms) and every figure as a
 ratio to the bare inference p50 of the same size and backend. On a machine where torch sees a
@@ -33,12 +42,12 @@ import numpy as np
 from muselens.benchmarks import common
 from muselens.benchmarks.load import csv_ints, csv_names, fps, load_frames, recognition_timings, summarise
 
-MODES = ("inprocess", "unary", "stream", "heatmap")
+MODES = ("inprocess", "verified", "unary", "stream", "heatmap")
 DEFAULT_SIZES = (224, 320, 448)
 HIST_PLOT = "latency_hist.png"
 STAGE_PLOT = "stages.png"
 # Stages shown in tables and the stage plot, in pipeline order ("transport" = client e2e - server total).
-TABLE_STAGES = ("queue", "decode", "preprocess", "inference", "match", "heatmap", "transport")
+TABLE_STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "transport")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,13 +95,18 @@ def measure_bare(describer, resized: Sequence[np.ndarray], warmup: int) -> dict[
     return {"inference": times, "e2e": list(times)}
 
 
-def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: bool) -> dict[str, list[float]]:
+def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: bool,
+                      verify: bool = False) -> dict[str, list[float]]:
     """Frame bytes to result in this process: decode, then ``ServedModel.recognize``."""
     from muselens.runtime.frames import decode_encoded
     from muselens.runtime.recognition.options import RecognizeOptions
 
-    options = RecognizeOptions(explain=explain)
-    stages = ("decode", "preprocess", "inference", "match", *(("heatmap",) if explain else ()))
+    if verify and model.verifier is None:
+        raise RuntimeError("the bundle has no local features: verification cannot be measured (export it with "
+                           "--local-features orb)")
+    options = RecognizeOptions(explain=explain, verify=verify)
+    stages = ("decode", "preprocess", "inference", "match", *(("verify",) if verify else ()),
+              *(("heatmap",) if explain else ()))
     out: dict[str, list[float]] = {s: [] for s in (*stages, "e2e")}
     for i, data in enumerate(_sequence(frames, warmup)):
         t0 = time.perf_counter()
@@ -121,9 +135,11 @@ def measure_unary(client, frames: Sequence[bytes], warmup: int) -> dict[str, lis
     """Client end-to-end ``Recognize`` time; server stages from the answer's timings."""
     stages = ("decode", "preprocess", "inference", "match")
     out: dict[str, list[float]] = {s: [] for s in (*stages, "transport", "e2e")}
+    from muselens.v1 import recognition_pb2 as pb
+
     for i, data in enumerate(_sequence(frames, warmup)):
         t0 = time.perf_counter()
-        recognition = client.recognize(data, frame_id=str(i))
+        recognition = client.recognize(data, frame_id=str(i), options=pb.RecognizeOptions(verify=pb.VERIFY_MODE_OFF))
         e2e = (time.perf_counter() - t0) * 1e3
         if i >= warmup:
             _server_stages(out, recognition, e2e, stages)
@@ -160,6 +176,7 @@ def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
             yield message
 
     answered = 0
+    verified_frames: set[str] = set()
     try:
         for recognition in client.stream(requests(), reconnect=False):
             now = time.perf_counter()
@@ -168,6 +185,11 @@ def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
                                    f"{recognition.error.message}")
             if int(recognition.frame_id) >= warmup:
                 _server_stages(out, recognition, (now - sent[recognition.frame_id]) * 1e3, stages)
+                v = recognition.verification
+                if v.frame_id and v.frame_id not in verified_frames and int(v.frame_id) >= warmup:
+                    verified_frames.add(v.frame_id)  # first reported: how long after its frame arrived
+                    out.setdefault("verification_age", []).append(float(v.age_ms))
+                    out.setdefault("background_verify", []).append(float(v.verify_ms))
             answered += 1
             turn.put(None)
     finally:
@@ -340,9 +362,14 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                     "size": size, "backend": backend, "engine": model.describer.backend.describe(),
                     "input_hw": [list(hw) for hw in sorted({tuple(r.shape[:2]) for r in resized})],
                     "bare": _mode_summary(bare_values, bare_p50, keep_samples=True), "modes": {}}
-                for mode in [m for m in MODES if m in args.modes and m in ("inprocess", "heatmap")]:
+                for mode in [m for m in MODES if m in args.modes and m in ("inprocess", "verified", "heatmap")]:
+                    if mode == "verified" and model.verifier is None:
+                        skipped.append({"backend": backend, "size": size, "mode": mode,
+                                        "reason": "the bundle has no local features"})
+                        continue
                     _progress(f"  {mode}")
-                    values = measure_inprocess(model, frames, args.warmup, explain=mode == "heatmap")
+                    values = measure_inprocess(model, frames, args.warmup, explain=mode == "heatmap",
+                                               verify=mode == "verified")
                     entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
                 grpc_modes = [m for m in MODES if m in args.modes and m in ("unary", "stream")]
                 if grpc_modes:
@@ -433,9 +460,18 @@ def markdown(folder: Path, data: dict) -> str:
              "server's total; `unary` and `stream` call a server started in the benchmark's process on port 0, "
              "`stream` in closed loop (no drops); FPS = 1000 / mean end-to-end ms.", "",
              *table(data), ""]
+    for entry in data["results"]:
+        age = entry["modes"].get("stream", {}).get("stages", {}).get("verification_age")
+        if age and age.get("count"):
+            work = entry["modes"]["stream"]["stages"]["background_verify"]
+            lines.append(f"- {entry['size']} {entry['backend']} stream: {age['count']} frames verified beside the "
+                         f"stream (in the background, {work['p50']:.0f} ms each at p50); a verification reached "
+                         f"the stream {age['p50']:.0f} ms after its frame arrived at p50, {age['p95']:.0f} ms "
+                         f"at p95, {age['max']:.0f} ms at most")
     for skip in data.get("skipped", []):
         where = f" at {skip['size']}" if "size" in skip else ""
-        lines.append(f"- skipped `{skip['backend']}`{where}: {skip['reason']}")
+        what = f" {skip['mode']}" if "mode" in skip else ""
+        lines.append(f"- skipped `{skip['backend']}`{what}{where}: {skip['reason']}")
     ref = data.get("hardware_reference", {})
     if ref.get("status") == "measured":
         lines += ["", f"Hardware reference: PyTorch {ref['torch']} {ref['precision']} CUDA graph on {ref['device']} "

@@ -104,12 +104,38 @@ def baseline_row(museum: Path, method: str, unknown: Path | None, *, size: int |
             "wall_s": round(time.perf_counter() - started, 1)}
 
 
+# The service's modes each photo is measured in (benchmarks/through_service.py).
+MODES = {"unary": "unary, verified", "unary_descriptor": "unary, descriptor only", "stream": "stream"}
+
+
+def service_rows(bundle: Path, museum: Path, unknown: Path | None, label: str, log: Path,
+                 threshold: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One row per service mode (:data:`MODES`) of ``bundle`` serving every photo of ``museum``."""
+    from muselens.benchmarks.through_service import measure_through_service
+    from muselens.runtime.bundle import load_bundle
+
+    with load_bundle(bundle) as loaded:
+        gallery_ids = set(loaded.gallery.instance_ids.tolist())
+        threshold = threshold or loaded.manifest.threshold.to_dict()
+    measured = measure_through_service(bundle, photos_of(museum, unknown), gallery_ids, log=log)
+    rows = []
+    for mode, mode_label in MODES.items():
+        m = measured[mode]
+        rows.append({"label": f"{label}, {mode_label})", "method": f"proposed-{mode.replace('_', '-')}",
+                     "mp_at_1": m["mp_at_1"], "map": m["map_artworks"], "map_over": "artworks",
+                     "correct_accept_rate": m["correct_accept_rate"],
+                     "distractor_false_accept_rate": m["distractor_false_accept_rate"],
+                     "unknown_false_accept_rate": m["unknown_false_accept_rate"], "threshold": threshold,
+                     "verified_right": m["verified_right"], "verified_wrong": m["verified_wrong"],
+                     "errors": m["errors"], "server_ms_p50": m["server_ms"].get("p50"),
+                     "client_ms_p50": m["client_ms"].get("p50")})
+    return rows, measured
+
+
 def proposed_rows(museum: Path, work: Path, unknown: Path | None, *, schedule: str, seed: int,
                   overrides: dict[str, Any], progress: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Retrain, export (fp32), serve and measure through gRPC; one row for unary, one for stream."""
-    from muselens.benchmarks.through_service import measure_through_service
+    """Retrain, export (fp32), serve and measure through gRPC; one row per service mode."""
     from muselens.export.bundle import ExportOptions, export_bundle
-    from muselens.runtime.bundle import load_bundle
     from muselens.training.run import TrainingRun
     from muselens.training.schedules import schedule_config
 
@@ -126,20 +152,8 @@ def proposed_rows(museum: Path, work: Path, unknown: Path | None, *, schedule: s
         shutil.rmtree(bundle)
     exported = export_bundle(run, bundle, data=museum, options=ExportOptions(precisions=("fp32",), latency_runs=0))
     export_s = time.perf_counter() - started
-    with load_bundle(bundle) as loaded:
-        gallery_ids = set(loaded.gallery.instance_ids.tolist())
-    measured = measure_through_service(bundle, photos_of(museum, unknown), gallery_ids, log=work / "serve.log")
-    threshold = exported.threshold.to_dict()
-    rows = []
-    for mode in ("unary", "stream"):
-        m = measured[mode]
-        rows.append({"label": f"proposed ({schedule}, served, {mode})", "method": f"proposed-{mode}",
-                     "mp_at_1": m["mp_at_1"], "map": m["map_artworks"], "map_over": "artworks",
-                     "correct_accept_rate": m["correct_accept_rate"],
-                     "distractor_false_accept_rate": m["distractor_false_accept_rate"],
-                     "unknown_false_accept_rate": m["unknown_false_accept_rate"], "threshold": threshold,
-                     "errors": m["errors"], "server_ms_p50": m["server_ms"].get("p50"),
-                     "client_ms_p50": m["client_ms"].get("p50")})
+    rows, measured = service_rows(bundle, museum, unknown, f"proposed ({schedule}, served", work / "serve.log",
+                                  exported.threshold.to_dict())
     info = {"run": str(run), "bundle": str(bundle), "seed": seed, "schedule": schedule, "train_s": round(train_s, 1),
             "export_s": round(export_s, 1), "service": measured}
     return rows, info
@@ -164,7 +178,14 @@ def measure_set(name: str, source: Path, out: Path, args: argparse.Namespace) ->
         print(f"[{name}] {LABELS[method]}", file=sys.stderr, flush=True)
         rows.append(baseline_row(museum, method, unknown, size=args.size, progress=not args.no_progress))
     runs = []
-    if args.schedule != "none":
+    bundle = dict(getattr(args, "bundles", None) or []).get(name)
+    if bundle is not None:  # a bundle already exported: measured as it is, nothing retrained
+        print(f"[{name}] bundle {bundle}: serve", file=sys.stderr, flush=True)
+        bundle_rows, measured = service_rows(bundle, museum, unknown, f"bundle {bundle.name} (served",
+                                             work / "serve.log")
+        rows += bundle_rows
+        runs.append({"bundle": str(bundle), "service": measured})
+    elif args.schedule != "none":
         overrides = {}
         for seed in args.seeds:
             print(f"[{name}] proposed, {args.schedule} schedule, seed {seed}: retrain, export, serve",
@@ -181,14 +202,17 @@ def _pct(value: float | None) -> str:
 
 
 def table(payload: dict[str, Any]) -> str:
-    lines = ["| set | method | mP@1 | mAP | correct accept | distractors accepted | unknowns accepted | p50 ms |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | method | mP@1 | mAP | correct accept | distractors accepted | unknowns accepted | "
+             "verified right / wrong | p50 ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in payload["sets"]:
         for r in s["rows"]:
             latency = f"{r['client_ms_p50']:.0f}" if r.get("client_ms_p50") is not None else "–"
+            verified = (f"{_pct(r['verified_right'])} / {_pct(r['verified_wrong'])}"
+                        if r.get("verified_right") is not None and r["method"] == "proposed-unary" else "–")
             lines.append(f"| {s['set']} | {r['label']} | {_pct(r['mp_at_1'])} | {_pct(r['map'])} | "
                          f"{_pct(r['correct_accept_rate'])} | {_pct(r['distractor_false_accept_rate'])} | "
-                         f"{_pct(r['unknown_false_accept_rate'])} | {latency} |")
+                         f"{_pct(r['unknown_false_accept_rate'])} | {verified} | {latency} |")
     return "\n".join(lines)
 
 
@@ -202,7 +226,7 @@ def markdown(folder: Path, data: dict[str, Any]) -> str:
     for s in data["sets"]:
         lines.append(f"- {s['set']}: {s['counts']}" + "".join(
             f"; seed {r['seed']}: trained in {r['train_s']:.0f} s, exported in {r['export_s']:.0f} s"
-            for r in s["runs"]))
+            if "seed" in r else f"; bundle {r['bundle']}" for r in s["runs"]))
     if (folder / "NOTES.md").exists():
         lines += ["", (folder / "NOTES.md").read_text().strip()]
     return "\n".join(lines) + "\n"
@@ -218,6 +242,15 @@ def _list(choices: tuple[str, ...]):
     return parse
 
 
+def _set_bundle(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or name not in SETS:
+        raise argparse.ArgumentTypeError(f"expected SET=BUNDLE with SET one of {', '.join(SETS)}, got {text!r}")
+    if not Path(path).exists():
+        raise argparse.ArgumentTypeError(f"bundle {path} does not exist")
+    return name, Path(path)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", type=Path, default=default_datasets(),
                         help="folder holding the real sets (default: ../shared/datasets)")
@@ -231,6 +264,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artworks", type=int, default=None,
                         help="keep the first N artworks with queries of each set (CI's subset)")
     parser.add_argument("--size", type=int, default=None, help="short side of the IM rows (default 448)")
+    parser.add_argument("--bundle", dest="bundles", type=_set_bundle, action="append", metavar="SET=BUNDLE",
+                        help="measure this exported bundle on SET instead of retraining (repeatable)")
     parser.add_argument("--no-progress", action="store_true")
 
 

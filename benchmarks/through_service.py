@@ -1,8 +1,11 @@
 """A bundle measured the way a phone meets it: its photos sent to ``muselens serve`` over gRPC.
 
-Every query, distractor and unknown photo is sent as its JPEG file's bytes, once on a unary
-``Recognize`` and once on one ``StreamRecognize`` (each frame sent after the previous answer, so
-none is superseded and every frame is answered). The retrieval figures come from the returned
+Every query, distractor and unknown photo is sent as its JPEG file's bytes on a unary
+``Recognize`` as the server answers by default (geometrically verified when the bundle has
+local features), again on a unary call that turns verification off (the descriptor alone), and
+once on one ``StreamRecognize`` (each frame sent after the previous answer, so none is
+superseded and every frame is answered; a stream's frames are answered from the descriptor,
+verification runs beside it). The retrieval figures come from the returned
 ranking of artworks (the instance-averaged gallery the service searches, ``top_k`` at most
 :data:`~muselens.runtime.recognition.options.MAX_TOP_K`), the open-set figures from the
 service's own decision at the bundle's shipped threshold. Torch-free.
@@ -42,6 +45,8 @@ class Answer:
     top_score: float
     server_ms: float
     client_ms: float
+    verified: str | None = None  # the verified artwork, if this frame's own verification found one
+    verify_ms: float = 0.0
 
 
 def _answer(recognition: pb.Recognition, client_ms: float) -> Answer:
@@ -49,8 +54,11 @@ def _answer(recognition: pb.Recognition, client_ms: float) -> Answer:
         return Answer("ERROR", (), float("nan"), float("nan"), client_ms)
     ranking = tuple(m.instance_id for m in recognition.matches)
     score = recognition.matches[0].score if recognition.matches else float("nan")
+    v = recognition.verification
+    verified = v.instance_id if v.state == pb.VERIFICATION_STATE_VERIFIED and v.frame_id == recognition.frame_id \
+        else None
     return Answer(pb.Decision.Name(recognition.decision).removeprefix("DECISION_"), ranking, float(score),
-                  float(recognition.timings.total_ms), client_ms)
+                  float(recognition.timings.total_ms), client_ms, verified, float(recognition.timings.verify_ms))
 
 
 def _frame(photo: Photo, frame_id: str, top_k: int) -> pb.Frame:
@@ -58,12 +66,14 @@ def _frame(photo: Photo, frame_id: str, top_k: int) -> pb.Frame:
                     options=pb.RecognizeOptions(top_k=top_k))
 
 
-def unary_answers(client: MuselensClient, photos: Sequence[Photo], top_k: int) -> list[Answer]:
+def unary_answers(client: MuselensClient, photos: Sequence[Photo], top_k: int,
+                  verify: int = pb.VERIFY_MODE_UNSPECIFIED) -> list[Answer]:
     answers = []
     for i, photo in enumerate(photos):
         started = time.perf_counter()
         recognition = client.recognize(photo.path.read_bytes(), frame_id=str(i),
-                                       options=pb.RecognizeOptions(top_k=top_k), timeout=ANSWER_TIMEOUT_S)
+                                       options=pb.RecognizeOptions(top_k=top_k, verify=verify),
+                                       timeout=ANSWER_TIMEOUT_S)
         answers.append(_answer(recognition, 1000 * (time.perf_counter() - started)))
     return answers
 
@@ -108,6 +118,11 @@ def figures(photos: Sequence[Photo], answers: Sequence[Answer], gallery_ids: set
         rows = [a for p, a in zip(photos, answers) if p.kind == kind]
         out[f"{kind}s"] = len(rows)
         out[f"{kind}_false_accept_rate"] = float(np.mean([a.decision == "ARTWORK" for a in rows])) if rows else None
+    out["verified_right"] = float(np.mean([a.verified == p.instance_id for p, a in q])) if q else None
+    out["verified_wrong"] = float(np.mean([a.verified not in (None, p.instance_id) for p, a in q])) if q else None
+    for kind in ("distractor", "unknown"):
+        out[f"{kind}s_verified"] = sum(a.verified is not None for p, a in zip(photos, answers) if p.kind == kind)
+    out["verify_ms"] = common.percentiles(a.verify_ms for a in answers if a.verify_ms > 0)
     out["errors"] = sum(a.decision == "ERROR" for a in answers)
     out["server_ms"] = common.percentiles(a.server_ms for a in answers)
     out["client_ms"] = common.percentiles(a.client_ms for a in answers)
@@ -123,9 +138,11 @@ def measure_through_service(bundle: Path, photos: Sequence[Photo], gallery_ids: 
             client.wait_ready(30.0)
             info = client.bundle_info()
             unary = unary_answers(client, photos, top_k)
+            descriptor = unary_answers(client, photos, top_k, pb.VERIFY_MODE_OFF)
             stream = stream_answers(client, photos, top_k)
     agree = float(np.mean([u.decision == s.decision and u.ranking[:1] == s.ranking[:1]
-                           for u, s in zip(unary, stream)])) if photos else None
-    return {"bundle_version": info.bundle_version, "top_k": top_k,
+                           for u, s in zip(descriptor, stream)])) if photos else None
+    return {"bundle_version": info.bundle_version, "top_k": top_k, "verification": info.verification,
             "frames": len(photos), "unary": figures(photos, unary, gallery_ids),
-            "stream": figures(photos, stream, gallery_ids), "unary_stream_agreement": agree}
+            "unary_descriptor": figures(photos, descriptor, gallery_ids),
+            "stream": figures(photos, stream, gallery_ids), "descriptor_stream_agreement": agree}

@@ -255,6 +255,7 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
     server = ServerProcess(paths.bundle, log=paths.out / "server.log").start()
     print(f"  serving {paths.bundle} on {server.address} (log: {paths.out / 'server.log'})", file=sys.stderr)
     rows = []
+    verifications: dict[str, dict[str, Any]] = {}  # frame id -> what background verification found of it
     try:
         with MuselensClient(server.address) as client:
             client.wait_ready(30)
@@ -264,6 +265,13 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
                 shown = r.smoothed.instance_id if r.smoothed.decision == pb.DECISION_ARTWORK else None
                 expected = truth.get(r.frame_id)
                 heat = next((h for h in r.heatmaps if h.side == pb.HEATMAP_SIDE_QUERY), None)
+                v = r.verification
+                verified = v.state == pb.VERIFICATION_STATE_VERIFIED
+                if v.frame_id and v.frame_id not in verifications:  # first reported: how long it took to follow
+                    verifications[v.frame_id] = {
+                        "instance_id": v.instance_id if verified else None, "inliers": v.inliers,
+                        "age_ms": v.age_ms, "verify_ms": v.verify_ms, "truth": truth.get(v.frame_id),
+                        "outline": [[p.x, p.y] for p in v.outline] if verified else None}
                 rows.append({
                     "frame_id": r.frame_id, "e2e_ms": e2e, "server_ms": r.timings.total_ms,
                     "inference_ms": r.timings.inference_ms, "decision": pb.Decision.Name(r.decision),
@@ -271,6 +279,7 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
                     "top1_score": r.matches[0].score if r.matches else None,
                     "shown": shown, "shown_title": r.smoothed.title, "smoothed": pb.Decision.Name(r.smoothed.decision),
                     "truth": expected, "dropped": r.dropped_frames,
+                    "verified": v.instance_id if verified else None, "verified_frame": v.frame_id or None,
                     "heatmap": {"h": heat.height, "w": heat.width, "values": list(heat.values)} if heat else None,
                 })
                 label = r.smoothed.title or pb.Decision.Name(r.smoothed.decision).removeprefix("DECISION_").lower()
@@ -279,20 +288,26 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
                       f"dropped {r.dropped_frames}", flush=True)
     finally:
         server.stop()
-    summary = stream_summary(rows, len(frames), info)
-    paths.stream.write_text(json.dumps({"summary": summary, "frames": [
+    summary = stream_summary(rows, len(frames), info, verifications)
+    paths.stream.write_text(json.dumps({"summary": summary, "verifications": verifications, "frames": [
         {k: v for k, v in row.items() if k != "heatmap"} for row in rows]}, indent=2))
     print(f"  {summary['answered']} of {summary['sent']} frames answered, end-to-end p50 "
           f"{summary['e2e_ms']['p50']:.1f} ms; shown answer right on {100 * summary['shown_correct']:.0f} % "
           f"of answered frames", file=sys.stderr)
-    return {"summary": summary, "rows": rows}
+    return {"summary": summary, "rows": rows, "verifications": verifications}
 
 
-def stream_summary(rows: list[dict[str, Any]], sent: int, info) -> dict[str, Any]:
+def stream_summary(rows: list[dict[str, Any]], sent: int, info,
+                   verifications: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     from muselens.benchmarks.common import percentiles
 
     with_art = [r for r in rows if r["truth"]]
+    checked = list((verifications or {}).values())
     return {
+        "verified_frames": sum(v["instance_id"] is not None for v in checked),
+        "verified_right": sum(v["instance_id"] is not None and v["instance_id"] == v["truth"] for v in checked),
+        "verifications": len(checked),
+        "verification_age_ms": percentiles(v["age_ms"] for v in checked),
         "sent": sent, "answered": len(rows), "dropped": rows[-1]["dropped"] if rows else 0,
         "e2e_ms": percentiles(r["e2e_ms"] for r in rows),
         "server_ms": percentiles(r["server_ms"] for r in rows),
@@ -334,34 +349,53 @@ def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], sec
         f"the raw top-1 on {100 * s['top1_correct_in_view']:.0f} % of the {s['frames_with_artwork']} "
         f"frames with an artwork in view. End to end p50 {s['e2e_ms']['p50']:.1f} ms, p99 "
         f"{s['e2e_ms']['p99']:.1f} ms (server {s['server_ms']['p50']:.1f} ms, inference "
-        f"{s['inference_ms']['p50']:.1f} ms). Served by {s['bundle']['backend']}."),
+        f"{s['inference_ms']['p50']:.1f} ms). Served by {s['bundle']['backend']}. "
+        f"Beside the stream, {s['verifications']} frames were verified geometrically in the background "
+        f"({s['verified_frames']} fitted an artwork's reference, {s['verified_right']} of them the right one); "
+        f"a verification reached the stream {_ms(s['verification_age_ms'], 'p50')} ms after its frame arrived "
+        f"(p95 {_ms(s['verification_age_ms'], 'p95')} ms)."),
         image_tag(latency_png, "latency histogram"))
-    report.add_strip("Frames of the walk, with what lit up the match", strip_frames(paths, stream["rows"]),
+    report.add_strip("Frames of the walk, with what lit up the match",
+                     strip_frames(paths, stream["rows"], stream.get("verifications", {})),
                      "Overlay: the k regions of the frame's region descriptor, each coloured by its share of the "
                      "similarity with the best-matching artwork (red adds, blue subtracts; the regions sum "
-                     "exactly to the score: paper 001 on our region descriptor). Correct means the shown "
+                     "exactly to the score: paper 001 on our region descriptor). Green: the outline of the "
+                     "artwork where background verification fitted its reference into that frame (the "
+                     "reference's corners through the homography). Correct means the shown "
                      "answer named the artwork in view, or named none in front of a bare wall.")
     return report.write(paths.report)
 
 
-def strip_frames(paths: Paths, rows: list[dict[str, Any]]) -> list:
+def _ms(stats: dict[str, float], key: str) -> str:
+    return f"{stats[key]:.0f}" if key in stats else "–"
+
+
+def strip_frames(paths: Paths, rows: list[dict[str, Any]], verifications: dict[str, dict[str, Any]]) -> list:
+    """Evenly spaced frames of the walk, each moved to a verified frame within 3 when there is one."""
     import numpy as np
 
     from muselens.demo_report import StripFrame
     from muselens.core.data.images import encode_jpeg, read_image
-    from muselens.runtime.explain import heatmap_overlay
+    from muselens.runtime.explain import heatmap_overlay, outline_overlay
 
     if not rows:
         return []
     titles = {label["id"]: label["title"] for label in json.loads((paths.bundle / "labels.json").read_text())}
-    picks = sorted({round(i * (len(rows) - 1) / max(STRIP_FRAMES - 1, 1)) for i in range(STRIP_FRAMES)})
+    outlined = [i for i, row in enumerate(rows) if (verifications.get(row["frame_id"]) or {}).get("outline")]
+    picks = []
+    for i in sorted({round(i * (len(rows) - 1) / max(STRIP_FRAMES - 1, 1)) for i in range(STRIP_FRAMES)}):
+        near = min(outlined, key=lambda j: abs(j - i), default=None)
+        picks.append(near if near is not None and abs(near - i) <= 3 and near not in picks else i)
     out = []
-    for i in picks:
+    for i in sorted(set(picks)):
         row = rows[i]
         image = read_image(paths.walk / "frames" / f"{row['frame_id']}.jpg")
         if row["heatmap"] is not None and row["top1"] is not None:
             heat = np.asarray(row["heatmap"]["values"], np.float32).reshape(row["heatmap"]["h"], row["heatmap"]["w"])
             image = heatmap_overlay(image, heat, alpha=0.45)
+        outline = (verifications.get(row["frame_id"]) or {}).get("outline")
+        if outline:
+            image = outline_overlay(image, np.asarray(outline))
         answer = row["shown_title"] or row["smoothed"].removeprefix("DECISION_").replace("_", " ").lower()
         truth = titles.get(row["truth"], row["truth"]) if row["truth"] else "no artwork"
         out.append(StripFrame(encode_jpeg(image, 80), row["frame_id"], answer, truth,

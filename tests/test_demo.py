@@ -24,8 +24,12 @@ def test_demo_runs_the_whole_pipeline_and_reuses_it(tmp_path, capsys):
     stream = json.loads((out / "stream.json").read_text())
     walk = json.loads((out / "walk" / "walk.json").read_text())
     assert stream["summary"]["sent"] == len(walk["frames"]) and stream["summary"]["answered"] >= 1
+    summary = stream["summary"]  # verification ran beside the stream and is reported, whatever it found
+    assert summary["verifications"] == len(stream["verifications"]) and summary["verified_frames"] <= summary["verifications"]
+    assert {"outline", "age_ms", "truth"} <= set(next(iter(stream["verifications"].values()), {"outline": 0, "age_ms": 0, "truth": 0}))
     assert re.search(r"frame 0000\d\d  shown: ", captured.out)  # live lines
     html = (out / "report.html").read_text()
+    assert "verified geometrically in the background" in html
     for heading in ("The museum&#x27;s results", "Training curves", "Streaming the walk", "Frames of the walk"):
         assert heading in html
     assert "data:image/png;base64," in html and "data:image/jpeg;base64," in html

@@ -9,7 +9,7 @@ cells sum to the score exactly (up to float rounding):
 * :mod:`decompose` -- pairwise maps, :func:`explain_query` / :func:`explain_reference`;
 * :mod:`class_map` -- class similarity maps (paper 001, 4.5);
 * :mod:`roi` -- region-of-interest re-ranking (paper 001, 4.6);
-* :mod:`overlay` -- upsampling, a diverging colormap, blending.
+* :mod:`overlay` -- upsampling, a diverging colormap, blending; a verified artwork's outline.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from muselens.runtime.explain.class_map import class_similarity
 from muselens.runtime.explain.decompose import SIDES, Explanation, decompose, explain_query, explain_reference
 from muselens.runtime.explain.maps import POOLINGS, CellVectors, PooledMap, RegionMaps
-from muselens.runtime.explain.overlay import colorize, diverging_lut, heatmap_overlay, upsample
+from muselens.runtime.explain.overlay import colorize, diverging_lut, heatmap_overlay, outline_overlay, upsample
 from muselens.runtime.explain.roi import RoiRanking, rerank_by_roi, roi_mask
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "explain_query",
     "explain_reference",
     "heatmap_overlay",
+    "outline_overlay",
     "rerank_by_roi",
     "roi_mask",
     "upsample",

@@ -7,6 +7,9 @@ positive, with equal magnitudes getting equally strong colours on either side. T
 saturated; pass the same ``limit`` to several overlays to compare them. Values beyond
 ``+-limit`` are clipped.
 
+:func:`outline_overlay` draws what geometric verification found instead: the verified
+artwork's outline and, if given, its inlier keypoints.
+
 Images are RGB ``uint8`` ``(H, W, 3)`` as everywhere in muselens (JPEG encoding:
 :func:`muselens.core.data.images.encode_jpeg`).
 """
@@ -75,3 +78,24 @@ def heatmap_overlay(image_rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5,
     colours = colorize(upsample(heat, image.shape[:2]), limit)
     blended = (1.0 - a) * image.astype(np.float32) + a * colours.astype(np.float32)
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+OUTLINE_RGB = (40, 220, 90)
+
+
+def outline_overlay(image_rgb: np.ndarray, outline: np.ndarray, points: np.ndarray | None = None, *,
+                    colour: tuple[int, int, int] = OUTLINE_RGB, thickness: int | None = None) -> np.ndarray:
+    """``image_rgb`` with a verified artwork's ``outline`` (4, 2) drawn, and its inlier ``points`` (n, 2),
+    both in normalised image coordinates (as the service returns them); a copy, RGB uint8."""
+    image = checks.rgb_image(image_rgb, "image_rgb").copy()
+    quad = np.asarray(outline, dtype=np.float64)
+    if quad.shape != (4, 2) or not np.isfinite(quad).all():
+        raise ValueError(f"outline must be 4 finite (x, y) points, got shape {quad.shape}")
+    h, w = image.shape[:2]
+    scale = np.array([w, h], np.float64)
+    width = thickness or max(2, round(min(h, w) / 120))
+    cv2.polylines(image, [np.rint(quad * scale).astype(np.int32).reshape(-1, 1, 2)], True, colour, width, cv2.LINE_AA)
+    if points is not None:
+        for x, y in np.rint(np.asarray(points, np.float64).reshape(-1, 2) * scale).astype(int):
+            cv2.circle(image, (int(x), int(y)), max(1, width - 1), colour, -1, cv2.LINE_AA)
+    return image

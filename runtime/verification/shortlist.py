@@ -14,8 +14,8 @@ reference photo's for keypoint pairs), the form the API and the overlays use.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class VerificationReport:
     outline: np.ndarray | None = None
     pairs: np.ndarray | None = None
     ms: float = 0.0
+    inliers_by_artwork: Mapping[str, int] = field(default_factory=dict)  # every candidate that fitted
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -132,4 +133,4 @@ class ShortlistVerifier:
             ref_w, ref_h = (float(v) for v in self.store.sizes[row])
             pairs = (result.pairs / np.array([width, height, ref_w, ref_h], np.float32)).astype(np.float32)
         return VerificationReport(VERIFIED, instance_id, row, result.inliers, result.matches, runner_up, fitted,
-                                  outline, pairs, ms)
+                                  outline, pairs, ms, inliers_by_artwork)

@@ -31,7 +31,7 @@ def test_figures_are_counted_from_the_services_answers():
                _a("ARTWORK", "bca"),          # an unknown accepted
                _a("NO_ARTWORK", "abc")]
     f = figures(photos, answers, {"a", "b", "c"})
-    assert f["queries"] == 3
+    assert f["queries"] == 3 and f["verified_right"] == 0.0 and f["verified_wrong"] == 0.0
     assert f["mp_at_1"] == pytest.approx(2 / 3)
     assert f["map_artworks"] == pytest.approx((1 + 1 / 2 + 1) / 3)
     assert f["correct_accept_rate"] == pytest.approx(1 / 3)
@@ -91,10 +91,26 @@ def test_real_photos_retrained_exported_served_every_frame_answered(tmp_path):
         (run,) = s["runs"]
         service = run["service"]
         assert service["frames"] == s["counts"]["queries"] + s["counts"]["distractors"] + s["counts"]["unknowns"]
-        for mode in ("unary", "stream"):
+        assert service["verification"] == "orb"
+        for mode in ("unary", "unary_descriptor", "stream"):
             assert service[mode]["errors"] == 0
             assert service[mode]["client_ms"]["count"] == service["frames"]  # every frame answered
-        assert service["unary_stream_agreement"] == 1.0  # one frame at a time: the stream answers as unary
+        # one frame at a time: the stream answers as a unary call without verification
+        assert service["descriptor_stream_agreement"] == 1.0
+        assert service["unary"]["verify_ms"]["count"] == service["frames"]  # the default unary call verifies
+        assert service["unary_descriptor"]["verify_ms"]["count"] == 0
+        assert service["unary"]["mp_at_1"] >= service["unary_descriptor"]["mp_at_1"] - 1e-9
         assert run["service"]["unary"]["queries"] == s["counts"]["queries"]
     mcv = data["sets"][0]
     assert mcv["counts"]["unknowns"] == 10 and mcv["runs"][0]["service"]["unary"]["unknowns"] == 10
+
+
+def test_verified_answers_are_counted_right_wrong_and_on_negatives():
+    photos = [Photo(Path("q1"), "query", "a"), Photo(Path("q2"), "query", "b"), Photo(Path("q3"), "query", "c"),
+              Photo(Path("d1"), "distractor", None), Photo(Path("u1"), "unknown", None)]
+    answers = [Answer("ARTWORK", ("a",), 0.5, 10.0, 12.0, "a", 30.0), Answer("ARTWORK", ("c",), 0.5, 10.0, 12.0, "c", 40.0),
+               _a("NO_ARTWORK", "abc"), _a("NO_ARTWORK", "abc"), Answer("ARTWORK", ("a",), 0.5, 10.0, 12.0, "a", 20.0)]
+    f = figures(photos, answers, {"a", "b", "c"})
+    assert f["verified_right"] == pytest.approx(1 / 3) and f["verified_wrong"] == pytest.approx(1 / 3)
+    assert f["distractors_verified"] == 0 and f["unknowns_verified"] == 1
+    assert f["verify_ms"]["count"] == 3

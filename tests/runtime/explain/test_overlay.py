@@ -114,3 +114,18 @@ def test_overlay_alpha_zero_is_the_image_and_alpha_one_is_the_colours():
 def test_overlay_rejects(image, alpha, match):
     with pytest.raises(ValueError, match=match):
         heatmap_overlay(image, np.ones((2, 2)), alpha=alpha)
+
+
+def test_an_outline_is_drawn_where_the_normalised_corners_say_and_nowhere_else():
+    from muselens.runtime.explain import outline_overlay
+    from muselens.runtime.explain.overlay import OUTLINE_RGB
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    outline = np.array([[0.25, 0.2], [0.75, 0.2], [0.75, 0.8], [0.25, 0.8]])
+    drawn = outline_overlay(image, outline, points=np.array([[0.5, 0.5]]), thickness=2)
+    assert image.max() == 0  # a copy
+    assert tuple(drawn[20, 100]) == OUTLINE_RGB and tuple(drawn[80, 60]) == OUTLINE_RGB  # top and bottom edges
+    assert tuple(drawn[50, 100]) == OUTLINE_RGB  # the keypoint
+    assert drawn[5, 5].max() == 0 and drawn[40, 80].max() == 0  # outside, and inside away from the point
+    with pytest.raises(ValueError, match="outline must be 4 finite"):
+        outline_overlay(image, outline[:3])

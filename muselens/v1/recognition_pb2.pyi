@@ -145,7 +145,7 @@ class Frame(_message.Message):
     def __init__(self, frame_id: _Optional[str] = ..., timestamp: _Optional[float] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., options: _Optional[_Union[RecognizeOptions, _Mapping]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("instance_id", "title", "score", "metadata")
+    __slots__ = ("instance_id", "title", "score", "metadata", "inliers")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,11 +157,13 @@ class Match(_message.Message):
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     title: str
     score: float
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, instance_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    inliers: int
+    def __init__(self, instance_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ..., inliers: _Optional[int] = ...) -> None: ...
 
 class Heatmap(_message.Message):
     __slots__ = ("kind", "side", "instance_id", "score", "height", "width", "values", "region_cells", "region_contributions", "overlay_jpeg")
@@ -224,7 +226,7 @@ class KeypointPair(_message.Message):
     def __init__(self, frame: _Optional[_Union[Point, _Mapping]] = ..., reference: _Optional[_Union[Point, _Mapping]] = ...) -> None: ...
 
 class Verification(_message.Message):
-    __slots__ = ("state", "instance_id", "inliers", "matches", "runner_up_inliers", "outline", "keypoints", "frame_id", "age_ms", "verify_ms", "candidates")
+    __slots__ = ("state", "instance_id", "inliers", "matches", "runner_up_inliers", "outline", "keypoints", "frame_id", "age_ms", "verify_ms", "candidates", "evidence", "runner_up_evidence")
     STATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     INLIERS_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +238,8 @@ class Verification(_message.Message):
     AGE_MS_FIELD_NUMBER: _ClassVar[int]
     VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     state: VerificationState
     instance_id: str
     inliers: int
@@ -247,7 +251,9 @@ class Verification(_message.Message):
     age_ms: float
     verify_ms: float
     candidates: int
-    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., instance_id: _Optional[str] = ..., inliers: _Optional[int] = ..., matches: _Optional[int] = ..., runner_up_inliers: _Optional[int] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[KeypointPair, _Mapping]]] = ..., frame_id: _Optional[str] = ..., age_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., candidates: _Optional[int] = ...) -> None: ...
+    evidence: float
+    runner_up_evidence: float
+    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., instance_id: _Optional[str] = ..., inliers: _Optional[int] = ..., matches: _Optional[int] = ..., runner_up_inliers: _Optional[int] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[KeypointPair, _Mapping]]] = ..., frame_id: _Optional[str] = ..., age_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., candidates: _Optional[int] = ..., evidence: _Optional[float] = ..., runner_up_evidence: _Optional[float] = ...) -> None: ...
 
 class SmoothedDecision(_message.Message):
     __slots__ = ("decision", "instance_id", "title", "score", "stable_frames")

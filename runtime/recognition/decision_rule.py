@@ -9,10 +9,12 @@
 * ``artwork`` otherwise.
 
 A verified answer (:mod:`muselens.runtime.verification`: a reference of the artwork fits the
-frame by a plausible homography) overrides the scores: ``artwork``, whatever the global score,
-since a fitted plane is far stronger evidence than a descriptor's similarity; ``uncertain`` only
-when a second artwork fits almost as well (a frame showing two artworks). A frame that could
-not be verified keeps the scores' decision: few features is no evidence of absence.
+frame by a plausible homography) is accepted whatever the global score: a fitted plane is far
+stronger evidence against a false accept than a descriptor's similarity (no unknown painting of
+mcv-paintings fitted any reference). It is ``uncertain`` when another candidate's combined
+evidence (score plus fit, :func:`muselens.runtime.verification.shortlist.evidence`) comes within
+``uncertain_margin`` of it: two artworks explaining the frame almost equally well. A frame
+that could not be verified keeps the scores' decision: few features is no evidence of absence.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from collections.abc import Sequence
 from muselens.runtime.streams.decision import Decision
 from muselens.runtime.verification import VerificationReport
 
-__all__ = ["AMBIGUOUS_INLIER_RATIO", "DEFAULT_UNCERTAIN_MARGIN", "Decision", "decide", "decide_verified"]
+__all__ = ["DEFAULT_UNCERTAIN_MARGIN", "Decision", "decide", "decide_verified"]
 
 DEFAULT_UNCERTAIN_MARGIN = 0.02
-AMBIGUOUS_INLIER_RATIO = 0.8  # a second artwork fitting with this share of the best's inliers: too close
 
 
 def decide(scores: Sequence[float], threshold: float, uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN) -> Decision:
@@ -42,10 +43,11 @@ def decide(scores: Sequence[float], threshold: float, uncertain_margin: float = 
     return Decision.ARTWORK
 
 
-def decide_verified(decision: Decision, report: VerificationReport) -> Decision:
+def decide_verified(decision: Decision, report: VerificationReport,
+                    uncertain_margin: float = DEFAULT_UNCERTAIN_MARGIN) -> Decision:
     """The decision once verification has run: the scores' ``decision`` unless an artwork was verified."""
     if not report.verified:
         return decision
-    if report.runner_up_inliers >= AMBIGUOUS_INLIER_RATIO * report.inliers:
+    if report.evidence - report.runner_up_evidence < uncertain_margin:
         return Decision.UNCERTAIN
     return Decision.ARTWORK

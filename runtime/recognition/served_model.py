@@ -26,6 +26,7 @@ from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
                                            VerificationReport)
+from muselens.runtime.verification.shortlist import evidence
 
 STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
 
@@ -38,6 +39,7 @@ class Match:
     title: str
     score: float
     metadata: Mapping[str, str] = field(default_factory=dict)
+    inliers: int = 0  # the fit of its reference into the frame, when verification fitted it
 
 
 @dataclass(frozen=True)
@@ -176,11 +178,11 @@ class ServedModel:
 
     # -- recognition ----------------------------------------------------------------------
 
-    def match(self, instance_id: str, score: float) -> Match:
+    def match(self, instance_id: str, score: float, inliers: int = 0) -> Match:
         label = self.labels.get(instance_id)
         title = label.title if label is not None else instance_id
         metadata = dict(label.metadata) if label is not None else {}
-        return Match(instance_id, title, float(score), metadata)
+        return Match(instance_id, title, float(score), metadata, int(inliers))
 
     def recognize(self, image: np.ndarray, options: RecognizeOptions = RecognizeOptions(), *,
                   cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None) -> RecognitionResult:
@@ -214,12 +216,16 @@ class ServedModel:
         if options.verify if options.verify is not None else (self.config.verify and self.verifier is not None):
             report = self.verify(image, ids[:self.config.shortlist], descriptor, keep_pairs=options.explain,
                                  cancel=cancel)
-            if report.verified:  # the fitted artwork first: the strongest evidence there is
-                first = ids.index(report.instance_id)
-                order = [first] + [i for i in range(len(ids)) if i != first]
+            if report.verified:  # the shortlist by combined evidence (score and fit), the answer first
+                fits = report.inliers_by_artwork
+                n = self.config.shortlist
+                order = sorted(range(min(n, len(ids))), key=lambda i: (ids[i] != report.instance_id,
+                                                                      -evidence(scores[i], fits.get(ids[i], 0))))
+                order += list(range(len(order), len(ids)))
                 ids, scores = [ids[i] for i in order], [scores[i] for i in order]
-            decision = decide_verified(decision, report)
-        matches = tuple(self.match(i, s) for i, s in zip(ids[:options.top_k], scores[:options.top_k]))
+            decision = decide_verified(decision, report, self.config.uncertain_margin)
+        fits = report.inliers_by_artwork
+        matches = tuple(self.match(i, s, fits.get(i, 0)) for i, s in zip(ids[:options.top_k], scores[:options.top_k]))
         t3v = time.perf_counter()
         heatmaps: tuple[HeatmapResult, ...] = ()
         if options.explain and matches:
@@ -247,7 +253,7 @@ class ServedModel:
         for instance_id in instance_ids:
             rows = self.search.references(instance_id)
             order = np.argsort(-(self.search.gallery.descriptors[rows] @ descriptor), kind="stable")
-            candidates.append((instance_id, rows[order]))
+            candidates.append((instance_id, float(self.search.vector(instance_id) @ descriptor), rows[order]))
         frame = self.verifier.frame_features(image)
         return self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
                                     check=cancel.check if cancel is not None else None)

@@ -7,6 +7,7 @@ enum values a newer client may send that this server does not know.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,7 +90,9 @@ def verification_message(report: VerificationReport, frame_id: str, age_ms: floa
                               inliers=report.inliers, matches=report.matches,
                               runner_up_inliers=report.runner_up_inliers, candidates=report.candidates,
                               verify_ms=report.ms, frame_id=frame_id if report.state != NOT_REQUESTED else "",
-                              age_ms=age_ms)
+                              age_ms=age_ms, evidence=report.evidence if report.verified else 0.0,
+                              runner_up_evidence=report.runner_up_evidence
+                              if report.verified and math.isfinite(report.runner_up_evidence) else 0.0)
     if report.outline is not None:
         message.outline.extend(pb.Point(x=float(x), y=float(y)) for x, y in report.outline)
     if report.pairs is not None:
@@ -127,8 +130,8 @@ def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: S
     message = pb.Recognition(
         frame_id=frame_id, decision=DECISIONS[result.decision], bundle_version=result.bundle_version,
         threshold=result.threshold, dropped_frames=dropped_frames,
-        matches=[pb.Match(instance_id=m.instance_id, title=m.title, score=m.score, metadata=dict(m.metadata))
-                 for m in result.matches],
+        matches=[pb.Match(instance_id=m.instance_id, title=m.title, score=m.score, metadata=dict(m.metadata),
+                          inliers=m.inliers) for m in result.matches],
         timings=pb.Timings(**{f"{stage}_ms": float(timings.get(stage, 0.0)) for stage in
                               ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap",
                                "total")}),

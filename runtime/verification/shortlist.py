@@ -3,9 +3,19 @@
 The global descriptor ranks every artwork in microseconds; this checks the first few
 geometrically (:func:`~muselens.runtime.verification.geometry.verify`). An artwork is tried
 through its references most similar to the frame (``references_per_artwork`` of them, by the
-global descriptor), the frame's local features extracted once. The artwork whose reference
-fits with the most inliers is the verified answer; the report keeps the runner-up's inliers
-so that a frame straddling two artworks that both fit can be called too close.
+global descriptor), the frame's local features extracted once.
+
+The answer combines both kinds of evidence: each candidate's descriptor score plus, for one that
+fits, ``INLIER_WEIGHT * ln(1 + inliers)`` (:func:`evidence`). The inlier count alone misleads
+where artworks share most of their look: grey-level keypoints do not see colour, so a
+blueberry and a vanilla yoghurt of one brand fit each other's photos, and on grocery-packaged
+"most inliers" named the wrong flavour for 17 % of the photos. The descriptor alone misses an
+artwork small in a cluttered frame. Measured per query against the global top 5 (inliers of
+every candidate, then the rule applied offline), mP@1 descriptor / most inliers / combined with
+weight 0.03: mcv-paintings 98.4 / 100 / 100, ukbench-250 99.4 / 99.8 / 100, grocery-packaged
+90.3 / 79.1 / 90.8; weights from 0.02 to 0.05 give the same within 0.4 points on every set.
+The report keeps the runner-up's evidence so that two artworks fitting almost equally well (a
+frame straddling both) can be called too close.
 
 Coordinates leave here normalised (0..1 of the frame's width and height, and of the
 reference photo's for keypoint pairs), the form the API and the overlays use.
@@ -13,6 +23,7 @@ reference photo's for keypoint pairs), the form the API and the overlays use.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +36,12 @@ from muselens.runtime.verification.store import LocalFeatureStore
 
 DEFAULT_SHORTLIST = 5  # artworks of the global ranking verified (mcv-paintings: the right one is in the top 5)
 DEFAULT_REFERENCES_PER_ARTWORK = 2
+INLIER_WEIGHT = 0.03  # evidence of a fit, in descriptor-score units per e-fold of inliers
+
+
+def evidence(score: float, inliers: int) -> float:
+    """A candidate's combined evidence: its descriptor score, plus the fit's when it was verified."""
+    return float(score) + (INLIER_WEIGHT * math.log1p(inliers) if inliers > 0 else 0.0)
 
 # Verification states, as the service reports them.
 VERIFIED = "verified"  # a reference of the answer fits the frame by a plausible homography
@@ -43,7 +60,7 @@ class VerificationReport:
     reference x, y, each normalised to its image (only when asked for, e.g. to draw them).
     """
 
-    state: str
+    state: str  # of the answer: VERIFIED when it is the candidate of most evidence and it fits
     instance_id: str | None = None
     reference_row: int | None = None
     inliers: int = 0
@@ -54,6 +71,8 @@ class VerificationReport:
     pairs: np.ndarray | None = None
     ms: float = 0.0
     inliers_by_artwork: Mapping[str, int] = field(default_factory=dict)  # every candidate that fitted
+    evidence: float = 0.0  # the answer's combined evidence (:func:`evidence`)
+    runner_up_evidence: float = -math.inf  # the best other candidate's, verified or not
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -99,33 +118,38 @@ class ShortlistVerifier:
         return ShortlistVerifier(store, self.features, ids, config=self.config,
                                  references_per_artwork=self.references_per_artwork)
 
-    def verify(self, frame: LocalFeatures, candidates: Sequence[tuple[str, Sequence[int]]], *,
+    def verify(self, frame: LocalFeatures, candidates: Sequence[tuple[str, float, Sequence[int]]], *,
                keep_pairs: bool = False, check: Callable[[], None] | None = None) -> VerificationReport:
-        """Fit each candidate artwork's references (gallery rows, most similar first) into the frame.
+        """Fit each candidate artwork ``(instance_id, descriptor score, gallery rows most similar first)``
+        into the frame; the answer is the candidate of the highest combined evidence, verified if it fits
+        (a report ``NOT_VERIFIED`` when it does not, whatever the others' fits: they are listed).
 
         ``check`` is called before each fit (a cancelled call raises there).
         """
         started = time.perf_counter()
-        best: tuple[str, int, Verification] | None = None
-        inliers_by_artwork: dict[str, int] = {}
+        fits: dict[str, tuple[int, Verification]] = {}  # artwork -> its best-fitting reference
         fitted = 0
-        for instance_id, rows in candidates:
+        for instance_id, _, rows in candidates:
             for row in list(rows)[:self.references_per_artwork]:
                 if check is not None:
                     check()
-                reference = self.store.features(int(row))
-                result = verify(frame, reference, self.features.norm, self.config, keep_pairs=keep_pairs)
+                result = verify(frame, self.store.features(int(row)), self.features.norm, self.config,
+                                keep_pairs=keep_pairs)
                 fitted += 1
-                if not result.verified(self.config):
-                    continue
-                inliers_by_artwork[instance_id] = max(inliers_by_artwork.get(instance_id, 0), result.inliers)
-                if best is None or result.inliers > best[2].inliers:
-                    best = (instance_id, int(row), result)
+                if result.verified(self.config) and (instance_id not in fits or
+                                                     result.inliers > fits[instance_id][1].inliers):
+                    fits[instance_id] = (int(row), result)
         ms = (time.perf_counter() - started) * 1e3
-        if best is None:
+        if not fits:
             return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms)
-        instance_id, row, result = best
-        runner_up = max((n for iid, n in inliers_by_artwork.items() if iid != instance_id), default=0)
+        combined = {iid: evidence(score, fits[iid][1].inliers if iid in fits else 0) for iid, score, _ in candidates}
+        inliers = {iid: fit.inliers for iid, (_, fit) in fits.items()}
+        instance_id = max(combined, key=lambda iid: (combined[iid], iid in fits))
+        if instance_id not in fits:  # a descriptor score beyond any fit's evidence: the answer is not verified
+            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, inliers_by_artwork=inliers)
+        row, result = fits[instance_id]
+        runner_up = max((n[1].inliers for iid, n in fits.items() if iid != instance_id), default=0)
+        runner_up_evidence = max((e for iid, e in combined.items() if iid != instance_id), default=-math.inf)
         width, height = frame.size
         outline = (result.outline / np.array([width, height], np.float32)).astype(np.float32)
         pairs = None
@@ -133,4 +157,4 @@ class ShortlistVerifier:
             ref_w, ref_h = (float(v) for v in self.store.sizes[row])
             pairs = (result.pairs / np.array([width, height, ref_w, ref_h], np.float32)).astype(np.float32)
         return VerificationReport(VERIFIED, instance_id, row, result.inliers, result.matches, runner_up, fitted,
-                                  outline, pairs, ms, inliers_by_artwork)
+                                  outline, pairs, ms, inliers, combined[instance_id], runner_up_evidence)

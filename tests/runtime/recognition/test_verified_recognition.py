@@ -16,6 +16,7 @@ from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.served_model import ServedModel
 from muselens.runtime.verification import (NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
                                            VerificationReport)
+from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
 from tests.paintings import painting, photographed
 
 FRAME = (720, 960)
@@ -82,12 +83,35 @@ def test_an_enrolled_artwork_is_verified_too(painted):
 
 
 @pytest.mark.parametrize("scores_said", list(Decision))
-def test_a_verified_answer_overrides_the_scores_unless_another_artwork_fits_as_well(scores_said):
-    clear = VerificationReport(VERIFIED, "a1", 0, inliers=100, runner_up_inliers=40)
-    close = VerificationReport(VERIFIED, "a1", 0, inliers=100, runner_up_inliers=80)
+def test_a_verified_answer_overrides_the_scores_unless_another_artwork_has_as_much_evidence(scores_said):
+    clear = VerificationReport(VERIFIED, "a1", 0, inliers=100, evidence=0.9, runner_up_evidence=0.85)
+    close = VerificationReport(VERIFIED, "a1", 0, inliers=100, evidence=0.9, runner_up_evidence=0.89)
     assert decide_verified(scores_said, clear) is Decision.ARTWORK
     assert decide_verified(scores_said, close) is Decision.UNCERTAIN
+    assert decide_verified(scores_said, close, uncertain_margin=0.0) is Decision.ARTWORK
     assert decide_verified(scores_said, VerificationReport(NOT_VERIFIED)) is scores_said
+
+
+def test_evidence_adds_a_fit_to_the_score_growing_with_the_log_of_its_inliers():
+    assert evidence(0.5, 0) == 0.5
+    assert evidence(0.5, 12) == pytest.approx(0.5 + INLIER_WEIGHT * np.log(13))
+    # a sibling with more inliers does not beat a clearly better descriptor score...
+    assert evidence(0.85, 109) > evidence(0.78, 133)
+    # ...but a fit five times stronger beats a hair's better score
+    assert evidence(0.945, 509) > evidence(0.947, 116)
+
+
+def test_the_answer_is_the_verified_candidate_of_most_evidence_not_of_most_inliers(painted, photo_of_a1):
+    frame = painted.verifier.frame_features(photo_of_a1[0])
+    rows = {iid: painted.search.references(iid) for iid in ("a0", "a1", "a2")}
+    plain = painted.verifier.verify(frame, [(iid, 0.5, rows[iid]) for iid in rows])
+    assert plain.instance_id == "a1" and plain.inliers_by_artwork == {"a1": plain.inliers}
+    assert plain.evidence == pytest.approx(evidence(0.5, plain.inliers)) and plain.runner_up_evidence == 0.5
+    # a fit outweighs a better descriptor score, up to a point
+    fitted = painted.verifier.verify(frame, [("a0", 0.6, rows["a0"]), ("a1", 0.5, rows["a1"])])
+    assert fitted.instance_id == "a1" and fitted.runner_up_evidence == 0.6
+    outscored = painted.verifier.verify(frame, [("a0", 0.99, rows["a0"]), ("a1", 0.2, rows["a1"])])
+    assert outscored.state == NOT_VERIFIED and outscored.inliers_by_artwork == {"a1": plain.inliers}
 
 
 def test_a_report_names_its_artwork_exactly_when_verified():

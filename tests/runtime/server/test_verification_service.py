@@ -34,6 +34,7 @@ def test_a_unary_call_is_verified_and_says_how(painted, start_server, photo_jpeg
     outline = np.array([[p.x, p.y] for p in v.outline])
     assert outline.shape == (4, 2) and np.abs(outline - photo_jpeg[1]).max() < 0.015
     assert not v.keypoints and r.timings.verify_ms > 0
+    assert r.matches[0].inliers == v.inliers and v.evidence > v.runner_up_evidence
     explained = server.stub.Recognize(frame(photo_jpeg[0], "p2", explain=True), timeout=30).verification
     assert len(explained.keypoints) == explained.inliers  # the server's default verifies
     off = server.stub.Recognize(frame(photo_jpeg[0], "p3", verify=pb.VERIFY_MODE_OFF), timeout=30)

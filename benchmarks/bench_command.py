@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "soak": ("muselens.benchmarks.soak", "N streams for M minutes: throughput, p99 and RSS over time"),
     "reconnect": ("muselens.benchmarks.reconnect",
                   "kill the server mid-stream and restart it: how long the camera stream stays dark"),
+    "verification": ("muselens.benchmarks.verification_scale",
+                     "geometric verification by museum size: local features' memory per reference, cost per query"),
     "abuse": ("muselens.benchmarks.abuse",
               "every attack of issue 23, bounded, on loopback: statuses, server CPU and RSS, a good client's p99"),
 }

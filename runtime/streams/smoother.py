@@ -31,7 +31,8 @@ the next timestamped frame counts as one step again.
 Geometric verification, which runs beside the stream, is stronger evidence than any score:
 :meth:`StreamSmoother.confirm` shows the verified artwork at once (confirming or correcting the
 shown answer) and holds it for ``verified_hold_frames`` frames against the scores; only another
-verification changes it during the hold.
+verification changes it during the hold, or ends it (:meth:`StreamSmoother.release`, when a
+newer frame fits nothing: the camera has moved on).
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ class StreamSmoother:
         self._current = instance_id
         self._pending, self._pending_count, self._exit_count, self._quiet_count = None, 0, 0, 0
         self._hold = cfg.verified_hold_frames
+
+    def release(self) -> None:
+        """A newer frame's verification found no artwork to fit: end the hold, the scores decide again."""
+        self._hold = 0
 
     def check_timestamp(self, timestamp: float | None) -> None:
         """Raise ValueError unless ``timestamp`` could be this stream's next (changes nothing), so a

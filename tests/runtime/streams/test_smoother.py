@@ -337,6 +337,16 @@ def test_verification_corrects_the_shown_artwork_and_another_artwork_cannot_take
     assert shown.instance_id == "a"
 
 
+def test_a_release_ends_the_hold_and_the_scores_decide_again():
+    config = SmootherConfig(verified_hold_frames=50)
+    s = StreamSmoother(0.5, config)
+    s.confirm("a")
+    assert s.update([("a", 0.3)], Decision.NO_ARTWORK).instance_id == "a"
+    s.release()
+    answers = [s.update([("a", 0.3)], Decision.NO_ARTWORK) for _ in range(config.min_frames + 3)]
+    assert answers[-1].decision is Decision.NO_ARTWORK
+
+
 def test_confirm_takes_an_instance_id():
     s = StreamSmoother(0.5)
     for bad in ("", None, 3):

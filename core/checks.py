@@ -105,6 +105,15 @@ def flag(value: object, name: str) -> bool:
     return bool(value)
 
 
+def byte_string(value: object, name: str) -> bytes:
+    """``bytes`` from a bytes-like object (bytes, bytearray, memoryview); anything else is a caller bug."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be bytes, bytearray or memoryview, got {type(value).__name__}")
+
+
 def text(value: object, name: str) -> str:
     """``value`` if it is a non-blank string."""
     if not isinstance(value, str):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from muselens.core.data.images import ImageReadError, decode_image
-from muselens.runtime.frames._input import as_bytes
+from muselens.core import checks
 from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
@@ -50,7 +50,7 @@ def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = D
     against ``limits`` (nothing is allocated before this), a JPEG's scan count (what its decode
     costs), decoding, decoded size == header.
     """
-    data = as_bytes(data)
+    data = checks.byte_string(data, "frame data")
     if not isinstance(limits, FrameLimits):
         raise TypeError(f"limits must be FrameLimits, got {type(limits).__name__}")
     if not data:

@@ -13,7 +13,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from muselens.runtime.frames._input import as_bytes, as_int
+from muselens.core import checks
 from muselens.runtime.frames.frame_error import FrameError
 from muselens.runtime.frames.limits import FrameLimits
 
@@ -92,9 +92,9 @@ def decode_raw(
     ``limits``, even size for 4:2:0, and that ``data`` holds exactly the bytes the size and
     format need.
     """
-    data = as_bytes(data)
-    width = as_int(width, "width")
-    height = as_int(height, "height")
+    data = checks.byte_string(data, "frame data")
+    width = checks.integer(width, "width")
+    height = checks.integer(height, "height")
     if not isinstance(limits, FrameLimits):
         raise TypeError(f"limits must be FrameLimits, got {type(limits).__name__}")
     if limits.max_raw_bytes is not None and len(data) > limits.max_raw_bytes:

@@ -20,7 +20,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from muselens.runtime.frames._input import as_bytes
+from muselens.core import checks
 from muselens.runtime.frames.frame_error import FrameError
 
 JPEG = "jpeg"
@@ -90,7 +90,7 @@ def _looks_like(data: bytes) -> str | None:
 
 def sniff(data: bytes | bytearray | memoryview) -> ImageHeader:
     """The format and declared size of a JPEG or PNG, or :class:`FrameError` (nothing is decoded)."""
-    data = as_bytes(data)
+    data = checks.byte_string(data, "frame data")
     if not data:
         raise FrameError("empty", "frame has no data")
     if data.startswith(JPEG_SOI):

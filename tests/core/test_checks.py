@@ -59,3 +59,11 @@ def test_numbers_come_back_as_python_floats():
     assert checks.number(np.float32(0.5), "x", low=0, high=1) == 0.5
     assert type(checks.number(np.int8(2), "x")) is float
     assert checks.flag(np.bool_(False), "x") is False
+
+
+def test_byte_strings_come_from_any_bytes_like_object_and_nothing_else():
+    assert checks.byte_string(b"ab", "data") == b"ab"
+    assert checks.byte_string(bytearray(b"ab"), "data") == b"ab" == checks.byte_string(memoryview(b"ab"), "data")
+    for bad in ("ab", [97, 98], None):
+        with pytest.raises(TypeError, match="frame data must be bytes, bytearray or memoryview"):
+            checks.byte_string(bad, "frame data")

@@ -35,9 +35,17 @@ def describe(name: str, r: pb.Recognition) -> str:
     decision = pb.Decision.Name(r.decision).removeprefix("DECISION_").lower()
     lines = [f"{name}: {decision} (threshold {r.threshold:.3f}, bundle {r.bundle_version}, "
              f"{r.timings.total_ms:.1f} ms: decode {r.timings.decode_ms:.1f}, inference {r.timings.inference_ms:.1f}, "
-             f"match {r.timings.match_ms:.2f}, heatmap {r.timings.heatmap_ms:.1f})"]
+             f"match {r.timings.match_ms:.2f}, verify {r.timings.verify_ms:.1f}, heatmap {r.timings.heatmap_ms:.1f})"]
+    v = r.verification
+    state = pb.VerificationState.Name(v.state).removeprefix("VERIFICATION_STATE_").lower()
+    if v.state == pb.VERIFICATION_STATE_VERIFIED:
+        lines.append(f"  verified: {v.instance_id}, {v.inliers} inliers of {v.matches} matches, outline "
+                     + " ".join(f"({p.x:.2f},{p.y:.2f})" for p in v.outline))
+    elif v.state not in (pb.VERIFICATION_STATE_UNSPECIFIED, pb.VERIFICATION_STATE_NOT_REQUESTED):
+        lines.append(f"  verification: {state.replace('_', ' ')}")
     for rank, m in enumerate(r.matches, 1):
-        lines.append(f"  {rank:>2}. {m.score:.4f}  {m.instance_id}  {m.title}")
+        fit = f"  ({m.inliers} inliers)" if m.inliers else ""
+        lines.append(f"  {rank:>2}. {m.score:.4f}  {m.instance_id}  {m.title}{fit}")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from muselens.runtime.client.client import frame_message
 from muselens.runtime.client.connect import add_connection_arguments, connect
 from muselens.core.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
-from muselens.runtime.explain import heatmap_overlay
+from muselens.runtime.explain import heatmap_overlay, outline_overlay
 from muselens.v1 import recognition_pb2 as pb
 
 
@@ -80,6 +80,9 @@ def annotate(image: np.ndarray, r: pb.Recognition, e2e_ms: float) -> np.ndarray:
     if query_maps:
         h = query_maps[-1]
         out = heatmap_overlay(image, np.asarray(h.values, np.float32).reshape(h.height, h.width), alpha=0.45)
+    v = r.verification
+    if v.state == pb.VERIFICATION_STATE_VERIFIED and v.frame_id == r.frame_id and len(v.outline) == 4:
+        out = outline_overlay(out, np.array([[p.x, p.y] for p in v.outline]))  # verified on this very frame
     out = np.ascontiguousarray(out.copy())
     s = r.smoothed
     if r.HasField("error"):
@@ -104,9 +107,12 @@ def line(r: pb.Recognition, e2e_ms: float) -> str:
     s = r.smoothed
     shown = (f"{s.instance_id} {s.title!r}" if s.decision == pb.DECISION_ARTWORK
              else pb.Decision.Name(s.decision).removeprefix("DECISION_").lower())
+    v = r.verification
+    verified = (f" | verified {v.instance_id} ({v.inliers} inliers, frame {v.frame_id}, {v.age_ms:.0f} ms ago)"
+                if v.state == pb.VERIFICATION_STATE_VERIFIED else "")
     return (f"frame {r.frame_id}: {own:<10} best {best.instance_id if best else '-'} {best.score if best else 0:.3f} | "
             f"shown: {shown} (stable {s.stable_frames}) | {e2e_ms:.1f} ms e2e, {r.timings.inference_ms:.1f} ms "
-            f"inference | dropped {r.dropped_frames}")
+            f"inference | dropped {r.dropped_frames}{verified}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -335,9 +335,8 @@ class Manifest:
 
     def _check_local_features(self) -> None:
         if isinstance(self.local_features, Mapping):
-            config = checks.mapping(self.local_features, "local_features")
-            _exact_keys(config, {"kind", "max_side", "count"}, "local_features")
-            self._set("local_features", FeatureConfig(**config))
+            self._set("local_features", FeatureConfig.from_dict(dict(checks.mapping(self.local_features,
+                                                                                    "local_features"))))
         elif self.local_features is not None and not isinstance(self.local_features, FeatureConfig):
             raise TypeError(f"local_features must be a FeatureConfig, a dict or None, "
                             f"got {type(self.local_features).__name__}")

@@ -75,6 +75,7 @@ class ServingConfig:
     reference_cache_bytes: int = REFERENCE_CACHE_BYTES  # reference photos' maps kept for explanations
     allow_ort_telemetry: bool = False  # ONNX Runtime's usage telemetry: off unless the operator allows it
     verify: bool = True  # verify unary answers geometrically unless a call says otherwise (needs local features)
+    vote: bool = True  # also verify the artworks the frame's local features vote for (recall beyond the shortlist)
     shortlist: int = DEFAULT_SHORTLIST  # artworks of the global ranking that verification fits
 
 
@@ -115,7 +116,8 @@ class ServedModel:
     def __post_init__(self) -> None:
         if self.verifier is None and self.bundle.local_features is not None:
             object.__setattr__(self, "verifier", ShortlistVerifier(
-                self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids))
+                self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids,
+                vote=self.config.vote))
         if self.explainer is None:
             object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
                                                             cache_bytes=self.config.reference_cache_bytes))
@@ -218,10 +220,14 @@ class ServedModel:
                                  cancel=cancel)
             if report.verified:  # the shortlist by combined evidence (score and fit), the answer first
                 fits = report.inliers_by_artwork
-                n = self.config.shortlist
-                order = sorted(range(min(n, len(ids))), key=lambda i: (ids[i] != report.instance_id,
-                                                                      -evidence(scores[i], fits.get(ids[i], 0))))
-                order += list(range(len(order), len(ids)))
+                ids, scores = list(ids), list(scores)
+                if report.instance_id not in ids:  # found by the local-feature vote, not the descriptor
+                    ids.append(report.instance_id)
+                    scores.append(float(self.search.vector(report.instance_id) @ descriptor))
+                head = [i for i in range(len(ids)) if i < self.config.shortlist or ids[i] == report.instance_id]
+                order = sorted(head, key=lambda i: (ids[i] != report.instance_id,
+                                                    -evidence(scores[i], fits.get(ids[i], 0))))
+                order += [i for i in range(len(ids)) if i not in head]
                 ids, scores = [ids[i] for i in order], [scores[i] for i in order]
             decision = decide_verified(decision, report, self.config.uncertain_margin)
         fits = report.inliers_by_artwork
@@ -249,14 +255,16 @@ class ServedModel:
             return NO_FEATURES
         if cancel is not None:
             cancel.check()
+        frame = self.verifier.frame_features(image)
+        voted = self.verifier.voted(frame, instance_ids)
         candidates = []
-        for instance_id in instance_ids:
+        for instance_id in [*instance_ids, *voted]:
             rows = self.search.references(instance_id)
             order = np.argsort(-(self.search.gallery.descriptors[rows] @ descriptor), kind="stable")
             candidates.append((instance_id, float(self.search.vector(instance_id) @ descriptor), rows[order]))
-        frame = self.verifier.frame_features(image)
-        return self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
-                                    check=cancel.check if cancel is not None else None)
+        report = self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
+                                      check=cancel.check if cancel is not None else None)
+        return replace(report, voted=tuple(voted)) if voted else report
 
     # -- enrolment ------------------------------------------------------------------------
 

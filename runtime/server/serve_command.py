@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", choices=("on", "off"), default="on",
                         help="geometric verification of unary calls when a call does not say (needs a bundle "
                              "exported with local features; default: %(default)s)")
+    parser.add_argument("--vote", choices=("on", "off"), default="on",
+                        help="also verify the artworks the frame's local features vote for, beyond the descriptor's "
+                             "shortlist (an index built at load: ~2 s per 80,000 keypoints; default: %(default)s)")
     parser.add_argument("--verify-workers", type=int, default=1,
                         help="threads verifying streams' newest frames in the background, at low priority "
                              "(0: streams are answered from descriptors only; default: %(default)s)")
@@ -127,7 +130,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
     serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
                             reference_cache_bytes=args.reference_cache_mb * 2**20,
-                            allow_ort_telemetry=args.allow_ort_telemetry, verify=args.verify == "on")
+                            allow_ort_telemetry=args.allow_ort_telemetry, verify=args.verify == "on",
+                            vote=args.vote == "on")
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 

@@ -3,7 +3,8 @@
 A global descriptor ranks artworks; a homography with many inliers says the frame *shows*
 that artwork, seen from some angle, even when it fills a fifth of the view. The runtime
 verifies the global shortlist with it; the bundle stores each reference's local features as
-plain arrays (:mod:`.store`).
+plain arrays (:mod:`.store`), and an index over them votes for artworks the shortlist lacks
+(:mod:`.voting`).
 """
 
 from muselens.runtime.verification.features import FEATURE_KINDS, FeatureConfig, LocalFeatures, extract_features
@@ -12,7 +13,8 @@ from muselens.runtime.verification.shortlist import (DEFAULT_SHORTLIST, NO_FEATU
                                                      NOT_VERIFIED, UNAVAILABLE, VERIFIED, ShortlistVerifier,
                                                      VerificationReport)
 from muselens.runtime.verification.store import LocalFeatureStore
+from muselens.runtime.verification.voting import LocalVoter
 
 __all__ = ["DEFAULT_SHORTLIST", "FEATURE_KINDS", "NOT_ASKED", "NOT_REQUESTED", "NOT_VERIFIED", "NO_FEATURES",
-           "UNAVAILABLE", "VERIFIED", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "ShortlistVerifier",
+           "UNAVAILABLE", "VERIFIED", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "LocalVoter", "ShortlistVerifier",
            "Verification", "VerificationReport", "VerifyConfig", "extract_features", "verify"]

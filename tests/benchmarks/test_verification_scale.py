@@ -28,7 +28,7 @@ def test_a_grown_museum_repeats_artworks_under_new_ids_with_their_features(paint
 def test_every_size_is_measured_and_written(painted_bundle, tmp_path):
     out = tmp_path / "verification"
     argv = ["bench", "verification", str(painted_bundle), "--data", str(painted_bundle.parent / "museum"),
-            "--out", str(out), "--artworks", "3,30", "--queries", "3"]
+            "--out", str(out), "--artworks", "3,30", "--queries", "3", "--vote-max", "10"]
     assert cli(argv) == 0
     data = json.loads((out / "bench.json").read_text())
     assert [r["artworks"] for r in data["sizes"]] == [3, 30] and data["queries"] == 3
@@ -36,6 +36,8 @@ def test_every_size_is_measured_and_written(painted_bundle, tmp_path):
     assert large["references"] == 10 * small["references"] and large["local_features_mb"] > small["local_features_mb"]
     for row in data["sizes"]:
         assert row["fit_ms"]["count"] == 3 and row["measured"] and row["verified_share"] == 1.0
+    assert small["vote"]["measured"] and small["vote"]["ms"]["count"] == 3 and small["vote"]["index_build_s"] > 0
+    assert large["vote"] == {"measured": False, "reason": "above --vote-max 10 artworks"}
     assert "| 30 | 60 |" in verification_scale.markdown(out, data)
 
 

@@ -34,7 +34,8 @@ def test_local_features_round_trip_with_their_config(tmp_path):
     assert len(loaded) == 6 and np.array_equal(loaded.descriptors, store().descriptors)
     assert np.array_equal(loaded.features(3).points, store().features(3).points)
     raw = json.loads((out / "manifest.json").read_bytes())
-    assert raw["local_features"] == {"kind": "orb", "max_side": 512, "count": 300}
+    assert raw["local_features"] == {"kind": "orb", "max_side": 512, "count": 300, "fast_threshold": 10,
+                                     "frame_max_side": 960}
     assert LOCAL_FEATURES_FILE in raw["files"]
 
 
@@ -86,6 +87,11 @@ def test_the_manifest_pairs_config_and_file_and_needs_version_3(tmp_path):
         Manifest.from_dict({**fields, "local_features": {"kind": "sift", "max_side": 640, "count": 100}})
     with pytest.raises(ValueError, match="local_features has unknown keys"):
         Manifest.from_dict({**fields, "local_features": {**fields["local_features"], "extra": 1}})
+    with pytest.raises(ValueError, match="local_features lacks keys \\['count'\\]"):
+        Manifest.from_dict({**fields, "local_features": {"kind": "orb", "max_side": 640}})
+    # written before the frame size and corner threshold were recorded: read as it was extracted then
+    older = Manifest.from_dict({**fields, "local_features": {"kind": "orb", "max_side": 512, "count": 300}})
+    assert older.local_features == FeatureConfig(max_side=512, count=300, fast_threshold=20, frame_max_side=512)
 
 
 def test_a_store_appends_enrolled_rows_and_parses_only_plain_arrays(tmp_path):

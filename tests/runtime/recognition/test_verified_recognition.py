@@ -121,3 +121,39 @@ def test_a_report_names_its_artwork_exactly_when_verified():
         VerificationReport(NOT_VERIFIED, "a1")
     with pytest.raises(ValueError, match="unknown verification state"):
         VerificationReport("maybe")
+
+
+def test_the_local_feature_vote_finds_an_artwork_the_descriptor_shortlist_missed(painted, photo_of_a1):
+    frame = photo_of_a1[0]
+    descriptor = painted.describer.describe(frame)
+    votes = painted.verifier.voter.votes(painted.verifier.frame_features(frame))
+    assert max(votes, key=votes.get) == "a1"
+    report = painted.verify(frame, ["a0"], descriptor)  # a shortlist without the artwork in view
+    assert report.voted[0] == "a1" and report.state == VERIFIED and report.instance_id == "a1"
+    assert "a1" not in painted.verify(frame, ["a1"], descriptor).voted  # never what the shortlist holds
+
+
+def test_without_the_vote_the_shortlist_alone_is_fitted(painted, photo_of_a1):
+    config = dataclasses.replace(painted.config, vote=False)
+    plain = ServedModel(painted.bundle, painted.describer, painted.search, painted.labels, config, painted.variant)
+    assert plain.verifier.voter is None
+    report = plain.verify(photo_of_a1[0], ["a0"], painted.describer.describe(photo_of_a1[0]))
+    assert report.state == NOT_VERIFIED and report.voted == ()
+
+
+def test_an_artwork_away_from_the_frames_centre_is_not_the_answer(painted):
+    import cv2
+
+    art = painting(2)  # a1
+    h, w = art.shape[:2]
+    frame = cv2.resize(painting(1099, 90, 120), (960, 720), interpolation=cv2.INTER_NEAREST)
+    corner = np.float32([[30, 30], [330, 40], [320, 260], [40, 250]])  # top left: the visitor points elsewhere
+    H = cv2.getPerspectiveTransform(np.float32([[0, 0], [w, 0], [w, h], [0, h]]), corner)
+    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, (960, 720)) > 0
+    frame[mask] = cv2.warpPerspective(art, H, (960, 720))[mask]
+    rows = {iid: painted.search.references(iid) for iid in ("a0", "a1", "a2")}
+    report = painted.verifier.verify(painted.verifier.frame_features(frame), [(i, 0.5, r) for i, r in rows.items()])
+    assert report.state == NOT_VERIFIED and report.inliers_by_artwork == {}
+    centred, _ = photographed(art, seed=5, frame=FRAME)
+    assert painted.verifier.verify(painted.verifier.frame_features(centred),
+                                   [(i, 0.5, r) for i, r in rows.items()]).instance_id == "a1"

@@ -109,7 +109,7 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
             report = verifier.verify(frame, candidates)
             t3 = time.perf_counter()
             if verifier.voter is not None:
-                verifier.voted(frame, hits.instance_ids)
+                verifier.voted(verifier.row_votes(frame), hits.instance_ids)
                 vote_ms.append((time.perf_counter() - t3) * 1e3)
             search_ms.append((t1 - t0) * 1e3)
             features_ms.append((t2 - t1) * 1e3)

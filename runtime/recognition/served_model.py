@@ -256,11 +256,15 @@ class ServedModel:
         if cancel is not None:
             cancel.check()
         frame = self.verifier.frame_features(image)
-        voted = self.verifier.voted(frame, instance_ids)
+        row_votes = self.verifier.row_votes(frame)
+        voted = self.verifier.voted(row_votes, instance_ids)
         candidates = []
         for instance_id in [*instance_ids, *voted]:
             rows = self.search.references(instance_id)
-            order = np.argsort(-(self.search.gallery.descriptors[rows] @ descriptor), kind="stable")
+            similarity = self.search.gallery.descriptors[rows] @ descriptor
+            # the references the frame's keypoints voted for first, then the descriptor's choice
+            order = np.lexsort((-similarity, -row_votes[rows])) if row_votes is not None else \
+                np.argsort(-similarity, kind="stable")
             candidates.append((instance_id, float(self.search.vector(instance_id) @ descriptor), rows[order]))
         report = self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
                                       check=cancel.check if cancel is not None else None)

@@ -3,7 +3,8 @@
 The global descriptor ranks every artwork in microseconds; this checks the first few
 geometrically (:func:`~muselens.runtime.verification.geometry.verify`). An artwork is tried
 through its references most similar to the frame (``references_per_artwork`` of them, by the
-global descriptor), the frame's local features extracted once.
+global descriptor, or by the frame's keypoints' votes where the index of :mod:`.voting` is
+built), the frame's local features extracted once.
 
 The answer combines both kinds of evidence: each candidate's descriptor score plus, for one that
 fits, ``INLIER_WEIGHT * ln(1 + inliers)`` (:func:`evidence`). The inlier count alone misleads
@@ -34,7 +35,7 @@ import numpy as np
 from muselens.runtime.verification.features import FeatureConfig, LocalFeatures, extract_features
 from muselens.runtime.verification.geometry import Verification, VerifyConfig, verify
 from muselens.runtime.verification.store import LocalFeatureStore
-from muselens.runtime.verification.voting import LocalVoter
+from muselens.runtime.verification.voting import LocalVoter, artwork_votes, top_voted
 
 DEFAULT_SHORTLIST = 5  # artworks of the global ranking verified (mcv-paintings: the right one is in the top 5)
 DEFAULT_REFERENCES_PER_ARTWORK = 2
@@ -133,9 +134,13 @@ class ShortlistVerifier:
         return ShortlistVerifier(store, self.features, ids, config=self.config,
                                  references_per_artwork=self.references_per_artwork, vote=self.voter is not None)
 
-    def voted(self, frame: LocalFeatures, shortlist: Sequence[str]) -> list[str]:
-        """Artworks the frame's keypoints vote for that ``shortlist`` lacks (none without a voter)."""
-        return self.voter.candidates(frame, exclude=shortlist) if self.voter is not None else []
+    def row_votes(self, frame: LocalFeatures) -> np.ndarray | None:
+        """The frame's keypoints' votes per reference (None without a voter)."""
+        return self.voter.row_votes(frame) if self.voter is not None else None
+
+    def voted(self, row_votes: np.ndarray | None, shortlist: Sequence[str]) -> list[str]:
+        """Artworks the frame's keypoints vote for that ``shortlist`` lacks (none without votes)."""
+        return [] if row_votes is None else top_voted(artwork_votes(self.row_ids, row_votes), exclude=shortlist)
 
     def verify(self, frame: LocalFeatures, candidates: Sequence[tuple[str, float, Sequence[int]]], *,
                keep_pairs: bool = False, check: Callable[[], None] | None = None) -> VerificationReport:

@@ -24,7 +24,7 @@ from muselens.runtime.verification.store import LocalFeatureStore
 HNSW_NEIGHBOURS = 16
 HNSW_EF_SEARCH = 32
 RATIO = 0.8  # Lowe's ratio on the two nearest neighbours' distances
-MIN_VOTES = 8  # an artwork with fewer votes is not worth a fit
+MIN_VOTES = 4  # an artwork with fewer votes is not worth a fit
 DEFAULT_VOTED = 3  # artworks added to the shortlist
 
 
@@ -51,24 +51,39 @@ class LocalVoter:
     def __len__(self) -> int:
         return int(self.owner.size)
 
-    def votes(self, frame: LocalFeatures) -> dict[str, int]:
-        """Votes per artwork: keypoints of the frame whose nearest reference descriptor is clearly
-        nearer than the second and belongs to one of the artwork's references."""
+    def row_votes(self, frame: LocalFeatures) -> np.ndarray:
+        """Votes per reference (gallery row): keypoints of the frame whose nearest reference descriptor
+        is clearly nearer than the second, and belongs to that reference."""
+        counts = np.zeros(len(self.row_ids), np.int64)
         if len(frame) < 2 or len(self) < 2:
-            return {}
+            return counts
         query = frame.descriptors if self.binary else frame.descriptors.astype(np.float32)
         distances, neighbours = self.index.search(np.ascontiguousarray(query), 2)
         d1, d2 = distances[:, 0].astype(np.float64), distances[:, 1].astype(np.float64)
         if not self.binary:  # faiss returns squared L2 distances
             d1, d2 = np.sqrt(np.maximum(d1, 0)), np.sqrt(np.maximum(d2, 0))
         good = (neighbours[:, 0] >= 0) & (neighbours[:, 1] >= 0) & (d1 < RATIO * d2)
-        artworks = self.row_ids[self.owner[neighbours[good, 0]]]
-        names, counts = np.unique(artworks, return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
+        np.add.at(counts, self.owner[neighbours[good, 0]], 1)
+        return counts
+
+    def votes(self, frame: LocalFeatures) -> dict[str, int]:
+        """Votes per artwork (its references' votes summed)."""
+        return artwork_votes(self.row_ids, self.row_votes(frame))
 
     def candidates(self, frame: LocalFeatures, exclude: Sequence[str] = (), count: int = DEFAULT_VOTED) -> list[str]:
         """The ``count`` artworks with most votes (at least :data:`MIN_VOTES`), leaving out ``exclude``."""
-        skip = set(exclude)
-        ranked = sorted(((n, iid) for iid, n in self.votes(frame).items() if iid not in skip and n >= MIN_VOTES),
-                        key=lambda t: (-t[0], t[1]))
-        return [iid for _, iid in ranked[:count]]
+        return top_voted(self.votes(frame), exclude, count)
+
+
+def artwork_votes(row_ids: np.ndarray, row_votes: np.ndarray) -> dict[str, int]:
+    names, inverse = np.unique(row_ids, return_inverse=True)
+    totals = np.bincount(inverse, weights=row_votes, minlength=names.size)
+    return {str(n): int(t) for n, t in zip(names, totals) if t > 0}
+
+
+def top_voted(votes: dict[str, int], exclude: Sequence[str] = (), count: int = DEFAULT_VOTED) -> list[str]:
+    """The ``count`` artworks with most votes (at least :data:`MIN_VOTES`), leaving out ``exclude``."""
+    skip = set(exclude)
+    ranked = sorted(((n, iid) for iid, n in votes.items() if iid not in skip and n >= MIN_VOTES),
+                    key=lambda t: (-t[0], t[1]))
+    return [iid for _, iid in ranked[:count]]

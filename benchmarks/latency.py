@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unmeasured frames before each mode (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
     parser.add_argument("--variant", default=None, help="model variant (default: the bundle's default)")
+    parser.add_argument("--verify-interval", type=float, default=0.5,
+                        help="seconds between the stream's background verifications, as serve's flag "
+                             "(default: %(default)s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="a museum dataset whose query photos are the frames (default: synthetic camera frames)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic frames (default: %(default)s)")
@@ -373,7 +376,8 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                     entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
                 grpc_modes = [m for m in MODES if m in args.modes and m in ("unary", "stream")]
                 if grpc_modes:
-                    server = MuselensServer(ModelHolder(model), ServerConfig(host="127.0.0.1", port=0)).start()
+                    server = MuselensServer(ModelHolder(model), ServerConfig(
+                        host="127.0.0.1", port=0, verify_interval_s=args.verify_interval)).start()
                     try:
                         with MuselensClient(f"127.0.0.1:{server.port}") as client:
                             client.wait_ready()

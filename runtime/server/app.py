@@ -85,7 +85,7 @@ class ServerConfig:
     max_calls_per_token: int | None = None  # unary calls one client token may run at once (None: workers / 4)
     admin_port: int | None = None  # Admin, health and reflection on their own workers here (0: any free port)
     verify_workers: int = 1  # threads verifying streams' frames in the background (0: streams are not verified)
-    verify_interval_s: float = 0.25  # a stream's frames are verified at most this often
+    verify_interval_s: float = 0.5  # a stream's frames are verified at most this often
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

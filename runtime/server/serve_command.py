@@ -66,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also verify the artworks the frame's local features vote for, beyond the descriptor's "
                              "shortlist (an index built at load: ~2 s per 80,000 keypoints; default: %(default)s)")
     parser.add_argument("--verify-workers", type=int, default=1,
-                        help="threads verifying streams' newest frames in the background, at low priority "
+                        help="threads verifying streams' newest frames in the background "
                              "(0: streams are answered from descriptors only; default: %(default)s)")
-    parser.add_argument("--verify-interval", type=float, default=0.25,
+    parser.add_argument("--verify-interval", type=float, default=0.5,
                         help="seconds between a stream's background verifications (default: %(default)s)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")

@@ -42,8 +42,9 @@ class SmootherConfig:
     ``max_tracked``: at most this many candidates are kept (lowest dropped), bounding memory.
     ``verified_hold_frames``: an artwork confirmed by geometric verification
     (:meth:`StreamSmoother.confirm`) is shown at once and held for this many frames, whatever
-    the scores say, unless another verification says otherwise (10 frames: 0.5 s at 20 FPS,
-    longer than the background verification's interval, so a steadily verified artwork stays).
+    the scores say, unless another verification says otherwise (15 frames: 0.75 s at 20 FPS,
+    longer than the background verification's interval of 0.5 s and its lag, so a steadily
+    verified artwork stays).
     """
 
     half_life_frames: float = 1.5
@@ -55,7 +56,7 @@ class SmootherConfig:
     floor: float = 0.0
     uncertain_weight: float = 0.5
     max_tracked: int = 64
-    verified_hold_frames: int = 10
+    verified_hold_frames: int = 15
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

@@ -201,6 +201,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     break
                 verified = None
                 if background:
+                    verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
                     verifying.offer(model, frame.frame_id, pixels, [m.instance_id for m in result.matches],
                                     result.descriptor, arrival.received, keep_pairs=options.explain)
                     new = verifying.take_new()

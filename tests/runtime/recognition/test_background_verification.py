@@ -84,3 +84,17 @@ def test_a_failing_verification_is_counted_and_the_stream_goes_on():
     wait_for(lambda: stream.errors == 1)
     assert stream.latest is None and offer(stream, model, "2")
     pool.shutdown()
+
+
+def test_a_stream_that_leaves_the_box_idle_is_verified_more_often():
+    pool = VerificationPool(1)
+    stream = StreamVerification(pool, interval_s=0.5, idle_interval_s=0.2)
+    assert stream.current_interval_s == 0.5  # nothing known yet
+    for i in range(10):  # 10 FPS, 30 ms a frame: busy 30 % of the time
+        stream.record(100.0 + 0.1 * i, 30.0)
+    assert stream.busy_share < 0.5 and stream.current_interval_s == 0.2
+    for i in range(10, 40):  # 20 FPS, 48 ms a frame: busy almost all the time
+        stream.record(100.0 + 0.9 + 0.05 * (i - 9), 48.0)
+    assert stream.busy_share > 0.8 and stream.current_interval_s == 0.5
+    assert StreamVerification(pool, interval_s=0.1, idle_interval_s=0.2).idle_interval_s == 0.1  # never longer
+    pool.shutdown()

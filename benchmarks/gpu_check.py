@@ -44,10 +44,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from muselens.benchmarks import common
+from muselens.benchmarks.bounded_steps import PartFailed, PartSkipped, StepTimedOut, muselens_command, run_step
+from muselens.benchmarks.trunk_reference import measure_trunk, trunk_backbone
 from muselens.core.files import write_whole
 
 PARTS = ("trunk", "museum", "training", "export", "ort_cuda", "streams")
@@ -138,81 +138,7 @@ def _say(message: str) -> None:
     print(f"gpu-check: {message}", file=sys.stderr, flush=True)
 
 
-class PartFailed(Exception):
-    """A part that ran and did not do its job; the message is the JSON's reason, ``details`` go
-    into its record beside it."""
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.details = details or {}
-
-
-class StepTimedOut(PartFailed):
-    """A command stopped at its share of the budget."""
-
-
-class PartSkipped(Exception):
-    """A part that could not run here; the message is the JSON's reason."""
-
-
 # -- running commands -----------------------------------------------------------------------
-
-
-def muselens_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "muselens", *args]
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the child's process group (its server too), SIGKILL after 10 s."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def log_tail(log: Path, lines: int = 4) -> str:
-    try:
-        text = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    text = text[1:] if text and text[0].startswith("$ ") else text  # the command line run_logged wrote first
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
-def run_logged(argv: Sequence[str], log: Path, timeout: float) -> int | None:
-    """Run ``argv`` in its own process group with stdout and stderr to ``log``; its exit status,
-    or None when it ran past ``timeout`` seconds and was stopped."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        out.write(("$ " + " ".join(argv) + "\n").encode())
-        out.flush()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _stop_group(proc)
-            return None
-        except BaseException:
-            _stop_group(proc)
-            raise
-
-
-def run_step(argv: Sequence[str], log: Path, timeout: float, what: str) -> None:
-    """:func:`run_logged`, raising :class:`PartFailed` (with the log's last lines) unless it exits 0."""
-    shown = argv[2:] if list(argv[:2]) == [sys.executable, "-m"] else argv
-    _say(f"{what}: {' '.join(shown)} (at most {timeout:.0f} s; log {log})")
-    code = run_logged(argv, log, timeout)
-    if code is None:
-        raise StepTimedOut(f"{what} was stopped after its {timeout:.0f} s share of the budget; log ends: "
-                           f"{log_tail(log)}")
-    if code != 0:
-        raise PartFailed(f"{what} exited with status {code}; log ends: {log_tail(log)}")
 
 
 # -- the parts --------------------------------------------------------------------------------
@@ -239,96 +165,6 @@ class Context:
                               f"left, {sum(self.plan.expected_s.get(p, 0.0) for p in after):.0f} s of them kept "
                               f"for {', '.join(after) or 'nothing'}")
         return left
-
-
-def _percentile_row(ms: list[float], batch: int) -> dict[str, Any]:
-    stats = common.percentiles(ms)
-    return {"ms_per_batch": stats, "ms_per_image_p50": stats["p50"] / batch,
-            "images_per_s": 1000.0 * batch / stats["mean"]}
-
-
-def time_calls(call: Callable[[], Any], *, runs: int, warmup: int, sync: Callable[[], None]) -> list[float]:
-    """ms of each of ``runs`` calls after ``warmup`` untimed ones; ``sync`` waits for the device."""
-    for _ in range(warmup):
-        call()
-    sync()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        sync()
-        times.append((time.perf_counter() - started) * 1e3)
-    return times
-
-
-def trunk_backbone(name: str):
-    """The backbone with its ImageNet weights, or randomly initialised when they are not installed
-    (the trunk's speed does not depend on its weights); and a line saying which."""
-    from muselens.training.backbones.backbone_registry import build_backbone
-    from muselens.training.backbones.weights import WeightsError
-
-    try:
-        return build_backbone(name, pretrained=True), "imagenet"
-    except WeightsError as error:
-        return build_backbone(name, pretrained=False), f"random init ({error}); the speed does not depend on them"
-
-
-def measure_trunk(backbone, *, device: str, batch: int, hw: tuple[int, int], runs: int,
-                  warmup: int) -> dict[str, Any]:
-    """The trunk (``backbone.features``) on a ``(batch, 3, H, W)`` input: eager fp32 on any device;
-    on CUDA also eager fp16 and an fp16 CUDA graph replayed on the same static input."""
-    import copy
-
-    import torch
-    import torch.nn.functional as F
-
-    dev = torch.device(device)
-    cuda = dev.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    fp32 = backbone.to(dev).float().eval()
-    generator = torch.Generator().manual_seed(0)
-    x32 = torch.randn(batch, 3, *hw, generator=generator).to(dev)
-    rows: dict[str, Any] = {}
-    with torch.no_grad():
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(dev)
-        reference = fp32.features(x32).float()
-        rows["eager_fp32"] = _percentile_row(time_calls(lambda: fp32.features(x32), runs=runs, warmup=warmup,
-                                                        sync=sync), batch)
-        if cuda:
-            rows["eager_fp32"]["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-            fp16 = copy.deepcopy(fp32).half()
-            static = x32.half()  # the graph reads this tensor: new frames are copied into it
-            torch.cuda.reset_peak_memory_stats(dev)
-            rows["eager_fp16"] = _percentile_row(time_calls(lambda: fp16.features(static), runs=runs,
-                                                            warmup=warmup, sync=sync), batch)
-            rows["eager_fp16"]["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-            # Warm up on a side stream (cuDNN picks its algorithms there, outside the capture), then
-            # capture one forward; replay() reruns its kernels on whatever `static` holds.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    fp16.features(static)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            torch.cuda.reset_peak_memory_stats(dev)
-            with torch.cuda.graph(graph):
-                static_out = fp16.features(static)
-            rows["cuda_graph_fp16"] = _percentile_row(time_calls(graph.replay, runs=runs, warmup=warmup,
-                                                                 sync=sync), batch)
-            rows["cuda_graph_fp16"]["cuda_max_allocated_mib"] = round(
-                torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-            graph.replay()
-            sync()
-            rows["cuda_graph_fp16"]["cosine_to_fp32"] = float(
-                F.cosine_similarity(static_out.float().flatten(1), reference.flatten(1)).min())
-    base = rows["eager_fp32"]["ms_per_batch"]["p50"]
-    for row in rows.values():
-        row["speedup_vs_eager_fp32"] = base / row["ms_per_batch"]["p50"]
-    return {"device": torch.cuda.get_device_name(dev) if cuda else "cpu", "torch": torch.__version__,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "input": [batch, 3, *hw], "output": list(reference.shape), "runs": runs, "warmup": warmup, "rows": rows}
 
 
 def part_trunk(ctx: Context) -> dict[str, Any]:

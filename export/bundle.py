@@ -241,6 +241,31 @@ def _local_features(museum: MuseumDataset, skipped: SkippedImages, rows: int,
     return config, LocalFeatureStore.from_features(features, 32 if config.kind == "orb" else 128)
 
 
+def _readable(records: Sequence[ImageRecord], skipped: SkippedImages) -> list[ImageRecord]:
+    unreadable = {entry["path"] for entry in skipped.to_list()}
+    return [r for r in records if str(r.path) not in unreadable]
+
+
+def _verification_record(features: tuple[FeatureConfig, LocalFeatureStore], gallery: Gallery, museum: MuseumDataset,
+                         described: dict, skipped: SkippedImages, progress: Callable[[str], None]) -> dict[str, Any]:
+    """How much a fit weighs against the descriptor, measured on the museum's queries."""
+    from muselens.export.evidence_weight import calibrate_evidence_weight
+    from muselens.runtime.recognition.search import GallerySearch
+    from muselens.runtime.verification import ShortlistVerifier
+
+    descriptors, ids = described["queries"]
+    records = _readable(museum.queries, skipped)
+    if len(records) != len(ids):
+        raise ValueError(f"{len(records)} readable queries but {len(ids)} described; was a file changed during "
+                         "the export?")
+    verifier = ShortlistVerifier(features[1], features[0], gallery.instance_ids)
+    record = calibrate_evidence_weight(verifier, GallerySearch(gallery, "exact"), _Images(records), descriptors, ids,
+                                       progress)
+    progress(f"a fit weighs {record['evidence_weight']:g} per e-fold of inliers ({record['how']}"
+             + (f"; mP@1 by weight {record['mp_at_1_by_weight']}" if "mp_at_1_by_weight" in record else "") + ")")
+    return record
+
+
 def local_features_argument(text: str) -> FeatureConfig | None:
     """``orb``, ``rootsift`` or ``none`` as an argparse ``type``."""
     import argparse
@@ -450,6 +475,8 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             features = _local_features(museum, skipped, refs.shape[0], options.local_features)
             progress(f"local features: {len(features[1].descriptors)} in all, "
                      f"{features[1].nbytes / max(1, len(features[1])) / 1e3:.1f} KB a reference")
+        verification = (_verification_record(features, gallery, museum, described["fp32"], skipped, progress)
+                        if features is not None else None)
         progress(f"calibrating the 'no artwork' threshold: {len(museum.distractors)} distractors, "
                  f"{options.impostor_views} phone view(s) per reference, {options.non_artwork_photos} generated "
                  "photos of no artwork")
@@ -478,7 +505,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
             metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
             precisions={v: v.removesuffix(ENGINE_SUFFIX) if is_engine_variant(v) else v for v in paths},
-            reference_photos=photos, local_features=features,
+            reference_photos=photos, local_features=features, verification=verification,
         )
     archive = None
     if options.archive:

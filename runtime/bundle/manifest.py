@@ -31,6 +31,7 @@ so older manifests write back unchanged.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -57,7 +58,7 @@ LABELS_FILE = "labels.json"
 DATA_FILES = (GALLERY_FILE, LABELS_FILE)
 # Optional: every reference's local features, for geometric verification (LocalFeatureStore).
 LOCAL_FEATURES_FILE = "local_features.npz"
-OPTIONAL_FIELDS = ("local_features",)
+OPTIONAL_FIELDS = ("local_features", "verification")
 # Optional: the photo of gallery row N, which lets the service explain a match on the reference's side.
 REFERENCE_PHOTO = re.compile(r"references/(\d{5})\.jpg")
 
@@ -304,6 +305,7 @@ class Manifest:
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     local_features: FeatureConfig | None = None  # with LOCAL_FEATURES_FILE among the files
+    verification: Mapping[str, Any] | None = None  # how verification weighs a fit, measured at export
 
     __hash__ = None  # mappings inside; equality compares content
 
@@ -343,6 +345,14 @@ class Manifest:
         if self.local_features is not None and self.format_version < LOCAL_FEATURES_VERSION:
             raise ValueError(f"local features need format_version {LOCAL_FEATURES_VERSION}, "
                              f"this manifest is version {self.format_version}")
+        if self.verification is not None:
+            if self.local_features is None:
+                raise ValueError("verification settings need local features")
+            record = checks.mapping(self.verification, "verification")
+            weight = checks.number(record.get("evidence_weight"), "verification.evidence_weight", low=0, low_open=True)
+            if not math.isfinite(weight):
+                raise ValueError(f"verification.evidence_weight must be finite, got {weight}")
+            self._set("verification", freeze(record, "verification"))
         if (self.local_features is None) != (LOCAL_FEATURES_FILE not in self.files):
             raise ValueError(f"local_features and files[{LOCAL_FEATURES_FILE!r}] come together: the manifest "
                              f"has {'the file' if self.local_features is None else 'the config'} only")
@@ -423,7 +433,7 @@ class Manifest:
             elif f.name in OPTIONAL_FIELDS:
                 if value is None:
                     continue  # absent, as in every manifest written before it existed
-                value = value.to_dict()
+                value = value.to_dict() if hasattr(value, "to_dict") else value
             out[f.name] = thaw(value)
         return out
 

@@ -194,6 +194,7 @@ def write_bundle(
     muselens_version: str | None = None,
     reference_photos: Mapping[int, bytes] | None = None,
     local_features: tuple[FeatureConfig, LocalFeatureStore] | None = None,
+    verification: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a complete, verified bundle to ``out_dir`` atomically and return its path.
 
@@ -203,7 +204,8 @@ def write_bundle(
     now (UTC) and ``muselens_version`` to the installed version. ``reference_photos`` maps
     gallery rows to JPEG bytes of their photos (optional; see :func:`reference_file`).
     ``local_features`` is the config and the store of every gallery row's local features, in
-    gallery row order (optional; it lets the runtime verify a match geometrically).
+    gallery row order (optional; it lets the runtime verify a match geometrically), and
+    ``verification`` how a fit weighs against the descriptor (``{"evidence_weight": ...}``).
     """
     out = Path(out_dir)
     if not isinstance(gallery, Gallery):
@@ -230,7 +232,7 @@ def write_bundle(
         training=training, data_digest=data_digest, metrics=metrics, threshold=threshold,
         created=utc_now() if created is None else created,
         muselens_version=muselens.__version__ if muselens_version is None else muselens_version,
-        local_features=feature_config,
+        local_features=feature_config, verification=verification,
     )
     if manifest.descriptor.dim != gallery.dim:
         raise ValueError(f"descriptor dim {manifest.descriptor.dim} does not match the gallery's "

@@ -26,7 +26,7 @@ from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
 from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
                                            VerificationReport)
-from muselens.runtime.verification.shortlist import evidence
+from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
 
 STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
 
@@ -115,9 +115,10 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         if self.verifier is None and self.bundle.local_features is not None:
+            calibrated = self.bundle.manifest.verification or {}
             object.__setattr__(self, "verifier", ShortlistVerifier(
                 self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids,
-                vote=self.config.vote))
+                vote=self.config.vote, evidence_weight=calibrated.get("evidence_weight", INLIER_WEIGHT)))
         if self.explainer is None:
             object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
                                                             cache_bytes=self.config.reference_cache_bytes))
@@ -226,7 +227,8 @@ class ServedModel:
                     scores.append(float(self.search.vector(report.instance_id) @ descriptor))
                 head = [i for i in range(len(ids)) if i < self.config.shortlist or ids[i] == report.instance_id]
                 order = sorted(head, key=lambda i: (ids[i] != report.instance_id,
-                                                    -evidence(scores[i], fits.get(ids[i], 0))))
+                                                    -evidence(scores[i], fits.get(ids[i], 0),
+                                                              self.verifier.evidence_weight)))
                 order += [i for i in range(len(ids)) if i not in head]
                 ids, scores = [ids[i] for i in order], [scores[i] for i in order]
             decision = decide_verified(decision, report, self.config.uncertain_margin)

@@ -6,24 +6,20 @@ through its references most similar to the frame (``references_per_artwork`` of 
 global descriptor, or by the frame's keypoints' votes where the index of :mod:`.voting` is
 built), the frame's local features extracted once.
 
-The answer is a candidate that fits, when one does: a plane fitted by many keypoints is the
-strongest evidence there is, and a descriptor that is weak (the demo's, trained in minutes on a
-synthetic museum) ranks "hub" artworks first on frames of others. Among the candidates that fit,
-both kinds of evidence count: the descriptor score plus ``INLIER_WEIGHT * ln(1 + inliers)``
-(:func:`evidence`). The inlier count alone misleads where artworks share most of their look:
-grey-level keypoints do not see colour, so a blueberry and a vanilla yoghurt of one brand fit
-each other's photos, and on grocery-packaged "most inliers" named the wrong flavour for 17 % of
-the photos. Measured per query against the global top 5 (inliers of every candidate, then each
-rule applied offline), mP@1 descriptor / most inliers / a fit first, then most evidence (weight
-0.03) / most evidence of all, fitted or not: mcv-paintings 98.4 / 100 / 100 / 100, ukbench-250
-99.4 / 99.8 / 99.8 / 100, grocery-packaged 90.3 / 79.1 / 88.7 / 90.8. The last rule let the
-demo's hubs outscore fitted artworks (the artwork in view fitted, the answer was a hub, on 32
-of its walk frames), so a fit comes first. The report keeps the best other candidate's
-evidence, fitted or not, and the decision is "uncertain" when it comes close: two artworks
-explaining the frame almost equally well, or a descriptor that strongly disagrees with the fit.
-
-Coordinates leave here normalised (0..1 of the frame's width and height, and of the
-reference photo's for keypoint pairs), the form the API and the overlays use.
+The answer is the candidate of most evidence: its descriptor score plus, when it fits,
+``weight * ln(1 + inliers)`` (:func:`evidence`). How much a fit weighs against the descriptor
+depends on the museum, so the export measures it on the museum's own queries
+(:mod:`muselens.export.evidence_weight`) and the manifest carries it. The inlier count alone
+misleads where artworks share most of their look: grey-level keypoints do not see colour, so a
+blueberry and a vanilla yoghurt of one brand fit each other's photos, and on grocery-packaged
+"most inliers" named the wrong flavour for 17 % of the photos; there the descriptor, trained on
+the museum, should decide between two fits (weight 0.03: mP@1 91.5 served, against 86.2 with
+any fit first). A weak descriptor, as the demo's (trained in minutes on a synthetic museum),
+ranks "hub" artworks first on frames of others, and a fit must outweigh it (the artwork in view
+fitted while a hub was answered on 32 of the walk's frames at 0.03). Measured per query against
+the global top 5, mP@1 descriptor / most inliers / weight 0.03: mcv-paintings 98.4 / 100 / 100,
+ukbench-250 99.4 / 99.8 / 100, grocery-packaged 90.3 / 79.1 / 90.8. The report keeps the best
+other candidate's evidence, fitted or not, and the decision is "uncertain" when it comes close.
 """
 
 from __future__ import annotations
@@ -46,9 +42,12 @@ DEFAULT_REFERENCES_PER_ARTWORK = 2
 INLIER_WEIGHT = 0.03  # evidence of a fit, in descriptor-score units per e-fold of inliers
 
 
-def evidence(score: float, inliers: int) -> float:
+EVIDENCE_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0)  # the weights an export chooses from on the museum's queries
+
+
+def evidence(score: float, inliers: int, weight: float = INLIER_WEIGHT) -> float:
     """A candidate's combined evidence: its descriptor score, plus the fit's when it was verified."""
-    return float(score) + (INLIER_WEIGHT * math.log1p(inliers) if inliers > 0 else 0.0)
+    return float(score) + (weight * math.log1p(inliers) if inliers > 0 else 0.0)
 
 # Verification states, as the service reports them.
 VERIFIED = "verified"  # a reference of the answer fits the frame by a plausible homography
@@ -67,7 +66,7 @@ class VerificationReport:
     reference x, y, each normalised to its image (only when asked for, e.g. to draw them).
     """
 
-    state: str  # VERIFIED when a candidate fits (the answer), NOT_VERIFIED when none does
+    state: str  # of the answer: VERIFIED when it is the candidate of most evidence and it fits
     instance_id: str | None = None
     reference_row: int | None = None
     inliers: int = 0
@@ -112,7 +111,7 @@ class ShortlistVerifier:
 
     def __init__(self, store: LocalFeatureStore, features: FeatureConfig, row_ids: Sequence[str], *,
                  config: VerifyConfig = VerifyConfig(), references_per_artwork: int = DEFAULT_REFERENCES_PER_ARTWORK,
-                 vote: bool = True):
+                 vote: bool = True, evidence_weight: float = INLIER_WEIGHT):
         if len(store) != len(row_ids):
             raise ValueError(f"{len(store)} references' local features for {len(row_ids)} gallery rows")
         if not isinstance(features, FeatureConfig) or not isinstance(config, VerifyConfig):
@@ -122,6 +121,9 @@ class ShortlistVerifier:
         self.config = config
         self.row_ids = np.asarray(row_ids, dtype=str)
         self.references_per_artwork = int(references_per_artwork)
+        if not (isinstance(evidence_weight, (int, float)) and math.isfinite(evidence_weight) and evidence_weight > 0):
+            raise ValueError(f"evidence_weight must be a finite number > 0, got {evidence_weight!r}")
+        self.evidence_weight = float(evidence_weight)
         self.voter = LocalVoter(store, features, self.row_ids) if vote and len(store) else None
 
     def __len__(self) -> int:
@@ -136,7 +138,8 @@ class ShortlistVerifier:
         store = self.store.extend([extract_features(image, self.features) for image in images])
         ids = np.concatenate([self.row_ids, np.full(len(images), instance_id)])
         return ShortlistVerifier(store, self.features, ids, config=self.config,
-                                 references_per_artwork=self.references_per_artwork, vote=self.voter is not None)
+                                 references_per_artwork=self.references_per_artwork, vote=self.voter is not None,
+                                 evidence_weight=self.evidence_weight)
 
     def row_votes(self, frame: LocalFeatures) -> np.ndarray | None:
         """The frame's keypoints' votes per reference (None without a voter)."""
@@ -149,8 +152,8 @@ class ShortlistVerifier:
     def verify(self, frame: LocalFeatures, candidates: Sequence[tuple[str, float, Sequence[int]]], *,
                keep_pairs: bool = False, check: Callable[[], None] | None = None) -> VerificationReport:
         """Fit each candidate artwork ``(instance_id, descriptor score, gallery rows most similar first)``
-        into the frame; the answer is the fitted candidate of the highest combined evidence
-        (``NOT_VERIFIED`` when none fits).
+        into the frame; the answer is the candidate of the highest combined evidence, verified if it fits
+        (``NOT_VERIFIED`` when it does not, whatever the others' fits: they are listed).
 
         ``check`` is called before each fit (a cancelled call raises there).
         """
@@ -170,9 +173,12 @@ class ShortlistVerifier:
         ms = (time.perf_counter() - started) * 1e3
         if not fits:
             return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms)
-        combined = {iid: evidence(score, fits[iid][1].inliers if iid in fits else 0) for iid, score, _ in candidates}
+        combined = {iid: evidence(score, fits[iid][1].inliers if iid in fits else 0, self.evidence_weight)
+                    for iid, score, _ in candidates}
         inliers = {iid: fit.inliers for iid, (_, fit) in fits.items()}
-        instance_id = max(fits, key=lambda iid: combined[iid])  # a fit first; among fits, most evidence
+        instance_id = max(combined, key=lambda iid: (combined[iid], iid in fits))
+        if instance_id not in fits:  # a descriptor score beyond any fit's evidence: the answer is not verified
+            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, inliers_by_artwork=inliers)
         row, result = fits[instance_id]
         runner_up = max((n[1].inliers for iid, n in fits.items() if iid != instance_id), default=0)
         runner_up_evidence = max((e for iid, e in combined.items() if iid != instance_id), default=-math.inf)

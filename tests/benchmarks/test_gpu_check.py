@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from muselens.benchmarks import gpu_check
+from muselens.benchmarks import bounded_steps, gpu_check
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
@@ -149,7 +149,7 @@ def test_a_command_past_its_time_is_stopped_with_its_children(tmp_path):
     log = tmp_path / "slow.log"
     pid_file = tmp_path / "child.pid"
     started = time.monotonic()
-    code = gpu_check.run_logged(["bash", "-c", f"sleep 60 & echo $! > {pid_file}; wait"], log, timeout=1.0)
+    code = bounded_steps.run_logged(["bash", "-c", f"sleep 60 & echo $! > {pid_file}; wait"], log, timeout=1.0)
     assert code is None and time.monotonic() - started < 15
     child = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):  # the grandchild went with the group

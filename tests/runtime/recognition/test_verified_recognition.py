@@ -16,7 +16,7 @@ from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.served_model import ServedModel
 from muselens.runtime.verification import (NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
                                            VerificationReport)
-from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
+from muselens.runtime.verification.shortlist import INLIER_WEIGHT, ShortlistVerifier, evidence
 from tests.paintings import painting, photographed
 
 FRAME = (720, 960)
@@ -110,10 +110,17 @@ def test_the_answer_is_the_verified_candidate_of_most_evidence_not_of_most_inlie
     # a fit outweighs a better descriptor score...
     fitted = painted.verifier.verify(frame, [("a0", 0.6, rows["a0"]), ("a1", 0.5, rows["a1"])])
     assert fitted.instance_id == "a1" and fitted.runner_up_evidence == 0.6
-    # ...and whatever the score of one that does not fit, though that makes the answer uncertain
+    # ...up to a point: a far better score of one that does not fit outweighs it at the default weight
     outscored = painted.verifier.verify(frame, [("a0", 0.99, rows["a0"]), ("a1", 0.2, rows["a1"])])
-    assert outscored.instance_id == "a1" and outscored.runner_up_evidence == 0.99
-    assert decide_verified(Decision.ARTWORK, outscored) is Decision.UNCERTAIN
+    assert outscored.state == NOT_VERIFIED and outscored.inliers_by_artwork == {"a1": plain.inliers}
+    # ...and not where the museum's own queries measured that a fit should weigh more
+    heavy = ShortlistVerifier(painted.verifier.store, painted.verifier.features, painted.verifier.row_ids,
+                              evidence_weight=1.0, vote=False)
+    fitted_first = heavy.verify(frame, [("a0", 0.99, rows["a0"]), ("a1", 0.2, rows["a1"])])
+    assert fitted_first.instance_id == "a1" and decide_verified(Decision.ARTWORK, fitted_first) is Decision.ARTWORK
+    with pytest.raises(ValueError, match="evidence_weight must be a finite number > 0"):
+        ShortlistVerifier(painted.verifier.store, painted.verifier.features, painted.verifier.row_ids,
+                          evidence_weight=0.0, vote=False)
 
 
 def test_a_report_names_its_artwork_exactly_when_verified():

@@ -31,6 +31,8 @@ class ServiceMetrics:
         self.dropped = Counter("muselens_dropped_frames", "Stale stream frames dropped for newer ones",
                                registry=r)
         self.decisions = Counter("muselens_decisions", "Per-frame decisions", ["decision"], registry=r)
+        self.verifications = Counter("muselens_verifications", "Geometric verifications by call and outcome "
+                                     "(verified, not_verified, unavailable)", ["method", "outcome"], registry=r)
         self.active_streams = Gauge("muselens_active_streams", "Streams open now", registry=r)
         self.streams_closed = Counter("muselens_streams_refused_or_closed", "Streams the server refused (capacity) "
                                       "or closed (idle)", ["reason"], registry=r)

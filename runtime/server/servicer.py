@@ -30,6 +30,7 @@ from muselens.runtime.recognition.background_verification import (DEFAULT_INTERV
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.served_model import RecognitionResult, ServedModel
 from muselens.runtime.recognition.options import OptionsError
+from muselens.runtime.verification import NOT_REQUESTED
 from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_traceback
 from muselens.runtime.server import convert
 from muselens.runtime.server.admission import TokenAdmission
@@ -83,7 +84,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         return self._recognize_with(model, frame, options, cancel, queue_ms)[0]
 
     def _recognize_with(self, model: ServedModel, frame: pb.Frame, options, cancel: Cancellation,
-                        queue_ms: float = 0.0) -> tuple[RecognitionResult, object]:
+                        queue_ms: float = 0.0) -> tuple[RecognitionResult, np.ndarray]:
         """The result and the decoded pixels (a stream verifies them later)."""
         t0 = time.perf_counter()
         pixels = convert.image_pixels(frame.image, self.limits)
@@ -125,6 +126,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
             code = grpc.StatusCode.DEADLINE_EXCEEDED if _deadline_passed(context) else grpc.StatusCode.CANCELLED
             context.abort(code, "the call ended before recognition finished; the work was stopped")
         self.metrics.observe("Recognize", result.decision.value, result.timings_ms)
+        if result.verification.state != NOT_REQUESTED:
+            self.metrics.verifications.labels("Recognize", result.verification.state).inc()
         return convert.recognition_message(request.frame_id, result)
 
     def StreamRecognize(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
@@ -205,6 +208,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     verifying.offer(model, frame.frame_id, pixels, [m.instance_id for m in result.matches],
                                     result.descriptor, arrival.received, keep_pairs=options.explain)
                     new = verifying.take_new()
+                    if new is not None:
+                        self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()
                     if new is not None and new.report.verified and new.report.instance_id in model.labels:
                         smoother.confirm(new.report.instance_id)
                     elif new is not None and not new.report.verified:

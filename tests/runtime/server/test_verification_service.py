@@ -40,6 +40,8 @@ def test_a_unary_call_is_verified_and_says_how(painted, start_server, photo_jpeg
     off = server.stub.Recognize(frame(photo_jpeg[0], "p3", verify=pb.VERIFY_MODE_OFF), timeout=30)
     assert off.verification.state == pb.VERIFICATION_STATE_NOT_REQUESTED and not off.verification.outline
     assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).verification == "orb"
+    counted = server.server.metrics.verifications.labels("Recognize", "verified")._value.get()
+    assert counted == 2  # p1 and p2; p3 asked for none
 
 
 def test_an_unknown_verify_mode_is_refused(painted, start_server, photo_jpeg):

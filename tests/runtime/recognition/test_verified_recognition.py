@@ -166,3 +166,26 @@ def test_an_artwork_away_from_the_frames_centre_is_not_the_answer(painted):
     centred, _ = photographed(art, seed=5, frame=FRAME)
     assert painted.verifier.verify(painted.verifier.frame_features(centred),
                                    [(i, 0.5, r) for i, r in rows.items()]).instance_id == "a1"
+
+
+def test_a_call_that_ends_during_verification_stops_it(painted, photo_of_a1):
+    from muselens.runtime.engine import Cancellation, Cancelled
+
+    cancel = Cancellation()
+    checks = []
+
+    def ends_after_the_first_fit():
+        checks.append(1)
+        if len(checks) > 1:
+            cancel.cancel()
+        cancel.check()
+
+    frame = painted.verifier.frame_features(photo_of_a1[0])
+    rows = {iid: painted.search.references(iid) for iid in ("a0", "a1", "a2")}
+    with pytest.raises(Cancelled):
+        painted.verifier.verify(frame, [(i, 0.5, r) for i, r in rows.items()], check=ends_after_the_first_fit)
+    assert len(checks) == 2  # stopped before the second fit
+    cancel = Cancellation()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        painted.verify(photo_of_a1[0], ["a1"], painted.describer.describe(photo_of_a1[0]), cancel=cancel)

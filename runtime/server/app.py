@@ -29,6 +29,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from muselens.core import checks
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.background_verification import VerificationPool
@@ -96,10 +97,8 @@ class ServerConfig:
             raise ValueError(f"admin_port must be in 0..65535, got {self.admin_port}")
         if self.admin_port is not None and self.admin_port != 0 and self.admin_port == self.port:
             raise ValueError(f"admin_port must differ from port ({self.port}): admin calls get a server of their own")
-        if isinstance(self.verify_workers, bool) or not isinstance(self.verify_workers, int) or self.verify_workers < 0:
-            raise ValueError(f"verify_workers must be an int >= 0, got {self.verify_workers!r}")
-        if not self.verify_interval_s >= 0:
-            raise ValueError(f"verify_interval_s must be >= 0, got {self.verify_interval_s!r}")
+        checks.integer(self.verify_workers, "verify_workers", low=0)
+        checks.number(self.verify_interval_s, "verify_interval_s", low=0)
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:

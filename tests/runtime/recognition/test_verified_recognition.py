@@ -118,9 +118,10 @@ def test_the_answer_is_the_verified_candidate_of_most_evidence_not_of_most_inlie
                               evidence_weight=1.0, vote=False)
     fitted_first = heavy.verify(frame, [("a0", 0.99, rows["a0"]), ("a1", 0.2, rows["a1"])])
     assert fitted_first.instance_id == "a1" and decide_verified(Decision.ARTWORK, fitted_first) is Decision.ARTWORK
-    with pytest.raises(ValueError, match="evidence_weight must be a finite number > 0"):
-        ShortlistVerifier(painted.verifier.store, painted.verifier.features, painted.verifier.row_ids,
-                          evidence_weight=0.0, vote=False)
+    for bad in (0.0, float("inf")):
+        with pytest.raises(ValueError, match="evidence_weight"):
+            ShortlistVerifier(painted.verifier.store, painted.verifier.features, painted.verifier.row_ids,
+                              evidence_weight=bad, vote=False)
 
 
 def test_a_report_names_its_artwork_exactly_when_verified():

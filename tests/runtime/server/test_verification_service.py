@@ -84,3 +84,11 @@ def test_a_stream_without_verification_is_answered_from_descriptors_only(painted
     assert len(answers) == 6
     assert all(not a.HasField("verification") or a.verification.state in
                (pb.VERIFICATION_STATE_UNSPECIFIED, pb.VERIFICATION_STATE_NOT_REQUESTED) for a in answers)
+
+
+@pytest.mark.parametrize("field, value", [("verify_workers", -1), ("verify_workers", 1.5), ("verify_interval_s", -0.1)])
+def test_verification_settings_are_checked_when_the_server_is_configured(field, value):
+    from muselens.runtime.server.app import ServerConfig
+
+    with pytest.raises((ValueError, TypeError), match=field):
+        ServerConfig(**{field: value})

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from muselens.runtime.recognition.search import GallerySearch
+from muselens.runtime.recognition.served_model import verify_shortlist
 from muselens.runtime.verification import DEFAULT_SHORTLIST, ShortlistVerifier
 from muselens.runtime.verification.shortlist import EVIDENCE_WEIGHTS, INLIER_WEIGHT, evidence
 
@@ -43,16 +44,13 @@ class QueryFits:
 
 def query_fits(verifier: ShortlistVerifier, search: GallerySearch, images: Sequence[np.ndarray],
                descriptors: np.ndarray, truths: Sequence[str]) -> list[QueryFits]:
-    """Every query's candidates (shortlist and vote) with their scores and fits."""
+    """Every query's candidates (shortlist and vote) with their scores and fits, fitted as served."""
     out = []
     for image, descriptor, truth in zip(images, descriptors, truths):
         hits = search.search(descriptor, DEFAULT_SHORTLIST)
-        frame = verifier.frame_features(image)
-        voted = verifier.voted(verifier.row_votes(frame), hits.instance_ids)
-        ids = [*hits.instance_ids, *voted]
+        report = verify_shortlist(verifier, search, image, hits.instance_ids, descriptor)
+        ids = [*hits.instance_ids, *report.voted]
         scores = {iid: float(search.vector(iid) @ descriptor) for iid in ids}
-        candidates = [(iid, scores[iid], search.references(iid)) for iid in ids]
-        report = verifier.verify(frame, candidates)
         out.append(QueryFits(str(truth), scores, dict(report.inliers_by_artwork)))
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +58,27 @@ class RecognitionResult:
     @property
     def best(self) -> Match | None:
         return self.matches[0] if self.matches else None
+
+
+def verify_shortlist(verifier: ShortlistVerifier, search: GallerySearch, image: np.ndarray,
+                     instance_ids: Sequence[str], descriptor: np.ndarray, *, keep_pairs: bool = False,
+                     check: Callable[[], None] | None = None) -> VerificationReport:
+    """Fit the artworks of ``instance_ids`` (the descriptor's shortlist, best first) and those the
+    frame's keypoints vote for into the RGB frame ``image``: what the service does, and what the
+    export measures the evidence weight with. Each artwork is tried through its references in the
+    order of the frame's votes for them, then of their similarity to ``descriptor``."""
+    frame = verifier.frame_features(image)
+    row_votes = verifier.row_votes(frame)
+    voted = verifier.voted(row_votes, instance_ids)
+    candidates = []
+    for instance_id in [*instance_ids, *voted]:
+        rows = search.references(instance_id)
+        similarity = search.gallery.descriptors[rows] @ descriptor
+        order = np.lexsort((-similarity, -row_votes[rows])) if row_votes is not None else \
+            np.argsort(-similarity, kind="stable")
+        candidates.append((instance_id, float(search.vector(instance_id) @ descriptor), rows[order]))
+    report = verifier.verify(frame, candidates, keep_pairs=keep_pairs, check=check)
+    return replace(report, voted=tuple(voted)) if voted else report
 
 
 @dataclass(frozen=True)
@@ -257,20 +278,8 @@ class ServedModel:
             return NO_FEATURES
         if cancel is not None:
             cancel.check()
-        frame = self.verifier.frame_features(image)
-        row_votes = self.verifier.row_votes(frame)
-        voted = self.verifier.voted(row_votes, instance_ids)
-        candidates = []
-        for instance_id in [*instance_ids, *voted]:
-            rows = self.search.references(instance_id)
-            similarity = self.search.gallery.descriptors[rows] @ descriptor
-            # the references the frame's keypoints voted for first, then the descriptor's choice
-            order = np.lexsort((-similarity, -row_votes[rows])) if row_votes is not None else \
-                np.argsort(-similarity, kind="stable")
-            candidates.append((instance_id, float(self.search.vector(instance_id) @ descriptor), rows[order]))
-        report = self.verifier.verify(frame, candidates, keep_pairs=keep_pairs,
-                                      check=cancel.check if cancel is not None else None)
-        return replace(report, voted=tuple(voted)) if voted else report
+        return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor, keep_pairs=keep_pairs,
+                                check=cancel.check if cancel is not None else None)
 
     # -- enrolment ------------------------------------------------------------------------
 

@@ -70,10 +70,6 @@ class LocalVoter:
         """Votes per artwork (its references' votes summed)."""
         return artwork_votes(self.row_ids, self.row_votes(frame))
 
-    def candidates(self, frame: LocalFeatures, exclude: Sequence[str] = (), count: int = DEFAULT_VOTED) -> list[str]:
-        """The ``count`` artworks with most votes (at least :data:`MIN_VOTES`), leaving out ``exclude``."""
-        return top_voted(self.votes(frame), exclude, count)
-
 
 def artwork_votes(row_ids: np.ndarray, row_votes: np.ndarray) -> dict[str, int]:
     names, inverse = np.unique(row_ids, return_inverse=True)

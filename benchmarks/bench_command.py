@@ -30,6 +30,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                   "kill the server mid-stream and restart it: how long the camera stream stays dark"),
     "verification": ("muselens.benchmarks.verification_scale",
                      "geometric verification by museum size: local features' memory per reference, cost per query"),
+    "inference-settings": ("muselens.benchmarks.inference_settings",
+                           "ONNX Runtime settings, variants and sizes measured: optimisation, threads, spinning, "
+                           "arena; throughput with several inferences in flight"),
     "abuse": ("muselens.benchmarks.abuse",
               "every attack of issue 23, bounded, on loopback: statuses, server CPU and RSS, a good client's p99"),
 }

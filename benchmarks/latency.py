@@ -15,7 +15,11 @@ For every size (the recognition short side) and every backend it measures, on th
 * ``stream``: ``StreamRecognize`` in closed loop (the next frame leaves only after the previous
   answer), so nothing is dropped and every latency is one frame's. Verification runs beside it as
   the server does by default (in the background, at low priority); the mode also reports how
-  many frames were verified and how old each verification was when it reached the stream.
+  many frames were verified and how old each verification was when it reached the stream;
+* ``stream_baseline``: the same against the stream as served before pipelining and reduced JPEG
+  decoding (``muselens serve --pipeline off --reduced-decode off``): what those levers gained, in
+  the same run. (In closed loop there is no next frame to prepare during an inference, so the
+  difference is the decoding's.)
 
 ``inprocess``, ``heatmap`` and ``unary`` turn verification off, so that they measure the
 descriptor path as before verification existed.
@@ -29,6 +33,7 @@ captured once as a CUDA graph and replayed on a device-resident input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import queue
 import sys
 import threading
@@ -42,7 +47,7 @@ import numpy as np
 from muselens.benchmarks import common
 from muselens.benchmarks.load import csv_ints, csv_names, fps, load_frames, recognition_timings, summarise
 
-MODES = ("inprocess", "verified", "unary", "stream", "heatmap")
+MODES = ("inprocess", "verified", "unary", "stream", "stream_baseline", "heatmap")
 DEFAULT_SIZES = (224, 320, 448)
 HIST_PLOT = "latency_hist.png"
 STAGE_PLOT = "stages.png"
@@ -66,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5,
                         help="unmeasured frames before each mode (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
-    parser.add_argument("--variant", default=None, help="model variant (default: the bundle's default)")
+    parser.add_argument("--variant", default="auto",
+                        help="model variant, as muselens serve's --variant: a name, 'default' or 'auto' (the "
+                             "default: what serve chooses, the fastest here within 0.5 mP@1 points of fp32)")
     parser.add_argument("--verify-interval", type=float, default=0.5,
                         help="seconds between the stream's background verifications, as serve's flag "
                              "(default: %(default)s)")
@@ -111,9 +118,10 @@ def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: b
     stages = ("decode", "preprocess", "inference", "match", *(("verify",) if verify else ()),
               *(("heatmap",) if explain else ()))
     out: dict[str, list[float]] = {s: [] for s in (*stages, "e2e")}
+    need = model.decode_need(verify=verify)  # decoded no larger than the call needs, as the service does
     for i, data in enumerate(_sequence(frames, warmup)):
         t0 = time.perf_counter()
-        pixels = decode_encoded(data)
+        pixels = decode_encoded(data, at_least=need)
         t1 = time.perf_counter()
         result = model.recognize(pixels, options, timings_ms={"decode": (t1 - t0) * 1e3})
         e2e = (time.perf_counter() - t0) * 1e3
@@ -340,7 +348,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         manifest = bundle.manifest
         bundle_info = {"name": manifest.name, "bundle_version": manifest.bundle_version,
                        "backbone": manifest.backbone, "short_side": manifest.descriptor.short_side,
-                       "variant": args.variant or manifest.default_variant}
+                       "variant": manifest.default_variant if args.variant in (None, "default") else args.variant}
     frames, source = load_frames(args.data, args.frames, seed=args.seed)
     pixels = [decode_encoded(f) for f in dict.fromkeys(frames)]
     frame_hw = sorted({tuple(p.shape[:2]) for p in pixels})
@@ -350,7 +358,8 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         for size in args.sizes:
             _progress(f"latency: {backend} at short side {size}")
             try:
-                model = ServedModel.load(args.bundle, ServingConfig(backend=backend, variant=args.variant,
+                variant = None if args.variant == "default" else args.variant
+                model = ServedModel.load(args.bundle, ServingConfig(backend=backend, variant=variant,
                                                                     threads=args.threads, short_side=size))
             except BackendUnavailable as exc:
                 skipped.append({"backend": backend, "size": size, "reason": str(exc)})
@@ -374,18 +383,23 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                     values = measure_inprocess(model, frames, args.warmup, explain=mode == "heatmap",
                                                verify=mode == "verified")
                     entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
-                grpc_modes = [m for m in MODES if m in args.modes and m in ("unary", "stream")]
-                if grpc_modes:
-                    server = MuselensServer(ModelHolder(model), ServerConfig(
-                        host="127.0.0.1", port=0, verify_interval_s=args.verify_interval)).start()
+                entry["variant"] = model.variant
+                if model.variant_choice is not None:
+                    entry["variant_choice"] = model.variant_choice.to_dict()
+                for mode in [m for m in MODES if m in args.modes and m in ("unary", "stream", "stream_baseline")]:
+                    baseline = mode == "stream_baseline"
+                    served = dataclasses.replace(model, config=dataclasses.replace(model.config, reduced_decode=False)) \
+                        if baseline else model
+                    server = MuselensServer(ModelHolder(served), ServerConfig(
+                        host="127.0.0.1", port=0, verify_interval_s=args.verify_interval,
+                        pipeline=not baseline)).start()
                     try:
                         with MuselensClient(f"127.0.0.1:{server.port}") as client:
                             client.wait_ready()
-                            for mode in grpc_modes:
-                                _progress(f"  {mode}")
-                                measure = measure_unary if mode == "unary" else measure_stream
-                                values = measure(client, frames, args.warmup)
-                                entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
+                            _progress(f"  {mode}")
+                            measure = measure_unary if mode == "unary" else measure_stream
+                            values = measure(client, frames, args.warmup)
+                            entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
                     finally:
                         server.stop(0)
                 results.append(entry)
@@ -402,6 +416,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                                           for e in results if str(e["size"]) == size}
     else:
         _progress(f"  skipped: {reference['reason']}")
+    bundle_info["variant"] = results[0].get("variant", bundle_info["variant"])
     return {"bundle": bundle_info, "default_size": default_size(args.sizes, bundle_info["short_side"]),
             "settings": {"sizes": list(args.sizes), "backends": requested,
                          "modes": [m for m in MODES if m in args.modes],
@@ -462,9 +477,16 @@ def markdown(folder: Path, data: dict) -> str:
              "Stage cells: p50 ms (ratio to the bare inference p50 of the same size and backend). `bare` is the "
              "engine alone on the pre-resized frame; `transport` is the client's end-to-end time minus the "
              "server's total; `unary` and `stream` call a server started in the benchmark's process on port 0, "
-             "`stream` in closed loop (no drops); FPS = 1000 / mean end-to-end ms.", "",
+             "`stream` in closed loop (no drops); `stream_baseline` the same stream served as before "
+             "pipelining and reduced JPEG decoding; FPS = 1000 / mean end-to-end ms.", "",
              *table(data), ""]
     for entry in data["results"]:
+        choice = entry.get("variant_choice")
+        if choice and choice.get("latency_ms"):
+            timed = ", ".join(f"{v} {ms:.1f} ms" for v, ms in sorted(choice["latency_ms"].items(), key=lambda kv: kv[1]))
+            left = "; ".join(f"{v}: {why}" for v, why in choice.get("excluded", {}).items())
+            lines.append(f"- {entry['size']} {entry['backend']}: variant {entry['variant']} chosen as serve does "
+                         f"({timed}){'; not eligible: ' + left if left else ''}")
         age = entry["modes"].get("stream", {}).get("stages", {}).get("verification_age")
         if age and age.get("count"):
             work = entry["modes"]["stream"]["stages"]["background_verify"]

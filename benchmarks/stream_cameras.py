@@ -89,6 +89,13 @@ def run_camera(camera: Camera, address: str, token: str | None, frames: Sequence
         client.close()
 
 
+def share_spread(fps_per_stream: list[float]) -> float:
+    """How unfairly the server shares itself: the largest distance of one stream's achieved FPS
+    from the streams' mean, as a fraction of the mean (0: all alike; 1.0: one stream starved)."""
+    mean = sum(fps_per_stream) / len(fps_per_stream) if fps_per_stream else 0.0
+    return max(abs(f - mean) for f in fps_per_stream) / mean if mean > 0 else 1.0
+
+
 def run_streams(address: str, token: str | None, frames: Sequence[bytes], n: int, *, rate: float, warmup: float,
                 duration: float, seed: int, server_pid: int | None) -> dict[str, Any]:
     """N cameras for ``warmup + duration`` seconds; the run's numbers."""
@@ -136,6 +143,7 @@ def run_streams(address: str, token: str | None, frames: Sequence[bytes], n: int
             "achieved_fps_per_stream": {"min": min(p["achieved_fps"] for p in per_stream),
                                         "mean": answered / duration / n,
                                         "max": max(p["achieved_fps"] for p in per_stream)},
+            "share_spread": share_spread([p["achieved_fps"] for p in per_stream]),
             "sent_measured": sent, "answered_measured": answered,
             "unanswered_measured": sent - answered, "drop_rate": (sent - answered) / sent if sent else 0.0,
             "server_dropped_total": sum(c.server_dropped for c in cameras),

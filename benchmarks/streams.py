@@ -53,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="the server's inference threads (default: backend's)")
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                         help="the served backend (default: %(default)s)")
-    parser.add_argument("--variant", default=None, help="model variant to serve (default: the bundle's default)")
+    parser.add_argument("--variant", default="auto",
+                        help="model variant to serve, as muselens serve's --variant (default: auto, what serve "
+                             "chooses)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also measure the same cameras against the server as it was before pipelining "
+                             "(--pipeline off --reduced-decode off, the bundle's default variant): the speed-ups "
+                             "are printed against it")
     parser.add_argument("--workers", type=int, default=None,
                         help="the server's concurrent calls (default: the largest N + 8, at least 16; "
                              "every open stream holds one)")
@@ -90,6 +96,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.inference_slots is not None and args.server is not None:
         raise ValueError("--inference-slots configures the server started here, not a running one (--server)")
+    if args.baseline and args.server is not None:
+        raise ValueError("--baseline starts a second server here; it cannot be used with --server")
 
 
 def bare_baseline(bundle: Path, frames: Sequence[bytes], args: argparse.Namespace) -> dict[str, Any]:
@@ -101,14 +109,15 @@ def bare_baseline(bundle: Path, frames: Sequence[bytes], args: argparse.Namespac
     from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
 
     try:
-        model = ServedModel.load(bundle, ServingConfig(backend=args.backend, variant=args.variant,
+        model = ServedModel.load(bundle, ServingConfig(backend=args.backend,
+                                                       variant=None if args.variant == "default" else args.variant,
                                                        threads=args.threads))
     except BackendUnavailable as exc:
         return {"unavailable": str(exc)}
     try:
         resized = [model.describer.resize(decode_encoded(f)) for f in frames]
         values = measure_bare(model.describer, [resized[i % len(resized)] for i in range(30)], warmup=3)
-        return {"backend": args.backend, "short_side": model.describer.short_side,
+        return {"backend": args.backend, "variant": model.variant, "short_side": model.describer.short_side,
                 "input_hw": [list(hw) for hw in sorted({tuple(r.shape[:2]) for r in resized})],
                 "where": "on this machine" + (" (the client's, not --server's)" if args.server else ""),
                 **common.percentiles(values["inference"])}
@@ -133,15 +142,65 @@ def _bundle_info(address: str, token: str | None) -> Any:
                                f"{exc.details()}") from None
 
 
-def server_process(args: argparse.Namespace, workers: int) -> ServerProcess:
+# The serving path before issue 22: one frame after another, each decoded in full, the default variant.
+BASELINE_SERVE_ARGS = ("--pipeline", "off", "--reduced-decode", "off")
+
+
+def server_process(args: argparse.Namespace, workers: int, baseline: bool = False) -> ServerProcess:
     """``muselens serve`` for this run: the backend, variant and thread count asked for, and one
-    worker per camera plus headroom (every open stream holds one)."""
+    worker per camera plus headroom (every open stream holds one); as it was before pipelining
+    and reduced decoding when ``baseline``."""
     extra = ["--backend", args.backend, "--workers", str(workers)]
-    if args.variant is not None:
+    if baseline:
+        extra += [*BASELINE_SERVE_ARGS, "--variant", "default"]
+    elif args.variant is not None:
         extra += ["--variant", args.variant]
-    if args.inference_slots is not None:
+    if args.inference_slots is not None and not baseline:
         extra += ["--inference-slots", str(args.inference_slots)]
     return ServerProcess(args.bundle, threads=args.threads, extra=tuple(extra))
+
+
+def _measure_server(args: argparse.Namespace, frames: Sequence[bytes], token: str | None,
+                    baseline: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every N of cameras against one server (started here unless ``--server``): its record and runs."""
+    runs: list[dict[str, Any]] = []
+    record: dict[str, Any] = {}
+    serve: ServerProcess | None = None
+    label = "baseline " if baseline else ""
+    try:
+        if args.server is None:
+            workers = args.workers or max(16, max(args.streams) + 8)
+            serve = server_process(args, workers, baseline)
+            command = "muselens " + " ".join(serve.command()[3:])
+            print(f"streams: starting {label}{command}", file=sys.stderr, flush=True)
+            serve.start(timeout=SERVER_START_S)
+            address = serve.address
+            record.update(started_here=True, command=command, banner=serve.banner, workers=workers)
+        else:
+            address = args.server
+            record.update(started_here=False, address=address)
+        info = _bundle_info(address, token)
+        record["bundle"] = {"name": info.name, "bundle_version": info.bundle_version,
+                            "backbone": info.backbone, "variant": info.variant, "backend": info.backend,
+                            "variant_choice": info.variant_choice}
+        for n in args.streams:
+            print(f"streams: {label}{n} camera(s) at {args.fps:g} fps for {args.warmup:g} + {args.duration:g} s",
+                  file=sys.stderr, flush=True)
+            run = run_streams(address, token, frames, n, rate=args.fps, warmup=args.warmup, duration=args.duration,
+                              seed=args.seed, server_pid=serve.pid if serve else None)
+            runs.append(run)
+            for failure in run["failures"]:
+                print(f"streams: {label}{n} camera(s): {failure}", file=sys.stderr, flush=True)
+            if serve is not None and serve.process is not None and serve.process.poll() is not None:
+                raise RuntimeError(f"the server exited (status {serve.process.returncode}) during the run with "
+                                   f"{n} streams; its log ends: {serve.log_tail()}")
+    finally:
+        if serve is not None:
+            code = serve.stop()
+            serve.close_log()
+            record["shutdown"] = {"stopped": serve.stopped_by, "exit_code": code}
+            print(f"streams: {label}server stopped ({record['shutdown']})", file=sys.stderr, flush=True)
+    return record, runs
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -152,47 +211,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     bare = bare_baseline(args.bundle, frames, args) if args.bundle is not None else \
         {"unavailable": "no BUNDLE given with --server"}
     token = read_token(args.token_file) if args.token_file else None
-    runs = []
-    server_record: dict[str, Any] = {}
-    serve: ServerProcess | None = None
-    try:
-        if args.server is None:
-            workers = args.workers or max(16, max(args.streams) + 8)
-            serve = server_process(args, workers)
-            command = "muselens " + " ".join(serve.command()[3:])
-            print(f"streams: starting {command}", file=sys.stderr, flush=True)
-            serve.start(timeout=SERVER_START_S)
-            address = serve.address
-            server_record.update(started_here=True, command=command, banner=serve.banner, workers=workers)
-        else:
-            address = args.server
-            server_record.update(started_here=False, address=address)
-        info = _bundle_info(address, token)
-        server_record["bundle"] = {"name": info.name, "bundle_version": info.bundle_version,
-                                   "backbone": info.backbone, "variant": info.variant, "backend": info.backend}
-        for n in args.streams:
-            print(f"streams: {n} camera(s) at {args.fps:g} fps for {args.warmup:g} + {args.duration:g} s",
-                  file=sys.stderr, flush=True)
-            run = run_streams(address, token, frames, n, rate=args.fps, warmup=args.warmup, duration=args.duration,
-                              seed=args.seed, server_pid=serve.pid if serve else None)
-            runs.append(run)
-            for failure in run["failures"]:
-                print(f"streams: {n} camera(s): {failure}", file=sys.stderr, flush=True)
-            if serve is not None and serve.process is not None and serve.process.poll() is not None:
-                raise RuntimeError(f"the server exited (status {serve.process.returncode}) during the run with "
-                                   f"{n} streams; its log ends: {serve.log_tail()}")
-    finally:
-        if serve is not None:
-            code = serve.stop()
-            serve.close_log()
-            server_record["shutdown"] = {"stopped": serve.stopped_by, "exit_code": code}
-            print(f"streams: server stopped ({server_record['shutdown']})", file=sys.stderr, flush=True)
-    return {"server": server_record,
-            "settings": {"streams": list(args.streams), "fps": args.fps, "duration_s": args.duration,
-                         "warmup_s": args.warmup, "threads": args.threads, "backend": args.backend,
-                         "inference_slots": args.inference_slots,
-                         "frame_source": source},
-            "bare": bare, "runs": runs}
+    server_record, runs = _measure_server(args, frames, token)
+    payload = {"server": server_record,
+               "settings": {"streams": list(args.streams), "fps": args.fps, "duration_s": args.duration,
+                            "warmup_s": args.warmup, "threads": args.threads, "backend": args.backend,
+                            "inference_slots": args.inference_slots,
+                            "frame_source": source},
+               "bare": bare, "runs": runs}
+    if args.baseline:
+        record, baseline_runs = _measure_server(args, frames, token, baseline=True)
+        payload["baseline"] = {"server": record, "runs": baseline_runs,
+                               "what": "the server before pipelining and reduced decoding: "
+                                       + " ".join(BASELINE_SERVE_ARGS) + ", the bundle's default variant"}
+    return payload
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 the RESULTS.md section and the curve of achieved FPS and p99 against the number of streams.
 
 The targets (reported, never asserted): on 2 CPU cores, streaming p50 within 1.15x of bare ONNX
-Runtime inference and >= 25 FPS at the default size; on an H100, >= 64 concurrent 30-FPS streams
-with p99 < 50 ms."""
+Runtime inference, >= 25 FPS for one stream at the default size, and with 4 cameras >= 1.1x the
+answered frames of the server before pipelining (measured in the same run with ``--baseline``),
+each stream's share within 20 % of the mean; on an H100, >= 64 concurrent 30-FPS streams with
+p99 < 50 ms."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ SUSTAINED = 0.95  # a run keeps up when it answers at least this share of the fr
 CPU_LATENCY_RATIO = 1.15
 CPU_FPS = 25.0
 GPU_STREAMS, GPU_FPS, GPU_P99_MS = 64, 30.0, 50.0
+CAMERAS, CAMERAS_GAIN, FAIR_SPREAD = 4, 1.1, 0.2
 
 
 # -- targets --------------------------------------------------------------------------------
@@ -90,9 +93,15 @@ def evaluate_targets(data: Mapping[str, Any], latency: tuple[str, dict] | None) 
     t["verdict"] = "MET" if t["value"] is not None and t["value"] <= CPU_LATENCY_RATIO else "MISSED"
     targets.append(t)
 
-    # 2. CPU: >= 25 FPS at the default size.
-    t = {"target": f"2 CPU cores: >= {CPU_FPS:g} FPS at the default size", "this_machine": on_cpu2}
-    if entry and "stream" in entry["modes"]:
+    # 2. CPU: >= 25 FPS for one stream at the default size: a camera sending faster than that
+    # (open loop, this run) where there is one, else the latency bench's closed-loop stream.
+    t = {"target": f"2 CPU cores: >= {CPU_FPS:g} FPS for one stream at the default size", "this_machine": on_cpu2}
+    one = next((r for r in runs if r["streams"] == 1 and r["offered_fps_per_stream"] >= CPU_FPS), None)
+    if one is not None:
+        value = one["achieved_fps_total"]
+        t.update(value=value, measured=f"{value:.1f} FPS answered of {one['offered_fps_total']:g} offered",
+                 source="this run, 1 stream (open loop)", breakdown=_breakdown(one["stages_ms"]))
+    elif entry and "stream" in entry["modes"]:
         value = entry["modes"]["stream"]["fps"]
         t.update(value=value, measured=f"{value:.1f} FPS",
                  source=f"latency bench {latency[0]}, closed-loop stream at short side {entry['size']}",
@@ -108,7 +117,26 @@ def evaluate_targets(data: Mapping[str, Any], latency: tuple[str, dict] | None) 
     t["verdict"] = "MET" if t["value"] is not None and t["value"] >= CPU_FPS else "MISSED"
     targets.append(t)
 
-    # 3. H100: >= 64 concurrent 30-FPS streams with p99 < 50 ms.
+    # 3. CPU: 4 cameras, >= 1.1x the answered frames of the server before pipelining, fair shares.
+    t = {"target": f"2 CPU cores: {CAMERAS} cameras answered >= {CAMERAS_GAIN:g}x the frames of the server before "
+                   f"pipelining (same run), each stream within {FAIR_SPREAD:.0%} of the mean",
+         "this_machine": on_cpu2}
+    four = next((r for r in runs if r["streams"] == CAMERAS), None)
+    before = next((r for r in data.get("baseline", {}).get("runs", []) if r["streams"] == CAMERAS), None)
+    if four is not None and before is not None and before["achieved_fps_total"] > 0:
+        gain = four["achieved_fps_total"] / before["achieved_fps_total"]
+        spread = four.get("share_spread", 1.0)
+        t.update(value=(gain, spread), measured=f"{four['achieved_fps_total']:.1f} FPS against "
+                                               f"{before['achieved_fps_total']:.1f} ({gain:.2f}x); shares within "
+                                               f"{spread:.0%} of the mean",
+                 source="this run and its --baseline server", breakdown=_breakdown(four["stages_ms"]))
+        t["verdict"] = "MET" if gain >= CAMERAS_GAIN and spread <= FAIR_SPREAD else "MISSED"
+    else:
+        t.update(value=None, measured=f"not measured (needs {CAMERAS} streams, with --baseline)", source="-",
+                 verdict="MISSED")
+    targets.append(t)
+
+    # 4. H100: >= 64 concurrent 30-FPS streams with p99 < 50 ms.
     t = {"target": f"H100: >= {GPU_STREAMS} concurrent {GPU_FPS:g}-FPS streams with p99 < {GPU_P99_MS:g} ms",
          "this_machine": on_h100}
     at_rate = [r for r in runs if r["offered_fps_per_stream"] >= GPU_FPS]
@@ -143,28 +171,37 @@ def _gpu(run: Mapping[str, Any]) -> str:
 
 
 def table(data: Mapping[str, Any]) -> list[str]:
-    rows = ["| streams | offered FPS | achieved FPS total | per stream min / mean | e2e ms p50 / p99 | "
-            "unanswered (rate) | server-dropped | errors / failed streams | server CPU (of one core) | GPU util |",
-            "|" + "---|" * 10]
-    for r in data["runs"]:
-        lat = r["latency_ms"]
-        latency = f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat.get("count") else "-"
-        per = r["achieved_fps_per_stream"]
-        rows.append(f"| {r['streams']} | {r['offered_fps_total']:g} | {r['achieved_fps_total']:.1f} | "
-                    f"{per['min']:.1f} / {per['mean']:.1f} | {latency} | {r['unanswered_measured']} "
-                    f"({r['drop_rate']:.0%}) | {r['server_dropped_total']} | {r['errors']} / {len(r['failures'])} | "
-                    f"{_cpu(r)} | {_gpu(r)} |")
+    """One row per N (and per N of the --baseline server, with this server's gain over it)."""
+    baseline = {r["streams"]: r for r in data.get("baseline", {}).get("runs", [])}
+    rows = ["| server | streams | offered FPS | achieved FPS total | vs baseline | per stream min / mean / max | "
+            "share spread | e2e ms p50 / p99 | unanswered (rate) | server-dropped | errors / failed streams | "
+            "server CPU (of one core) | GPU util |",
+            "|" + "---|" * 13]
+    for label, runs in (("this", data["runs"]), ("baseline", list(baseline.values()))):
+        for r in runs:
+            lat = r["latency_ms"]
+            latency = f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat.get("count") else "-"
+            per = r["achieved_fps_per_stream"]
+            before = baseline.get(r["streams"]) if label == "this" else None
+            gain = f"{r['achieved_fps_total'] / before['achieved_fps_total']:.2f}x" \
+                if before and before["achieved_fps_total"] > 0 else "-"
+            spread = f"{r['share_spread']:.0%}" if "share_spread" in r else "-"
+            rows.append(f"| {label} | {r['streams']} | {r['offered_fps_total']:g} | {r['achieved_fps_total']:.1f} | "
+                        f"{gain} | {per['min']:.1f} / {per['mean']:.1f} / {per.get('max', per['mean']):.1f} | "
+                        f"{spread} | {latency} | {r['unanswered_measured']} ({r['drop_rate']:.0%}) | "
+                        f"{r['server_dropped_total']} | {r['errors']} / {len(r['failures'])} | {_cpu(r)} | {_gpu(r)} |")
     return rows
 
 
 def stage_table(data: Mapping[str, Any]) -> list[str]:
-    """Per N, the server-reported stage p50 / p99 (ms) of the measured answers."""
+    """Per server and N, the server-reported stage p50 / p99 (ms) of the measured answers."""
     stages = [s for s in STAGES if s != "heatmap"]
-    rows = ["| streams | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
-    for r in data["runs"]:
-        cells = [f"{r['stages_ms'][s]['p50']:.1f} / {r['stages_ms'][s]['p99']:.1f}"
-                 if r["stages_ms"].get(s, {}).get("count") else "-" for s in stages]
-        rows.append(f"| {r['streams']} | " + " | ".join(cells) + " |")
+    rows = ["| server | streams | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 2)]
+    for label, runs in (("this", data["runs"]), ("baseline", data.get("baseline", {}).get("runs", []))):
+        for r in runs:
+            cells = [f"{r['stages_ms'][s]['p50']:.1f} / {r['stages_ms'][s]['p99']:.1f}"
+                     if r["stages_ms"].get(s, {}).get("count") else "-" for s in stages]
+            rows.append(f"| {label} | {r['streams']} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -173,15 +210,22 @@ def markdown(folder: Path, data: dict) -> str:
     b = server.get("bundle", {})
     where = f"server `{server['command']}`" if server.get("started_here") else f"server at {server.get('address')}"
     bare = data.get("bare", {})
-    bare_line = (f"Bare {bare['backend']} inference at short side {bare['short_side']} "
+    bare_line = (f"Bare {bare['backend']} inference{' of ' + bare['variant'] if bare.get('variant') else ''} at short side {bare['short_side']} "
                  f"({', '.join(f'{h}x{w}' for h, w in bare['input_hw'])}), measured {bare['where']} before the run: "
                  f"p50 {bare['p50']:.1f} ms, p99 {bare['p99']:.1f} ms." if bare.get("count")
                  else f"Bare inference: {bare.get('unavailable', 'not measured')}.")
+    base = data.get("baseline")
+    base_line = [f"Baseline: {base['what']}; `{base['server'].get('command')}`, variant "
+                 f"{base['server'].get('bundle', {}).get('variant')}.", ""] if base else []
+    choice = b.get("variant_choice")
     lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]) + ".", "",
              f"Bundle `{b.get('name')}` {b.get('bundle_version')} ({b.get('backbone')}, {b.get('variant')}, "
              f"{b.get('backend')}); {where}. Each camera: its own connection and stream, {s['fps']:g} fps open loop, "
              f"{s['warmup_s']:g} s warm-up then {s['duration_s']:g} s measured; frames: {s['frame_source']}.", "",
+             *([f"The server's choice: {choice}.", ""] if choice else []), *base_line,
              bare_line, "", *table(data), "",
+             "Share spread = the largest distance of one stream's answered FPS from the streams' mean, as a share "
+             "of the mean.", "",
              "Unanswered = frames sent in the measured window that got no answer (latest frame wins dropped "
              "them); server-dropped = the server's `dropped_frames` count over the whole run.", "",
              "Server stage timings, p50 / p99 ms:", "", *stage_table(data), ""]

@@ -310,7 +310,7 @@ class GetBundleInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BundleInfo(_message.Message):
-    __slots__ = ("name", "bundle_version", "backbone", "variant", "backend", "artworks", "reference_images", "enrolled_images", "threshold", "threshold_calibrated", "descriptor_dim", "short_side", "created", "metrics", "search", "verification")
+    __slots__ = ("name", "bundle_version", "backbone", "variant", "backend", "artworks", "reference_images", "enrolled_images", "threshold", "threshold_calibrated", "descriptor_dim", "short_side", "created", "metrics", "search", "verification", "variant_choice")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -334,6 +334,7 @@ class BundleInfo(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_CHOICE_FIELD_NUMBER: _ClassVar[int]
     name: str
     bundle_version: str
     backbone: str
@@ -350,7 +351,8 @@ class BundleInfo(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     search: str
     verification: str
-    def __init__(self, name: _Optional[str] = ..., bundle_version: _Optional[str] = ..., backbone: _Optional[str] = ..., variant: _Optional[str] = ..., backend: _Optional[str] = ..., artworks: _Optional[int] = ..., reference_images: _Optional[int] = ..., enrolled_images: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_calibrated: _Optional[bool] = ..., descriptor_dim: _Optional[int] = ..., short_side: _Optional[int] = ..., created: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., search: _Optional[str] = ..., verification: _Optional[str] = ...) -> None: ...
+    variant_choice: str
+    def __init__(self, name: _Optional[str] = ..., bundle_version: _Optional[str] = ..., backbone: _Optional[str] = ..., variant: _Optional[str] = ..., backend: _Optional[str] = ..., artworks: _Optional[int] = ..., reference_images: _Optional[int] = ..., enrolled_images: _Optional[int] = ..., threshold: _Optional[float] = ..., threshold_calibrated: _Optional[bool] = ..., descriptor_dim: _Optional[int] = ..., short_side: _Optional[int] = ..., created: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., search: _Optional[str] = ..., verification: _Optional[str] = ..., variant_choice: _Optional[str] = ...) -> None: ...
 
 class LoadBundleRequest(_message.Message):
     __slots__ = ("path", "variant")

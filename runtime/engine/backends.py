@@ -36,6 +36,12 @@ DEFAULT_BACKEND = "ort-cpu"
 # It is address space, not memory: pages count only once a run has used them.
 CPU_ARENA_FIRST_REGION_BYTES = 256 * 1024 * 1024
 
+# ONNX Runtime's graph optimisation levels by name (``bench inference-settings`` measures them).
+OPTIMISATION_LEVELS = ("disabled", "basic", "extended", "all")
+# Where a CPU session's activations live: the process's shared arena (above), the session's own
+# arena (ORT's default), or plain malloc per run.
+CPU_ARENAS = ("shared", "session", "none")
+
 _cpu_arena_lock = threading.Lock()
 _cpu_arena_registered = False
 
@@ -112,7 +118,12 @@ class OrtBackend:
     """An ONNX Runtime session on the requested execution provider, or an error saying why not."""
 
     def __init__(self, model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
-                 device_id: int = 0, allow_telemetry: bool = False):
+                 device_id: int = 0, allow_telemetry: bool = False, optimisation: str = "all",
+                 spinning: bool | None = None, arena: str = "shared"):
+        """``optimisation`` is ORT's graph optimisation level; ``spinning`` whether its intra-op
+        threads spin between parallel sections (None: ORT's default, they do); ``arena`` where a CPU
+        session's activations live (see :data:`CPU_ARENAS`). The defaults are what muselens
+        measured best or safest (``muselens bench inference-settings``)."""
         import onnxruntime as ort
 
         _check_name(name)
@@ -122,6 +133,12 @@ class OrtBackend:
         if not path.is_file():
             raise ValueError(f"ONNX model not found: {path}")
         checks.optional_int(threads, "threads", low=1)
+        if optimisation not in OPTIMISATION_LEVELS:
+            raise ValueError(f"unknown graph optimisation {optimisation!r}; expected one of {OPTIMISATION_LEVELS}")
+        if arena not in CPU_ARENAS:
+            raise ValueError(f"unknown arena {arena!r}; expected one of {CPU_ARENAS}")
+        if spinning is not None:
+            checks.flag(spinning, "spinning")
         wanted = ORT_PROVIDERS[name]
         compiled = ort.get_available_providers()
         if wanted[0] not in compiled:
@@ -134,9 +151,17 @@ class OrtBackend:
         # the cache (and the arena behind it) would grow with each new one. Off: flat memory, no
         # slower here (muselens bench bad-input; onnxruntime#11118).
         options.enable_mem_pattern = False
-        if name == "ort-cpu":  # measured there; GPU sessions keep ORT's own CPU-side arena
+        if name == "ort-cpu" and arena == "shared":  # measured there; GPU sessions keep ORT's own CPU-side arena
             _shared_cpu_arena(ort)
             options.add_session_config_entry("session.use_env_allocators", "1")
+        elif arena == "none":
+            options.enable_cpu_mem_arena = False
+        options.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimisation]
+        if spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
@@ -148,6 +173,7 @@ class OrtBackend:
         self.name = name
         self.path = path
         self.threads = threads
+        self.settings = {"optimisation": optimisation, "spinning": spinning, "arena": arena}
         self.device_id = device_id
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].type != "tensor(uint8)":

@@ -18,7 +18,7 @@ from muselens.core.data.images import SkippedImages, read_images
 from muselens.core.data.museum_dataset import ImageRecord
 from muselens.core import checks
 from muselens.core.descriptor_contract import DescriptorContract
-from muselens.core.preprocess import resize_short_side
+from muselens.core.preprocess import resize_short_side, short_side_size
 from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
 from muselens.runtime.engine.cancel import Cancellation
 from muselens.runtime.engine.gate import InferenceGate, slots_for
@@ -62,6 +62,10 @@ class Describer:
         return cls(open_backend(model_path, backend, threads=threads, device_id=device_id,
                                 allow_telemetry=allow_telemetry),
                    contract=contract, short_side=short_side, slots=slots)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` a ``height`` x ``width`` image is resized to (the contract's rule)."""
+        return short_side_size(height, width, self.short_side, self.max_aspect)
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """An RGB uint8 image brought to the recognition size with the contract's rule."""

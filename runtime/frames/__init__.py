@@ -9,7 +9,7 @@ grpc-free (numpy + OpenCV).
 
 from __future__ import annotations
 
-from muselens.runtime.frames.encoded import decode_encoded
+from muselens.runtime.frames.encoded import SizeNeed, decode_encoded, decode_jpeg_reduced
 from muselens.runtime.frames.frame_error import INVALID_ARGUMENT, REASONS, RESOURCE_EXHAUSTED, FrameError
 from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.raw import PixelFormat, decode_raw, raw_frame_size
@@ -21,11 +21,13 @@ __all__ = [
     "PNG",
     "REASONS",
     "RESOURCE_EXHAUSTED",
+    "SizeNeed",
     "FrameError",
     "FrameLimits",
     "ImageHeader",
     "PixelFormat",
     "decode_encoded",
+    "decode_jpeg_reduced",
     "decode_raw",
     "raw_frame_size",
     "sniff",

@@ -5,12 +5,23 @@ images (grey to RGB, alpha dropped, 16-bit to 8-bit, EXIF orientation ignored), 
 seen exactly as training saw its images. This module adds what a server facing untrusted
 clients needs around it: size limits from the header, and a :class:`FrameError` for every
 failure. Clients must send frames upright: EXIF orientation is not applied.
+
+A server that only needs the frame at its recognition size can say so (``at_least``): a JPEG is
+then decoded straight from its DCT coefficients at a smaller scale, n/8 of its size (libjpeg-turbo
+through simplejpeg), to the smallest size that still holds what the server needs. A 1280x720
+frame for short side 448 becomes 800x450 in the decoder instead of a full decode and an area
+resize of 1280x720 (OpenCV's and Pillow's reduced modes offer only 1/2, 1/4 and 1/8, which
+cannot reach 448 from 720). Anything the fast path does not accept (a corrupt or CMYK JPEG, a
+warning in strict mode) is decoded the usual way, so every error stays as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
+import simplejpeg
 
 from muselens.core.data.images import ImageReadError, decode_image
 from muselens.core import checks
@@ -19,6 +30,8 @@ from muselens.runtime.frames.limits import FrameLimits
 from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
 
 DEFAULT_LIMITS = FrameLimits()
+# What a caller needs of a frame: (height, width) of the frame -> the least (height, width) it uses.
+SizeNeed = Callable[[int, int], tuple[int, int]]
 _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = b"\xff\xda"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -43,12 +56,34 @@ def jpeg_scans(data: bytes, header: ImageHeader) -> int:
     return data.count(_JPEG_SOS, header.header_end)
 
 
-def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_jpeg_reduced(data: bytes, height: int, width: int, need: SizeNeed) -> np.ndarray | None:
+    """The JPEG ``data`` (``height`` x ``width`` by its header) decoded at the smallest n/8 scale
+    that still gives ``need(height, width)``; None where no scale below 8/8 does, or where
+    libjpeg-turbo refuses it (the caller then decodes in full, as without this path)."""
+    min_h, min_w = need(height, width)
+    if min_h >= height and min_w >= width:
+        return None
+    try:
+        out_h, out_w, colorspace, _ = simplejpeg.decode_jpeg_header(data, min_height=min_h, min_width=min_w)
+        if (out_h, out_w) == (height, width) or colorspace not in ("YCbCr", "Gray", "RGB"):
+            return None
+        image = simplejpeg.decode_jpeg(data, "RGB", min_height=min_h, min_width=min_w)
+    except ValueError:  # corrupt, truncated, or a recoverable warning (strict): the full path says which
+        return None
+    if image.shape[0] < min_h or image.shape[1] < min_w or image.shape[:2] != (out_h, out_w):
+        return None
+    return image
+
+
+def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = DEFAULT_LIMITS, *,
+                   at_least: SizeNeed | None = None) -> np.ndarray:
     """Decode a JPEG or PNG frame into RGB uint8 ``(H, W, 3)``, or raise :class:`FrameError`.
 
     Checks, in order: empty, encoded size, format and header (:func:`sniff`), declared size
     against ``limits`` (nothing is allocated before this), a JPEG's scan count (what its decode
-    costs), decoding, decoded size == header.
+    costs), decoding, decoded size == header. With ``at_least`` (the frame's height and width ->
+    the least the caller needs), a JPEG may come back smaller than its header says, never
+    smaller than that need (:func:`decode_jpeg_reduced`).
     """
     data = checks.byte_string(data, "frame data")
     if not isinstance(limits, FrameLimits):
@@ -65,6 +100,10 @@ def decode_encoded(data: bytes | bytearray | memoryview, limits: FrameLimits = D
         if scans > limits.max_jpeg_scans:
             raise FrameError("too_many_scans", f"JPEG frame of {len(data)} bytes has {scans} scans, more than the "
                                                f"{limits.max_jpeg_scans} this server decodes (a camera writes 1-10)")
+    if at_least is not None and header.format == JPEG:
+        reduced = decode_jpeg_reduced(data, header.height, header.width, at_least)
+        if reduced is not None:
+            return reduced
     try:
         image = decode_image(data, source=f"{header.format.upper()} frame")
     except (ImageReadError, cv2.error) as exc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -120,9 +120,12 @@ class StreamVerification:
         idle = self.busy_share is not None and self.busy_share < IDLE_BUSY_SHARE
         return self.idle_interval_s if idle else self.interval_s
 
-    def offer(self, model: ServedModel, frame_id: str, image: np.ndarray, instance_ids: Sequence[str],
-              descriptor: np.ndarray, received: float, keep_pairs: bool = False) -> bool:
-        """Verify this frame in the background if the budget allows; True if it was taken."""
+    def offer(self, model: ServedModel, frame_id: str, image: np.ndarray | Callable[[], np.ndarray],
+              instance_ids: Sequence[str], descriptor: np.ndarray, received: float, keep_pairs: bool = False) -> bool:
+        """Verify this frame in the background if the budget allows; True if it was taken.
+
+        ``image`` is the RGB frame, or a function that decodes it (called in the background,
+        only for a frame that is verified)."""
         now = time.perf_counter()
         with self._lock:
             if self._busy or now - self._last_offer < self.current_interval_s or model.verifier is None:
@@ -131,7 +134,8 @@ class StreamVerification:
 
         def job() -> None:
             try:
-                report = model.verify(image, instance_ids, descriptor, keep_pairs=keep_pairs)
+                pixels = image() if callable(image) else image
+                report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs)
                 done = VerifiedFrame(frame_id, report, received, time.perf_counter())
             except Exception as exc:  # noqa: BLE001 -- one frame's failure must not end verification
                 log.error("background verification of a frame failed: %s: %s", type(exc).__name__, exc)

@@ -20,10 +20,12 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
+from muselens.runtime.frames import SizeNeed
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
 from muselens.runtime.recognition.options import RecognizeOptions
 from muselens.runtime.recognition.search import GallerySearch
+from muselens.runtime.recognition.variant_choice import VariantChoice, choose_variant_by_speed
 from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
                                            VerificationReport)
 from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
@@ -98,11 +100,16 @@ class ServingConfig:
     verify: bool = True  # verify unary answers geometrically unless a call says otherwise (needs local features)
     vote: bool = True  # also verify the artworks the frame's local features vote for (recall beyond the shortlist)
     shortlist: int = DEFAULT_SHORTLIST  # artworks of the global ranking that verification fits
+    reduced_decode: bool = True  # decode a JPEG frame no larger than recognition (and verification) need
+
+
+AUTO_VARIANT = "auto"
 
 
 def choose_variant(bundle: Bundle, config: ServingConfig) -> str:
     """The model variant to serve: the one asked for, else the bundle's default -- for the native
-    ``tensorrt`` backend its first TensorRT engine -- checked against what the backend can run."""
+    ``tensorrt`` backend its first TensorRT engine -- checked against what the backend can run.
+    (``"auto"``, the fastest accurate one, is chosen by :meth:`ServedModel.load`.)"""
     models = bundle.manifest.models
     wants = "tensorrt" if config.backend == "tensorrt" else "onnx"
     variant = config.variant
@@ -133,6 +140,7 @@ class ServedModel:
     enrolled_images: int = 0
     explainer: Explainer = field(default=None)  # type: ignore[assignment]
     verifier: ShortlistVerifier | None = None  # None: the bundle has no local features
+    variant_choice: VariantChoice | None = None  # how the variant was chosen, where it was ("auto")
 
     def __post_init__(self) -> None:
         if self.verifier is None and self.bundle.local_features is not None:
@@ -148,14 +156,27 @@ class ServedModel:
     def load(cls, path: Path | str, config: ServingConfig = ServingConfig()) -> ServedModel:
         """Load and verify a bundle, start the backend, and warm it up with one blank frame."""
         bundle = load_bundle(path)
+        opened: dict[str, Describer] = {}
+
+        def open_describer(variant: str) -> Describer:
+            if variant not in opened:
+                opened[variant] = Describer.open(
+                    bundle.model_path(variant), config.backend, threads=config.threads, device_id=config.device_id,
+                    contract=bundle.manifest.descriptor, short_side=config.short_side, slots=config.inference_slots,
+                    allow_telemetry=config.allow_ort_telemetry)
+            return opened[variant]
+
         try:
+            choice = None
+            if config.variant == AUTO_VARIANT:
+                choice = choose_variant_by_speed(bundle, open_describer,
+                                                 model_format="tensorrt" if config.backend == "tensorrt" else "onnx")
+                config = replace(config, variant=choice.variant)
             variant = choose_variant(bundle, config)
-            describer = Describer.open(bundle.model_path(variant), config.backend, threads=config.threads,
-                                       device_id=config.device_id, contract=bundle.manifest.descriptor,
-                                       short_side=config.short_side, slots=config.inference_slots,
-                                       allow_telemetry=config.allow_ort_telemetry)
+            describer = open_describer(variant)
+            opened.clear()  # the others' sessions are freed
             model = cls(bundle, describer, GallerySearch(bundle.gallery, config.search),
-                        MappingProxyType(dict(bundle.labels)), config, variant)
+                        MappingProxyType(dict(bundle.labels)), config, variant, variant_choice=choice)
             model.warm_up()
         except BaseException:
             bundle.close()
@@ -190,6 +211,7 @@ class ServedModel:
             "metrics": {k: float(metrics[k]) for k in ("mp_at_1", "map", "mp_at_1_ia", "map_ia") if k in metrics},
             "search": self.search.engine,
             "verification": self.verifier.features.kind if self.verifier is not None else "none",
+            "variant_choice": self.variant_choice.summary() if self.variant_choice is not None else "",
         }
 
     def warm_up(self) -> None:
@@ -202,6 +224,30 @@ class ServedModel:
 
     # -- recognition ----------------------------------------------------------------------
 
+    def verifies(self, options: RecognizeOptions) -> bool:
+        """Whether recognising with ``options`` fits the shortlist: asked for, or told it cannot be;
+        by the server's default, only where it can be."""
+        if options.verify is not None:
+            return options.verify
+        return self.config.verify and self.verifier is not None
+
+    def decode_need(self, *, describe: bool = True, verify: bool = False) -> SizeNeed | None:
+        """How small a frame may be decoded for this model: the recognition size if ``describe``,
+        and the size its local features are found at if ``verify``; None where the frame must
+        come at its full size (``reduced_decode`` off)."""
+        if not self.config.reduced_decode:
+            return None
+        verifier = self.verifier if verify else None
+
+        def need(height: int, width: int) -> tuple[int, int]:
+            h, w = self.describer.output_size(height, width) if describe else (1, 1)
+            if verifier is not None:
+                vh, vw = verifier.frame_size(height, width)
+                h, w = max(h, vh), max(w, vw)
+            return h, w
+
+        return need
+
     def match(self, instance_id: str, score: float, inliers: int = 0) -> Match:
         label = self.labels.get(instance_id)
         title = label.title if label is not None else instance_id
@@ -209,12 +255,16 @@ class ServedModel:
         return Match(instance_id, title, float(score), metadata, int(inliers))
 
     def recognize(self, image: np.ndarray, options: RecognizeOptions = RecognizeOptions(), *,
-                  cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None) -> RecognitionResult:
+                  cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None,
+                  resized: np.ndarray | None = None) -> RecognitionResult:
         """Recognise one RGB uint8 frame. ``timings_ms`` may carry stages measured upstream
-        (queue, decode); the total covers everything recorded."""
+        (queue, decode, and preprocess where ``resized``, the frame at the recognition size, is
+        given: a stream prepares it ahead); the total covers everything recorded."""
         timings = dict(timings_ms or {})
         t0 = time.perf_counter()
-        resized = self.describer.resize(image)
+        resized_here = resized is None
+        if resized_here:
+            resized = self.describer.resize(image)
         t1 = time.perf_counter()
         needs_maps = options.explain or options.roi is not None
         outputs = ["descriptor", "descriptor_map", "locations"] if needs_maps else ["descriptor"]
@@ -237,7 +287,7 @@ class ServedModel:
         t3 = time.perf_counter()
         report = NOT_ASKED
         # asked for: verified, or told it cannot be; by the server's default: only where it can be
-        if options.verify if options.verify is not None else (self.config.verify and self.verifier is not None):
+        if self.verifies(options):
             report = self.verify(image, ids[:self.config.shortlist], descriptor, keep_pairs=options.explain,
                                  cancel=cancel)
             if report.verified:  # the shortlist by combined evidence (score and fit), the answer first
@@ -264,7 +314,9 @@ class ServedModel:
         t4 = time.perf_counter()
         waited = waits.get("queue", 0.0)  # for an inference slot: queueing, not inference
         timings["queue"] = timings.get("queue", 0.0) + waited
-        timings.update(preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3 - waited, match=(t3 - t2) * 1e3,
+        if resized_here:
+            timings["preprocess"] = (t1 - t0) * 1e3
+        timings.update(inference=(t2 - t1) * 1e3 - waited, match=(t3 - t2) * 1e3,
                        verify=(t3v - t3) * 1e3 if report is not NOT_ASKED else 0.0, heatmap=(t4 - t3v) * 1e3)
         timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
         return RecognitionResult(decision, matches, self.threshold, self.bundle_version,

@@ -87,6 +87,7 @@ class ServerConfig:
     admin_port: int | None = None  # Admin, health and reflection on their own workers here (0: any free port)
     verify_workers: int = 1  # threads verifying streams' frames in the background (0: streams are not verified)
     verify_interval_s: float = 0.5  # a stream's frames are verified at most this often
+    pipeline: bool = True  # a stream's next frame is decoded and resized while its current one is inferred
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -99,6 +100,7 @@ class ServerConfig:
             raise ValueError(f"admin_port must differ from port ({self.port}): admin calls get a server of their own")
         checks.integer(self.verify_workers, "verify_workers", low=0)
         checks.number(self.verify_interval_s, "verify_interval_s", low=0)
+        checks.flag(self.pipeline, "pipeline")
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:
@@ -174,7 +176,8 @@ class MuselensServer:
                                              identifies_clients=config.identifies_clients,
                                              stream_idle_seconds=config.stream_idle_seconds,
                                              verification=self.verification,
-                                             verify_interval_s=config.verify_interval_s)
+                                             verify_interval_s=config.verify_interval_s,
+                                             pipeline=config.pipeline)
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         admin = AdminServicer(holder, self.metrics, limits=limits, bundle_root=config.bundle_root)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from muselens.runtime.bundle import LabelInfo
-from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, decode_encoded, decode_raw
+from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, SizeNeed, decode_encoded, decode_raw
 from muselens.runtime.recognition.decision_rule import Decision
 from muselens.runtime.recognition.explainer import HeatmapResult
 from muselens.runtime.recognition.served_model import RecognitionResult
@@ -46,11 +46,15 @@ VERIFICATION_STATES = {
 }
 
 
-def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame") -> np.ndarray:
-    """The RGB uint8 pixels of an ``Image`` message, or :class:`FrameError` naming the problem."""
+def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame", *,
+                 at_least: SizeNeed | None = None) -> np.ndarray:
+    """The RGB uint8 pixels of an ``Image`` message, or :class:`FrameError` naming the problem.
+
+    ``at_least`` lets a JPEG be decoded smaller, to no less than it says (see
+    :func:`~muselens.runtime.frames.decode_encoded`); raw pixels always come at their size."""
     source = image.WhichOneof("source")
     if source == "encoded":
-        return decode_encoded(image.encoded, limits)
+        return decode_encoded(image.encoded, limits, at_least=at_least)
     if source == "raw":
         raw = image.raw
         if raw.pixel_format == pb.PIXEL_FORMAT_UNSPECIFIED:

@@ -31,7 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="bundle folder or .tar.gz archive (from muselens export/retrain)")
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                         help="inference backend; an unavailable one is an error, never a fallback (default: %(default)s)")
-    parser.add_argument("--variant", default=None, help="model variant to serve (default: the bundle's default)")
+    parser.add_argument("--variant", default="auto",
+                        help="model variant to serve: a name, 'default' (the bundle's default variant) or 'auto' "
+                             "(the default: the fastest on this machine of those within 0.5 mP@1 points of fp32 on "
+                             "the bundle's queries, timed at start-up)")
     parser.add_argument("--host", default="[::]", help="address to bind (default: all interfaces)")
     parser.add_argument("--port", type=int, default=50051, help="port (0: any free port; default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's choice)")
@@ -70,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(0: streams are answered from descriptors only; default: %(default)s)")
     parser.add_argument("--verify-interval", type=float, default=0.5,
                         help="seconds between a stream's background verifications (default: %(default)s)")
+    parser.add_argument("--pipeline", choices=("on", "off"), default="on",
+                        help="decode and resize a stream's next frame while its current one is inferred "
+                             "(default: %(default)s; off: one frame after another, as before)")
+    parser.add_argument("--reduced-decode", choices=("on", "off"), default="on",
+                        help="decode a JPEG frame at the smallest n/8 scale that still holds what recognition "
+                             "(and verification) need (default: %(default)s; off: every frame in full)")
     parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key (with --tls-cert)")
     parser.add_argument("--token-file", type=Path, default=None,
@@ -121,17 +130,19 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           max_streams_per_token=args.max_streams_per_token,
                           stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
                           admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token,
-                          verify_workers=args.verify_workers, verify_interval_s=args.verify_interval)
+                          verify_workers=args.verify_workers, verify_interval_s=args.verify_interval,
+                          pipeline=args.pipeline == "on")
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")
     if args.bundle_root is not None and not args.bundle_root.is_dir():
         raise ValueError(f"--bundle-root {args.bundle_root} is not a directory")
-    serving = ServingConfig(backend=args.backend, variant=args.variant, threads=args.threads, search=args.search,
+    serving = ServingConfig(backend=args.backend, variant=None if args.variant == "default" else args.variant,
+                            threads=args.threads, search=args.search,
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
                             reference_cache_bytes=args.reference_cache_mb * 2**20,
                             allow_ort_telemetry=args.allow_ort_telemetry, verify=args.verify == "on",
-                            vote=args.vote == "on")
+                            vote=args.vote == "on", reduced_decode=args.reduced_decode == "on")
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 
@@ -176,6 +187,9 @@ def main(args: argparse.Namespace) -> int:
     trimmer = HeapTrimmer().start()  # freed heap pages back to the system every few seconds
     server.start()
     print(banner(server, args.host, _http_address(metrics_http) if metrics_http else None), flush=True)
+    choice = server.holder.current().variant_choice
+    if choice is not None:  # after the banner, which is the first line a supervisor waits for
+        print(choice.summary(), flush=True)
     stop.wait()
     print("shutting down: finishing calls in flight", file=sys.stderr, flush=True)
     server.stop()

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -35,6 +35,7 @@ from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_tracebac
 from muselens.runtime.server import convert
 from muselens.runtime.server.admission import TokenAdmission
 from muselens.runtime.server.auth import bearer_token
+from muselens.runtime.server.frame_pipeline import FramePreparer, prepare
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -62,7 +63,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                  smoothing: SmootherConfig | None = None, default_top_k: int = 5,
                  admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
                  identifies_clients: bool = False, stream_idle_seconds: float | None = None,
-                 verification: VerificationPool | None = None, verify_interval_s: float = DEFAULT_INTERVAL_S):
+                 verification: VerificationPool | None = None, verify_interval_s: float = DEFAULT_INTERVAL_S,
+                 pipeline: bool = True):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
@@ -74,6 +76,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
         self.verification = verification  # None: streams are not verified in the background
         self.verify_interval_s = verify_interval_s
+        self.pipeline = pipeline  # a stream's next frame decoded while its current one is inferred
 
     # -- one frame, any call --------------------------------------------------------------
 
@@ -81,17 +84,12 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                    queue_ms: float = 0.0) -> RecognitionResult:
         """Decode, validate and recognise; raises FrameError / OptionsError / Cancelled."""
         options = convert.recognize_options(frame.options, self.default_top_k)
-        return self._recognize_with(model, frame, options, cancel, queue_ms)[0]
-
-    def _recognize_with(self, model: ServedModel, frame: pb.Frame, options, cancel: Cancellation,
-                        queue_ms: float = 0.0) -> tuple[RecognitionResult, np.ndarray]:
-        """The result and the decoded pixels (a stream verifies them later)."""
-        t0 = time.perf_counter()
-        pixels = convert.image_pixels(frame.image, self.limits)
+        t0 = time.perf_counter()  # the frame decoded no larger than this call needs of it
+        pixels = convert.image_pixels(frame.image, self.limits,
+                                      at_least=model.decode_need(verify=model.verifies(options)))
         decode_ms = (time.perf_counter() - t0) * 1e3
         cancel.check()
-        result = model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
-        return result, pixels
+        return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
 
     def _client(self, context: grpc.ServicerContext) -> str | None:
         """The caller's client token where the server checks them (it tells clients apart), else None."""
@@ -143,6 +141,10 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
             if self.admission is not None:
                 self.admission.leave(client)
 
+    def _decode_for(self, frame: pb.Frame, model: ServedModel) -> np.ndarray:
+        """A stream frame's pixels, decoded no larger than the descriptor path needs."""
+        return convert.image_pixels(frame.image, self.limits, at_least=model.decode_need())
+
     def _stream(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                 context: grpc.ServicerContext, client: str | None) -> Iterator[pb.Recognition]:
         call = _Call(context)
@@ -151,15 +153,24 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                   name="muselens-stream-reader", daemon=True)
         reader.start()
         call.cancel.on_cancel(slot.close)
+        preparer = FramePreparer(slot, self.holder.current, self._decode_for, call.cancel) if self.pipeline else None
+        if preparer is not None:
+            call.cancel.on_cancel(preparer.wake)
         smoother: StreamSmoother | None = None
         verifying = StreamVerification(self.verification, self.verify_interval_s) if self.verification else None
         counted_drops = 0
         self.metrics.active_streams.inc()
         try:
             while not call.cancel.cancelled:
-                arrival = slot.take(self.stream_idle_seconds)
-                if arrival is None:
-                    if slot.closed or call.cancel.cancelled:
+                if preparer is not None:
+                    prepared = preparer.take(self.stream_idle_seconds)
+                    ended = preparer.finished
+                else:  # one frame at a time: decoded and resized after the previous answer left
+                    arrival = slot.take(self.stream_idle_seconds)
+                    prepared = None if arrival is None else prepare(arrival, self.holder.current(), self._decode_for)
+                    ended = slot.closed
+                if prepared is None:
+                    if ended or call.cancel.cancelled:
                         break
                     self.metrics.streams_closed.labels("idle").inc()
                     context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -168,8 +179,9 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if slot.dropped > counted_drops:
                     self.metrics.dropped.inc(slot.dropped - counted_drops)
                     counted_drops = slot.dropped
-                frame = arrival.item
-                model = self.holder.current()
+                if prepared.failure is not None:
+                    raise prepared.failure
+                frame, model, arrival = prepared.frame, prepared.model, prepared.arrival
                 if isinstance(frame, MalformedMessage):  # this frame only: gRPC's framing is intact
                     self.metrics.frames.labels("StreamRecognize", MALFORMED).inc()
                     yield convert.error_recognition("", "INVALID_ARGUMENT", MALFORMED, frame.message,
@@ -178,21 +190,25 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if smoother is None or smoother.threshold != model.threshold:
                     smoother = StreamSmoother(model.threshold, self.smoothing.for_threshold(model.threshold))
                 timestamp = frame.timestamp if frame.timestamp else None
-                try:  # a timestamp going backwards or absurd: this frame only, refused before any work
+                try:  # a timestamp going backwards or absurd: this frame only, refused before inference
                     smoother.check_timestamp(timestamp)
                 except ValueError as exc:
                     self.metrics.frames.labels("StreamRecognize", "bad_timestamp").inc()
                     yield convert.error_recognition(frame.frame_id, "INVALID_ARGUMENT", "bad_timestamp", str(exc),
                                                     bundle_version=model.bundle_version, dropped_frames=slot.dropped)
                     continue
-                queue_ms = (time.perf_counter() - arrival.received) * 1e3
+                queue_ms = (time.perf_counter() - arrival.received) * 1e3 - sum(prepared.timings_ms.values())
                 try:
+                    if prepared.error is not None:
+                        raise prepared.error
                     options = convert.recognize_options(frame.options, self.default_top_k)
                     background = verifying is not None and options.verify is not False
                     # answered from the descriptor path: verification runs beside the stream
                     options = dataclasses.replace(options, verify=False)
                     with fair_share(client):
-                        result, pixels = self._recognize_with(model, frame, options, call.cancel, queue_ms)
+                        result = model.recognize(prepared.pixels, options, cancel=call.cancel,
+                                                 timings_ms={"queue": max(0.0, queue_ms), **prepared.timings_ms},
+                                                 resized=prepared.resized)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
@@ -205,8 +221,10 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 verified = None
                 if background:
                     verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
-                    verifying.offer(model, frame.frame_id, pixels, [m.instance_id for m in result.matches],
-                                    result.descriptor, arrival.received, keep_pairs=options.explain)
+                    # decoded again in the background, at the size its local features need
+                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model),
+                                    [m.instance_id for m in result.matches], result.descriptor, arrival.received,
+                                    keep_pairs=options.explain)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()
@@ -225,9 +243,15 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         finally:
             self.metrics.active_streams.dec()
             slot.close()
+            call.cancel.cancel()  # the preparer stops too (the stream may have ended by the client's half-close)
 
     def GetBundleInfo(self, request: pb.GetBundleInfoRequest, context: grpc.ServicerContext) -> pb.BundleInfo:
         return convert.bundle_info_message(self.holder.current().info())
+
+
+def _decoder(frame: pb.Frame, limits: FrameLimits, model: ServedModel) -> Callable[[], np.ndarray]:
+    """The frame's pixels at the size its local features are found at, decoded when called."""
+    return lambda: convert.image_pixels(frame.image, limits, at_least=model.decode_need(describe=False, verify=True))
 
 
 def _read_frames(request_iterator: Iterator[pb.Frame], slot: LatestSlot, cancel: Cancellation) -> None:

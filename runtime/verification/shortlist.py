@@ -131,6 +131,14 @@ class ShortlistVerifier:
     def __len__(self) -> int:
         return len(self.store)
 
+    def frame_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` a frame's features are found at: its long side brought to the
+        configuration's frame size (a smaller frame is enlarged to it, so needs all its pixels)."""
+        scale = self.features.frame_max_side / max(height, width)
+        if scale >= 1.0:
+            return height, width
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
     def frame_features(self, image: np.ndarray) -> LocalFeatures:
         """The frame's local features (RGB uint8, any size), at the configuration's frame size."""
         return extract_features(image, self.features, frame=True)

@@ -33,17 +33,19 @@ def test_every_mode_and_stage_is_measured_against_bare_inference(latency_run):
                 "verified": {"decode", "preprocess", "inference", "match", "verify", "e2e"},
                 "heatmap": {"decode", "preprocess", "inference", "match", "heatmap", "e2e"},
                 "unary": {"decode", "preprocess", "inference", "match", "transport", "e2e"},
-                "stream": {"queue", "decode", "preprocess", "inference", "match", "transport", "e2e"}}
+                "stream": {"queue", "decode", "preprocess", "inference", "match", "transport", "e2e"},
+                "stream_baseline": {"queue", "decode", "preprocess", "inference", "match", "transport", "e2e"}}
     for entry in data["results"]:
         h, w = entry["input_hw"][0]
         assert min(h, w) == entry["size"]  # 1280x720 frames resized to the short side
         bare = entry["bare"]["stages"]["inference"]
         assert bare["count"] == 3 and bare["p50"] > 0 and bare["ratio"]["p50"] == pytest.approx(1.0)
         assert set(entry["modes"]) == set(expected)
+        assert entry["variant"] == "fp32" and entry["variant_choice"]["variant"] == "fp32"  # serve's choice
         background = {"verification_age", "background_verify"}  # the stream's, when a verification came back
         for mode, stages in expected.items():
             summary = entry["modes"][mode]
-            assert set(summary["stages"]) - (background if mode == "stream" else set()) == stages, mode
+            assert set(summary["stages"]) - (background if mode.startswith("stream") else set()) == stages, mode
             for stage, stats in summary["stages"].items():
                 if stage in background:
                     assert 1 <= stats["count"] <= 3 and stats["p50"] > 0

@@ -19,7 +19,7 @@ def streams_run(tiny_bundle, tmp_path_factory):
     """`muselens serve` in a subprocess, 1 then 2 cameras at 500 fps: far past what it can answer."""
     out = tmp_path_factory.mktemp("bench") / "tiny-streams"
     argv = ["bench", "streams", str(tiny_bundle), "--out", str(out), "--streams", "1,2", "--fps", "500",
-            "--duration", "0.6", "--warmup", "0.2", "--threads", "1", "--frames", "2"]
+            "--duration", "0.6", "--warmup", "0.2", "--threads", "1", "--frames", "2", "--baseline"]
     assert cli(argv) == 0
     return out, argv, json.loads((out / "bench.json").read_text())
 
@@ -51,6 +51,13 @@ def test_cameras_outpacing_the_server_get_latest_frame_wins_drops(streams_run):
         if shutil.which("nvidia-smi") is None:
             assert run["gpu"] == {"unavailable": "nvidia-smi not found on this machine"}
     assert data["bare"]["count"] == 30 and data["bare"]["short_side"] == 64 and data["bare"]["p50"] > 0
+    assert data["bare"]["variant"] == "fp32" and server["bundle"]["variant"] == "fp32"
+    assert "variant fp32" in server["bundle"]["variant_choice"]
+    baseline = data["baseline"]
+    assert "--pipeline off --reduced-decode off --variant default" in baseline["server"]["command"]
+    assert [r["streams"] for r in baseline["runs"]] == [1, 2] and baseline["server"]["bundle"]["variant_choice"] == ""
+    for run in data["runs"] + baseline["runs"]:
+        assert 0 <= run["share_spread"] <= 1.0
 
 
 def test_curve_plot_and_markdown_with_targets(streams_run):
@@ -59,8 +66,9 @@ def test_curve_plot_and_markdown_with_targets(streams_run):
     text = streams_report.markdown(out, data)
     assert text.startswith("## tiny-streams\n")
     assert f"`muselens {' '.join(argv)}`" in text
-    assert "| streams | offered FPS | achieved FPS total |" in text and "| 2 | 1000 |" in text
-    assert "### Targets" in text and text.count("- **MET**") + text.count("- **MISSED**") == 3
+    assert "| server | streams | offered FPS | achieved FPS total | vs baseline |" in text
+    assert "| this | 2 | 1000 |" in text and "| baseline | 2 | 1000 |" in text and "Baseline: the server before" in text
+    assert "### Targets" in text and text.count("- **MET**") + text.count("- **MISSED**") == 4
     assert "H100: >= 64 concurrent 30-FPS streams" in text
     assert f"![tiny-streams achieved FPS and p99 against streams](results/tiny-streams/{streams_report.CURVE_PLOT})" in text
 
@@ -84,12 +92,13 @@ def _latency(short_side: int, stream_p50: float, bare_p50: float, stream_fps: fl
 
 def test_targets_from_the_latency_bench_at_the_served_size():
     data = {"environment": {"cpus": 2, "gpus": []}, "runs": [_run(1, 15, 1.0, 50, 60)], "bare": {}}
-    met_ratio, met_fps, gpu = streams_report.evaluate_targets(data, ("lat", _latency(448, 40.0, 36.0, 26.0)))
+    met_ratio, met_fps, cameras, gpu = streams_report.evaluate_targets(data, ("lat", _latency(448, 40.0, 36.0, 26.0)))
     assert met_ratio["verdict"] == "MET" and met_ratio["value"] == pytest.approx(40 / 36)
     assert met_ratio["source"].startswith("latency bench lat") and met_ratio["this_machine"]
-    assert met_fps["verdict"] == "MET" and met_fps["value"] == 26.0
+    assert met_fps["verdict"] == "MET" and met_fps["value"] == 26.0  # 15 fps offered: too few to say
+    assert cameras["verdict"] == "MISSED" and cameras["measured"].startswith("not measured")
     assert gpu["verdict"] == "MISSED" and gpu["value"] is None and not gpu["this_machine"]
-    missed_ratio, missed_fps, _ = streams_report.evaluate_targets(data, ("lat", _latency(448, 42.0, 36.0, 24.0)))
+    missed_ratio, missed_fps, _, _ = streams_report.evaluate_targets(data, ("lat", _latency(448, 42.0, 36.0, 24.0)))
     assert missed_ratio["verdict"] == missed_fps["verdict"] == "MISSED"
     assert {"stage": "decode", "p50": 2.0, "p99": 3.0} in missed_ratio["breakdown"]
 
@@ -99,17 +108,39 @@ def test_targets_from_the_streams_run_alone():
     runs = [_run(1, 30, 1.0, 45.0, 48.0), _run(32, 30, 0.99, 20.0, 40.0), _run(64, 30, 0.97, 30.0, 49.0),
             _run(128, 30, 0.5, 30.0, 200.0)]
     data = {"environment": {"cpus": 16, "gpus": ["NVIDIA H100 80GB HBM3"]}, "runs": runs, "bare": bare}
-    ratio, fps, gpu = streams_report.evaluate_targets(data, None)
+    ratio, fps, _, gpu = streams_report.evaluate_targets(data, None)
     assert ratio["value"] == pytest.approx(45 / 40) and ratio["verdict"] == "MET" and not ratio["this_machine"]
-    assert fps["value"] == pytest.approx(128 * 30 * 0.5) and fps["verdict"] == "MET"
+    assert fps["value"] == pytest.approx(30) and fps["verdict"] == "MET"  # one camera at 30 fps, all answered
+    assert fps["source"] == "this run, 1 stream (open loop)"
     assert gpu["verdict"] == "MET" and gpu["value"] == 64 and gpu["this_machine"]
     runs[2] = _run(64, 30, 0.97, 30.0, 51.0)  # p99 over 50 ms at 64 streams
-    _, _, gpu = streams_report.evaluate_targets(data, None)
+    _, _, _, gpu = streams_report.evaluate_targets(data, None)
     assert gpu["verdict"] == "MISSED" and gpu["value"] == 32
     assert gpu["breakdown"] == [{"stage": "inference", "p50": 24.0, "p99": 160.0}]  # the largest N's stages
     data["runs"] = [_run(64, 15, 1.0, 10.0, 12.0)]  # never offered 30 fps per stream
-    _, _, gpu = streams_report.evaluate_targets(data, None)
+    _, _, _, gpu = streams_report.evaluate_targets(data, None)
     assert gpu["verdict"] == "MISSED" and gpu["measured"].startswith("not measured")
+
+
+def test_four_cameras_against_the_baseline_and_their_fairness():
+    def four(total: float, spread: float) -> dict:
+        return {**_run(4, 15, total / 60, 50, 60), "share_spread": spread}
+
+    data = {"environment": {"cpus": 2, "gpus": []}, "runs": [four(28.0, 0.05)], "bare": {},
+            "baseline": {"runs": [four(24.0, 0.1)]}}
+    cameras = streams_report.evaluate_targets(data, None)[2]
+    assert cameras["verdict"] == "MET" and cameras["value"] == (pytest.approx(28 / 24), 0.05)
+    data["runs"] = [four(28.0, 0.3)]  # one stream far from the mean
+    assert streams_report.evaluate_targets(data, None)[2]["verdict"] == "MISSED"
+    data["runs"] = [four(25.0, 0.05)]  # 1.04x: not enough
+    assert streams_report.evaluate_targets(data, None)[2]["verdict"] == "MISSED"
+
+
+def test_share_spread():
+    from muselens.benchmarks.stream_cameras import share_spread
+    assert share_spread([10.0, 10.0, 10.0]) == 0.0
+    assert share_spread([12.0, 8.0]) == pytest.approx(0.2)
+    assert share_spread([0.0, 0.0]) == 1.0
 
 
 def test_find_latency_prefers_the_same_bundle_then_its_own_size(tmp_path):
@@ -149,7 +180,7 @@ def streams_args(**given) -> argparse.Namespace:
 def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     args = streams_args(bundle=tmp_path / "missing-bundle")
     serve = streams.server_process(args, workers=2)
-    assert serve.command()[-4:] == ["--backend", "ort-cpu", "--workers", "2"]
+    assert serve.command()[-6:] == ["--backend", "ort-cpu", "--workers", "2", "--variant", "auto"]
     assert streams.server_process(streams_args(bundle=tmp_path, inference_slots=3), workers=2).command()[-2:] == \
         ["--inference-slots", "3"]
     with pytest.raises(RuntimeError, match=r"did not start \(exit 2.*its log ends: error: .*missing-bundle"):

@@ -1,0 +1,180 @@
+"""``muselens bench inference-settings``: ONNX Runtime's settings measured, not guessed.
+
+For one bundle, every ONNX variant it holds (fp32, fp16, int8) at its recognition size and at
+each ``--sizes`` short side, under each setting a server could use: the graph optimisation
+level, the intra-op thread count, whether those threads spin between parallel sections, and
+where activations live (the shared arena muselens uses, the session's own, none). Each row is
+the median of ``--runs`` inferences of a camera-shaped frame (16:9) on the engine alone, and
+its ratio to the default (what ``muselens serve`` runs: fp32 at the bundle's size, ORT's
+defaults and the shared arena), measured in the same run.
+
+``--concurrent`` adds the question a server with several cameras asks: with N inferences in
+flight at once, each on T threads, how many frames a second does the box answer in total?
+(On 2 cores: one inference on 2 threads against two on 1 thread each.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from muselens.benchmarks import common
+from muselens.benchmarks.load import csv_ints
+
+FRAME_ASPECT = 16 / 9
+# (label, OrtBackend settings): each changes one thing from the default
+SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("default", {}),
+    ("threads 1", {"threads": 1}),
+    ("no spinning", {"spinning": False}),
+    ("optimisation extended", {"optimisation": "extended"}),
+    ("optimisation basic", {"optimisation": "basic"}),
+    ("session arena", {"arena": "session"}),
+    ("no arena", {"arena": "none"}),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", type=Path, help="bundle folder or .tar.gz archive")
+    parser.add_argument("--out", type=Path, required=True, help="folder for bench.json")
+    parser.add_argument("--sizes", type=csv_ints, default=[],
+                        help="short sides besides the bundle's own, comma-separated (e.g. 320,256)")
+    parser.add_argument("--runs", type=int, default=30, help="timed inferences per row (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed inferences first (default: %(default)s)")
+    parser.add_argument("--concurrent", type=str, default="1x2,2x1",
+                        help="in-flight x threads combinations for the throughput table, e.g. 1x2,2x1 "
+                             "(default: %(default)s; 'none' to skip)")
+
+
+def _frame(side: int) -> np.ndarray:
+    return np.zeros((side, round(side * FRAME_ASPECT), 3), np.uint8)
+
+
+def _time(backend, batch: np.ndarray, runs: int, warmup: int) -> list[float]:
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        backend.run(batch, ["descriptor"])
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def throughput(model_path: Path, side: int, in_flight: int, threads: int, seconds: float = 3.0) -> dict[str, float]:
+    """Frames a second with ``in_flight`` inferences running at once (one session each, ``threads``
+    intra-op threads), and each inference's median ms."""
+    from muselens.runtime.engine.backends import OrtBackend
+
+    backends = [OrtBackend(model_path, threads=threads) for _ in range(in_flight)]
+    batch = _frame(side)[None]
+    for b in backends:
+        _time(b, batch, 0, 3)
+    counts = [0] * in_flight
+    times: list[list[float]] = [[] for _ in range(in_flight)]
+    stop = time.perf_counter() + seconds
+
+    def loop(i: int) -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            backends[i].run(batch, ["descriptor"])
+            times[i].append((time.perf_counter() - t0) * 1e3)
+            counts[i] += 1
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(in_flight)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - start
+    return {"in_flight": in_flight, "threads": threads, "fps": sum(counts) / wall,
+            "ms_p50": statistics.median([t for ts in times for t in ts])}
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from muselens.runtime.bundle import load_bundle
+    from muselens.runtime.engine.backends import OrtBackend
+
+    if args.runs < 1 or args.warmup < 0:
+        raise ValueError("--runs must be >= 1 and --warmup >= 0")
+    concurrent = [] if args.concurrent == "none" else [tuple(int(x) for x in c.split("x"))
+                                                        for c in args.concurrent.split(",")]
+    bundle = load_bundle(args.bundle)
+    try:
+        manifest = bundle.manifest
+        own = manifest.descriptor.short_side
+        sides = [own, *[s for s in args.sizes if s != own]]
+        variants = [v for v, e in manifest.models.items() if e.format == "onnx"]
+        rows: list[dict[str, Any]] = []
+        for variant in variants:
+            path = bundle.model_path(variant)
+            for side in sides:
+                batch = _frame(side)[None]
+                for label, settings in SETTINGS if (variant == "fp32" and side == own) else SETTINGS[:1]:
+                    print(f"inference-settings: {variant} at {side}, {label}", file=sys.stderr, flush=True)
+                    backend = OrtBackend(path, **settings)
+                    times = _time(backend, batch, args.runs, args.warmup)
+                    rows.append({"variant": variant, "short_side": side, "setting": label, **settings,
+                                 "input_hw": list(batch.shape[1:3]), **common.percentiles(times),
+                                 "mp_at_1": manifest.metrics.get(variant, {}).get("mp_at_1")})
+                    del backend
+        base = next(r for r in rows if r["variant"] == variants[0] and r["short_side"] == own
+                    and r["setting"] == "default")
+        for r in rows:
+            r["ratio_to_default"] = r["p50"] / base["p50"]
+        parallel = []
+        for in_flight, threads in concurrent:
+            print(f"inference-settings: {in_flight} in flight x {threads} thread(s)", file=sys.stderr, flush=True)
+            parallel.append(throughput(bundle.model_path(variants[0]), own, in_flight, threads))
+        return {"bundle": {"name": manifest.name, "bundle_version": manifest.bundle_version, "short_side": own,
+                           "variants": variants},
+                "settings": {"runs": args.runs, "warmup": args.warmup, "sizes": sides}, "rows": rows,
+                "throughput": parallel, "baseline": {k: base[k] for k in ("variant", "short_side", "setting", "p50")}}
+    finally:
+        bundle.close()
+
+
+def table(data: dict) -> list[str]:
+    lines = ["| variant | short side | input | setting | mP@1 (export) | ms p50 / p95 | FPS | vs default |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        mp = f"{100 * r['mp_at_1']:.2f}" if r.get("mp_at_1") is not None else "-"
+        lines.append(f"| {r['variant']} | {r['short_side']} | {r['input_hw'][0]}x{r['input_hw'][1]} | {r['setting']} "
+                     f"| {mp} | {r['p50']:.1f} / {r['p95']:.1f} | {1000 / r['p50']:.1f} | {r['ratio_to_default']:.2f}x |")
+    if data.get("throughput"):
+        lines += ["", "| inferences in flight x threads each | frames/s in total | ms per inference p50 |",
+                  "|---|---|---|"]
+        lines += [f"| {t['in_flight']} x {t['threads']} | {t['fps']:.1f} | {t['ms_p50']:.1f} |"
+                  for t in data["throughput"]]
+    return lines
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        payload = run_settings(args)
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = common.write_bench(args.out, "inference-settings", getattr(args, "argv", None), payload)
+    print("\n".join(table(payload)))
+    print(f"wrote {path}")
+    return 0
+
+
+def markdown(folder: Path, data: dict) -> str:
+    b = data["bundle"]
+    lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]) + ".", "",
+             f"Bundle `{b['name']}` {b['bundle_version']} (variants {', '.join(b['variants'])}, recognition short "
+             f"side {b['short_side']}). Engine alone (ONNX Runtime CPU), a 16:9 frame, median of "
+             f"{data['settings']['runs']} runs after {data['settings']['warmup']} warm-up; `vs default` divides by "
+             f"{data['baseline']['variant']} at {data['baseline']['short_side']} with the default settings, measured "
+             "in the same run. mP@1 is the export's, on the museum's queries at the bundle's size.", "",
+             *table(data), ""]
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from muselens.benchmarks import inference_settings
+from muselens.cli import main as cli
+from muselens.runtime.engine.backends import OrtBackend
+
+
+def test_every_setting_and_size_measured_against_the_default(tiny_bundle, tmp_path):
+    out = tmp_path / "settings"
+    assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(out), "--sizes", "96",
+                "--runs", "3", "--warmup", "1", "--concurrent", "1x1,2x1"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    rows = data["rows"]
+    labels = [label for label, _ in inference_settings.SETTINGS]
+    assert [r["setting"] for r in rows if r["short_side"] == 64] == labels
+    assert [(r["short_side"], r["setting"]) for r in rows if r["short_side"] != 64] == [(96, "default")]
+    default = rows[0]
+    assert default["ratio_to_default"] == pytest.approx(1.0) and default["input_hw"] == [64, 114]
+    for r in rows:
+        assert r["count"] == 3 and r["p50"] > 0 and r["ratio_to_default"] == pytest.approx(r["p50"] / default["p50"])
+    assert [(t["in_flight"], t["threads"]) for t in data["throughput"]] == [(1, 1), (2, 1)]
+    assert all(t["fps"] > 0 and t["ms_p50"] > 0 for t in data["throughput"])
+    text = inference_settings.markdown(out, data)
+    assert "| fp32 | 64 | 64x114 | no spinning |" in text and "| 2 x 1 |" in text
+
+
+def test_settings_reach_the_session(tiny_bundle):
+    from muselens.runtime.bundle import load_bundle
+
+    with load_bundle(tiny_bundle) as bundle:
+        path = bundle.model_path("fp32")
+        backend = OrtBackend(path, spinning=False, optimisation="basic", arena="none")
+        assert backend.settings == {"optimisation": "basic", "spinning": False, "arena": "none"}
+        options = backend.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert not options.enable_cpu_mem_arena
+        for bad in ({"optimisation": "max"}, {"arena": "gpu"}, {"spinning": "no"}):
+            with pytest.raises((ValueError, TypeError)):
+                OrtBackend(path, **bad)

@@ -38,7 +38,7 @@ from muselens.runtime.server.admission import (TokenAdmission, default_max_calls
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
 from muselens.runtime.server.handlers import MALFORMED, add_refusing_service, add_servicer
 from muselens.runtime.server.metrics import ServiceMetrics
-from muselens.runtime.server.servicer import AdminServicer, RecognizerServicer
+from muselens.runtime.server.servicer import AdminServicer, RecognizerServicer, default_decode_slots
 from muselens.runtime.streams import SmootherConfig
 from muselens.v1 import recognition_pb2 as pb
 
@@ -88,6 +88,7 @@ class ServerConfig:
     verify_workers: int = 1  # threads verifying streams' frames in the background (0: streams are not verified)
     verify_interval_s: float = 0.5  # a stream's frames are verified at most this often
     pipeline: bool = True  # a stream's next frame is decoded and resized while its current one is inferred
+    decode_slots: int | None = None  # frames decoded at once, fairly between clients; None: half the cores
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -101,6 +102,7 @@ class ServerConfig:
         checks.integer(self.verify_workers, "verify_workers", low=0)
         checks.number(self.verify_interval_s, "verify_interval_s", low=0)
         checks.flag(self.pipeline, "pipeline")
+        checks.optional_int(self.decode_slots, "decode_slots", low=1)
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:
@@ -177,7 +179,8 @@ class MuselensServer:
                                              stream_idle_seconds=config.stream_idle_seconds,
                                              verification=self.verification,
                                              verify_interval_s=config.verify_interval_s,
-                                             pipeline=config.pipeline)
+                                             pipeline=config.pipeline,
+                                             decode_slots=config.decode_slots or default_decode_slots())
         malformed = lambda method: self.metrics.frames.labels(method, MALFORMED).inc()  # noqa: E731
         add_servicer(self.server, pb.DESCRIPTOR.services_by_name["Recognizer"], self.recognizer, malformed)
         admin = AdminServicer(holder, self.metrics, limits=limits, bundle_root=config.bundle_root)

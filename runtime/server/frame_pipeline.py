@@ -37,7 +37,7 @@ class PreparedFrame:
     pixels: np.ndarray | None = None  # as decoded (at least the model's size)
     resized: np.ndarray | None = None  # at the recognition size
     error: FrameError | None = None  # this frame's own fault: answered, the stream goes on
-    failure: BaseException | None = None  # anything else: the worker re-raises it
+    failure: BaseException | None = None  # anything else (Cancelled: the call ended): the worker re-raises it
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -45,7 +45,8 @@ class PreparedFrame:
         return self.arrival.item
 
 
-Decode = Callable[[pb.Frame, ServedModel], np.ndarray]
+# (frame, model, timings) -> pixels; it records its own "decode" ms, and any wait for a turn as "queue"
+Decode = Callable[[pb.Frame, ServedModel, dict], np.ndarray]
 
 
 def prepare(arrival: Arrival, model: ServedModel, decode: Decode) -> PreparedFrame:
@@ -54,12 +55,10 @@ def prepare(arrival: Arrival, model: ServedModel, decode: Decode) -> PreparedFra
     if isinstance(arrival.item, MalformedMessage):
         return prepared
     try:
-        t0 = time.perf_counter()
-        prepared.pixels = decode(arrival.item, model)
+        prepared.pixels = decode(arrival.item, model, prepared.timings_ms)
         t1 = time.perf_counter()
         prepared.resized = model.describer.resize(prepared.pixels)
-        t2 = time.perf_counter()
-        prepared.timings_ms.update(decode=(t1 - t0) * 1e3, preprocess=(t2 - t1) * 1e3)
+        prepared.timings_ms["preprocess"] = (time.perf_counter() - t1) * 1e3
     except FrameError as exc:
         prepared.error = exc
     except Exception as exc:  # noqa: BLE001 -- handed to the worker, which answers it as the service does

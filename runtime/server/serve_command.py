@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", choices=("on", "off"), default="on",
                         help="decode and resize a stream's next frame while its current one is inferred "
                              "(default: %(default)s; off: one frame after another, as before)")
+    parser.add_argument("--decode-slots", type=int, default=None,
+                        help="frames decoded at once, in turn between clients (default: half the cores)")
     parser.add_argument("--reduced-decode", choices=("on", "off"), default="on",
                         help="decode a JPEG frame at the smallest n/8 scale that still holds what recognition "
                              "(and verification) need (default: %(default)s; off: every frame in full)")
@@ -131,7 +133,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
                           admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token,
                           verify_workers=args.verify_workers, verify_interval_s=args.verify_interval,
-                          pipeline=args.pipeline == "on")
+                          pipeline=args.pipeline == "on", decode_slots=args.decode_slots)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")

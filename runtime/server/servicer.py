@@ -23,7 +23,7 @@ import numpy as np
 
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
-from muselens.runtime.engine.gate import fair_share
+from muselens.runtime.engine.gate import InferenceGate, fair_share
 from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.background_verification import (DEFAULT_INTERVAL_S, StreamVerification,
                                                                    VerificationPool)
@@ -35,7 +35,7 @@ from muselens.runtime.safe_text import first_unsafe, log_safe, log_safe_tracebac
 from muselens.runtime.server import convert
 from muselens.runtime.server.admission import TokenAdmission
 from muselens.runtime.server.auth import bearer_token
-from muselens.runtime.server.frame_pipeline import FramePreparer, prepare
+from muselens.runtime.server.frame_pipeline import Decode, FramePreparer, prepare
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
@@ -46,6 +46,12 @@ from muselens.v1 import recognition_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 MAX_ENROL_PHOTOS = 64
+
+
+def default_decode_slots() -> int:
+    """Frames decoded (and resized) at once: half the cores, so decoding never takes the cores an
+    inference runs on, and one client's flood of frames waits its turn instead of filling them."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class _Call:
@@ -64,7 +70,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                  admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
                  identifies_clients: bool = False, stream_idle_seconds: float | None = None,
                  verification: VerificationPool | None = None, verify_interval_s: float = DEFAULT_INTERVAL_S,
-                 pipeline: bool = True):
+                 pipeline: bool = True, decode_slots: int = 1):
         self.holder = holder
         self.metrics = metrics
         self.limits = limits
@@ -77,6 +83,9 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.verification = verification  # None: streams are not verified in the background
         self.verify_interval_s = verify_interval_s
         self.pipeline = pipeline  # a stream's next frame decoded while its current one is inferred
+        # Decoding is CPU work a client controls (a 16 MB raw frame, a big JPEG): it takes turns
+        # between clients, like inference, so a flood of frames from one delays another by one decode.
+        self.decode_gate = InferenceGate(decode_slots)
 
     # -- one frame, any call --------------------------------------------------------------
 
@@ -84,12 +93,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                    queue_ms: float = 0.0) -> RecognitionResult:
         """Decode, validate and recognise; raises FrameError / OptionsError / Cancelled."""
         options = convert.recognize_options(frame.options, self.default_top_k)
-        t0 = time.perf_counter()  # the frame decoded no larger than this call needs of it
-        pixels = convert.image_pixels(frame.image, self.limits,
-                                      at_least=model.decode_need(verify=model.verifies(options)))
-        decode_ms = (time.perf_counter() - t0) * 1e3
+        with self.decode_gate.slot(cancel) as waited_ms:
+            t0 = time.perf_counter()  # the frame decoded no larger than this call needs of it
+            pixels = convert.image_pixels(frame.image, self.limits,
+                                          at_least=model.decode_need(verify=model.verifies(options)))
+            decode_ms = (time.perf_counter() - t0) * 1e3
         cancel.check()
-        return model.recognize(pixels, options, cancel=cancel, timings_ms={"queue": queue_ms, "decode": decode_ms})
+        return model.recognize(pixels, options, cancel=cancel,
+                               timings_ms={"queue": queue_ms + waited_ms, "decode": decode_ms})
 
     def _client(self, context: grpc.ServicerContext) -> str | None:
         """The caller's client token where the server checks them (it tells clients apart), else None."""
@@ -141,9 +152,17 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
             if self.admission is not None:
                 self.admission.leave(client)
 
-    def _decode_for(self, frame: pb.Frame, model: ServedModel) -> np.ndarray:
-        """A stream frame's pixels, decoded no larger than the descriptor path needs."""
-        return convert.image_pixels(frame.image, self.limits, at_least=model.decode_need())
+    def _decoder_for(self, client: str | None, cancel: Cancellation) -> Decode:
+        """How a stream's frames are decoded: no larger than the descriptor path needs, in turn
+        with every other client's frames (see ``decode_gate``)."""
+        def decode(frame: pb.Frame, model: ServedModel, timings_ms: dict) -> np.ndarray:
+            with fair_share(client), self.decode_gate.slot(cancel) as waited_ms:
+                t0 = time.perf_counter()
+                try:
+                    return convert.image_pixels(frame.image, self.limits, at_least=model.decode_need())
+                finally:
+                    timings_ms.update(queue=waited_ms, decode=(time.perf_counter() - t0) * 1e3)
+        return decode
 
     def _stream(self, request_iterator: Iterator[pb.Frame | MalformedMessage],
                 context: grpc.ServicerContext, client: str | None) -> Iterator[pb.Recognition]:
@@ -153,7 +172,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                   name="muselens-stream-reader", daemon=True)
         reader.start()
         call.cancel.on_cancel(slot.close)
-        preparer = FramePreparer(slot, self.holder.current, self._decode_for, call.cancel) if self.pipeline else None
+        decode = self._decoder_for(client, call.cancel)
+        preparer = FramePreparer(slot, self.holder.current, decode, call.cancel) if self.pipeline else None
         if preparer is not None:
             call.cancel.on_cancel(preparer.wake)
         smoother: StreamSmoother | None = None
@@ -167,7 +187,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     ended = preparer.finished
                 else:  # one frame at a time: decoded and resized after the previous answer left
                     arrival = slot.take(self.stream_idle_seconds)
-                    prepared = None if arrival is None else prepare(arrival, self.holder.current(), self._decode_for)
+                    prepared = None if arrival is None else prepare(arrival, self.holder.current(), decode)
                     ended = slot.closed
                 if prepared is None:
                     if ended or call.cancel.cancelled:
@@ -179,6 +199,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if slot.dropped > counted_drops:
                     self.metrics.dropped.inc(slot.dropped - counted_drops)
                     counted_drops = slot.dropped
+                if isinstance(prepared.failure, Cancelled):
+                    break
                 if prepared.failure is not None:
                     raise prepared.failure
                 frame, model, arrival = prepared.frame, prepared.model, prepared.arrival
@@ -197,7 +219,9 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     yield convert.error_recognition(frame.frame_id, "INVALID_ARGUMENT", "bad_timestamp", str(exc),
                                                     bundle_version=model.bundle_version, dropped_frames=slot.dropped)
                     continue
-                queue_ms = (time.perf_counter() - arrival.received) * 1e3 - sum(prepared.timings_ms.values())
+                # queue: from arrival to now, but for the decode and resize (a wait for a decode turn is queue too)
+                work_ms = prepared.timings_ms.get("decode", 0.0) + prepared.timings_ms.get("preprocess", 0.0)
+                queue_ms = max(0.0, (time.perf_counter() - arrival.received) * 1e3 - work_ms)
                 try:
                     if prepared.error is not None:
                         raise prepared.error
@@ -207,7 +231,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     options = dataclasses.replace(options, verify=False)
                     with fair_share(client):
                         result = model.recognize(prepared.pixels, options, cancel=call.cancel,
-                                                 timings_ms={"queue": max(0.0, queue_ms), **prepared.timings_ms},
+                                                 timings_ms={**prepared.timings_ms, "queue": queue_ms},
                                                  resized=prepared.resized)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()

@@ -213,3 +213,30 @@ def test_without_client_tokens_calls_are_not_told_apart(served, start_server, qu
     server = start_server(slow_model(served, 0.3), max_workers=4, max_calls_per_token=1)
     calls = [server.stub.Recognize.future(frame(query_images[0]), metadata=AS_A, timeout=30) for _ in range(2)]
     assert [_outcome(f) for f in calls] == ["OK", "OK"]  # a token the server does not check is no identity
+
+
+def test_decoding_takes_turns_between_clients(served, start_server, query_images, monkeypatch):
+    """Decoding is CPU work a client chooses (a 16 MB raw frame costs tens of milliseconds): four of
+    one client's frames decoding at once once took the cores from another's. With one decode at a
+    time, served in turn between clients, the other client waits for at most one of the flood's."""
+    from muselens.runtime.server import convert
+
+    decode = convert.image_pixels
+    running, most = [0], [0]
+
+    def slow_decode(image, limits, what="frame", *, at_least=None):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        running[0] -= 1
+        return decode(image, limits, what, at_least=at_least)
+
+    monkeypatch.setattr(convert, "image_pixels", slow_decode)
+    server = start_server(served, tokens=CLIENTS, max_workers=8, max_calls_per_token=4, decode_slots=1)
+    flood = [server.stub.Recognize.future(frame(query_images[0]), metadata=AS_A, timeout=30) for _ in range(4)]
+    time.sleep(0.1)  # the first of the flood is decoding, three wait
+    sent = time.monotonic()
+    assert server.stub.Recognize(frame(query_images[1]), metadata=AS_B, timeout=30).matches
+    waited = time.monotonic() - sent
+    assert waited < 3 * 0.3  # the one decode under way and its own; not behind the three queued
+    assert [_outcome(f) for f in flood] == ["OK"] * 4 and most[0] == 1

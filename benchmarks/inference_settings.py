@@ -8,6 +8,11 @@ the median of ``--runs`` inferences of a camera-shaped frame (16:9) on the engin
 its ratio to the default (what ``muselens serve`` runs: fp32 at the bundle's size, ORT's
 defaults and the shared arena), measured in the same run.
 
+``--data`` adds accuracy: every variant at every size describes the museum's references and
+queries (a real set of ``../shared/datasets``) and reports mP@1, mAP, and the drift from fp32 at
+the bundle's size: mP@1 points lost and the agreement of each query's descriptor and top-1 with
+fp32's. That is the drift ``muselens serve --variant auto`` bounds, measured on real photos.
+
 ``--concurrent`` adds the question a server with several cameras asks: with N inferences in
 flight at once, each on T threads, how many frames a second does the box answer in total?
 (On 2 cores: one inference on 2 threads against two on 1 thread each.)
@@ -48,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="short sides besides the bundle's own, comma-separated (e.g. 320,256)")
     parser.add_argument("--runs", type=int, default=30, help="timed inferences per row (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed inferences first (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a museum dataset with queries: mP@1 of every variant and size on it, and the drift "
+                             "from fp32 at the bundle's size")
     parser.add_argument("--concurrent", type=str, default="1x2,2x1",
                         help="in-flight x threads combinations for the throughput table, e.g. 1x2,2x1 "
                              "(default: %(default)s; 'none' to skip)")
@@ -98,6 +106,42 @@ def throughput(model_path: Path, side: int, in_flight: int, threads: int, second
             "ms_p50": statistics.median([t for ts in times for t in ts])}
 
 
+def accuracy(bundle, data: Path, variants: list[str], sides: list[int]) -> list[dict[str, Any]]:
+    """mP@1 and mAP of each variant at each size on ``data``'s queries, and their drift from the first
+    (fp32 at the bundle's size): points lost, descriptor cosine and top-1 agreement per query."""
+    from muselens.core.data.images import SkippedImages
+    from muselens.core.data.museum_dataset import MuseumDataset
+    from muselens.export.precision import descriptor_agreement, retrieval_metrics
+    from muselens.runtime.engine import Describer
+
+    museum = MuseumDataset.load(data)
+    if not museum.queries:
+        raise ValueError(f"{data} has no queries: accuracy cannot be measured")
+    rows: list[dict[str, Any]] = []
+    base: tuple[dict, np.ndarray, np.ndarray] | None = None
+    for variant in variants:
+        for side in sides:
+            print(f"inference-settings: accuracy of {variant} at {side} on {data.name}", file=sys.stderr, flush=True)
+            describer = Describer.open(bundle.model_path(variant), "ort-cpu", contract=bundle.manifest.descriptor,
+                                       short_side=side)
+            skipped = SkippedImages()
+            refs, ref_ids = describer.describe_records(museum.references, skipped)
+            queries, query_ids = describer.describe_records(museum.queries, skipped)
+            measured = retrieval_metrics(refs, ref_ids, queries, query_ids)
+            row = {"variant": variant, "short_side": side, "mp_at_1": measured["mp_at_1"], "map": measured["map"],
+                   "queries": len(query_ids), "references": len(ref_ids), "skipped": len(skipped)}
+            if base is None:
+                base = (measured, queries, refs)
+                row["drop_points"] = 0.0
+            else:
+                row["drop_points"] = 100 * (base[0]["mp_at_1"] - measured["mp_at_1"])
+                agreement = descriptor_agreement(base[1], queries, base[2])
+                row.update({k: agreement[k] for k in ("mean_cosine_to_fp32", "min_cosine_to_fp32",
+                                                      "top1_agreement_with_fp32")})
+            rows.append(row)
+    return rows
+
+
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     from muselens.runtime.bundle import load_bundle
     from muselens.runtime.engine.backends import OrtBackend
@@ -133,8 +177,10 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         for in_flight, threads in concurrent:
             print(f"inference-settings: {in_flight} in flight x {threads} thread(s)", file=sys.stderr, flush=True)
             parallel.append(throughput(bundle.model_path(variants[0]), own, in_flight, threads))
+        measured = accuracy(bundle, args.data, variants, sides) if args.data is not None else []
         return {"bundle": {"name": manifest.name, "bundle_version": manifest.bundle_version, "short_side": own,
                            "variants": variants},
+                "data": str(args.data) if args.data is not None else None, "accuracy": measured,
                 "settings": {"runs": args.runs, "warmup": args.warmup, "sizes": sides}, "rows": rows,
                 "throughput": parallel, "baseline": {k: base[k] for k in ("variant", "short_side", "setting", "p50")}}
     finally:
@@ -153,6 +199,15 @@ def table(data: dict) -> list[str]:
                   "|---|---|---|"]
         lines += [f"| {t['in_flight']} x {t['threads']} | {t['fps']:.1f} | {t['ms_p50']:.1f} |"
                   for t in data["throughput"]]
+    if data.get("accuracy"):
+        lines += ["", f"Accuracy on `{data['data']}` (references and queries described by each variant at each size):",
+                  "", "| variant | short side | mP@1 | mAP | mP@1 points lost | query cosine to fp32 mean / min | "
+                  "top-1 agreement with fp32 |", "|---|---|---|---|---|---|---|"]
+        for a in data["accuracy"]:
+            cos = f"{a['mean_cosine_to_fp32']:.4f} / {a['min_cosine_to_fp32']:.4f}" if "mean_cosine_to_fp32" in a else "-"
+            agree = f"{100 * a['top1_agreement_with_fp32']:.1f} %" if "top1_agreement_with_fp32" in a else "-"
+            lines.append(f"| {a['variant']} | {a['short_side']} | {100 * a['mp_at_1']:.2f} | {100 * a['map']:.2f} | "
+                         f"{a['drop_points']:.2f} | {cos} | {agree} |")
     return lines
 
 

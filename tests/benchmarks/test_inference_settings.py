@@ -9,10 +9,10 @@ from muselens.cli import main as cli
 from muselens.runtime.engine.backends import OrtBackend
 
 
-def test_every_setting_and_size_measured_against_the_default(tiny_bundle, tmp_path):
+def test_every_setting_and_size_measured_against_the_default(tiny_bundle, export_museum, tmp_path):
     out = tmp_path / "settings"
     assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(out), "--sizes", "96",
-                "--runs", "3", "--warmup", "1", "--concurrent", "1x1,2x1"]) == 0
+                "--runs", "3", "--warmup", "1", "--concurrent", "1x1,2x1", "--data", str(export_museum)]) == 0
     data = json.loads((out / "bench.json").read_text())
     rows = data["rows"]
     labels = [label for label, _ in inference_settings.SETTINGS]
@@ -24,8 +24,14 @@ def test_every_setting_and_size_measured_against_the_default(tiny_bundle, tmp_pa
         assert r["count"] == 3 and r["p50"] > 0 and r["ratio_to_default"] == pytest.approx(r["p50"] / default["p50"])
     assert [(t["in_flight"], t["threads"]) for t in data["throughput"]] == [(1, 1), (2, 1)]
     assert all(t["fps"] > 0 and t["ms_p50"] > 0 for t in data["throughput"])
+    accuracy = data["accuracy"]
+    assert [(a["variant"], a["short_side"]) for a in accuracy] == [("fp32", 64), ("fp32", 96)]
+    assert accuracy[0]["drop_points"] == 0.0 and accuracy[0]["queries"] == 3
+    assert accuracy[1]["drop_points"] == pytest.approx(100 * (accuracy[0]["mp_at_1"] - accuracy[1]["mp_at_1"]))
+    assert 0 <= accuracy[1]["top1_agreement_with_fp32"] <= 1
     text = inference_settings.markdown(out, data)
     assert "| fp32 | 64 | 64x114 | no spinning |" in text and "| 2 x 1 |" in text
+    assert "| fp32 | 96 |" in text and "top-1 agreement with fp32" in text
 
 
 def test_settings_reach_the_session(tiny_bundle):

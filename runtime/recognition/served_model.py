@@ -24,6 +24,9 @@ from muselens.runtime.frames import SizeNeed
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
 from muselens.runtime.recognition.options import RecognizeOptions
+from muselens.runtime.recognition.regional import (DEFAULT_REGIONAL_CANDIDATES, best_regional_scores,
+                                                   holding_centre, regional_candidates, regional_descriptors,
+                                                   rmac_regions)
 from muselens.runtime.recognition.search import GallerySearch
 from muselens.runtime.recognition.variant_choice import VariantChoice, choose_variant_by_speed
 from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
@@ -56,6 +59,7 @@ class RecognitionResult:
     heatmaps: tuple[HeatmapResult, ...] = ()
     verification: VerificationReport = NOT_ASKED
     descriptor: np.ndarray | None = field(default=None, repr=False)  # the frame's, for later verification
+    regional: tuple[str, ...] = ()  # artworks parts of the frame rank first, beyond the matches: to verify too
 
     @property
     def best(self) -> Match | None:
@@ -64,11 +68,14 @@ class RecognitionResult:
 
 def verify_shortlist(verifier: ShortlistVerifier, search: GallerySearch, image: np.ndarray,
                      instance_ids: Sequence[str], descriptor: np.ndarray, *, keep_pairs: bool = False,
-                     check: Callable[[], None] | None = None) -> VerificationReport:
+                     check: Callable[[], None] | None = None,
+                     regional_scores: Mapping[str, float] | None = None) -> VerificationReport:
     """Fit the artworks of ``instance_ids`` (the descriptor's shortlist, best first) and those the
     frame's keypoints vote for into the RGB frame ``image``: what the service does, and what the
     export measures the evidence weight with. Each artwork is tried through its references in the
-    order of the frame's votes for them, then of their similarity to ``descriptor``."""
+    order of the frame's votes for them, then of their similarity to ``descriptor``. With
+    ``regional_scores``, an artwork that fits has its evidence start from its best score over
+    parts of the frame where that beats the whole frame's (see :mod:`.regional`)."""
     frame = verifier.frame_features(image)
     row_votes = verifier.row_votes(frame)
     voted = verifier.voted(row_votes, instance_ids)
@@ -78,7 +85,11 @@ def verify_shortlist(verifier: ShortlistVerifier, search: GallerySearch, image: 
         similarity = search.gallery.descriptors[rows] @ descriptor
         order = np.lexsort((-similarity, -row_votes[rows])) if row_votes is not None else \
             np.argsort(-similarity, kind="stable")
-        candidates.append((instance_id, float(search.vector(instance_id) @ descriptor), rows[order]))
+        score = float(search.vector(instance_id) @ descriptor)
+        if regional_scores is not None:  # if it fits, as much as the part of the frame that shows it best
+            candidates.append((instance_id, score, rows[order], regional_scores.get(instance_id, score)))
+        else:
+            candidates.append((instance_id, score, rows[order]))
     report = verifier.verify(frame, candidates, keep_pairs=keep_pairs, check=check)
     return replace(report, voted=tuple(voted)) if voted else report
 
@@ -101,6 +112,7 @@ class ServingConfig:
     vote: bool = True  # also verify the artworks the frame's local features vote for (recall beyond the shortlist)
     shortlist: int = DEFAULT_SHORTLIST  # artworks of the global ranking that verification fits
     reduced_decode: bool = True  # decode a JPEG frame no larger than recognition (and verification) need
+    regional: int = DEFAULT_REGIONAL_CANDIDATES  # artworks parts of the frame rank first, also verified (0: none)
 
 
 AUTO_VARIANT = "auto"
@@ -254,12 +266,32 @@ class ServedModel:
         metadata = dict(label.metadata) if label is not None else {}
         return Match(instance_id, title, float(score), metadata, int(inliers))
 
+    def searches_regions(self) -> bool:
+        """Whether parts of a frame can be searched: asked for, verification to use the candidates,
+        and a graph that gives each cell's vector and activation."""
+        names = self.describer.output_names
+        return self.config.regional > 0 and self.verifier is not None and "descriptor_map" in names \
+            and "activation" in names
+
+    def _regional(self, query: Mapping[str, np.ndarray], exclude: Sequence[str]
+                  ) -> tuple[tuple[str, ...], dict[str, float]]:
+        """The artworks the parts of the frame around its centre rank first beyond ``exclude``, and
+        every artwork's best score over those parts (where a candidate's evidence starts when verified)."""
+        dmap, activation = query["descriptor_map"], query["activation"]
+        regions = holding_centre(rmac_regions(*activation.shape), *activation.shape)
+        descriptors = regional_descriptors(dmap, activation, self.describer.k, regions)
+        best = best_regional_scores(self.search.vectors, descriptors)
+        return (regional_candidates(best, self.search.ids, exclude, self.config.regional),
+                dict(zip(self.search.ids, best.tolist())))
+
     def recognize(self, image: np.ndarray, options: RecognizeOptions = RecognizeOptions(), *,
                   cancel: Cancellation | None = None, timings_ms: dict[str, float] | None = None,
-                  resized: np.ndarray | None = None) -> RecognitionResult:
+                  resized: np.ndarray | None = None, regional: bool | None = None) -> RecognitionResult:
         """Recognise one RGB uint8 frame. ``timings_ms`` may carry stages measured upstream
         (queue, decode, and preprocess where ``resized``, the frame at the recognition size, is
-        given: a stream prepares it ahead); the total covers everything recorded."""
+        given: a stream prepares it ahead); the total covers everything recorded. ``regional``:
+        search parts of the frame for candidates to verify (None: when this call verifies; a
+        stream asks for them for its background verification)."""
         timings = dict(timings_ms or {})
         t0 = time.perf_counter()
         resized_here = resized is None
@@ -267,7 +299,10 @@ class ServedModel:
             resized = self.describer.resize(image)
         t1 = time.perf_counter()
         needs_maps = options.explain or options.roi is not None
+        regional = (self.verifies(options) if regional is None else regional) and self.searches_regions()
         outputs = ["descriptor", "descriptor_map", "locations"] if needs_maps else ["descriptor"]
+        if regional:
+            outputs = list(dict.fromkeys([*outputs, "descriptor_map", "activation"]))
         waits: dict[str, float] = {}
         raw = self.describer.run(resized, outputs, cancel, waits)
         query = {name: value[0] for name, value in raw.items()}
@@ -284,12 +319,13 @@ class ServedModel:
             hits = self.search.search(descriptor, max(options.top_k, self.config.shortlist))
             ids, scores = hits.instance_ids, [float(s) for s in hits.scores]
             decision = decide(scores, self.threshold, self.config.uncertain_margin)
+        parts, part_scores = self._regional(query, ids[:self.config.shortlist]) if regional else ((), None)
         t3 = time.perf_counter()
         report = NOT_ASKED
         # asked for: verified, or told it cannot be; by the server's default: only where it can be
         if self.verifies(options):
-            report = self.verify(image, ids[:self.config.shortlist], descriptor, keep_pairs=options.explain,
-                                 cancel=cancel)
+            report = self.verify(image, [*ids[:self.config.shortlist], *parts], descriptor,
+                                 keep_pairs=options.explain, cancel=cancel, regional_scores=part_scores)
             if report.verified:  # the shortlist by combined evidence (score and fit), the answer first
                 fits = report.inliers_by_artwork
                 ids, scores = list(ids), list(scores)
@@ -320,10 +356,11 @@ class ServedModel:
                        verify=(t3v - t3) * 1e3 if report is not NOT_ASKED else 0.0, heatmap=(t4 - t3v) * 1e3)
         timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
         return RecognitionResult(decision, matches, self.threshold, self.bundle_version,
-                                 MappingProxyType(timings), heatmaps, report, descriptor)
+                                 MappingProxyType(timings), heatmaps, report, descriptor, parts)
 
     def verify(self, image: np.ndarray, instance_ids: Sequence[str], descriptor: np.ndarray, *,
-               keep_pairs: bool = False, cancel: Cancellation | None = None) -> VerificationReport:
+               keep_pairs: bool = False, cancel: Cancellation | None = None,
+               regional_scores: Mapping[str, float] | None = None) -> VerificationReport:
         """Fit the references of ``instance_ids`` (a shortlist, best first) into the RGB frame
         ``image``; each artwork through its references most similar to ``descriptor``."""
         if self.verifier is None:
@@ -331,7 +368,7 @@ class ServedModel:
         if cancel is not None:
             cancel.check()
         return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor, keep_pairs=keep_pairs,
-                                check=cancel.check if cancel is not None else None)
+                                check=cancel.check if cancel is not None else None, regional_scores=regional_scores)
 
     # -- enrolment ------------------------------------------------------------------------
 

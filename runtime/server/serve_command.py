@@ -21,6 +21,7 @@ from muselens.runtime.engine import BACKENDS, DEFAULT_BACKEND, BackendUnavailabl
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
+from muselens.runtime.recognition.regional import DEFAULT_REGIONAL_CANDIDATES
 from muselens.runtime.recognition.search import SEARCH_ENGINES
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vote", choices=("on", "off"), default="on",
                         help="also verify the artworks the frame's local features vote for, beyond the descriptor's "
                              "shortlist (an index built at load: ~2 s per 80,000 keypoints; default: %(default)s)")
+    parser.add_argument("--regional", type=int, default=DEFAULT_REGIONAL_CANDIDATES,
+                        help="artworks that parts of the frame (R-MAC regions of the feature map) rank first, "
+                             "verified beside the descriptor's shortlist; 0: none (default: %(default)s)")
     parser.add_argument("--verify-workers", type=int, default=1,
                         help="threads verifying streams' newest frames in the background "
                              "(0: streams are answered from descriptors only; default: %(default)s)")
@@ -147,7 +151,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
                             uncertain_margin=args.uncertain_margin, inference_slots=args.inference_slots,
                             reference_cache_bytes=args.reference_cache_mb * 2**20,
                             allow_ort_telemetry=args.allow_ort_telemetry, verify=args.verify == "on",
-                            vote=args.vote == "on", reduced_decode=args.reduced_decode == "on")
+                            vote=args.vote == "on", reduced_decode=args.reduced_decode == "on",
+                            regional=args.regional)
     return MuselensServer(ModelHolder(ServedModel.load(args.bundle, serving)), config)
 
 

@@ -232,7 +232,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     with fair_share(client):
                         result = model.recognize(prepared.pixels, options, cancel=call.cancel,
                                                  timings_ms={**prepared.timings_ms, "queue": queue_ms},
-                                                 resized=prepared.resized)
+                                                 resized=prepared.resized, regional=background)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
@@ -246,9 +246,9 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if background:
                     verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
                     # decoded again in the background, at the size its local features need
-                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model),
-                                    [m.instance_id for m in result.matches], result.descriptor, arrival.received,
-                                    keep_pairs=options.explain)
+                    candidates = list(dict.fromkeys([*(m.instance_id for m in result.matches), *result.regional]))
+                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), candidates,
+                                    result.descriptor, arrival.received, keep_pairs=options.explain)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()

@@ -159,18 +159,20 @@ class ShortlistVerifier:
         """Artworks the frame's keypoints vote for that ``shortlist`` lacks (none without votes)."""
         return [] if row_votes is None else top_voted(artwork_votes(self.row_ids, row_votes), exclude=shortlist)
 
-    def verify(self, frame: LocalFeatures, candidates: Sequence[tuple[str, float, Sequence[int]]], *,
+    def verify(self, frame: LocalFeatures, candidates: Sequence[tuple], *,
                keep_pairs: bool = False, check: Callable[[], None] | None = None) -> VerificationReport:
         """Fit each candidate artwork ``(instance_id, descriptor score, gallery rows most similar first)``
         into the frame; the answer is the candidate of the highest combined evidence, verified if it fits
-        (``NOT_VERIFIED`` when it does not, whatever the others' fits: they are listed).
+        (``NOT_VERIFIED`` when it does not, whatever the others' fits: they are listed). A candidate
+        may carry a fourth item, the score its evidence starts from if it fits (a part of the frame's
+        score: the fit says where that part is).
 
         ``check`` is called before each fit (a cancelled call raises there).
         """
         started = time.perf_counter()
         fits: dict[str, tuple[int, Verification]] = {}  # artwork -> its best-fitting reference
         fitted = 0
-        for instance_id, _, rows in candidates:
+        for instance_id, _, rows, *_ in candidates:
             for row in list(rows)[:self.references_per_artwork]:
                 if check is not None:
                     check()
@@ -183,8 +185,9 @@ class ShortlistVerifier:
         ms = (time.perf_counter() - started) * 1e3
         if not fits:
             return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms)
-        combined = {iid: evidence(score, fits[iid][1].inliers if iid in fits else 0, self.evidence_weight)
-                    for iid, score, _ in candidates}
+        combined = {c[0]: evidence(max(c[1], c[3]) if c[0] in fits and len(c) > 3 else c[1],
+                                   fits[c[0]][1].inliers if c[0] in fits else 0, self.evidence_weight)
+                    for c in candidates}
         inliers = {iid: fit.inliers for iid, (_, fit) in fits.items()}
         instance_id = max(combined, key=lambda iid: (combined[iid], iid in fits))
         if instance_id not in fits:  # a descriptor score beyond any fit's evidence: the answer is not verified

@@ -34,6 +34,9 @@ __all__ = ["add_arguments", "main", "markdown"]
 
 SERVER_WAIT_S = 30.0  # for a running server (--server) to accept a connection
 SERVER_START_S = 120.0  # for the server started here to print its banner
+# The serving path before issue 22: one frame after another, each decoded in full, verification
+# as often as the streams ask, no regional candidates, the bundle's default variant.
+BASELINE_SERVE_ARGS = ("--pipeline", "off", "--reduced-decode", "off", "--verify-share", "1", "--regional", "0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model variant to serve, as muselens serve's --variant (default: auto, what serve "
                              "chooses)")
     parser.add_argument("--baseline", action="store_true",
-                        help="also measure the same cameras against the server as it was before pipelining "
-                             "(--pipeline off --reduced-decode off, the bundle's default variant): the speed-ups "
+                        help="also measure the same cameras against the server as it was before issue 22 "
+                             "(" + " ".join(BASELINE_SERVE_ARGS) + ", the bundle's default variant): the speed-ups "
                              "are printed against it")
     parser.add_argument("--workers", type=int, default=None,
                         help="the server's concurrent calls (default: the largest N + 8, at least 16; "
@@ -142,8 +145,6 @@ def _bundle_info(address: str, token: str | None) -> Any:
                                f"{exc.details()}") from None
 
 
-# The serving path before issue 22: one frame after another, each decoded in full, the default variant.
-BASELINE_SERVE_ARGS = ("--pipeline", "off", "--reduced-decode", "off")
 
 
 def server_process(args: argparse.Namespace, workers: int, baseline: bool = False) -> ServerProcess:

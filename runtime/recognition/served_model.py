@@ -9,6 +9,7 @@ of gRPC; the service translates messages to and from :meth:`ServedModel.recogniz
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
+from muselens.runtime.engine.gate import InferenceGate
 from muselens.runtime.frames import SizeNeed
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
@@ -153,6 +155,10 @@ class ServedModel:
     explainer: Explainer = field(default=None)  # type: ignore[assignment]
     verifier: ShortlistVerifier | None = None  # None: the bundle has no local features
     variant_choice: VariantChoice | None = None  # how the variant was chosen, where it was ("auto")
+    # Verification is the costliest CPU work of a call (~100 ms of fits): it takes turns between
+    # clients like inference does, half the cores at once, so one client's flood of verified calls
+    # delays another's by one verification, not by all of them.
+    verify_gate: InferenceGate = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.verifier is None and self.bundle.local_features is not None:
@@ -160,6 +166,8 @@ class ServedModel:
             object.__setattr__(self, "verifier", ShortlistVerifier(
                 self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids,
                 vote=self.config.vote, evidence_weight=calibrated.get("evidence_weight", INLIER_WEIGHT)))
+        if self.verify_gate is None:
+            object.__setattr__(self, "verify_gate", InferenceGate(max(1, (os.cpu_count() or 2) // 2)))
         if self.explainer is None:
             object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
                                                             cache_bytes=self.config.reference_cache_bytes))
@@ -367,8 +375,10 @@ class ServedModel:
             return NO_FEATURES
         if cancel is not None:
             cancel.check()
-        return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor, keep_pairs=keep_pairs,
-                                check=cancel.check if cancel is not None else None, regional_scores=regional_scores)
+        with self.verify_gate.slot(cancel):
+            return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor,
+                                    keep_pairs=keep_pairs, check=cancel.check if cancel is not None else None,
+                                    regional_scores=regional_scores)
 
     # -- enrolment ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from muselens.core import checks
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
-from muselens.runtime.recognition.background_verification import VerificationPool
+from muselens.runtime.recognition.background_verification import DEFAULT_BUSY_SHARE, VerificationPool
 from muselens.runtime.server.admission import (TokenAdmission, default_max_calls_per_token,
                                                 default_max_streams)
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
@@ -87,6 +87,7 @@ class ServerConfig:
     admin_port: int | None = None  # Admin, health and reflection on their own workers here (0: any free port)
     verify_workers: int = 1  # threads verifying streams' frames in the background (0: streams are not verified)
     verify_interval_s: float = 0.5  # a stream's frames are verified at most this often
+    verify_busy_share: float = DEFAULT_BUSY_SHARE  # of the verification threads' time, whatever the streams
     pipeline: bool = True  # a stream's next frame is decoded and resized while its current one is inferred
     decode_slots: int | None = None  # frames decoded at once, fairly between clients; None: half the cores
 
@@ -101,6 +102,7 @@ class ServerConfig:
             raise ValueError(f"admin_port must differ from port ({self.port}): admin calls get a server of their own")
         checks.integer(self.verify_workers, "verify_workers", low=0)
         checks.number(self.verify_interval_s, "verify_interval_s", low=0)
+        checks.number(self.verify_busy_share, "verify_busy_share", low=0.01, high=1.0)
         checks.flag(self.pipeline, "pipeline")
         checks.optional_int(self.decode_slots, "decode_slots", low=1)
         if self.max_workers < 1:
@@ -171,7 +173,8 @@ class MuselensServer:
         self.admission = TokenAdmission(config.stream_cap, config.max_streams_per_token)
         self.calls = TokenAdmission(config.pending_cap, config.calls_per_token_cap, what="calls in flight")
         limits = config.frame_limits
-        self.verification = VerificationPool(config.verify_workers) if config.verify_workers else None
+        self.verification = VerificationPool(config.verify_workers, config.verify_busy_share) \
+            if config.verify_workers else None
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k,
                                              admission=self.admission, calls=self.calls,

@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify-workers", type=int, default=1,
                         help="threads verifying streams' newest frames in the background "
                              "(0: streams are answered from descriptors only; default: %(default)s)")
+    parser.add_argument("--verify-share", type=float, default=0.5,
+                        help="the share of the verification threads' time spent verifying, however many streams "
+                             "ask: after each verification they rest for the rest (default: %(default)s; 1: no rest)")
     parser.add_argument("--verify-interval", type=float, default=0.5,
                         help="seconds between a stream's background verifications (default: %(default)s)")
     parser.add_argument("--pipeline", choices=("on", "off"), default="on",
@@ -140,6 +143,7 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           stream_idle_seconds=args.stream_idle_seconds, max_pending_calls=args.max_pending_calls,
                           admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token,
                           verify_workers=args.verify_workers, verify_interval_s=args.verify_interval,
+                          verify_busy_share=args.verify_share,
                           pipeline=args.pipeline == "on", decode_slots=args.decode_slots)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():

@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from muselens.runtime.recognition.background_verification import StreamVerification, VerificationPool
 from muselens.runtime.verification import VERIFIED, VerificationReport
@@ -42,7 +43,7 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
 
 
 def test_one_frame_in_flight_then_its_answer_is_taken_once():
-    pool, model = VerificationPool(1), FakeModel()
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
     stream = StreamVerification(pool, interval_s=0.0)
     assert offer(stream, model, "1") and not offer(stream, model, "2")  # busy with frame 1
     assert stream.take_new() is None
@@ -56,7 +57,7 @@ def test_one_frame_in_flight_then_its_answer_is_taken_once():
 
 
 def test_a_stream_offers_no_more_often_than_its_interval():
-    pool, model = VerificationPool(1), FakeModel()
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
     model.gate.set()
     stream = StreamVerification(pool, interval_s=60.0)
     assert offer(stream, model, "1")
@@ -66,7 +67,7 @@ def test_a_stream_offers_no_more_often_than_its_interval():
 
 
 def test_the_pool_refuses_beyond_its_room_instead_of_queueing_stale_frames():
-    pool, model = VerificationPool(1), FakeModel()
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
     streams = [StreamVerification(pool, interval_s=0.0) for _ in range(3)]
     taken = [offer(s, model, str(i)) for i, s in enumerate(streams)]
     assert taken == [True, True, False]  # one running, one waiting, no more
@@ -77,7 +78,7 @@ def test_the_pool_refuses_beyond_its_room_instead_of_queueing_stale_frames():
 
 
 def test_a_failing_verification_is_counted_and_the_stream_goes_on():
-    pool, model = VerificationPool(1), FakeModel(fail=True)
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel(fail=True)
     model.gate.set()
     stream = StreamVerification(pool, interval_s=0.0)
     assert offer(stream, model, "1")
@@ -87,7 +88,7 @@ def test_a_failing_verification_is_counted_and_the_stream_goes_on():
 
 
 def test_a_stream_that_leaves_the_box_idle_is_verified_more_often():
-    pool = VerificationPool(1)
+    pool = VerificationPool(1, busy_share=1.0)
     stream = StreamVerification(pool, interval_s=0.5, idle_interval_s=0.2)
     assert stream.current_interval_s == 0.5  # nothing known yet
     for i in range(10):  # 10 FPS, 30 ms a frame: busy 30 % of the time
@@ -98,3 +99,23 @@ def test_a_stream_that_leaves_the_box_idle_is_verified_more_often():
     assert stream.busy_share > 0.8 and stream.current_interval_s == 0.5
     assert StreamVerification(pool, interval_s=0.1, idle_interval_s=0.2).idle_interval_s == 0.1  # never longer
     pool.shutdown()
+
+
+def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
+    pool = VerificationPool(1, busy_share=0.5)
+    done = threading.Event()
+    assert pool.try_submit(lambda: (time.sleep(0.2), done.set()))
+    assert done.wait(5)
+    time.sleep(0.02)
+    assert not pool.try_submit(lambda: None)  # resting: 0.2 s of work, 0.2 s of rest
+    time.sleep(0.25)
+    assert pool.try_submit(lambda: None)
+    pool.shutdown()
+    eager = VerificationPool(1, busy_share=1.0)
+    finished = threading.Event()
+    assert eager.try_submit(finished.set) and finished.wait(5)
+    time.sleep(0.02)
+    assert eager.try_submit(lambda: None)  # 1.0: no rest
+    eager.shutdown()
+    with pytest.raises(ValueError):
+        VerificationPool(1, busy_share=0.0)

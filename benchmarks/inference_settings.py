@@ -8,10 +8,12 @@ the median of ``--runs`` inferences of a camera-shaped frame (16:9) on the engin
 its ratio to the default (what ``muselens serve`` runs: fp32 at the bundle's size, ORT's
 defaults and the shared arena), measured in the same run.
 
-``--data`` adds accuracy: every variant at every size describes the museum's references and
-queries (a real set of ``../shared/datasets``) and reports mP@1, mAP, and the drift from fp32 at
-the bundle's size: mP@1 points lost and the agreement of each query's descriptor and top-1 with
-fp32's. That is the drift ``muselens serve --variant auto`` bounds, measured on real photos.
+``--data`` adds accuracy as the service would have it: every variant at every size describes the
+museum's queries (a real set of ``../shared/datasets``), which are searched in the bundle's own
+gallery (its references described by fp32 at the bundle's size, whatever is served), and it
+reports mP@1, mAP, and the drift from fp32 at the bundle's size: mP@1 points lost and the
+agreement of each query's descriptor and top-1 with fp32's. That is the drift ``muselens serve
+--variant auto`` bounds and ``--short-side`` costs, measured on real photos.
 
 ``--concurrent`` adds the question a server with several cameras asks: with N inferences in
 flight at once, each on T threads, how many frames a second does the box answer in total?
@@ -107,8 +109,9 @@ def throughput(model_path: Path, side: int, in_flight: int, threads: int, second
 
 
 def accuracy(bundle, data: Path, variants: list[str], sides: list[int]) -> list[dict[str, Any]]:
-    """mP@1 and mAP of each variant at each size on ``data``'s queries, and their drift from the first
-    (fp32 at the bundle's size): points lost, descriptor cosine and top-1 agreement per query."""
+    """mP@1 and mAP of each variant at each size on ``data``'s queries against the bundle's gallery,
+    and their drift from the first (fp32 at the bundle's size): points lost, descriptor cosine and
+    top-1 agreement per query."""
     from muselens.core.data.images import SkippedImages
     from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.export.precision import descriptor_agreement, retrieval_metrics
@@ -125,7 +128,7 @@ def accuracy(bundle, data: Path, variants: list[str], sides: list[int]) -> list[
             describer = Describer.open(bundle.model_path(variant), "ort-cpu", contract=bundle.manifest.descriptor,
                                        short_side=side)
             skipped = SkippedImages()
-            refs, ref_ids = describer.describe_records(museum.references, skipped)
+            refs, ref_ids = bundle.gallery.descriptors, [str(i) for i in bundle.gallery.instance_ids]
             queries, query_ids = describer.describe_records(museum.queries, skipped)
             measured = retrieval_metrics(refs, ref_ids, queries, query_ids)
             row = {"variant": variant, "short_side": side, "mp_at_1": measured["mp_at_1"], "map": measured["map"],
@@ -155,7 +158,8 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         manifest = bundle.manifest
         own = manifest.descriptor.short_side
         sides = [own, *[s for s in args.sizes if s != own]]
-        variants = [v for v, e in manifest.models.items() if e.format == "onnx"]
+        # fp32 first: every other row is measured against it
+        variants = sorted((v for v, e in manifest.models.items() if e.format == "onnx"), key=lambda v: v != "fp32")
         rows: list[dict[str, Any]] = []
         for variant in variants:
             path = bundle.model_path(variant)
@@ -200,7 +204,8 @@ def table(data: dict) -> list[str]:
         lines += [f"| {t['in_flight']} x {t['threads']} | {t['fps']:.1f} | {t['ms_p50']:.1f} |"
                   for t in data["throughput"]]
     if data.get("accuracy"):
-        lines += ["", f"Accuracy on `{data['data']}` (references and queries described by each variant at each size):",
+        lines += ["", f"Accuracy on `{data['data']}` (its queries described by each variant at each size, searched "
+                      "in the bundle's gallery as the service does):",
                   "", "| variant | short side | mP@1 | mAP | mP@1 points lost | query cosine to fp32 mean / min | "
                   "top-1 agreement with fp32 |", "|---|---|---|---|---|---|---|"]
         for a in data["accuracy"]:

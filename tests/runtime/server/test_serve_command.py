@@ -260,3 +260,32 @@ def test_serve_trims_the_heap_while_it_runs(tiny_bundle, capsys, monkeypatch):
     assert code == 0 and "serving" in banner
     assert len(made) == 1 and made[0].interval == memory.HEAP_TRIM_SECONDS
     assert made[0]._thread.ident is not None and not made[0]._thread.is_alive()  # started, stopped at shutdown
+
+
+def test_serve_flags_for_the_edge_reach_the_server(tiny_bundle):
+    """Issue 22's levers and their off switches, from the command line to what runs."""
+    import argparse
+
+    from muselens.runtime.server import serve_command as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    defaults = command.build(parser.parse_args([str(tiny_bundle), "--port", "0", "--threads", "1"]))
+    try:
+        model = defaults.holder.current()
+        assert model.variant_choice is not None and model.variant == "fp32"  # --variant auto
+        assert model.config.reduced_decode and model.config.regional == 3 and model.describer.short_side == 64
+        assert defaults.recognizer.pipeline and defaults.verification.busy_share == 0.5
+    finally:
+        defaults.stop(0)
+    named = command.build(parser.parse_args([
+        str(tiny_bundle), "--port", "0", "--threads", "1", "--variant", "default", "--reduced-decode", "off",
+        "--pipeline", "off", "--short-side", "96", "--decode-slots", "2", "--verify-share", "1", "--regional", "0"]))
+    try:
+        model = named.holder.current()
+        assert model.variant_choice is None and model.variant == "fp32"
+        assert not model.config.reduced_decode and model.config.regional == 0 and model.describer.short_side == 96
+        assert not named.recognizer.pipeline and named.recognizer.decode_gate.slots == 2
+        assert named.verification.busy_share == 1.0
+    finally:
+        named.stop(0)

@@ -34,8 +34,8 @@ import numpy as np
 
 from muselens.benchmarks import common
 from muselens.benchmarks.load import csv_ints
+from muselens.runtime.recognition.variant_choice import camera_frame, timed_runs
 
-FRAME_ASPECT = 16 / 9
 # (label, OrtBackend settings): each changes one thing from the default
 SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("default", {}),
@@ -63,18 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s; 'none' to skip)")
 
 
-def _frame(side: int) -> np.ndarray:
-    return np.zeros((side, round(side * FRAME_ASPECT), 3), np.uint8)
-
-
 def _time(backend, batch: np.ndarray, runs: int, warmup: int) -> list[float]:
-    times = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        backend.run(batch, ["descriptor"])
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    return timed_runs(lambda: backend.run(batch, ["descriptor"]), runs, warmup)
 
 
 def throughput(model_path: Path, side: int, in_flight: int, threads: int, seconds: float = 3.0) -> dict[str, float]:
@@ -83,7 +73,7 @@ def throughput(model_path: Path, side: int, in_flight: int, threads: int, second
     from muselens.runtime.engine.backends import OrtBackend
 
     backends = [OrtBackend(model_path, threads=threads) for _ in range(in_flight)]
-    batch = _frame(side)[None]
+    batch = camera_frame(side)[None]
     for b in backends:
         _time(b, batch, 0, 3)
     counts = [0] * in_flight
@@ -164,7 +154,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         for variant in variants:
             path = bundle.model_path(variant)
             for side in sides:
-                batch = _frame(side)[None]
+                batch = camera_frame(side)[None]
                 for label, settings in SETTINGS if (variant == "fp32" and side == own) else SETTINGS[:1]:
                     print(f"inference-settings: {variant} at {side}, {label}", file=sys.stderr, flush=True)
                     backend = OrtBackend(path, **settings)

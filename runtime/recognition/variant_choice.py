@@ -87,17 +87,26 @@ def eligible_variants(bundle: Bundle, model_format: str = "onnx",
     return reference, eligible, drops, excluded
 
 
+def camera_frame(side: int) -> np.ndarray:
+    """A blank camera-shaped (16:9) RGB frame of short side ``side``: what inference is timed on."""
+    return np.zeros((side, round(side * FRAME_ASPECT), 3), np.uint8)
+
+
+def timed_runs(run, runs: int, warmup: int = WARM_UP_RUNS) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of ``run()``, after ``warmup`` untimed ones."""
+    times = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        run()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def time_variant(describer: Describer, runs: int = TIMED_RUNS) -> float:
     """Median milliseconds of one inference of a camera-shaped frame at the recognition size."""
-    side = describer.short_side
-    frame = np.zeros((side, round(side * FRAME_ASPECT), 3), np.uint8)
-    times = []
-    for i in range(WARM_UP_RUNS + runs):
-        t0 = time.perf_counter()
-        describer.run(frame, ["descriptor"])
-        if i >= WARM_UP_RUNS:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    frame = camera_frame(describer.short_side)
+    return statistics.median(timed_runs(lambda: describer.run(frame, ["descriptor"]), runs))
 
 
 def choose_variant_by_speed(bundle: Bundle, open_describer, *, model_format: str = "onnx",

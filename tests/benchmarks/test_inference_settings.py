@@ -47,3 +47,13 @@ def test_settings_reach_the_session(tiny_bundle):
         for bad in ({"optimisation": "max"}, {"arena": "gpu"}, {"spinning": "no"}):
             with pytest.raises((ValueError, TypeError)):
                 OrtBackend(path, **bad)
+
+
+def test_a_dataset_without_queries_is_refused_naming_it(tiny_bundle, export_museum, tmp_path, capsys):
+    import shutil
+
+    museum = tmp_path / "no-queries"
+    shutil.copytree(export_museum / "references", museum / "references")
+    assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(tmp_path / "x"), "--runs", "1",
+                "--concurrent", "none", "--data", str(museum)]) == 2
+    assert "has no queries" in capsys.readouterr().err

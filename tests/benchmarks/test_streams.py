@@ -201,7 +201,9 @@ def test_an_unreachable_server_is_an_error(tmp_path, capsys, monkeypatch):
                                             (["BUNDLE", "--inference-slots", "0"], "--inference-slots must be >= 1"),
                                             (["BUNDLE", "--server", "127.0.0.1:1", "--inference-slots", "2"],
                                              "--inference-slots configures the server started here"),
-                                            (["BUNDLE", "--token-file", "t"], "--token-file is for --server")])
+                                            (["BUNDLE", "--token-file", "t"], "--token-file is for --server"),
+                                            (["BUNDLE", "--server", "127.0.0.1:1", "--baseline"],
+                                             "--baseline starts a second server here")])
 def test_bad_arguments_exit_2_naming_the_problem(tiny_bundle, tmp_path, capsys, flags, message):
     flags = [str(tiny_bundle) if f == "BUNDLE" else f for f in flags]
     assert cli(["bench", "streams", *flags, "--out", str(tmp_path / "x")]) == 2

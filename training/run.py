@@ -41,16 +41,17 @@ from muselens.training.datasets import (ClassificationDataset, FCNDataset, Insta
                                         LabelledImages, PhotoViews, load_labelled_images)
 from muselens.training.distributed import Distributed
 from muselens.training.peak_memory import peaks, reset_peaks
-from muselens.training.classifier import InstanceClassifier, set_trainable_blocks, split_blocks
+from muselens.training.classifier import InstanceClassifier, run_channels_last, set_trainable_blocks, split_blocks
 from muselens.training.pooling.functional import gem
 from muselens.training.regions import RegionDescriptorNet
 from muselens.training.stages.classification import fit_classification
 from muselens.training.stages.epoch_stats import EpochStats
 from muselens.training.stages.optimiser import build_optimizer
-from muselens.training.stages.region_descriptor import (build_descriptor_optimizer, fit_descriptor,
+from muselens.training.stages.region_descriptor import (RUN_BATCH, build_descriptor_optimizer, fit_descriptor,
                                                  init_head_from_pca, view_sources)
 from muselens.training.stages.fcn import fit_fcn
 from muselens.training.trunk import TrunkCache
+from muselens.training.view_pool import PoolShape, PooledViews, TrunkViewPool
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,15 @@ class Validator:
 
         if self.dist is not None and self.dist.enabled:  # every rank describes a shard, all get all
             return self.dist.map_rows(len(cache), describe).cpu().numpy()
-        return torch.cat([describe(i) for i in range(len(cache))]).cpu().numpy()
+        out = np.zeros((len(cache), 0), dtype=np.float32)
+        for group in cache.batches(range(len(cache)), RUN_BATCH):  # images of one shape together
+            fmap = self.top(cache.stack(group, self.device))
+            described = (model.net.forward_features(fmap).descriptor if stage == 3
+                         else torch.nn.functional.normalize(gem(fmap), dim=1)).cpu().numpy()
+            if out.shape[1] == 0:
+                out = np.zeros((len(cache), described.shape[1]), dtype=np.float32)
+            out[group] = described
+        return out
 
     def __call__(self, model: MuseumModel, stage: int) -> dict[str, float]:
         if len(self.queries) == 0:
@@ -181,6 +190,7 @@ class TrainingRun:
         self.checkpoint_path = self.out / "checkpoint.pt"
         self.state: dict[str, Any] = {"stage_index": 0, "next_epoch": 0, "history": [], "stages": {}}
         self.pretrained = pretrained
+        self._pools: dict[str, dict[str, Any]] = {}
         if resume and self.checkpoint_path.exists():
             saved = load_checkpoint(self.checkpoint_path)
             if saved.get("format") != CHECKPOINT_FORMAT:
@@ -252,6 +262,9 @@ class TrainingRun:
         set_trainable_blocks(model.classifier, self.config.train_blocks)
         frozen, trainable = split_blocks(model.classifier, self.config.train_blocks)
         trunk, top = nn.Sequential(*frozen), nn.Sequential(*trainable)
+        if self.device.type == "cpu":
+            run_channels_last(frozen)
+            run_channels_last(trainable)
         caches = self._caches(trunk, model.classifier.backbone.contract)
         validate = Validator(top, caches["refs"], np.asarray(self.train_images.labels), caches["queries"],
                              np.asarray(self.query_images.labels if self.query_images else []), self.device,
@@ -322,10 +335,39 @@ class TrainingRun:
                            desc="trunk: stage-3 views")
         return TrunkCache.joined([refs, cache]), np.concatenate([labels, np.asarray(views.labels, dtype=labels.dtype)])
 
+    def _view_pool(self, stage: int, trunk: nn.Module, contract) -> TrunkViewPool:
+        """Stage ``stage``'s pool of augmented views through the frozen trunk, built once per run
+        (rank 0 builds it in the run folder; the other ranks open it)."""
+        cfg = self.config
+        epochs = (cfg.stage1 if stage == 1 else cfg.stage2).epochs
+        views = min(cfg.view_pool.views(stage), epochs)  # more views than epochs would never be shown
+        shape = (PoolShape(square=cfg.stage1.image_size) if stage == 1 else
+                 PoolShape(short_sides=cfg.stage2.short_sides, max_aspect=cfg.stage2.max_aspect))
+        kwargs = dict(shape=shape, views=views, augment_config=cfg.augment, seed=cfg.seed, stage=stage,
+                      phone_share=cfg.view_pool.phone_share, device=self.device, progress=self.progress)
+        folder = self.out / "view-pool" / f"stage{stage}"
+        began = time.perf_counter()
+        if self.dist.is_main:
+            pool = TrunkViewPool.open_or_build(folder, trunk, self.train_images, contract, **kwargs)
+        self.dist.barrier()
+        if not self.dist.is_main:
+            pool = TrunkViewPool.open_or_build(folder, trunk, self.train_images, contract, **kwargs)
+        distinct = pool.distinct_views
+        prior = self.state["stages"].get(str(stage), {}).get("view_pool", {}).get("seconds", 0.0)  # a resumed stage
+        self._pools[str(stage)] = {"views": views, "distinct_views": distinct, "mib": round(pool.nbytes / 2**20, 1),
+                                   "seconds": round(prior + time.perf_counter() - began, 2)}
+        self._say(f"stage {stage}: {views} pooled views per photo ({pool.nbytes / 2**20:.0f} MiB of trunk features "
+                  f"in {folder}, ready in {time.perf_counter() - began:.1f} s); over {epochs} epoch"
+                  f"{'s' * (epochs != 1)} a photo shows {distinct} distinct augmentation{'s' * (distinct != 1)}")
+        return pool
+
     def _stage_times(self, stage: int, seconds: float) -> dict[str, float]:
         """The stage's wall time so far and the part of it spent validating."""
         spent = sum(h.get("val_seconds", 0.0) for h in self.state["history"] if h["stage"] == stage)
-        return {"seconds": round(seconds, 2), "validation_seconds": round(spent, 2)}
+        times = {"seconds": round(seconds, 2), "validation_seconds": round(spent, 2)}
+        if str(stage) in self._pools:  # building (or reopening) the stage's view pool, part of its seconds
+            times["view_pool"] = self._pools[str(stage)]
+        return times
 
     def _say(self, message: str, *, warning: bool = False) -> None:
         """Print ``message`` on the main rank with the other stage messages, and log it at debug
@@ -374,7 +416,14 @@ class TrainingRun:
 
         common = dict(device=self.device, start_epoch=first_epoch, on_epoch_end=on_epoch_end,
                       progress=self.progress, dist=self.dist)
-        if stage == 1:
+        if stage in (1, 2) and cfg.view_pool.views(stage):
+            pool = self._view_pool(stage, trunk, contract)
+            data = PooledViews(pool, self.train_images.labels, start_block=len(trunk), seed=cfg.seed,
+                               short_sides=cfg.stage2.short_sides if stage == 2 else (),
+                               max_aspect=cfg.stage2.max_aspect)
+            fit = fit_classification if stage == 1 else fit_fcn
+            fit(model.classifier, optimizer, data, cfg.stage1 if stage == 1 else cfg.stage2, **common)
+        elif stage == 1:
             data = ClassificationDataset(self.train_images, contract, size=cfg.stage1.image_size,
                                          augment_config=cfg.augment, seed=cfg.seed)
             fit_classification(model.classifier, optimizer, data, cfg.stage1, **common)

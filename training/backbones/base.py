@@ -52,10 +52,23 @@ class Backbone(nn.Module):
         """The body's top-level blocks, input to output: ``[stem, *stages, head]``."""
         return list(self.body)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last conv feature map ``(N, feature_dim, ceil(H/stride), ceil(W/stride))``."""
+    def features(self, x: torch.Tensor, start_block: int = 0) -> torch.Tensor:
+        """Last conv feature map ``(N, feature_dim, ceil(H/stride), ceil(W/stride))``.
+
+        ``start_block > 0``: ``x`` is the output of the first ``start_block`` blocks (a cached
+        trunk's features) and only the blocks above run.
+        """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if start_block:
+            blocks = self.blocks()
+            if not 0 < start_block < len(blocks):
+                raise ValueError(f"start_block must lie in [0, {len(blocks)}), got {start_block}")
+            if x.ndim != 4:
+                raise ValueError(f"trunk features must be (N, C, h, w), got shape {tuple(x.shape)}")
+            for block in blocks[start_block:]:
+                x = block(x)
+            return x
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"input must be (N, 3, H, W), got shape {tuple(x.shape)}")
         return self.body(x)

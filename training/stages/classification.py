@@ -29,6 +29,7 @@ from muselens.training.classifier import (DEFAULT_TRAIN_BLOCKS, InstanceClassifi
                                      set_stage_modes, split_blocks)
 from muselens.training.stages.epoch_stats import EpochStats
 from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule
+from muselens.training.view_pool import PooledViews
 
 @dataclass(frozen=True)
 class ClassificationConfig:
@@ -55,7 +56,7 @@ class ClassificationConfig:
 
 def train_epoch(
     model: InstanceClassifier,
-    dataset: ClassificationDataset,
+    dataset: ClassificationDataset | PooledViews,
     optimizer: torch.optim.Optimizer,
     *,
     batch_size: int,
@@ -69,15 +70,19 @@ def train_epoch(
     """One pass of softmax cross-entropy over ``dataset``, in the batches and augmentation draws
     of ``(dataset.seed, epoch)``; returns the epoch's mean loss and accuracy.
 
+    ``dataset`` is either augmented photos or :class:`~muselens.training.view_pool.PooledViews`:
+    pooled trunk features, of which only the blocks above the trunk run.
+
     Frozen blocks run in eval mode, the top ``train_blocks`` in train mode (see
     :func:`~muselens.training.classifier.set_stage_modes`). The model must already be on ``device``.
     With ``dist`` of several ranks each batch is split across them: every rank back-propagates
     ``sum of its losses / batch size`` and :meth:`~Distributed.sync_gradients` sums them, so a
     step follows the whole batch's mean loss; the retrained blocks' BatchNorm running statistics
     are averaged over the ranks at the end. Loss and accuracy are over all ranks' images."""
-    if not isinstance(dataset, ClassificationDataset):
-        raise TypeError(f"dataset must be a ClassificationDataset, got {type(dataset).__name__}")
+    if not isinstance(dataset, (ClassificationDataset, PooledViews)):
+        raise TypeError(f"dataset must be a ClassificationDataset or PooledViews, got {type(dataset).__name__}")
     check_train_blocks(model, train_blocks)
+    start_block = getattr(dataset, "start_block", 0)
     checks.positive_int(batch_size, "batch_size")
     dev = resolve_device(model, device)
     dist = dist if dist is not None else Distributed.single(dev)
@@ -100,7 +105,7 @@ def train_epoch(
         if share:
             x, y = next(items)
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            logits = model.logits(x)
+            logits = model.logits(x, start_block)
             loss_sum = F.cross_entropy(logits, y, reduction="sum")
             (loss_sum / len(batch)).backward()
             total_loss += float(loss_sum.detach())
@@ -150,7 +155,7 @@ def evaluate_accuracy(model: InstanceClassifier, loader: DataLoader, *, device: 
 def fit_classification(
     model: InstanceClassifier,
     optimizer: torch.optim.Optimizer,
-    dataset: ClassificationDataset,
+    dataset: ClassificationDataset | PooledViews,
     config: ClassificationConfig,
     *,
     device: torch.device | str,

@@ -31,6 +31,7 @@ from muselens.training.classifier import (DEFAULT_TRAIN_BLOCKS, InstanceClassifi
                                      set_stage_modes)
 from muselens.training.stages.epoch_stats import EpochStats
 from muselens.training.stages.optimiser import OptimConfig, apply_lr_schedule
+from muselens.training.view_pool import PooledViews
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,14 @@ def accumulate_fcn_gradients(
     device: torch.device,
     *,
     step_images: int | None = None,
+    start_block: int = 0,
 ) -> tuple[list[float], list[float]]:
     """Backpropagate ``fcn_image_loss / step_images`` of each image, one image at a time.
 
     Adds to the parameters' ``.grad`` (the caller zeroes them before a mini-batch). Each item is
     ``(per-scale tensors (3, H_s, W_s), label)``. ``step_images`` is the number of images in the
     whole optimiser step, ``len(items)`` unless ``items`` is one rank's share of it.
+    ``start_block > 0``: the tensors are cached trunk features entering that block.
     Returns each image's loss and location accuracy.
     """
     if len(items) == 0:
@@ -125,7 +128,7 @@ def accumulate_fcn_gradients(
     losses, accuracies = [], []
     weight = 1.0 / (len(items) if step_images is None else step_images)
     for scales, label in items:
-        maps = [model.dense_logits(x.to(device).unsqueeze(0)) for x in scales]
+        maps = [model.dense_logits(x.to(device).unsqueeze(0), start_block) for x in scales]
         loss = fcn_image_loss(maps, int(label))
         (loss * weight).backward()
         losses.append(float(loss.detach()))
@@ -141,7 +144,7 @@ def step_sizes(n: int, images_per_step: int) -> list[int]:
 
 def train_fcn_epoch(
     model: InstanceClassifier,
-    dataset: FCNDataset,
+    dataset: FCNDataset | PooledViews,
     optimizer: torch.optim.Optimizer,
     *,
     images_per_step: int,
@@ -160,8 +163,8 @@ def train_fcn_epoch(
     accumulates its images' ``loss / images in the step`` and :meth:`~Distributed.sync_gradients`
     sums them, so every step takes the single-process gradient (BatchNorm is frozen and an item's
     augmentation does not depend on the rank). Loss and accuracy are over all ranks' images."""
-    if not isinstance(dataset, FCNDataset):
-        raise TypeError(f"dataset must be an FCNDataset, got {type(dataset).__name__}")
+    if not isinstance(dataset, (FCNDataset, PooledViews)):
+        raise TypeError(f"dataset must be an FCNDataset or PooledViews, got {type(dataset).__name__}")
     check_train_blocks(model, train_blocks)
     dev = resolve_device(model, device)
     dist = dist if dist is not None else Distributed.single(dev)
@@ -185,7 +188,8 @@ def train_fcn_epoch(
         group = [next(items) for _ in share]
         optimizer.zero_grad(set_to_none=True)
         if group:  # a rank whose share of a (last, short) step is empty still joins the all-reduce
-            step_losses, step_accuracies = accumulate_fcn_gradients(model, group, dev, step_images=len(step))
+            step_losses, step_accuracies = accumulate_fcn_gradients(model, group, dev, step_images=len(step),
+                                                                    start_block=getattr(dataset, "start_block", 0))
             loss_sum += sum(step_losses)
             accuracy_sum += sum(step_accuracies)
             seen += len(group)
@@ -201,7 +205,7 @@ def train_fcn_epoch(
 def fit_fcn(
     model: InstanceClassifier,
     optimizer: torch.optim.Optimizer,
-    dataset: FCNDataset,
+    dataset: FCNDataset | PooledViews,
     config: FCNConfig,
     *,
     device: torch.device | str,
@@ -219,8 +223,8 @@ def fit_fcn(
     """
     if not isinstance(config, FCNConfig):
         raise TypeError(f"config must be an FCNConfig, got {type(config).__name__}")
-    if not isinstance(dataset, FCNDataset):
-        raise TypeError(f"dataset must be an FCNDataset, got {type(dataset).__name__}")
+    if not isinstance(dataset, (FCNDataset, PooledViews)):
+        raise TypeError(f"dataset must be an FCNDataset or PooledViews, got {type(dataset).__name__}")
     if (dataset.short_sides, dataset.max_aspect) != (config.short_sides, float(config.max_aspect)):
         raise ValueError(
             f"dataset prepares short sides {dataset.short_sides} with max aspect {dataset.max_aspect}, "

@@ -119,6 +119,23 @@ def run_top(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, index: 
     return net.forward_features(top(cache.get(index, device)))
 
 
+RUN_BATCH = 8  # cached images of one shape through the learnt blocks at once (frozen BatchNorm)
+
+
+def run_top_rows(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, rows, device,
+                 batch: int = RUN_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """Descriptors ``(R, D)`` and region logits ``(R, k, classes)`` of the cached images ``rows``,
+    in their order, run ``batch`` images of one shape at a time."""
+    rows = [int(i) for i in rows]
+    descriptors: list[torch.Tensor | None] = [None] * len(rows)
+    logits: list[torch.Tensor | None] = [None] * len(rows)
+    for group in cache.batches(rows, batch):
+        out = net.forward_features(top(cache.stack([rows[j] for j in group], device)))
+        for n, j in enumerate(group):
+            descriptors[j], logits[j] = out.descriptor[n:n + 1], out.region_logits[n:n + 1]
+    return torch.cat(descriptors), torch.cat(logits)
+
+
 @torch.no_grad()
 def all_descriptors(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache, device,
                     dist: Distributed | None = None) -> torch.Tensor:
@@ -129,7 +146,7 @@ def all_descriptors(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCache,
     try:
         if dist is not None and dist.enabled:
             return dist.map_rows(len(cache), lambda i: run_top(net, top, cache, i, device).descriptor.cpu())
-        return torch.cat([run_top(net, top, cache, i, device).descriptor.cpu() for i in range(len(cache))])
+        return run_top_rows(net, top, cache, range(len(cache)), device)[0].cpu()
     finally:
         net.train(was_training)
 
@@ -140,11 +157,13 @@ def init_head_from_pca(net: RegionDescriptorNet, top: nn.Module, cache: TrunkCac
     was_training = net.training
     net.eval()
     try:
-        feats = []
-        for i in range(len(cache)):
-            fmap = top(cache.get(i, device))
-            out = net.forward_features(fmap)
-            feats.append(gather_regions(fmap, out.locations)[0].cpu())
+        feats: list[torch.Tensor | None] = [None] * len(cache)
+        with torch.no_grad():
+            for group in cache.batches(range(len(cache)), RUN_BATCH):
+                fmap = top(cache.stack(group, device))
+                regions = gather_regions(fmap, net.forward_features(fmap).locations).cpu()
+                for n, i in enumerate(group):
+                    feats[i] = regions[n]
         samples = torch.cat(feats)
     finally:
         net.train(was_training)
@@ -197,25 +216,24 @@ def step_gradients(net, top, cache, rows: np.ndarray, y: torch.Tensor, triplets:
     50 MB per 448-px image on the top blocks). ``grad_cache``: forward all without a graph, take
     the loss' gradient with respect to the descriptors and region logits, then re-run each image
     with a graph and back-propagate its share; the same gradient (BatchNorm is frozen and
-    nothing is random) in the memory of one image, for one extra forward pass per image.
+    nothing is random) in the memory of a few images (:data:`RUN_BATCH`), for one extra forward
+    pass per image. Images of one shape run together either way.
     """
     t = None if triplets is None else triplets.to(device)
     if not grad_cache:
-        outs = [run_top(net, top, cache, int(i), device) for i in rows]
-        embeddings = torch.cat([o.descriptor for o in outs])
-        region_logits = torch.cat([o.region_logits for o in outs])
+        embeddings, region_logits = run_top_rows(net, top, cache, rows, device)
         loss = loss_fn(embeddings, y, region_logits, t)
         loss.backward()
         return loss.item(), region_logits.detach()
     with torch.no_grad():
-        outs = [run_top(net, top, cache, int(i), device) for i in rows]
-    embeddings = torch.cat([o.descriptor for o in outs]).requires_grad_()
-    region_logits = torch.cat([o.region_logits for o in outs]).requires_grad_()
+        embeddings, region_logits = run_top_rows(net, top, cache, rows, device)
+    embeddings.requires_grad_()
+    region_logits.requires_grad_()
     loss = loss_fn(embeddings, y, region_logits, t)
     d_embeddings, d_logits = torch.autograd.grad(loss, (embeddings, region_logits))
-    for j, i in enumerate(rows):
-        out = run_top(net, top, cache, int(i), device)
-        surrogate = (out.descriptor * d_embeddings[j:j + 1]).sum() + (out.region_logits * d_logits[j:j + 1]).sum()
+    for group in cache.batches(rows, RUN_BATCH):  # a few images' graphs at a time
+        out = net.forward_features(top(cache.stack([rows[j] for j in group], device)))
+        surrogate = (out.descriptor * d_embeddings[group]).sum() + (out.region_logits * d_logits[group]).sum()
         surrogate.backward()
     return loss.item(), region_logits.detach()
 

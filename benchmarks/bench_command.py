@@ -25,6 +25,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                   "thousands of bad frames and messages through unary and streaming calls: outcomes, RSS growth"),
     "real-photos": ("muselens.benchmarks.real_photos",
                     "every real photo set: SIFT, IM-GeM, IM-R-MAC and the retrained bundle through gRPC, open set"),
+    "training-speed": ("muselens.benchmarks.training_speed",
+                       "stages 1-2 from pooled trunk features against fresh augmentation: time per stage, "
+                       "accuracy over seeds"),
     "soak": ("muselens.benchmarks.soak", "N streams for M minutes: throughput, p99 and RSS over time"),
     "reconnect": ("muselens.benchmarks.reconnect",
                   "kill the server mid-stream and restart it: how long the camera stream stays dark"),

@@ -17,6 +17,7 @@ from muselens.training.classifier import DEFAULT_TRAIN_BLOCKS
 from muselens.training.stages.classification import ClassificationConfig
 from muselens.training.stages.region_descriptor import DescriptorConfig
 from muselens.training.stages.fcn import FCNConfig
+from muselens.training.view_pool import ViewPoolConfig
 
 STAGES = (1, 2, 3)
 
@@ -61,6 +62,8 @@ class TrainConfig:
     stage2: FCNConfig = FCNConfig()
     stage3: DescriptorConfig = DescriptorConfig()
     validation: ValidationConfig = ValidationConfig()
+    # stages 1-2 draw their augmented photos from a pool put through the frozen trunk once
+    view_pool: ViewPoolConfig = ViewPoolConfig()
     extra: dict[str, Any] = field(default_factory=dict)  # free notes carried into the manifest
 
     def __post_init__(self) -> None:
@@ -122,8 +125,10 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then ``overrides`` (nested dicts, e.g. from flags)."""
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None, *,
+                base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then ``base`` (a schedule), then the YAML file, then ``overrides`` (nested dicts,
+    e.g. from flags)."""
     import yaml
 
     data: dict[str, Any] = {}
@@ -136,7 +141,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: expected a mapping at the top level")
             data = loaded
-    return _build(TrainConfig, merge(data, overrides or {}), "")
+    return _build(TrainConfig, merge(merge(base or {}, data), overrides or {}), "")
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -195,7 +200,13 @@ def setting_argument(text: str) -> tuple[list[str], Any]:
 
 
 def add_config_arguments(parser) -> None:
-    """``--config``, ``--backbone``, ``--seed`` and ``--set``: a YAML file per museum, then single settings."""
+    """``--schedule``, ``--config``, ``--backbone``, ``--seed`` and ``--set``: a named schedule, a
+    YAML file per museum, then single settings."""
+    from muselens.training.schedules import SCHEDULES
+
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES),
+                        help="named settings under --config and --set (default: cpu on a CPU: the paper's "
+                             "30/10/6 epochs at short side 320; full on CUDA: the paper's settings)")
     parser.add_argument("--config", type=Path, help="museum.yaml with any TrainConfig fields")
     parser.add_argument("--backbone", choices=sorted(BACKBONES))
     parser.add_argument("--seed", type=int)
@@ -203,7 +214,17 @@ def add_config_arguments(parser) -> None:
                         help="override one setting, e.g. --set stage1.epochs=5 (repeatable)")
 
 
+def default_schedule(device: str) -> str:
+    """The schedule a run gets unless it names one: the paper's epochs at a size 2 cores train in
+    minutes, or the paper's settings whole on a GPU."""
+    return "full" if str(device).startswith("cuda") else "cpu"
+
+
 def config_from_args(args, *, stages: str | None = None) -> TrainConfig:
     """The configuration :func:`add_config_arguments`' flags choose (``stages``: ``"1,2,3"`` or all)."""
+    from muselens.training.schedules import SCHEDULES
+
+    schedule = getattr(args, "schedule", None) or default_schedule(getattr(args, "device", "cpu"))
+    base = merge(SCHEDULES[schedule], {"extra": {"schedule": schedule}})  # the run's config.yaml says which
     return load_config(args.config, config_overrides(args.set or (), backbone=args.backbone, stages=stages,
-                                                     seed=args.seed))
+                                                     seed=args.seed), base=base)

@@ -114,3 +114,19 @@ def test_verified_answers_are_counted_right_wrong_and_on_negatives():
     assert f["verified_right"] == pytest.approx(1 / 3) and f["verified_wrong"] == pytest.approx(1 / 3)
     assert f["distractors_verified"] == 0 and f["unknowns_verified"] == 1
     assert f["verify_ms"]["count"] == 3
+
+
+def test_seeds_are_summarised_as_mean_and_spread_only_where_there_are_several():
+    from muselens.benchmarks.real_photos import seed_table
+
+    def row(label, seed, mp):
+        return {"label": label, "seed": seed, "mp_at_1": mp, "map": mp / 2, "correct_accept_rate": None}
+
+    payload = {"sets": [{"set": "mcv-paintings", "rows": [
+        {"label": "SIFT", "mp_at_1": 0.9, "map": 0.8, "correct_accept_rate": 0.7},  # a baseline: no seed
+        row("proposed (unary)", 0, 0.90), row("proposed (unary)", 1, 0.94), row("proposed (unary)", 2, 0.98),
+        row("proposed (stream)", 0, 0.5)]}]}
+    (head, rule, line) = seed_table(payload).splitlines()
+    assert "seeds" in head and "mP@1" in head
+    assert line == "| mcv-paintings | proposed (unary) | 3 | 94.0 ± 4.0 | 47.0 ± 2.0 | – |"
+    assert seed_table({"sets": [{"set": "x", "rows": [row("one", 0, 0.5)]}]}) == ""

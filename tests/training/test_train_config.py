@@ -55,3 +55,31 @@ def test_set_flag_parses_yaml_values():
         setting_argument("stage1.epochs")
     assert config_overrides([parse_setting("stage1.epochs=5")], backbone="mobilenet_v2", stages="1,2", seed=4) == {
         "stage1": {"epochs": 5}, "backbone": "mobilenet_v2", "stages": [1, 2], "seed": 4}
+
+
+def _flags(*argv: str) -> argparse.Namespace:
+    from muselens.training.train_config import add_config_arguments
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    parser.add_argument("--device", default="cpu")
+    return parser.parse_args(list(argv))
+
+
+def test_a_run_gets_the_papers_epochs_at_the_size_its_device_trains_in_time(tmp_path):
+    from muselens.training.train_config import config_from_args
+
+    cpu = config_from_args(_flags())
+    assert (cpu.stage1.epochs, cpu.stage2.epochs, cpu.stage3.epochs) == (30, 10, 6)  # paper 004's schedule
+    assert cpu.stage3.short_side == cpu.eval_short_side == 320 and cpu.extra == {"schedule": "cpu"}
+    assert cpu.view_pool.stage1_views > 0 and cpu.view_pool.stage2_views > 0
+    cuda = config_from_args(_flags("--device", "cuda"))
+    assert cuda.stage3.short_side == 448 and cuda.extra == {"schedule": "full"}
+    # the schedule lies under the museum's file, which lies under --set
+    path = tmp_path / "museum.yaml"
+    path.write_text("stage3:\n  epochs: 2\n  short_side: 256\n")
+    mixed = config_from_args(_flags("--schedule", "short", "--config", str(path), "--set", "stage3.epochs=3"))
+    assert (mixed.stage1.epochs, mixed.stage3.epochs, mixed.stage3.short_side) == (5, 3, 256)
+    assert mixed.extra == {"schedule": "short"}
+    with pytest.raises(SystemExit):
+        _flags("--schedule", "fortnight")

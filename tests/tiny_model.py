@@ -20,6 +20,9 @@ TINY = {
     "stage1": {"epochs": 1, "batch_size": 4, "image_size": 64},
     "stage2": {"epochs": 1, "images_per_step": 2, "short_sides": [64]},
     "stage3": {"epochs": 1, "dim": 8, "k": 4, "short_side": 64, "triplets_per_step": 4},  # 2x2 feature cells
+    # one epoch per stage: a pool would hold one view per photo; fresh draws keep the model the
+    # export and runtime tests were written against
+    "view_pool": {"stage1_views": 0, "stage2_views": 0},
 }
 # Five sizes with at least k=4 feature cells at stride 32: square, odd, 1:2, 2:1, a thin strip.
 TINY_SIZES = ((64, 64), (65, 97), (64, 128), (128, 64), (33, 161))

@@ -125,7 +125,7 @@ class TrunkViewPool:
         self.items = int(manifest["items"])
         self.scales = int(manifest["scales"])
         self.seed = int(manifest["seed"])
-        self.index = np.load(self.folder / "index.npy")
+        self.index = np.load(self.folder / "index.npy", allow_pickle=False)
         expected = self.items * self.views * self.scales
         if self.index.shape != (expected, 4):
             raise ValueError(f"{self.folder}: index holds {self.index.shape[0]} entries, the manifest says {expected}")

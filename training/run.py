@@ -120,15 +120,14 @@ class Validator:
 
         if self.dist is not None and self.dist.enabled:  # every rank describes a shard, all get all
             return self.dist.map_rows(len(cache), describe).cpu().numpy()
-        out = np.zeros((len(cache), 0), dtype=np.float32)
+        rows: list[np.ndarray | None] = [None] * len(cache)
         for group in cache.batches(range(len(cache)), RUN_BATCH):  # images of one shape together
             fmap = self.top(cache.stack(group, self.device))
             described = (model.net.forward_features(fmap).descriptor if stage == 3
                          else torch.nn.functional.normalize(gem(fmap), dim=1)).cpu().numpy()
-            if out.shape[1] == 0:
-                out = np.zeros((len(cache), described.shape[1]), dtype=np.float32)
-            out[group] = described
-        return out
+            for n, i in enumerate(group):
+                rows[i] = described[n]
+        return np.stack(rows)
 
     def __call__(self, model: MuseumModel, stage: int) -> dict[str, float]:
         if len(self.queries) == 0:
@@ -418,9 +417,8 @@ class TrainingRun:
                       progress=self.progress, dist=self.dist)
         if stage in (1, 2) and cfg.view_pool.views(stage):
             pool = self._view_pool(stage, trunk, contract)
-            data = PooledViews(pool, self.train_images.labels, start_block=len(trunk), seed=cfg.seed,
-                               short_sides=cfg.stage2.short_sides if stage == 2 else (),
-                               max_aspect=cfg.stage2.max_aspect)
+            stage2 = {"short_sides": cfg.stage2.short_sides, "max_aspect": cfg.stage2.max_aspect} if stage == 2 else {}
+            data = PooledViews(pool, self.train_images.labels, start_block=len(trunk), seed=cfg.seed, **stage2)
             fit = fit_classification if stage == 1 else fit_fcn
             fit(model.classifier, optimizer, data, cfg.stage1 if stage == 1 else cfg.stage2, **common)
         elif stage == 1:

@@ -255,7 +255,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     if new is not None and new.report.verified and new.report.instance_id in model.labels:
                         smoother.confirm(new.report.instance_id)
                     elif new is not None and not new.report.verified:
-                        smoother.release()
+                        smoother.release(fitted=new.report.inliers_by_artwork.keys())
                     verified = verifying.latest
                 smoothed = smoother.update([(m.instance_id, m.score) for m in result.matches], result.decision,
                                            timestamp)  # its timestamp was checked above, on this smoother

@@ -354,3 +354,71 @@ def test_confirm_takes_an_instance_id():
             s.confirm(bad)
     with pytest.raises(ValueError, match="verified_hold_frames"):
         SmootherConfig(verified_hold_frames=0)
+
+
+def test_a_failed_fit_after_a_verified_artwork_means_the_camera_moved_on():
+    """The artwork verification confirmed stops being shown at once when a newer frame fits nothing,
+    even though its smoothed score is still high: the scores must earn it back."""
+    config = SmootherConfig(verified_hold_frames=10)
+    s = StreamSmoother(0.5, config)
+    for _ in range(4):
+        s.update([("a", 0.9)], Decision.ARTWORK)
+    s.confirm("a")
+    s.update([("a", 0.9)], Decision.ARTWORK)
+    s.release()  # a newer frame fits nothing: the camera moved on
+    moved_on = s.update([("a", 0.3)], Decision.NO_ARTWORK)
+    assert moved_on.decision is not Decision.ARTWORK
+    # the descriptor alone brings it back, over min_frames frames, if it is still in view
+    back = [s.update([("a", 0.9)], Decision.ARTWORK) for _ in range(config.min_frames + 2)]
+    assert back[0].decision is not Decision.ARTWORK and back[-1].instance_id == "a"
+
+
+def test_a_failed_fit_does_not_drop_an_artwork_shown_from_its_scores_alone():
+    """A plain artwork never fits its reference: a failed fit says nothing about it."""
+    s = StreamSmoother(0.5, SmootherConfig(verified_hold_frames=10))
+    for _ in range(4):
+        shown = s.update([("a", 0.9)], Decision.ARTWORK)
+    assert shown.instance_id == "a"
+    s.release()
+    assert s.update([("a", 0.9)], Decision.ARTWORK).instance_id == "a"
+
+
+def test_a_failed_fit_long_after_the_verification_does_not_drop_the_artwork():
+    config = SmootherConfig(verified_hold_frames=3)
+    s = StreamSmoother(0.5, config)
+    s.confirm("a")
+    for _ in range(config.verified_hold_frames + 2):
+        shown = s.update([("a", 0.9)], Decision.ARTWORK)
+    assert shown.instance_id == "a"
+    s.release()  # the fit is too old to say the failed one means the camera moved
+    assert s.update([("a", 0.9)], Decision.ARTWORK).instance_id == "a"
+
+
+def test_a_failed_fit_does_not_drop_another_artwork_than_the_verified_one():
+    config = SmootherConfig(verified_hold_frames=10)
+    s = StreamSmoother(0.5, config)
+    s.confirm("a")
+    s.update([("a", 0.9)], Decision.ARTWORK)
+    s.confirm("b")  # verification corrected the answer, then the scores hold b
+    s.update([("b", 0.9)], Decision.ARTWORK)
+    s.release()
+    assert s.update([("b", 0.9)], Decision.ARTWORK).decision is not Decision.ARTWORK  # b was the verified one
+    s2 = StreamSmoother(0.5, config)
+    s2.confirm("a")
+    s2.update([("a", 0.9)], Decision.ARTWORK)
+    s2.release()  # drops a ...
+    for _ in range(config.min_frames + 2):
+        shown = s2.update([("c", 0.95)], Decision.ARTWORK)
+    assert shown.instance_id == "c"
+    s2.release()  # ... and c, shown from its scores, stays
+    assert s2.update([("c", 0.95)], Decision.ARTWORK).instance_id == "c"
+
+
+def test_an_artwork_that_still_fits_is_not_dropped_by_a_failed_answer():
+    """The frame's answer was not verified (another candidate's score outweighed every fit), but the
+    shown artwork did fit: the camera has not moved on from it."""
+    s = StreamSmoother(0.5, SmootherConfig(verified_hold_frames=10))
+    s.confirm("a")
+    s.update([("a", 0.9)], Decision.ARTWORK)
+    s.release(fitted={"a"})
+    assert s.update([("a", 0.9)], Decision.ARTWORK).instance_id == "a"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -119,3 +120,22 @@ def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
     eager.shutdown()
     with pytest.raises(ValueError):
         VerificationPool(1, busy_share=0.0)
+
+
+def test_a_frame_a_little_early_for_the_interval_counts_as_on_time(monkeypatch):
+    """Frames arrive with jitter: at 10 FPS, a stream verified every 0.2 s takes every second frame
+    even when it comes after 199 ms, not every third."""
+    from muselens.runtime.recognition import background_verification
+
+    clock = [100.0]
+    monkeypatch.setattr(background_verification, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
+    model.gate.set()
+    stream = StreamVerification(pool, interval_s=0.2)
+    assert offer(stream, model, "1")
+    wait_for(lambda: stream.latest is not None)
+    clock[0] += 0.1
+    assert not offer(stream, model, "2")  # half the interval: too early
+    clock[0] += 0.099  # 0.199 s after the first: within the slack
+    assert offer(stream, model, "3")
+    pool.shutdown()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -146,11 +146,13 @@ class StreamVerification:
         return self.idle_interval_s if idle else self.interval_s
 
     def offer(self, model: ServedModel, frame_id: str, image: np.ndarray | Callable[[], np.ndarray],
-              instance_ids: Sequence[str], descriptor: np.ndarray, received: float, keep_pairs: bool = False) -> bool:
+              instance_ids: Sequence[str], descriptor: np.ndarray, received: float, keep_pairs: bool = False,
+              regional_scores: Mapping[str, float] | None = None) -> bool:
         """Verify this frame in the background if the budget allows; True if it was taken.
 
         ``image`` is the RGB frame, or a function that decodes it (called in the background,
-        only for a frame that is verified)."""
+        only for a frame that is verified). ``instance_ids`` and ``regional_scores``: the
+        candidates and part scores its recognition found, as a verifying call would use them."""
         now = time.perf_counter()
         with self._lock:
             early = now - self._last_offer < self.current_interval_s * (1.0 - INTERVAL_SLACK)
@@ -161,7 +163,8 @@ class StreamVerification:
         def job() -> None:
             try:
                 pixels = image() if callable(image) else image
-                report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs)
+                report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs,
+                                      regional_scores=regional_scores)
                 done = VerifiedFrame(frame_id, report, received, time.perf_counter())
             except Exception as exc:  # noqa: BLE001 -- one frame's failure must not end verification
                 log.error("background verification of a frame failed: %s: %s", type(exc).__name__, exc)

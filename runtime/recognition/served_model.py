@@ -61,7 +61,11 @@ class RecognitionResult:
     heatmaps: tuple[HeatmapResult, ...] = ()
     verification: VerificationReport = NOT_ASKED
     descriptor: np.ndarray | None = field(default=None, repr=False)  # the frame's, for later verification
-    regional: tuple[str, ...] = ()  # artworks parts of the frame rank first, beyond the matches: to verify too
+    regional: tuple[str, ...] = ()  # artworks parts of the frame rank first, beyond the shortlist: to verify too
+    # What a later verification of this frame fits, and where a fitted artwork's evidence starts, as
+    # a verifying call would: a stream's background verification must judge the frame the same way.
+    shortlist: tuple[str, ...] = ()  # the descriptor's shortlist, then ``regional``
+    part_scores: Mapping[str, float] | None = field(default=None, repr=False)  # each artwork's best over parts
 
     @property
     def best(self) -> Match | None:
@@ -327,12 +331,13 @@ class ServedModel:
             hits = self.search.search(descriptor, max(options.top_k, self.config.shortlist))
             ids, scores = hits.instance_ids, [float(s) for s in hits.scores]
             decision = decide(scores, self.threshold, self.config.uncertain_margin)
-        parts, part_scores = self._regional(query, ids[:self.config.shortlist]) if regional else ((), None)
+        shortlist = tuple(ids[:self.config.shortlist])
+        parts, part_scores = self._regional(query, shortlist) if regional else ((), None)
         t3 = time.perf_counter()
         report = NOT_ASKED
         # asked for: verified, or told it cannot be; by the server's default: only where it can be
         if self.verifies(options):
-            report = self.verify(image, [*ids[:self.config.shortlist], *parts], descriptor,
+            report = self.verify(image, [*shortlist, *parts], descriptor,
                                  keep_pairs=options.explain, cancel=cancel, regional_scores=part_scores)
             if report.verified:  # the shortlist by combined evidence (score and fit), the answer first
                 fits = report.inliers_by_artwork
@@ -364,7 +369,8 @@ class ServedModel:
                        verify=(t3v - t3) * 1e3 if report is not NOT_ASKED else 0.0, heatmap=(t4 - t3v) * 1e3)
         timings["total"] = sum(timings.get(s, 0.0) for s in STAGES if s != "total")
         return RecognitionResult(decision, matches, self.threshold, self.bundle_version,
-                                 MappingProxyType(timings), heatmaps, report, descriptor, parts)
+                                 MappingProxyType(timings), heatmaps, report, descriptor, parts,
+                                 tuple(dict.fromkeys([*shortlist, *parts])), part_scores)
 
     def verify(self, image: np.ndarray, instance_ids: Sequence[str], descriptor: np.ndarray, *,
                keep_pairs: bool = False, cancel: Cancellation | None = None,

@@ -246,9 +246,10 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if background:
                     verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
                     # decoded again in the background, at the size its local features need
-                    candidates = list(dict.fromkeys([*(m.instance_id for m in result.matches), *result.regional]))
-                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), candidates,
-                                    result.descriptor, arrival.received, keep_pairs=options.explain)
+                    # the candidates and part scores a verifying unary call would fit and weigh
+                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
+                                    result.descriptor, arrival.received, keep_pairs=options.explain,
+                                    regional_scores=result.part_scores)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()

@@ -22,9 +22,11 @@ class FakeModel:
         self.gate = threading.Event()
         self.calls = 0
         self.fail = fail
+        self.asked: list[tuple] = []
 
-    def verify(self, image, ids, descriptor, *, keep_pairs=False):
+    def verify(self, image, ids, descriptor, *, keep_pairs=False, regional_scores=None):
         self.calls += 1
+        self.asked.append((tuple(ids), regional_scores))
         self.gate.wait(5)
         if self.fail:
             raise RuntimeError("broken")
@@ -54,6 +56,17 @@ def test_one_frame_in_flight_then_its_answer_is_taken_once():
     assert done.frame_id == "1" and done.report.instance_id == "a1" and done.age_ms() >= 0
     assert stream.take_new() is None and stream.latest is done
     assert offer(stream, model, "3")
+    pool.shutdown()
+
+
+def test_the_frame_is_verified_with_the_candidates_and_part_scores_its_recognition_found():
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
+    model.gate.set()
+    stream = StreamVerification(pool, interval_s=0.0)
+    assert stream.offer(model, "1", np.zeros((4, 4, 3), np.uint8), ["a1", "a2", "a7"], np.zeros(4, np.float32),
+                        time.perf_counter(), regional_scores={"a7": 0.8})
+    wait_for(lambda: stream.latest is not None)
+    assert model.asked == [(("a1", "a2", "a7"), {"a7": 0.8})]
     pool.shutdown()
 
 

@@ -73,6 +73,22 @@ def test_a_verified_call_verifies_the_regions_candidates_too(painted, painted_ph
     assert unverified.regional == ()  # nothing would look at them
 
 
+def test_a_later_verification_of_a_described_frame_judges_it_as_a_verifying_call(painted, painted_photos):
+    """A stream answers from the descriptor and verifies the frame in the background: that must fit
+    the same candidates and weigh them from the same part scores as a call that verifies at once,
+    even when the stream asks for fewer matches than the shortlist holds."""
+    model = dataclasses.replace(painted, config=dataclasses.replace(painted.config, regional=1, shortlist=2))
+    image = painted_photos[0]
+    at_once = model.recognize(image, RecognizeOptions(top_k=1, verify=True))
+    described = model.recognize(image, RecognizeOptions(top_k=1, verify=False), regional=True)
+    assert len(described.matches) == 1 and len(described.shortlist) == 2 + 1
+    assert described.shortlist[2:] == described.regional and described.part_scores is not None
+    later = model.verify(image, described.shortlist, described.descriptor, regional_scores=described.part_scores)
+    assert later.instance_id == at_once.verification.instance_id
+    assert dict(later.inliers_by_artwork) == dict(at_once.verification.inliers_by_artwork)
+    assert later.evidence == pytest.approx(at_once.verification.evidence)
+
+
 def test_only_regions_around_the_centre_count():
     regions = rmac_regions(10, 18)
     held = holding_centre(regions, 10, 18)

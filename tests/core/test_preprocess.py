@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from muselens.core.preprocess import (
+    AREA_BELOW_SCALE,
     PreprocessContract,
     prepare_short_side,
     prepare_square,
@@ -163,6 +165,20 @@ def test_antialias_suppresses_aliasing_when_shrinking():
     aliased = resize_short_side(board, 32, interpolation="nearest", antialias=False)
     assert abs(float(smooth.mean()) - 127.5) < 1.0 and float(smooth.std()) < 1.0
     assert abs(float(aliased.mean()) - 127.5) > 100.0  # every 8th pixel: all one colour
+
+
+def test_a_mild_shrink_uses_the_contract_interpolation_and_stays_close_to_area_averaging():
+    """A frame decoded near the recognition size (800x450 for 448) is brought there with the
+    contract's kernel, not area averaging; on a smooth photo-like image the two barely differ."""
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (450, 800, 3), dtype=np.uint8), (0, 0), 1.5)
+    out = resize_short_side(image, 448, interpolation="bilinear", antialias=True)
+    assert np.array_equal(out, cv2.resize(image, (796, 448), interpolation=cv2.INTER_LINEAR))
+    area = cv2.resize(image, (796, 448), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - area).mean() < 1.0
+    small = resize_short_side(image, 360, interpolation="bilinear", antialias=True)  # 0.8 < AREA_BELOW_SCALE
+    assert np.array_equal(small, cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA))
+    assert 360 / 450 < AREA_BELOW_SCALE <= 448 / 450 and 320 / 360 >= AREA_BELOW_SCALE
 
 
 def test_upscaling_uses_the_contract_interpolation():

@@ -145,6 +145,13 @@ class StreamVerification:
         idle = self.busy_share is not None and self.busy_share < IDLE_BUSY_SHARE
         return self.idle_interval_s if idle else self.interval_s
 
+    def due(self) -> bool:
+        """Whether a frame offered now would be taken (none in flight, the interval over): only
+        such a frame needs what verification uses beyond the answer (its regional candidates)."""
+        now = time.perf_counter()
+        with self._lock:
+            return not self._busy and now - self._last_offer >= self.current_interval_s * (1.0 - INTERVAL_SLACK)
+
     def offer(self, model: ServedModel, frame_id: str, image: np.ndarray | Callable[[], np.ndarray],
               instance_ids: Sequence[str], descriptor: np.ndarray, received: float, keep_pairs: bool = False,
               regional_scores: Mapping[str, float] | None = None) -> bool:

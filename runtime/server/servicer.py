@@ -227,12 +227,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                         raise prepared.error
                     options = convert.recognize_options(frame.options, self.default_top_k)
                     background = verifying is not None and options.verify is not False
+                    # only a frame verification will take is searched by parts for candidates
+                    due = background and verifying.due()
                     # answered from the descriptor path: verification runs beside the stream
                     options = dataclasses.replace(options, verify=False)
                     with fair_share(client):
                         result = model.recognize(prepared.pixels, options, cancel=call.cancel,
                                                  timings_ms={**prepared.timings_ms, "queue": queue_ms},
-                                                 resized=prepared.resized, regional=background)
+                                                 resized=prepared.resized, regional=due)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
@@ -246,10 +248,10 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 if background:
                     verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
                     # decoded again in the background, at the size its local features need
-                    # the candidates and part scores a verifying unary call would fit and weigh
-                    verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
-                                    result.descriptor, arrival.received, keep_pairs=options.explain,
-                                    regional_scores=result.part_scores)
+                    if due:  # with the candidates and part scores a verifying unary call would fit and weigh
+                        verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
+                                        result.descriptor, arrival.received, keep_pairs=options.explain,
+                                        regional_scores=result.part_scores)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()

@@ -70,6 +70,17 @@ def test_the_frame_is_verified_with_the_candidates_and_part_scores_its_recogniti
     pool.shutdown()
 
 
+def test_a_frame_is_due_only_when_an_offer_would_be_taken():
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
+    stream = StreamVerification(pool, interval_s=60.0)
+    assert stream.due() and offer(stream, model, "1")
+    assert not stream.due()  # one in flight
+    model.gate.set()
+    wait_for(lambda: stream.latest is not None)
+    assert not stream.due() and not offer(stream, model, "2")  # the interval is not over
+    pool.shutdown()
+
+
 def test_a_stream_offers_no_more_often_than_its_interval():
     pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
     model.gate.set()

@@ -15,6 +15,13 @@ reports mP@1, mAP, and the drift from fp32 at the bundle's size: mP@1 points los
 agreement of each query's descriptor and top-1 with fp32's. That is the drift ``muselens serve
 --variant auto`` bounds and ``--short-side`` costs, measured on real photos.
 
+``--camera-jpeg LONG`` (with ``--data``) adds the drift of reduced JPEG decoding: each query is
+re-encoded as a camera would send it (long side LONG, JPEG quality 90), then described by fp32 at
+the bundle's size twice, decoded in full and decoded at the smallest n/8 scale that holds the
+recognition size (what ``muselens serve`` does unless ``--reduced-decode off``), each brought to
+that size by the contract's resize. Reported: both mP@1, and the reduced path's descriptor cosine
+and top-1 agreement with the full one.
+
 ``--concurrent`` adds the question a server with several cameras asks: with N inferences in
 flight at once, each on T threads, how many frames a second does the box answer in total?
 (On 2 cores: one inference on 2 threads against two on 1 thread each.)
@@ -58,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="a museum dataset with queries: mP@1 of every variant and size on it, and the drift "
                              "from fp32 at the bundle's size")
+    parser.add_argument("--camera-jpeg", type=int, default=None, metavar="LONG",
+                        help="with --data: the queries re-encoded as camera JPEGs of this long side, described "
+                             "after a full and after a reduced decode (the drift of serve's --reduced-decode)")
     parser.add_argument("--concurrent", type=str, default="1x2,2x1",
                         help="in-flight x threads combinations for the throughput table, e.g. 1x2,2x1 "
                              "(default: %(default)s; 'none' to skip)")
@@ -135,12 +145,72 @@ def accuracy(bundle, data: Path, variants: list[str], sides: list[int]) -> list[
     return rows
 
 
+CAMERA_JPEG_QUALITY = 90
+
+
+def camera_jpeg(image: np.ndarray, long_side: int) -> bytes:
+    """An RGB photo as a camera would send it: long side ``long_side`` (area-resized), JPEG q90."""
+    import cv2
+
+    scale = long_side / max(image.shape[:2])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(resized, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, CAMERA_JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG")
+    return data.tobytes()
+
+
+def decode_drift(bundle, data: Path, long_side: int) -> dict[str, Any]:
+    """fp32 at the bundle's size on ``data``'s queries sent as camera JPEGs: decoded in full against
+    decoded reduced (as served), each then resized by the contract; mP@1 of both and their agreement."""
+    from muselens.core.data.images import SkippedImages, read_images
+    from muselens.core.data.museum_dataset import MuseumDataset
+    from muselens.export.precision import descriptor_agreement, retrieval_metrics
+    from muselens.runtime.engine import Describer
+    from muselens.runtime.frames.encoded import decode_encoded
+
+    museum = MuseumDataset.load(data)
+    if not museum.queries:
+        raise ValueError(f"{data} has no queries: decode drift cannot be measured")
+    if long_side < 32:
+        raise ValueError(f"--camera-jpeg must be a long side of at least 32 pixels, got {long_side}")
+    describer = Describer.open(bundle.model_path("fp32"), "ort-cpu", contract=bundle.manifest.descriptor)
+    print(f"inference-settings: decode drift on {data.name} as {long_side}-pixel camera JPEGs",
+          file=sys.stderr, flush=True)
+    skipped = SkippedImages()
+    full, reduced, ids, shapes = [], [], [], []
+    for record, image in read_images(museum.queries, lambda r: r.path, skipped):
+        jpeg = camera_jpeg(image, long_side)
+        whole = decode_encoded(jpeg)
+        small = decode_encoded(jpeg, at_least=lambda h, w: describer.output_size(h, w))
+        full.append(describer.describe(whole))
+        reduced.append(describer.describe(small))
+        ids.append(record.instance_id)
+        shapes.append((whole.shape[:2], small.shape[:2]))
+    if not ids:
+        raise ValueError(f"no query of {data} could be read ({len(skipped)} skipped)")
+    refs, ref_ids = bundle.gallery.descriptors, [str(i) for i in bundle.gallery.instance_ids]
+    full_m = retrieval_metrics(refs, ref_ids, np.stack(full), ids)
+    reduced_m = retrieval_metrics(refs, ref_ids, np.stack(reduced), ids)
+    agreement = descriptor_agreement(np.stack(full), np.stack(reduced), refs)
+    return {"long_side": long_side, "jpeg_quality": CAMERA_JPEG_QUALITY, "short_side": describer.short_side,
+            "queries": len(ids), "skipped": len(skipped),
+            "frame_hw": list(shapes[0][0]), "reduced_hw": list(shapes[0][1]),
+            "reduced_share": sum(a != b for a, b in shapes) / len(shapes),
+            "mp_at_1_full": full_m["mp_at_1"], "mp_at_1_reduced": reduced_m["mp_at_1"],
+            **{k: agreement[k] for k in ("mean_cosine_to_fp32", "min_cosine_to_fp32", "top1_agreement_with_fp32")}}
+
+
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     from muselens.runtime.bundle import load_bundle
     from muselens.runtime.engine.backends import OrtBackend
 
     if args.runs < 1 or args.warmup < 0:
         raise ValueError("--runs must be >= 1 and --warmup >= 0")
+    if getattr(args, "camera_jpeg", None) is not None and args.data is None:
+        raise ValueError("--camera-jpeg needs --data: the queries to re-encode")
     concurrent = [] if args.concurrent == "none" else [tuple(int(x) for x in c.split("x"))
                                                         for c in args.concurrent.split(",")]
     bundle = load_bundle(args.bundle)
@@ -172,7 +242,9 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
             print(f"inference-settings: {in_flight} in flight x {threads} thread(s)", file=sys.stderr, flush=True)
             parallel.append(throughput(bundle.model_path(variants[0]), own, in_flight, threads))
         measured = accuracy(bundle, args.data, variants, sides) if args.data is not None else []
-        return {"bundle": {"name": manifest.name, "bundle_version": manifest.bundle_version, "short_side": own,
+        camera = getattr(args, "camera_jpeg", None)
+        drift = decode_drift(bundle, args.data, camera) if camera is not None else None
+        return {"decode_drift": drift, "bundle": {"name": manifest.name, "bundle_version": manifest.bundle_version, "short_side": own,
                            "variants": variants},
                 "data": str(args.data) if args.data is not None else None, "accuracy": measured,
                 "settings": {"runs": args.runs, "warmup": args.warmup, "sizes": sides}, "rows": rows,
@@ -203,6 +275,17 @@ def table(data: dict) -> list[str]:
             agree = f"{100 * a['top1_agreement_with_fp32']:.1f} %" if "top1_agreement_with_fp32" in a else "-"
             lines.append(f"| {a['variant']} | {a['short_side']} | {100 * a['mp_at_1']:.2f} | {100 * a['map']:.2f} | "
                          f"{a['drop_points']:.2f} | {cos} | {agree} |")
+    d = data.get("decode_drift")
+    if d:
+        lines += ["", f"Reduced JPEG decoding on `{data['data']}`: {d['queries']} queries as camera JPEGs (long side "
+                      f"{d['long_side']}, q{d['jpeg_quality']}; e.g. {d['frame_hw'][1]}x{d['frame_hw'][0]} decoded "
+                      f"at {d['reduced_hw'][1]}x{d['reduced_hw'][0]}; {100 * d['reduced_share']:.0f} % of them "
+                      f"reduced), fp32 at short side {d['short_side']}:",
+                  "", "| decode | mP@1 | cosine to the full decode mean / min | top-1 agreement |", "|---|---|---|---|",
+                  f"| full, then resize | {100 * d['mp_at_1_full']:.2f} | - | - |",
+                  f"| reduced (served), then resize | {100 * d['mp_at_1_reduced']:.2f} | "
+                  f"{d['mean_cosine_to_fp32']:.4f} / {d['min_cosine_to_fp32']:.4f} | "
+                  f"{100 * d['top1_agreement_with_fp32']:.1f} % |"]
     return lines
 
 

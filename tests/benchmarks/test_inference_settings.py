@@ -57,3 +57,24 @@ def test_a_dataset_without_queries_is_refused_naming_it(tiny_bundle, export_muse
     assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(tmp_path / "x"), "--runs", "1",
                 "--concurrent", "none", "--data", str(museum)]) == 2
     assert "has no queries" in capsys.readouterr().err
+
+
+def test_camera_jpegs_are_described_after_a_full_and_a_reduced_decode(tiny_bundle, export_museum, tmp_path):
+    out = tmp_path / "drift"
+    assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(out), "--runs", "1", "--warmup", "0",
+                "--concurrent", "none", "--data", str(export_museum), "--camera-jpeg", "640"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    drift = data["decode_drift"]
+    assert drift["long_side"] == 640 and drift["queries"] == 3 and drift["short_side"] == 64
+    assert max(drift["frame_hw"]) == 640 and min(drift["reduced_hw"]) >= 64  # reduced, yet holding the size
+    assert max(drift["reduced_hw"]) < 640 and drift["reduced_share"] == 1.0
+    # the tiny untrained model is no judge of the drift itself (the real sets are, in RESULTS.md)
+    assert 0 < drift["mean_cosine_to_fp32"] <= 1.0 + 1e-6 and drift["min_cosine_to_fp32"] <= drift["mean_cosine_to_fp32"]
+    assert 0 <= drift["mp_at_1_full"] <= 1 and 0 <= drift["mp_at_1_reduced"] <= 1
+    assert "| reduced (served), then resize |" in inference_settings.markdown(out, data)
+
+
+def test_camera_jpegs_need_the_queries(tiny_bundle, tmp_path, capsys):
+    assert cli(["bench", "inference-settings", str(tiny_bundle), "--out", str(tmp_path / "x"), "--runs", "1",
+                "--concurrent", "none", "--camera-jpeg", "640"]) == 2
+    assert "--camera-jpeg needs --data" in capsys.readouterr().err

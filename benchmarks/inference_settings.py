@@ -48,6 +48,7 @@ SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("default", {}),
     ("threads 1", {"threads": 1}),
     ("no spinning", {"spinning": False}),
+    ("spinning after runs", {"spin_after_run": True}),
     ("optimisation extended", {"optimisation": "extended"}),
     ("optimisation basic", {"optimisation": "basic"}),
     ("session arena", {"arena": "session"}),

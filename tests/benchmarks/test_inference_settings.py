@@ -40,11 +40,16 @@ def test_settings_reach_the_session(tiny_bundle):
     with load_bundle(tiny_bundle) as bundle:
         path = bundle.model_path("fp32")
         backend = OrtBackend(path, spinning=False, optimisation="basic", arena="none")
-        assert backend.settings == {"optimisation": "basic", "spinning": False, "arena": "none"}
+        assert backend.settings == {"optimisation": "basic", "spinning": False, "spin_after_run": False,
+                                    "arena": "none"}
         options = backend.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"  # the default
+        spinning_on = OrtBackend(path, spin_after_run=True).session.get_session_options()
+        with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default: spin on
+            spinning_on.get_session_config_entry("session.force_spinning_stop")
         assert not options.enable_cpu_mem_arena
-        for bad in ({"optimisation": "max"}, {"arena": "gpu"}, {"spinning": "no"}):
+        for bad in ({"optimisation": "max"}, {"arena": "gpu"}, {"spinning": "no"}, {"spin_after_run": 1}):
             with pytest.raises((ValueError, TypeError)):
                 OrtBackend(path, **bad)
 

@@ -14,6 +14,7 @@ service's own decision at the bundle's shipped threshold. Torch-free.
 from __future__ import annotations
 
 import queue
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from muselens.runtime.server.process import ServerProcess
 from muselens.v1 import recognition_pb2 as pb
 
 ANSWER_TIMEOUT_S = 60.0
+# A unary call whose deadline passed is sent again this many times before the run fails: a long
+# run on a shared machine (paused, or starved by another job) must not lose hours of training to
+# one late answer. Its latency is the answered try's.
+DEADLINE_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -68,12 +73,23 @@ def _frame(photo: Photo, frame_id: str, top_k: int) -> pb.Frame:
 
 def unary_answers(client: MuselensClient, photos: Sequence[Photo], top_k: int,
                   verify: int = pb.VERIFY_MODE_UNSPECIFIED) -> list[Answer]:
+    import grpc
+
     answers = []
     for i, photo in enumerate(photos):
-        started = time.perf_counter()
-        recognition = client.recognize(photo.path.read_bytes(), frame_id=str(i),
-                                       options=pb.RecognizeOptions(top_k=top_k, verify=verify),
-                                       timeout=ANSWER_TIMEOUT_S)
+        data = photo.path.read_bytes()
+        for attempt in range(DEADLINE_RETRIES + 1):
+            started = time.perf_counter()
+            try:
+                recognition = client.recognize(data, frame_id=str(i),
+                                               options=pb.RecognizeOptions(top_k=top_k, verify=verify),
+                                               timeout=ANSWER_TIMEOUT_S)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or attempt == DEADLINE_RETRIES:
+                    raise
+                print(f"  {photo.path.name}: no answer within {ANSWER_TIMEOUT_S:.0f} s; sent again",
+                      file=sys.stderr, flush=True)
         answers.append(_answer(recognition, 1000 * (time.perf_counter() - started)))
     return answers
 

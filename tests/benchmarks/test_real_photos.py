@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from muselens.benchmarks.real_photos import default_datasets, main, subset_museum
+from muselens.benchmarks.real_photos import _set_names, default_datasets, main, subset_museum
 from muselens.benchmarks.through_service import Answer, Photo, figures
 
 DATASETS = default_datasets()
@@ -75,6 +75,20 @@ def test_a_missing_set_is_refused_before_any_work(tmp_path, capsys):
     assert main(args) == 2
     assert "lacks mcv-paintings" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_any_museum_beside_the_real_sets_is_a_set(tmp_path):
+    """Table 5.3's synthetic museum is measured by the same command as the real sets."""
+    assert _set_names("museum60,mcv-paintings") == ["museum60", "mcv-paintings"]
+    for bad in ("../museum60", "a/b", ".."):
+        with pytest.raises(argparse.ArgumentTypeError, match="folder names inside --datasets"):
+            _set_names(bad)
+    _museum(tmp_path / "museum60", {"a": 1, "b": 2})
+    args = argparse.Namespace(datasets=tmp_path, out=tmp_path / "out", sets=["museum60"], methods=[],
+                              schedule="none", seeds=[0], artworks=None, size=None, no_progress=True)
+    assert main(args) == 0
+    (measured,) = json.loads((tmp_path / "out" / "bench.json").read_text())["sets"]
+    assert measured["set"] == "museum60" and measured["counts"]["artworks"] == 2 and measured["counts"]["queries"] == 3
 
 
 @pytest.mark.slow

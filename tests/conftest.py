@@ -34,3 +34,12 @@ def tiny_museum(tmp_path: Path) -> Path:
     for k in range(2):
         write_image(root / "distractors" / f"d{k}.jpg", seed := seed + 1)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_use():
+    """Every test starts with no client's recent use on record (the process meter is global)."""
+    from muselens.runtime.engine.gate import CLIENT_USE
+
+    CLIENT_USE.clear()
+    yield

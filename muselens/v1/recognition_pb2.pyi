@@ -53,6 +53,7 @@ class VerificationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERIFICATION_STATE_VERIFIED: _ClassVar[VerificationState]
     VERIFICATION_STATE_NOT_VERIFIED: _ClassVar[VerificationState]
     VERIFICATION_STATE_UNAVAILABLE: _ClassVar[VerificationState]
+    VERIFICATION_STATE_DEFERRED: _ClassVar[VerificationState]
 PIXEL_FORMAT_UNSPECIFIED: PixelFormat
 PIXEL_FORMAT_RGB8: PixelFormat
 PIXEL_FORMAT_BGR8: PixelFormat
@@ -81,6 +82,7 @@ VERIFICATION_STATE_NOT_REQUESTED: VerificationState
 VERIFICATION_STATE_VERIFIED: VerificationState
 VERIFICATION_STATE_NOT_VERIFIED: VerificationState
 VERIFICATION_STATE_UNAVAILABLE: VerificationState
+VERIFICATION_STATE_DEFERRED: VerificationState
 
 class RawImage(_message.Message):
     __slots__ = ("data", "width", "height", "pixel_format")

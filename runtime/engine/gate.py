@@ -14,11 +14,19 @@ with :func:`fair_share` (the server sets the client's token), and the slot goes 
 waiter of the key served least recently. One client with many calls waiting (a flood of
 unary calls) then delays another client's call by at most the runs already in flight, not by
 its whole queue, which once multiplied a good client's latency by 20.
+
+Turns alone do not bound what a client's work costs the others: a slot, once granted, runs to
+the end, and a client that keeps every gate busy makes each of another's calls wait for one of
+its runs per gate (a geometric verification is ~95 ms on 2 cores). Every gate therefore charges
+the time a slot was held to its key in :data:`CLIENT_USE`, and the service asks
+:meth:`UseMeter.over_share` before optional work (verification): a client over its share of
+the box while others use it too has that work deferred, never refused, and keeps its answers.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -62,6 +70,76 @@ def slots_for(backend: str, slots: int | None = None) -> int:
     return slots
 
 
+# A client's use (seconds a gate's slot was held per second) decays with this half-life: recent
+# enough to catch a flood within a second or two, long enough not to flap frame by frame.
+USE_HALF_LIFE_S = 2.0
+# Over its share: more than this many times the mean use of the clients active now ...
+OVER_SHARE = 1.25
+# ... and busy at least this share of the time: a light client is never over, however few the others.
+MIN_OVER_RATE = 0.5
+# Below this rate a client no longer counts as active.
+ACTIVE_RATE = 0.02
+
+
+class UseMeter:
+    """Each client's recent use of the gated resources: seconds it held a slot (any gate: decode,
+    inference, verification), decayed with ``half_life_s``, read as slot-seconds per second."""
+
+    def __init__(self, half_life_s: float = USE_HALF_LIFE_S, clock=time.monotonic):
+        self.half_life_s = checks.number(half_life_s, "half_life_s", low=1e-3)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._use: dict[Hashable, tuple[float, float]] = {}  # key -> (decayed seconds, when)
+
+    def _decayed(self, value: float, since: float, now: float) -> float:
+        return value * 2.0 ** (-(now - since) / self.half_life_s)
+
+    def charge(self, key: Hashable | None, seconds: float) -> None:
+        """``key`` held a slot for ``seconds`` (None: a client not told apart, not metered)."""
+        if key is None or not seconds > 0:
+            return
+        now = self._clock()
+        with self._lock:
+            value, since = self._use.get(key, (0.0, now))
+            self._use[key] = (self._decayed(value, since, now) + seconds, now)
+            if len(self._use) > REMEMBERED_KEYS:  # forget the idlest
+                for k in sorted(self._use, key=lambda k: self._use[k][1])[:len(self._use) - REMEMBERED_KEYS]:
+                    del self._use[k]
+
+    def rates(self) -> dict[Hashable, float]:
+        """Slot-seconds per second of every client active now (a steady rate r reads as r)."""
+        now = self._clock()
+        scale = math.log(2.0) / self.half_life_s
+        with self._lock:
+            rates = {k: self._decayed(v, t, now) * scale for k, (v, t) in self._use.items()}
+        return {k: r for k, r in rates.items() if r >= ACTIVE_RATE}
+
+    def over_share(self, key: Hashable | None) -> bool:
+        """Whether ``key`` uses more than its share of the box while other clients use it too:
+        over :data:`OVER_SHARE` times the active clients' mean, and busy :data:`MIN_OVER_RATE`
+        of the time. A client alone, or anonymous, never is."""
+        if key is None:
+            return False
+        rates = self.rates()
+        mine = rates.get(key, 0.0)
+        if len(rates) < 2 or mine < MIN_OVER_RATE:
+            return False
+        return mine > OVER_SHARE * sum(rates.values()) / len(rates)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._use.clear()
+
+
+# The process's meter, charged by every gate: one server per process.
+CLIENT_USE = UseMeter()
+
+
+def current_key() -> Hashable | None:
+    """The client this thread works for (see :func:`fair_share`)."""
+    return _SHARE_KEY.get()
+
+
 class _Waiter:
     __slots__ = ("key", "granted")
 
@@ -74,8 +152,9 @@ class InferenceGate:
     freed slot goes to the key (see :func:`fair_share`) served least recently, first come
     first served within a key."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, meter: UseMeter | None = CLIENT_USE):
         self.slots = checks.positive_int(slots, "slots")
+        self.meter = meter
         self._free = slots
         self._changed = threading.Condition()
         self._waiting: dict[Hashable | None, deque[_Waiter]] = {}
@@ -149,9 +228,12 @@ class InferenceGate:
         finally:
             if cancel is not None:
                 cancel.remove(self._wake)
+        granted = time.perf_counter()
         try:
-            yield (time.perf_counter() - start) * 1e3
+            yield (granted - start) * 1e3
         finally:
             with self._changed:
                 self._free += 1
                 self._dispatch()
+            if self.meter is not None:
+                self.meter.charge(waiter.key, time.perf_counter() - granted)

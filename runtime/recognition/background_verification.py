@@ -25,13 +25,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from muselens.core import checks
+from muselens.runtime.engine.gate import CLIENT_USE, fair_share
 from muselens.runtime.recognition.served_model import ServedModel
 from muselens.runtime.verification import VerificationReport
 
@@ -145,21 +146,26 @@ class StreamVerification:
         idle = self.busy_share is not None and self.busy_share < IDLE_BUSY_SHARE
         return self.idle_interval_s if idle else self.interval_s
 
-    def due(self) -> bool:
-        """Whether a frame offered now would be taken (none in flight, the interval over): only
-        such a frame needs what verification uses beyond the answer (its regional candidates)."""
+    def due(self, client: Hashable | None = None) -> bool:
+        """Whether a frame offered now would be taken (none in flight, the interval over, and the
+        stream's ``client`` token within its share of a busy server, see
+        :meth:`~muselens.runtime.engine.gate.UseMeter.over_share`): only such a frame needs what
+        verification uses beyond the answer (its regional candidates)."""
+        if CLIENT_USE.over_share(client):
+            return False
         now = time.perf_counter()
         with self._lock:
             return not self._busy and now - self._last_offer >= self.current_interval_s * (1.0 - INTERVAL_SLACK)
 
     def offer(self, model: ServedModel, frame_id: str, image: np.ndarray | Callable[[], np.ndarray],
               instance_ids: Sequence[str], descriptor: np.ndarray, received: float, keep_pairs: bool = False,
-              regional_scores: Mapping[str, float] | None = None) -> bool:
+              regional_scores: Mapping[str, float] | None = None, client: Hashable | None = None) -> bool:
         """Verify this frame in the background if the budget allows; True if it was taken.
 
         ``image`` is the RGB frame, or a function that decodes it (called in the background,
         only for a frame that is verified). ``instance_ids`` and ``regional_scores``: the
-        candidates and part scores its recognition found, as a verifying call would use them."""
+        candidates and part scores its recognition found, as a verifying call would use them.
+        ``client``: the stream's token, whose share of the server the verification is counted in."""
         now = time.perf_counter()
         with self._lock:
             early = now - self._last_offer < self.current_interval_s * (1.0 - INTERVAL_SLACK)
@@ -169,9 +175,10 @@ class StreamVerification:
 
         def job() -> None:
             try:
-                pixels = image() if callable(image) else image
-                report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs,
-                                      regional_scores=regional_scores)
+                with fair_share(client):
+                    pixels = image() if callable(image) else image
+                    report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs,
+                                          regional_scores=regional_scores)
                 done = VerifiedFrame(frame_id, report, received, time.perf_counter())
             except Exception as exc:  # noqa: BLE001 -- one frame's failure must not end verification
                 log.error("background verification of a frame failed: %s: %s", type(exc).__name__, exc)

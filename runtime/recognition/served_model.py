@@ -21,7 +21,7 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
-from muselens.runtime.engine.gate import InferenceGate
+from muselens.runtime.engine.gate import CLIENT_USE, InferenceGate, current_key
 from muselens.runtime.frames import SizeNeed
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES, Explainer, HeatmapResult
@@ -31,8 +31,8 @@ from muselens.runtime.recognition.regional import (DEFAULT_REGIONAL_CANDIDATES, 
                                                    rmac_regions)
 from muselens.runtime.recognition.search import GallerySearch
 from muselens.runtime.recognition.variant_choice import VariantChoice, choose_variant_by_speed
-from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, ShortlistVerifier,
-                                           VerificationReport)
+from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, OVER_SHARE,
+                                           ShortlistVerifier, VerificationReport)
 from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
 
 STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
@@ -336,7 +336,9 @@ class ServedModel:
         t3 = time.perf_counter()
         report = NOT_ASKED
         # asked for: verified, or told it cannot be; by the server's default: only where it can be
-        if self.verifies(options):
+        if self.verifies(options) and self.verifier is not None and CLIENT_USE.over_share(current_key()):
+            report = OVER_SHARE  # this client takes more than its share while others wait: the descriptor answers
+        elif self.verifies(options):
             report = self.verify(image, [*shortlist, *parts], descriptor,
                                  keep_pairs=options.explain, cancel=cancel, regional_scores=part_scores)
             if report.verified:  # the shortlist by combined evidence (score and fit), the answer first

@@ -21,7 +21,7 @@ from muselens.runtime.recognition.served_model import RecognitionResult
 from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
                                                   RecognizeOptions)
 from muselens.runtime.streams import SmoothedDecision
-from muselens.runtime.verification import (NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
+from muselens.runtime.verification import (DEFERRED, NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
                                            VerificationReport)
 from muselens.v1 import recognition_pb2 as pb
 
@@ -43,6 +43,7 @@ VERIFICATION_STATES = {
     VERIFIED: pb.VERIFICATION_STATE_VERIFIED,
     NOT_VERIFIED: pb.VERIFICATION_STATE_NOT_VERIFIED,
     UNAVAILABLE: pb.VERIFICATION_STATE_UNAVAILABLE,
+    DEFERRED: pb.VERIFICATION_STATE_DEFERRED,
 }
 
 

@@ -228,7 +228,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     options = convert.recognize_options(frame.options, self.default_top_k)
                     background = verifying is not None and options.verify is not False
                     # only a frame verification will take is searched by parts for candidates
-                    due = background and verifying.due()
+                    due = background and verifying.due(client)
                     # answered from the descriptor path: verification runs beside the stream
                     options = dataclasses.replace(options, verify=False)
                     with fair_share(client):
@@ -251,7 +251,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     if due:  # with the candidates and part scores a verifying unary call would fit and weigh
                         verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
                                         result.descriptor, arrival.received, keep_pairs=options.explain,
-                                        regional_scores=result.part_scores)
+                                        regional_scores=result.part_scores, client=client)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()

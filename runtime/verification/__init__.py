@@ -9,12 +9,12 @@ plain arrays (:mod:`.store`), and an index over them votes for artworks the shor
 
 from muselens.runtime.verification.features import FEATURE_KINDS, FeatureConfig, LocalFeatures, extract_features
 from muselens.runtime.verification.geometry import Verification, VerifyConfig, verify
-from muselens.runtime.verification.shortlist import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, NOT_REQUESTED,
-                                                     NOT_VERIFIED, UNAVAILABLE, VERIFIED, ShortlistVerifier,
-                                                     VerificationReport)
+from muselens.runtime.verification.shortlist import (DEFAULT_SHORTLIST, DEFERRED, NO_FEATURES, NOT_ASKED,
+                                                     NOT_REQUESTED, NOT_VERIFIED, OVER_SHARE, UNAVAILABLE,
+                                                     VERIFIED, ShortlistVerifier, VerificationReport)
 from muselens.runtime.verification.store import LocalFeatureStore
 from muselens.runtime.verification.voting import LocalVoter
 
-__all__ = ["DEFAULT_SHORTLIST", "FEATURE_KINDS", "NOT_ASKED", "NOT_REQUESTED", "NOT_VERIFIED", "NO_FEATURES",
-           "UNAVAILABLE", "VERIFIED", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "LocalVoter", "ShortlistVerifier",
+__all__ = ["DEFAULT_SHORTLIST", "DEFERRED", "FEATURE_KINDS", "NOT_ASKED", "NOT_REQUESTED", "NOT_VERIFIED",
+           "NO_FEATURES", "OVER_SHARE", "UNAVAILABLE", "VERIFIED", "FeatureConfig", "LocalFeatureStore", "LocalFeatures", "LocalVoter", "ShortlistVerifier",
            "Verification", "VerificationReport", "VerifyConfig", "extract_features", "verify"]

@@ -55,7 +55,8 @@ VERIFIED = "verified"  # a reference of the answer fits the frame by a plausible
 NOT_VERIFIED = "not_verified"  # checked: no candidate fits (not evidence of absence: a plain artwork has few features)
 NOT_REQUESTED = "not_requested"
 UNAVAILABLE = "unavailable"  # asked for, but the bundle has no local features
-STATES = (VERIFIED, NOT_VERIFIED, NOT_REQUESTED, UNAVAILABLE)
+DEFERRED = "deferred"  # asked for, but this client uses more than its share of a busy server
+STATES = (VERIFIED, NOT_VERIFIED, NOT_REQUESTED, UNAVAILABLE, DEFERRED)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class VerificationReport:
 
 NOT_ASKED = VerificationReport(NOT_REQUESTED)
 NO_FEATURES = VerificationReport(UNAVAILABLE)
+OVER_SHARE = VerificationReport(DEFERRED)
 
 
 def _at_centre(outline: np.ndarray, size: tuple[int, int]) -> bool:

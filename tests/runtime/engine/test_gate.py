@@ -199,3 +199,76 @@ def test_the_describer_gates_its_backend_and_reports_the_wait(fp32_model):
     assert most == 1
     two = Describer.open(fp32_model, short_side=64, slots=2)
     assert two.gate.slots == 2
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_use_is_read_as_slot_seconds_per_second_and_decays():
+    from muselens.runtime.engine.gate import UseMeter
+
+    clock = _Clock()
+    meter = UseMeter(half_life_s=2.0, clock=clock)
+    for _ in range(200):  # 40 s of a client holding a slot 60 % of the time
+        meter.charge("a", 0.12)
+        clock.now += 0.2
+    assert meter.rates()["a"] == pytest.approx(0.6, rel=0.05)
+    clock.now += 2.0
+    assert meter.rates()["a"] == pytest.approx(0.3, rel=0.05)  # one half-life later
+    clock.now += 60
+    assert meter.rates() == {}  # idle: no longer active
+    meter.charge(None, 5.0)
+    assert meter.rates() == {}  # a client not told apart is not metered
+
+
+def test_a_client_is_over_its_share_only_beside_others_and_only_when_busy():
+    from muselens.runtime.engine.gate import UseMeter
+
+    clock = _Clock()
+    meter = UseMeter(half_life_s=2.0, clock=clock)
+    for _ in range(100):  # alone, busy all the time: never over
+        meter.charge("flood", 0.2)
+        clock.now += 0.2
+    assert not meter.over_share("flood")
+    for _ in range(100):  # a good client joins: 1 call of 0.1 s every 0.2 s ...
+        meter.charge("flood", 0.2)
+        meter.charge("good", 0.1)
+        clock.now += 0.2
+    assert meter.over_share("flood") and not meter.over_share("good")  # 1.0 against 0.5
+    assert not meter.over_share(None) and not meter.over_share("stranger")
+    for _ in range(100):  # two equal clients: neither is over
+        meter.charge("flood", 0.1)
+        meter.charge("good", 0.1)
+        clock.now += 0.2
+    assert not meter.over_share("flood") and not meter.over_share("good")
+
+
+def test_a_light_client_is_never_over_however_lighter_the_others():
+    from muselens.runtime.engine.gate import MIN_OVER_RATE, UseMeter
+
+    clock = _Clock()
+    meter = UseMeter(half_life_s=2.0, clock=clock)
+    for _ in range(100):
+        meter.charge("a", 0.2 * MIN_OVER_RATE * 0.8)
+        meter.charge("b", 0.2 * 0.05)
+        clock.now += 0.2
+    assert not meter.over_share("a")
+
+
+def test_the_gate_charges_the_time_a_slot_was_held_to_its_client():
+    from muselens.runtime.engine.gate import UseMeter
+
+    meter = UseMeter(half_life_s=1.0)
+    gate = InferenceGate(1, meter=meter)
+    with fair_share("cam-7"), gate.slot():
+        time.sleep(0.05)
+    with gate.slot():  # nobody in particular: not metered
+        time.sleep(0.05)
+    rates = meter.rates()
+    assert set(rates) == {"cam-7"}
+    assert rates["cam-7"] / np.log(2) == pytest.approx(0.05, abs=0.03)  # ~the seconds held (a second ago)

@@ -254,6 +254,33 @@ def seed_table(payload: dict[str, Any]) -> str:
                       "|---|---|---|" + "---|" * len(SEED_METRICS)] + lines)
 
 
+def verdicts(payload: dict[str, Any]) -> str:
+    """Per set, each served mode with several seeds against the better of IM-GeM and IM-R-MAC on
+    mP@1: the margin of its mean, its spread (standard deviation), and whether the margin is
+    larger than the spread (issue 20's test of a descriptor worth training for)."""
+    lines = []
+    for s in payload["sets"]:
+        ims = [r for r in s["rows"] if r.get("method") in ("im-gem", "im-rmac") and r.get("mp_at_1") is not None]
+        if not ims:
+            continue
+        best = max(ims, key=lambda r: r["mp_at_1"])
+        by_label: dict[str, list[float]] = {}
+        for r in s["rows"]:
+            if "seed" in r and r.get("mp_at_1") is not None:
+                by_label.setdefault(r["label"], []).append(100 * r["mp_at_1"])
+        for label, values in by_label.items():
+            if len(values) < 2:
+                continue
+            mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+            margin = mean - 100 * best["mp_at_1"]
+            lines.append(f"| {s['set']} | {label} | {mean:.1f} ± {sd:.1f} | {best['label']} {100 * best['mp_at_1']:.1f} "
+                         f"| {margin:+.1f} | {'yes' if margin > sd else '**no**'} |")
+    if not lines:
+        return ""
+    return "\n".join(["| set | method | mP@1 over the seeds | better IM baseline | margin | above by more than "
+                      "the spread |", "|---|---|---|---|---|---|"] + lines)
+
+
 def markdown(folder: Path, data: dict[str, Any]) -> str:
     lines = [f"## {folder.name}", "", f"`{data['command']}`", "", common.machine_line(data["environment"]), "",
              "Percentages. mAP of the served rows ranks artworks (the instance-averaged gallery the service "
@@ -262,6 +289,9 @@ def markdown(folder: Path, data: dict[str, Any]) -> str:
     seeds = seed_table(data)
     if seeds:
         lines += ["Over the seeds (mean ± standard deviation of the seeds' runs):", "", seeds, ""]
+    above = verdicts(data)
+    if above:
+        lines += ["Against the untrained network (the better of IM-GeM and IM-R-MAC on the same set):", "", above, ""]
     if not data.get("complete", True):
         lines += ["This run stopped before every set it was asked for was measured.", ""]
     for s in data["sets"]:
@@ -339,5 +369,7 @@ def main(args: argparse.Namespace) -> int:
     print(table(payload))
     if seed_table(payload):
         print("\n" + seed_table(payload))
+    if verdicts(payload):
+        print("\n" + verdicts(payload))
     print(f"\nwrote {path}")
     return 0

@@ -144,3 +144,24 @@ def test_seeds_are_summarised_as_mean_and_spread_only_where_there_are_several():
     assert "seeds" in head and "mP@1" in head
     assert line == "| mcv-paintings | proposed (unary) | 3 | 94.0 ± 4.0 | 47.0 ± 2.0 | – |"
     assert seed_table({"sets": [{"set": "x", "rows": [row("one", 0, 0.5)]}]}) == ""
+
+
+def test_each_seeded_mode_is_judged_against_the_better_im_baseline_by_its_spread():
+    from muselens.benchmarks.real_photos import verdicts
+
+    def row(label, seed, mp):
+        return {"label": label, "method": "proposed-unary", "seed": seed, "mp_at_1": mp}
+
+    payload = {"sets": [
+        {"set": "grocery", "rows": [
+            {"label": "IM-GeM", "method": "im-gem", "mp_at_1": 0.40}, {"label": "IM-R-MAC", "method": "im-rmac",
+                                                                       "mp_at_1": 0.52},
+            {"label": "SIFT + RANSAC", "method": "sift", "mp_at_1": 0.95},  # not the comparison
+            row("proposed (unary)", 0, 0.88), row("proposed (unary)", 1, 0.90), row("proposed (unary)", 2, 0.92)]},
+        {"set": "ukbench", "rows": [
+            {"label": "IM-GeM", "method": "im-gem", "mp_at_1": 1.0},
+            row("proposed (unary)", 0, 0.99), row("proposed (unary)", 1, 1.0)]}]}
+    lines = verdicts(payload).splitlines()
+    assert lines[2] == "| grocery | proposed (unary) | 90.0 ± 2.0 | IM-R-MAC 52.0 | +38.0 | yes |"
+    assert lines[3] == "| ukbench | proposed (unary) | 99.5 ± 0.7 | IM-GeM 100.0 | -0.5 | **no** |"
+    assert verdicts({"sets": [{"set": "x", "rows": [row("one", 0, 0.5)]}]}) == ""

@@ -375,6 +375,46 @@ def test_torchrun_resumes_a_checkpoint_and_equals_one_process_in_stages_2_and_3(
     assert changed > 0  # stages 2 and 3 did train
 
 
+@pytest.mark.slow
+def test_torchrun_with_a_view_pool_builds_it_once_and_equals_one_process(tmp_path, monkeypatch):
+    """Stage 2 from a pool of trunk features: rank 0 builds it in the run folder, the other rank
+    opens it after a barrier (never rebuilds it), and two ranks resuming the stage-1 checkpoint
+    reach one process's weights, as without a pool."""
+    pooled = merge(CONFIG, {"stage2": {"epochs": 2}, "view_pool": {"stage1_views": 0, "stage2_views": 2}})
+    data = make_museum(tmp_path / "museum")
+    base = tmp_path / "base"
+
+    def stop(*args, **kwargs):
+        raise _Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr("muselens.training.run.fit_fcn", stop)
+        with pytest.raises(_Stop):
+            TrainingRun(data, base, load_config(None, pooled), pretrained=False, progress=False).run()
+    shutil.copytree(base, tmp_path / "one")
+    shutil.copytree(base, tmp_path / "two")
+
+    one = TrainingRun(data, tmp_path / "one", None, pretrained=False, progress=False, resume=True).run()
+    done = _torchrun(["-m", "muselens", "train", str(data), "--out", str(tmp_path / "two"), "--resume",
+                      "--device", "cpu", "--no-progress"], cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert output.count("stage 2: 2 pooled views per photo") == 1  # said by rank 0 only
+    pool = tmp_path / "two" / "view-pool" / "stage2"
+    assert (pool / "manifest.json").is_file() and (pool / "features.f16").stat().st_size > 0
+    assert json.loads((pool / "manifest.json").read_text()) == \
+        json.loads((tmp_path / "one" / "view-pool" / "stage2" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert [(h["stage"], h["epoch"]) for h in two["history"]] == [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1)]
+    for key in ("loss", "accuracy", "val_mp_at_1", "val_map"):
+        assert [h[key] for h in two["history"]] == pytest.approx([h[key] for h in one["history"]],
+                                                                 rel=1e-5, abs=1e-6), key
+    a = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
+    for part in a:
+        for key in a[part]:
+            torch.testing.assert_close(b[part][key], a[part][key], rtol=1e-5, atol=1e-6)
+
+
 def test_train_command_reports_a_partial_torchrun_environment(tiny_museum, tmp_path, monkeypatch, capsys):
     from muselens.cli import main as cli
 

@@ -332,11 +332,9 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.slow
-def test_torchrun_resumes_a_checkpoint_and_equals_one_process_in_stages_2_and_3(tmp_path, monkeypatch):
-    """Stages 2 and 3 are exact in arithmetic (BatchNorm frozen, augmentation a function of the
-    item, mining on gathered descriptors): two ranks resuming the checkpoint written after
-    stage 1 reach one process's weights up to the order of float additions."""
+def _stopped_after_stage_1(tmp_path: Path, config: dict, monkeypatch) -> tuple[Path, dict]:
+    """A tiny museum and a run of ``config`` stopped after stage 1, copied to ``one`` and ``two``
+    in ``tmp_path`` for one process and two ranks to resume; the checkpoint it left."""
     data = make_museum(tmp_path / "museum")
     base = tmp_path / "base"
 
@@ -346,11 +344,20 @@ def test_torchrun_resumes_a_checkpoint_and_equals_one_process_in_stages_2_and_3(
     with monkeypatch.context() as patch:
         patch.setattr("muselens.training.run.fit_fcn", stop)
         with pytest.raises(_Stop):
-            TrainingRun(data, base, load_config(None, CONFIG), pretrained=False, progress=False).run()
+            TrainingRun(data, base, load_config(None, config), pretrained=False, progress=False).run()
     saved = load_checkpoint(base / "checkpoint.pt")
     assert (saved["stage_index"], saved["next_epoch"]) == (1, 0)
     shutil.copytree(base, tmp_path / "one")
     shutil.copytree(base, tmp_path / "two")
+    return data, saved
+
+
+@pytest.mark.slow
+def test_torchrun_resumes_a_checkpoint_and_equals_one_process_in_stages_2_and_3(tmp_path, monkeypatch):
+    """Stages 2 and 3 are exact in arithmetic (BatchNorm frozen, augmentation a function of the
+    item, mining on gathered descriptors): two ranks resuming the checkpoint written after
+    stage 1 reach one process's weights up to the order of float additions."""
+    data, saved = _stopped_after_stage_1(tmp_path, CONFIG, monkeypatch)
 
     one = TrainingRun(data, tmp_path / "one", None, pretrained=False, progress=False, resume=True).run()
     done = _torchrun(["-m", "muselens", "train", str(data), "--out", str(tmp_path / "two"), "--resume",
@@ -381,18 +388,7 @@ def test_torchrun_with_a_view_pool_builds_it_once_and_equals_one_process(tmp_pat
     opens it after a barrier (never rebuilds it), and two ranks resuming the stage-1 checkpoint
     reach one process's weights, as without a pool."""
     pooled = merge(CONFIG, {"stage2": {"epochs": 2}, "view_pool": {"stage1_views": 0, "stage2_views": 2}})
-    data = make_museum(tmp_path / "museum")
-    base = tmp_path / "base"
-
-    def stop(*args, **kwargs):
-        raise _Stop
-
-    with monkeypatch.context() as patch:
-        patch.setattr("muselens.training.run.fit_fcn", stop)
-        with pytest.raises(_Stop):
-            TrainingRun(data, base, load_config(None, pooled), pretrained=False, progress=False).run()
-    shutil.copytree(base, tmp_path / "one")
-    shutil.copytree(base, tmp_path / "two")
+    data, _ = _stopped_after_stage_1(tmp_path, pooled, monkeypatch)
 
     one = TrainingRun(data, tmp_path / "one", None, pretrained=False, progress=False, resume=True).run()
     done = _torchrun(["-m", "muselens", "train", str(data), "--out", str(tmp_path / "two"), "--resume",

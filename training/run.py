@@ -40,6 +40,7 @@ from muselens.training.train_config import TrainConfig, ValidationConfig, config
 from muselens.training.datasets import (ClassificationDataset, FCNDataset, InstanceLabels,
                                         LabelledImages, PhotoViews, load_labelled_images)
 from muselens.training.distributed import Distributed
+from muselens.training.loader_workers import resolve_workers
 from muselens.training.peak_memory import peaks, reset_peaks
 from muselens.training.classifier import InstanceClassifier, run_channels_last, set_trainable_blocks, split_blocks
 from muselens.training.pooling.functional import gem
@@ -297,10 +298,15 @@ class TrainingRun:
         self.dist.barrier()  # no rank reports success before the files exist
         return summary
 
+    @property
+    def workers(self) -> int:
+        """Processes that draw and prepare photos for the trunk (``TrainConfig.loader_workers``)."""
+        return resolve_workers(self.config.loader_workers, self.device)
+
     def _caches(self, trunk: nn.Module, contract) -> dict[str, TrunkCache]:
         side = self.config.eval_short_side
         kw = dict(short_side=side, max_aspect=self.config.stage3.max_aspect, device=self.device,
-                  progress=self.progress)
+                  progress=self.progress, workers=self.workers)
         refs = TrunkCache(trunk, self.train_images.images, contract, desc="trunk: references", **kw)
         queries = TrunkCache(trunk, self.query_images.images if self.query_images else [], contract,
                              desc="trunk: queries", **kw)
@@ -331,7 +337,7 @@ class TrainingRun:
                       f"{cfg.views_per_photo} augmented views of each photo")
         cache = TrunkCache(trunk, views, contract, short_side=refs.short_side, max_aspect=refs.max_aspect,
                            device=self.device, dtype=refs.dtype, progress=self.progress,
-                           desc="trunk: stage-3 views")
+                           desc="trunk: stage-3 views", workers=self.workers)
         return TrunkCache.joined([refs, cache]), np.concatenate([labels, np.asarray(views.labels, dtype=labels.dtype)])
 
     def _view_pool(self, stage: int, trunk: nn.Module, contract) -> TrunkViewPool:
@@ -343,7 +349,8 @@ class TrainingRun:
         shape = (PoolShape(square=cfg.stage1.image_size) if stage == 1 else
                  PoolShape(short_sides=cfg.stage2.short_sides, max_aspect=cfg.stage2.max_aspect))
         kwargs = dict(shape=shape, views=views, augment_config=cfg.augment, seed=cfg.seed, stage=stage,
-                      phone_share=cfg.view_pool.phone_share, device=self.device, progress=self.progress)
+                      phone_share=cfg.view_pool.phone_share, device=self.device, progress=self.progress,
+                      workers=self.workers)
         folder = self.out / "view-pool" / f"stage{stage}"
         began = time.perf_counter()
         if self.dist.is_main:
@@ -354,9 +361,10 @@ class TrainingRun:
         distinct = pool.distinct_views
         prior = self.state["stages"].get(str(stage), {}).get("view_pool", {}).get("seconds", 0.0)  # a resumed stage
         self._pools[str(stage)] = {"views": views, "distinct_views": distinct, "mib": round(pool.nbytes / 2**20, 1),
-                                   "seconds": round(prior + time.perf_counter() - began, 2)}
+                                   "seconds": round(prior + time.perf_counter() - began, 2), "workers": self.workers}
         self._say(f"stage {stage}: {views} pooled views per photo ({pool.nbytes / 2**20:.0f} MiB of trunk features "
-                  f"in {folder}, ready in {time.perf_counter() - began:.1f} s); over {epochs} epoch"
+                  f"in {folder}, ready in {time.perf_counter() - began:.1f} s, drawn by "
+                  f"{self.workers or 'no'} worker thread{'s' * (self.workers != 1)}); over {epochs} epoch"
                   f"{'s' * (epochs != 1)} a photo shows {distinct} distinct augmentation{'s' * (distinct != 1)}")
         return pool
 

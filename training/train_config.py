@@ -14,6 +14,7 @@ from muselens.core import checks
 from muselens.training.augment import AugmentConfig
 from muselens.training.backbones.backbone_registry import BACKBONES, DEFAULT_BACKBONE
 from muselens.training.classifier import DEFAULT_TRAIN_BLOCKS
+from muselens.training.loader_workers import AUTO
 from muselens.training.stages.classification import ClassificationConfig
 from muselens.training.stages.region_descriptor import DescriptorConfig
 from muselens.training.stages.fcn import FCNConfig
@@ -64,11 +65,18 @@ class TrainConfig:
     validation: ValidationConfig = ValidationConfig()
     # stages 1-2 draw their augmented photos from a pool put through the frozen trunk once
     view_pool: ViewPoolConfig = ViewPoolConfig()
+    # processes that draw and prepare photos for the trunk (-1: 0 on the CPU, where the trunk needs
+    # every core; min(8, cores - 1) on a GPU, which the main process alone cannot keep busy)
+    loader_workers: int = AUTO
     extra: dict[str, Any] = field(default_factory=dict)  # free notes carried into the manifest
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone {self.backbone!r} is not one of {sorted(BACKBONES)}")
+        if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) \
+                or self.loader_workers < AUTO:
+            raise ConfigError(f"loader_workers must be an integer >= 0, or -1 to pick by device; got "
+                              f"{self.loader_workers!r}")
         stages = tuple(sorted(set(self.stages)))
         if not stages or any(s not in STAGES for s in stages):
             raise ConfigError(f"stages must be a subset of {STAGES}, got {self.stages!r}")

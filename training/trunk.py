@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from muselens.core.preprocess import PreprocessContract, prepare_short_side
+from muselens.training.loader_workers import in_order
 
 
 class TrunkCache:
@@ -34,6 +35,7 @@ class TrunkCache:
         dtype: torch.dtype = torch.float16,
         progress: bool = True,
         desc: str = "trunk features",
+        workers: int = 0,
     ):
         self.short_side = short_side
         self.max_aspect = max_aspect
@@ -44,8 +46,12 @@ class TrunkCache:
         try:
             # no_grad, not inference_mode: the cached tensors feed training graphs later.
             with torch.no_grad():
-                for image in tqdm(images, desc=desc, unit="img", disable=not progress, file=sys.stderr):
-                    x = torch.from_numpy(prepare_short_side(image, contract, short_side, max_aspect))
+                def prepared(index: int) -> np.ndarray:  # in a worker process when workers > 0
+                    return prepare_short_side(images[index], contract, short_side, max_aspect)
+
+                for x in tqdm(in_order(prepared, len(images), workers), total=len(images), desc=desc, unit="img",
+                              disable=not progress, file=sys.stderr):
+                    x = torch.from_numpy(x)
                     # Stored compactly on the CPU; moved to the device one image at a time.
                     self.features.append(trunk(x.to(device)).to("cpu", dtype))
         finally:

@@ -38,6 +38,7 @@ from muselens.core.files import write_whole
 from muselens.core.preprocess import PreprocessContract, prepare_short_side, prepare_square
 from muselens.training.augment import AugmentConfig, augment, cap_aspect_with_noise, phone_view
 from muselens.training.datasets import LabelledImages
+from muselens.training.loader_workers import in_order
 
 POOL_FORMAT = "muselens-trunk-view-pool/1"
 POOL_STREAM = 7  # keeps the pool's generators apart from the per-epoch and PhotoViews draws
@@ -148,8 +149,10 @@ class TrunkViewPool:
         phone_share: float = 0.0,
         device: torch.device | str = "cpu",
         progress: bool = True,
+        workers: int = 0,
     ) -> TrunkViewPool:
-        """The pool in ``folder`` if it is complete and made from the same inputs, else a new one."""
+        """The pool in ``folder`` if it is complete and made from the same inputs, else a new one
+        (its views drawn by ``workers`` processes: the same views whatever their number)."""
         checks.positive_int(views, "views")
         folder = Path(folder)
         key = {
@@ -175,7 +178,7 @@ class TrunkViewPool:
                              f"{free / 2**20:.0f} MiB are free: free some space, lower view_pool.stage{stage}_views "
                              "or set it to 0 (fresh augmentation, no pool)")
         entries = _write_features(folder / "features.f16", trunk, images, contract, shape, views, augment_config,
-                                  seed, stage, phone_share, device, progress)
+                                  seed, stage, phone_share, device, progress, workers)
         write_whole(folder / "index.npy", lambda f: np.save(f, entries))
         write_whole(manifest_path, lambda f: f.write(json.dumps(key, indent=1).encode()))
         return cls(folder, key)
@@ -226,7 +229,7 @@ def _draw(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig, ph
 
 def _write_features(path: Path, trunk: nn.Module, images: LabelledImages, contract: PreprocessContract,
                     shape: PoolShape, views: int, augment_config: AugmentConfig, seed: int, stage: int,
-                    phone_share: float, device, progress: bool) -> np.ndarray:
+                    phone_share: float, device, progress: bool, workers: int = 0) -> np.ndarray:
     """Append every entry's float16 features to ``path`` in (item, view, scale) order; returns the index."""
     phone_views = int(round(phone_share * views))
     entries: list[tuple[int, int, int, int]] = []
@@ -245,25 +248,35 @@ def _write_features(path: Path, trunk: nn.Module, images: LabelledImages, contra
                 entries.append((offset, *block.shape))
                 offset += block.size
 
-            for start in range(0, len(keys), _BATCH if shape.square is not None else 1):
-                chunk = keys[start:start + (_BATCH if shape.square is not None else 1)]
-                drawn = []
-                for item, view in chunk:
-                    rng = np.random.default_rng([seed, POOL_STREAM, stage, item, view])
-                    # the first views of a photo are its phone views
-                    drawn.append(_draw(images.images[item], rng, augment_config, view < phone_views))
+            def prepared(k: int) -> np.ndarray | list[np.ndarray]:
+                """Key ``k``'s view, drawn and made into trunk input (in a worker process)."""
+                item, view = keys[k]
+                rng = np.random.default_rng([seed, POOL_STREAM, stage, item, view])
+                # the first views of a photo are its phone views
+                drawn = _draw(images.images[item], rng, augment_config, view < phone_views)
                 if shape.square is not None:
-                    x = np.concatenate([prepare_square(d, contract, shape.square) for d in drawn])
-                    for features in trunk(torch.from_numpy(x).to(device)):
+                    return prepare_square(drawn, contract, shape.square)
+                rng = np.random.default_rng([seed, POOL_STREAM, stage, item, view, 1])
+                drawn = cap_aspect_with_noise(drawn, shape.max_aspect, rng)
+                return [prepare_short_side(drawn, contract, side, shape.max_aspect) for side in shape.short_sides]
+
+            batch: list[np.ndarray] = []
+            for x in in_order(prepared, len(keys), workers):
+                if shape.square is None:  # one view's scales, one at a time (their sizes differ)
+                    for scaled in x:
+                        put(trunk(torch.from_numpy(scaled).to(device))[0])
+                    bar.update(1)
+                    continue
+                batch.append(x)
+                if len(batch) == _BATCH:
+                    for features in trunk(torch.from_numpy(np.concatenate(batch)).to(device)):
                         put(features)
-                else:
-                    (item, view), image = chunk[0], drawn[0]
-                    rng = np.random.default_rng([seed, POOL_STREAM, stage, item, view, 1])
-                    image = cap_aspect_with_noise(image, shape.max_aspect, rng)
-                    for side in shape.short_sides:
-                        x = prepare_short_side(image, contract, side, shape.max_aspect)
-                        put(trunk(torch.from_numpy(x).to(device))[0])
-                bar.update(len(chunk))
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                for features in trunk(torch.from_numpy(np.concatenate(batch)).to(device)):
+                    put(features)
+                bar.update(len(batch))
             out.flush()
     finally:
         bar.close()

@@ -150,8 +150,10 @@ def _bundle_info(address: str, token: str | None) -> Any:
 def server_process(args: argparse.Namespace, workers: int, baseline: bool = False) -> ServerProcess:
     """``muselens serve`` for this run: the backend, variant and thread count asked for, and one
     worker per camera plus headroom (every open stream holds one); as it was before pipelining
-    and reduced decoding when ``baseline``."""
-    extra = ["--backend", args.backend, "--workers", str(workers)]
+    and reduced decoding when ``baseline``. Its stream cap is raised to every camera of the run: the
+    default (three quarters of the workers) would refuse the cameras beyond it."""
+    extra = ["--backend", args.backend, "--workers", str(workers),
+             "--max-streams", str(min(workers, max(args.streams)))]
     if baseline:
         extra += [*BASELINE_SERVE_ARGS, "--variant", "default"]
     elif args.variant is not None:

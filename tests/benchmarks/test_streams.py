@@ -180,13 +180,23 @@ def streams_args(**given) -> argparse.Namespace:
 def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     args = streams_args(bundle=tmp_path / "missing-bundle")
     serve = streams.server_process(args, workers=2)
-    assert serve.command()[-6:] == ["--backend", "ort-cpu", "--workers", "2", "--variant", "auto"]
+    assert serve.command()[-8:] == ["--backend", "ort-cpu", "--workers", "2", "--max-streams", "1", "--variant",
+                                    "auto"]
     assert streams.server_process(streams_args(bundle=tmp_path, inference_slots=3), workers=2).command()[-2:] == \
         ["--inference-slots", "3"]
     with pytest.raises(RuntimeError, match=r"did not start \(exit 2.*its log ends: error: .*missing-bundle"):
         serve.start(timeout=60)
     assert serve.process.returncode == 2
     serve.close_log()
+
+
+def test_the_server_started_here_admits_every_camera(tmp_path):
+    """serve's default stream cap is three quarters of its workers: 64 cameras on 72 workers would see
+    10 streams refused (RESOURCE_EXHAUSTED), as the first GPU check did."""
+    command = streams.server_process(streams_args(bundle=tmp_path, streams=[1, 64]), workers=72).command()
+    assert command[command.index("--max-streams") + 1] == "64"
+    command = streams.server_process(streams_args(bundle=tmp_path, streams=[64]), workers=16).command()
+    assert command[command.index("--max-streams") + 1] == "16"  # never above the workers: serve refuses that
 
 
 def test_an_unreachable_server_is_an_error(tmp_path, capsys, monkeypatch):

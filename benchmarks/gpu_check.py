@@ -417,6 +417,73 @@ PART_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
 }
 
 
+# -- the report -----------------------------------------------------------------------------------
+
+
+def _reason(record: dict[str, Any], limit: int = 160) -> str:
+    reason = " ".join(str(record.get("reason", "")).replace("\\n", " ").replace("\\t", " ").split())
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def markdown(folder: Path, data: dict[str, Any]) -> str:
+    """RESULTS.md's section for a check's JSON (``folder/gpu-check.json``): every part's outcome,
+    the trunk's rows, the training stages and the stream run, as far as each was measured."""
+    env, parts = data["environment"], data["parts"]
+    machine = ", ".join(str(env[k]) for k in ("cuda_device", "cpu") if k in env)
+    lines = [f"## {folder.name}", "", f"`bash benchmarks/gpu_check.sh` ({data['command']}), "
+             f"{'dry run' if data.get('dry_run') else 'on ' + machine}, {env.get('cpus', '?')} cores, "
+             f"torch {env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}; {data.get('started', '')}, "
+             f"{data.get('wall_s', 0):.0f} s in all.", "",
+             "| part | status | s | outcome |", "|---|---|---|---|"]
+    for name in PARTS:
+        record = parts.get(name)
+        if record is None:
+            lines.append(f"| {name} | not reached | | |")
+            continue
+        lines.append(f"| {name} | {record.get('status', 'ok')} | {record.get('seconds', 0):.1f} | {_reason(record)} |")
+    trunk = parts.get("trunk", {})
+    if trunk.get("rows"):
+        lines += ["", f"Trunk `{trunk['backbone']}` on a batch of {trunk['input'][0]} at "
+                  f"{trunk['input'][2]}x{trunk['input'][3]} ({trunk['runs']} timed runs after {trunk['warmup']}):", "",
+                  "| mode | ms per batch p50 | ms per image | images/s | vs eager fp32 | CUDA MiB | cosine to fp32 |",
+                  "|---|---|---|---|---|---|---|"]
+        for mode, row in trunk["rows"].items():
+            cosine = f"{row['cosine_to_fp32']:.5f}" if "cosine_to_fp32" in row else "-"
+            lines.append(f"| {mode} | {row['ms_per_batch']['p50']:.2f} | {row['ms_per_image_p50']:.3f} | "
+                         f"{row['images_per_s']:.0f} | {row['speedup_vs_eager_fp32']:.2f}x | "
+                         f"{row.get('cuda_max_allocated_mib', 0):.0f} | {cosine} |")
+    stages = parts.get("training", {}).get("stages") or {}
+    if stages:
+        lines += ["", f"Training ({parts['training'].get('read_from', 'history.json')}):", "",
+                  "| stage | epochs | images/epoch | s | of which validation | CUDA peak MiB | peak RSS MiB | val mP@1 |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for stage, row in stages.items():
+            val = row.get("val_mp_at_1")
+            lines.append(f"| {stage} | {row.get('epochs', '')} | {row.get('images_per_epoch', '')} | "
+                         f"{row.get('seconds', 0):.1f} | {row.get('validation_seconds', 0):.1f} | "
+                         f"{_mib(row.get('cuda_max_allocated_mib'))} | {_mib(row.get('peak_rss_mib'))} | "
+                         f"{'-' if val is None else f'{100 * val:.2f}'} |")
+    streams = parts.get("streams", {})
+    if streams.get("runs"):
+        bare = streams.get("bare", {})
+        lines += ["", f"Streams ({streams.get('backend')}; bare inference p50 {bare.get('p50', 0):.1f} ms; "
+                  f"{streams.get('bundle_source') or 'the exported bundle'}):", "",
+                  "| cameras | offered FPS | answered FPS | latency p50 / p99 ms | queue p50 ms | inference p50 ms | "
+                  "server CPU % of one core | failures |", "|---|---|---|---|---|---|---|---|"]
+        for run in streams["runs"]:
+            latency, stage = run.get("latency_ms", {}), run.get("stages_ms", {})
+            lines.append(f"| {run['streams']} | {run['offered_fps_total']:.0f} | {run['achieved_fps_total']:.1f} | "
+                         f"{latency.get('p50', 0):.0f} / {latency.get('p99', 0):.0f} | "
+                         f"{stage.get('queue', {}).get('p50', 0):.0f} | {stage.get('inference', {}).get('p50', 0):.1f} | "
+                         f"{run.get('server_cpu', {}).get('percent_of_one_core', 0):.0f} | "
+                         f"{len(run.get('failures', []))} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- the check ----------------------------------------------------------------------------------
 
 

@@ -93,6 +93,16 @@ def bench_section(folder: Path) -> str:
     return text
 
 
+def gpu_check_section(folder: Path) -> str:
+    """A ``benchmarks/gpu_check.sh`` run (see benchmarks/gpu_check.py)."""
+    from muselens.benchmarks.gpu_check import markdown
+
+    text = markdown(folder, json.loads((folder / "gpu-check.json").read_text()))
+    if (folder / "NOTES.md").exists():
+        text += "\n" + (folder / "NOTES.md").read_text().strip() + "\n"
+    return text
+
+
 def render(results: Path) -> str:
     parts = [HEADER]
     legend = ("Columns: mP@1 and mAP (thesis 4.2), Recall@K (002), k-means NMI / pairwise F1 with 1 and 3 "
@@ -106,6 +116,8 @@ def render(results: Path) -> str:
         parts.append(export_section(folder))
     for folder in sorted(p for p in results.iterdir() if (p / "bench.json").exists()):
         parts.append(bench_section(folder))
+    for folder in sorted(p for p in results.iterdir() if (p / "gpu-check.json").exists()):
+        parts.append(gpu_check_section(folder))
     speed = results / "make_museum_speed.json"
     if speed.exists():
         parts.append(speed_section(speed))

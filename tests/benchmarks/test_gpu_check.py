@@ -59,6 +59,9 @@ def test_dry_run_writes_every_part(tmp_path):
     assert [r["streams"] for r in streams["runs"]] == [gpu_check.DRY_PLAN.streams]
     assert streams["runs"][0]["answered_measured"] > 0 and streams["server"]["shutdown"]["exit_code"] == 0
     assert report["environment"]["cpus"] >= 1 and report["wall_s"] > 0
+    text = gpu_check.markdown(tmp_path, report)  # RESULTS.md's section
+    assert "dry run" in text and all(f"| {name} | " in text for name in gpu_check.PARTS)
+    assert "| 1 | 1 |" in text and f"| {gpu_check.DRY_PLAN.streams} | " in text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
@@ -246,3 +249,13 @@ def test_stages_of_a_stopped_run_come_from_its_checkpoint(tmp_path):
     assert gpu_check.summarise_stages(found, epochs) == {"1": {
         "epochs": 1, "images_per_epoch": 3248, "seconds": 12.5, "validation_seconds": 1.0,
         "cuda_max_allocated_mib": 2048.0, "peak_rss_mib": 900.0, "loss": 2.5, "val_mp_at_1": 0.25}}
+
+
+def test_the_h200_check_renders_every_part_and_what_it_measured():
+    """The committed run of the first lent GPU: what RESULTS.md shows of it."""
+    folder = REPO / "benchmarks" / "results" / "gpu-check-h200"
+    text = gpu_check.markdown(folder, json.loads((folder / "gpu-check.json").read_text()))
+    assert "on NVIDIA H200" in text and "| training | failed |" in text and "| ort_cuda | skipped |" in text
+    assert "| cuda_graph_fp16 | 3.46 |" in text and "1.55x" in text
+    assert "| 1 | 1 | 3248 | 74.5 |" in text  # stage 1 from the checkpoint of the stopped run
+    assert "| 64 | 1920 | 21.5 |" in text and "\\n" not in text

@@ -21,7 +21,8 @@ from muselens.training.loader_workers import in_order
 
 
 class TrunkCache:
-    """Trunk features of ``images`` at short side ``short_side`` (true aspect, capped)."""
+    """Trunk features of ``images`` at short side ``short_side`` (true aspect, capped), the images
+    prepared on ``workers`` threads ahead of the trunk (0: in the calling thread)."""
 
     def __init__(
         self,
@@ -46,7 +47,7 @@ class TrunkCache:
         try:
             # no_grad, not inference_mode: the cached tensors feed training graphs later.
             with torch.no_grad():
-                def prepared(index: int) -> np.ndarray:  # in a worker process when workers > 0
+                def prepared(index: int) -> np.ndarray:  # on a worker thread when workers > 0
                     return prepare_short_side(images[index], contract, short_side, max_aspect)
 
                 for x in tqdm(in_order(prepared, len(images), workers), total=len(images), desc=desc, unit="img",

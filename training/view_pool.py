@@ -152,7 +152,7 @@ class TrunkViewPool:
         workers: int = 0,
     ) -> TrunkViewPool:
         """The pool in ``folder`` if it is complete and made from the same inputs, else a new one
-        (its views drawn by ``workers`` processes: the same views whatever their number)."""
+        (its views drawn by ``workers`` threads: the same views whatever their number)."""
         checks.positive_int(views, "views")
         folder = Path(folder)
         key = {
@@ -249,7 +249,7 @@ def _write_features(path: Path, trunk: nn.Module, images: LabelledImages, contra
                 offset += block.size
 
             def prepared(k: int) -> np.ndarray | list[np.ndarray]:
-                """Key ``k``'s view, drawn and made into trunk input (in a worker process)."""
+                """Key ``k``'s view, drawn and made into trunk input (on a worker thread when workers > 0)."""
                 item, view = keys[k]
                 rng = np.random.default_rng([seed, POOL_STREAM, stage, item, view])
                 # the first views of a photo are its phone views
@@ -261,6 +261,14 @@ def _write_features(path: Path, trunk: nn.Module, images: LabelledImages, contra
                 return [prepare_short_side(drawn, contract, side, shape.max_aspect) for side in shape.short_sides]
 
             batch: list[np.ndarray] = []
+
+            def flush() -> None:  # square views go through the trunk _BATCH at a time
+                if batch:
+                    for features in trunk(torch.from_numpy(np.concatenate(batch)).to(device)):
+                        put(features)
+                    bar.update(len(batch))
+                    batch.clear()
+
             for x in in_order(prepared, len(keys), workers):
                 if shape.square is None:  # one view's scales, one at a time (their sizes differ)
                     for scaled in x:
@@ -269,14 +277,8 @@ def _write_features(path: Path, trunk: nn.Module, images: LabelledImages, contra
                     continue
                 batch.append(x)
                 if len(batch) == _BATCH:
-                    for features in trunk(torch.from_numpy(np.concatenate(batch)).to(device)):
-                        put(features)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                for features in trunk(torch.from_numpy(np.concatenate(batch)).to(device)):
-                    put(features)
-                bar.update(len(batch))
+                    flush()
+            flush()
             out.flush()
     finally:
         bar.close()

@@ -1,4 +1,4 @@
-"""Worker processes for training's CPU side: same results in the same order, whatever their number."""
+"""Worker threads for training's CPU side: same results in the same order, whatever their number."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from muselens.training import loader_workers
 from muselens.training.loader_workers import AUTO, in_order, resolve_workers
 from muselens.training.train_config import ConfigError, TrainConfig
 from muselens.training.trunk import TrunkCache
-from tests.training.test_view_pool import CONTRACT, _images, _pool, _trunk
 from muselens.training.view_pool import PoolShape
+from tests.training.test_view_pool import CONTRACT, _images, _pool, _trunk
 
 
 def test_in_order_yields_every_index_in_order_from_worker_threads():

@@ -300,7 +300,7 @@ class TrainingRun:
 
     @property
     def workers(self) -> int:
-        """Processes that draw and prepare photos for the trunk (``TrainConfig.loader_workers``)."""
+        """Threads that draw and prepare photos for the trunk (``TrainConfig.loader_workers``)."""
         return resolve_workers(self.config.loader_workers, self.device)
 
     def _caches(self, trunk: nn.Module, contract) -> dict[str, TrunkCache]:

@@ -65,8 +65,8 @@ class TrainConfig:
     validation: ValidationConfig = ValidationConfig()
     # stages 1-2 draw their augmented photos from a pool put through the frozen trunk once
     view_pool: ViewPoolConfig = ViewPoolConfig()
-    # processes that draw and prepare photos for the trunk (-1: 0 on the CPU, where the trunk needs
-    # every core; min(8, cores - 1) on a GPU, which the main process alone cannot keep busy)
+    # threads that draw and prepare photos for the trunk (-1: 0 on the CPU, where the trunk needs
+    # every core; min(8, cores - 1) on a GPU, which one thread alone cannot keep busy)
     loader_workers: int = AUTO
     extra: dict[str, Any] = field(default_factory=dict)  # free notes carried into the manifest
 

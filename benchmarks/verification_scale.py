@@ -8,8 +8,9 @@ distinct vectors to rank as a real museum of that size. For each size and each q
 the global search (:class:`~muselens.runtime.recognition.search.GallerySearch`), and the
 verification of the shortlist (:class:`~muselens.runtime.verification.ShortlistVerifier`: the
 frame's local features, then the fits), and the local-feature vote over every reference
-(:class:`~muselens.runtime.verification.LocalVoter`: its index's build at load, then a search per
-frame) up to ``--vote-max`` artworks. Memory is what the local features and the gallery take,
+(:class:`~muselens.runtime.verification.LocalVoter`: its index's build, the size of the built index
+an export keeps in the bundle and its load from those bytes, then a search per frame) up to
+``--vote-max`` artworks. Memory is what the local features and the gallery take,
 per reference and in all. The search and the fits are measured at every size, nothing
 extrapolated: 10,000 artworks of ~35 KB of ORB features each fit in a few hundred MB. The vote
 beyond ``--vote-max`` is not measured (its index takes minutes to build at 10,000 artworks on
@@ -77,7 +78,7 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
     from muselens.core.data.museum_dataset import MuseumDataset
     from muselens.runtime.recognition.search import GallerySearch
     from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
-    from muselens.runtime.verification import DEFAULT_SHORTLIST, ShortlistVerifier
+    from muselens.runtime.verification import DEFAULT_SHORTLIST, LocalVoter, ShortlistVerifier
 
     model = ServedModel.load(bundle_path, ServingConfig())
     bundle = model.bundle
@@ -97,6 +98,13 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
         verifier = ShortlistVerifier(store, bundle.manifest.local_features, gallery.instance_ids,
                                      vote=size <= vote_max)
         build_s = time.perf_counter() - started
+        kept = {}
+        if verifier.voter is not None:  # what an export keeps (``--vote-index``), and loading it back
+            data = verifier.voter.to_bytes()
+            started = time.perf_counter()
+            LocalVoter(store, bundle.manifest.local_features, gallery.instance_ids, index_bytes=data)
+            kept = {"kept_index_mb": len(data) / 2**20, "kept_index_bytes_per_reference": len(data) / len(store),
+                    "kept_index_load_s": time.perf_counter() - started}
         search_ms, features_ms, fit_ms, vote_ms, verified = [], [], [], [], 0
         for image, descriptor in zip(images, descriptors):
             t0 = time.perf_counter()
@@ -122,7 +130,7 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
                      "fit_ms": common.percentiles(fit_ms),
                      "added_ms_p50": float(np.percentile(np.add(np.add(search_ms, features_ms), fit_ms), 50)),
                      "verified_share": verified / len(images), "measured": True,
-                     "vote": ({"index_build_s": build_s, "ms": common.percentiles(vote_ms), "measured": True}
+                     "vote": ({"index_build_s": build_s, **kept, "ms": common.percentiles(vote_ms), "measured": True}
                               if verifier.voter is not None else
                               {"measured": False, "reason": f"above --vote-max {vote_max} artworks"})})
     model.close()
@@ -133,12 +141,15 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
 def _vote(vote: dict[str, Any]) -> str:
     if not vote["measured"]:
         return f"not measured ({vote['reason']})"
-    return f"{vote['index_build_s']:.1f} s, {vote['ms']['p50']:.1f} ms"
+    kept = (f"; kept: {vote['kept_index_mb']:.0f} MB ({vote['kept_index_bytes_per_reference'] / 1e3:.0f} KB a "
+            f"reference), loads in {vote['kept_index_load_s']:.2f} s" if "kept_index_mb" in vote else "")
+    return f"{vote['index_build_s']:.1f} s, {vote['ms']['p50']:.1f} ms{kept}"
 
 
 def table(data: dict[str, Any]) -> str:
     lines = ["| artworks | references | local features MB | bytes / reference | search ms p50 | frame features ms "
-             "p50 | fits ms p50 | added per query ms p50 | verified | vote: index build s, ms p50 |",
+             "p50 | fits ms p50 | added per query ms p50 | verified | vote: index build s, ms p50; the index kept in "
+             "the bundle |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["sizes"]:
         lines.append(f"| {r['artworks']:,} | {r['references']:,} | {r['local_features_mb']:.1f} | "

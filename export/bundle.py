@@ -32,10 +32,12 @@ every stream (issue 18); the manifest's threshold now says which sources set it 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +55,19 @@ from muselens.export.precision import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_D
 from muselens.runtime.bundle import (Gallery, LabelInfo, Threshold, dataset_digest, pack_bundle,
                                      write_bundle)
 from muselens.runtime.bundle.manifest import ENGINE_SUFFIX, engine_variant, is_engine_variant
-from muselens.runtime.verification import FEATURE_KINDS, FeatureConfig, LocalFeatureStore, extract_features
+from muselens.runtime.verification import (FEATURE_KINDS, FeatureConfig, LocalFeatureStore, ShortlistVerifier,
+                                           extract_features)
 from muselens.core.data.images import SkippedImages, encode_jpeg, read_image
 from muselens.core.data.museum_dataset import ImageRecord, MuseumDataset
 from muselens.core.metrics.threshold import (DEFAULT_GENERATED, DEFAULT_TARGET_FAR, DEFAULT_VIEWS_PER_REFERENCE,
                                                 calibrate_sources, negative_scores)
 
+# A museum with at least this many local descriptors (about 230 references of ~870 ORB features)
+# keeps its built vote index in the bundle: building it takes ~5 s on one core here and grows faster
+# than the count (27.5 s at a million on 2 cores); smaller museums build it at load instead of
+# carrying ~180 bytes a descriptor.
+VOTE_INDEX_MIN_DESCRIPTORS = 200_000
+VOTE_INDEX_CHOICES = ("auto", "always", "never")
 PARITY_IMAGES = 3  # reference images resized to each parity size (natural content, fewer ties)
 
 
@@ -86,6 +95,8 @@ class ExportOptions:
     tensorrt_workspace_gb: float = trt_export.DEFAULT_WORKSPACE_GB
     # every reference's local features, for the runtime's geometric verification (None: none)
     local_features: FeatureConfig | None = FeatureConfig()
+    # keep the built vote index in the bundle: "auto" from VOTE_INDEX_MIN_DESCRIPTORS descriptors
+    vote_index: str = "auto"
 
     def __post_init__(self) -> None:
         precisions = tuple(self.precisions)
@@ -104,6 +115,8 @@ class ExportOptions:
         _ = self.drift_bounds  # a bad bound fails here, not after the export's slow steps
         if not isinstance(self.force, bool):
             raise TypeError(f"force must be a bool, got {type(self.force).__name__}")
+        if self.vote_index not in VOTE_INDEX_CHOICES:
+            raise ValueError(f"vote_index must be one of {list(VOTE_INDEX_CHOICES)}, got {self.vote_index!r}")
         if not (isinstance(self.target_far, (int, float)) and 0.0 <= self.target_far < 1.0):
             raise ValueError(f"target_far must be in [0, 1), got {self.target_far!r}")
         for name in ("non_artwork_photos", "impostor_views"):
@@ -153,6 +166,10 @@ def add_bundle_arguments(parser) -> None:
                         metavar="{orb,rootsift,none}",
                         help="store every reference's local features for geometric verification "
                              "(default: orb; none: global descriptors only)")
+    parser.add_argument("--vote-index", choices=VOTE_INDEX_CHOICES, default="auto",
+                        help="keep the local features' vote index, built, in the bundle so that loading it does "
+                             "not build it again (auto: from %d descriptors, about 230 references; about 180 "
+                             "bytes a descriptor)" % VOTE_INDEX_MIN_DESCRIPTORS)
 
 
 @dataclass
@@ -237,7 +254,9 @@ def _local_features(museum: MuseumDataset, skipped: SkippedImages, rows: int,
     if len(records) != rows:
         raise ValueError(f"{len(records)} readable references but {rows} gallery rows; was a file changed "
                          "during the export?")
-    features = [extract_features(read_image(record.path), config) for record in records]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="muselens-features") as pool:
+        # OpenCV releases the GIL while it decodes and detects: a photo per core, in row order
+        features = list(pool.map(lambda record: extract_features(read_image(record.path), config), records))
     return config, LocalFeatureStore.from_features(features, 32 if config.kind == "orb" else 128)
 
 
@@ -246,19 +265,22 @@ def _readable(records: Sequence[ImageRecord], skipped: SkippedImages) -> list[Im
     return [r for r in records if str(r.path) not in unreadable]
 
 
-def _verification_record(features: tuple[FeatureConfig, LocalFeatureStore], gallery: Gallery, museum: MuseumDataset,
+def _keeps_vote_index(choice: str, descriptors: int) -> bool:
+    """Whether the bundle keeps the built vote index (``ExportOptions.vote_index``)."""
+    return descriptors > 0 and (choice == "always" or choice == "auto" and descriptors >= VOTE_INDEX_MIN_DESCRIPTORS)
+
+
+def _verification_record(verifier: ShortlistVerifier, gallery: Gallery, museum: MuseumDataset,
                          described: dict, skipped: SkippedImages, progress: Callable[[str], None]) -> dict[str, Any]:
     """How much a fit weighs against the descriptor, measured on the museum's queries."""
     from muselens.export.evidence_weight import calibrate_evidence_weight
     from muselens.runtime.recognition.search import GallerySearch
-    from muselens.runtime.verification import ShortlistVerifier
 
     descriptors, ids = described["queries"]
     records = _readable(museum.queries, skipped)
     if len(records) != len(ids):
         raise ValueError(f"{len(records)} readable queries but {len(ids)} described; was a file changed during "
                          "the export?")
-    verifier = ShortlistVerifier(features[1], features[0], gallery.instance_ids)
     record = calibrate_evidence_weight(verifier, GallerySearch(gallery, "exact"), _Images(records), descriptors, ids,
                                        progress)
     progress(f"a fit weighs {record['evidence_weight']:g} per e-fold of inliers ({record['how']}"
@@ -475,8 +497,15 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             features = _local_features(museum, skipped, refs.shape[0], options.local_features)
             progress(f"local features: {len(features[1].descriptors)} in all, "
                      f"{features[1].nbytes / max(1, len(features[1])) / 1e3:.1f} KB a reference")
-        verification = (_verification_record(features, gallery, museum, described["fp32"], skipped, progress)
-                        if features is not None else None)
+        verification = vote_index = None
+        if features is not None:
+            started = time.perf_counter()
+            verifier = ShortlistVerifier(features[1], features[0], gallery.instance_ids)
+            if _keeps_vote_index(options.vote_index, len(features[1].descriptors)):
+                vote_index = verifier.voter.to_bytes()
+                progress(f"vote index over {len(features[1].descriptors)} local descriptors built in "
+                         f"{time.perf_counter() - started:.1f} s; kept in the bundle ({len(vote_index) / 1e6:.1f} MB)")
+            verification = _verification_record(verifier, gallery, museum, described["fp32"], skipped, progress)
         progress(f"calibrating the 'no artwork' threshold: {len(museum.distractors)} distractors, "
                  f"{options.impostor_views} phone view(s) per reference, {options.non_artwork_photos} generated "
                  "photos of no artwork")
@@ -505,7 +534,7 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
             labels=_labels(museum), training=record, data_digest=dataset_digest(data_path),
             metrics=bundle_metrics, threshold=threshold, default_variant=options.default_variant,
             precisions={v: v.removesuffix(ENGINE_SUFFIX) if is_engine_variant(v) else v for v in paths},
-            reference_photos=photos, local_features=features, verification=verification,
+            reference_photos=photos, local_features=features, verification=verification, vote_index=vote_index,
         )
     archive = None
     if options.archive:

@@ -15,7 +15,9 @@ only measure noise.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +47,17 @@ class QueryFits:
 def query_fits(verifier: ShortlistVerifier, search: GallerySearch, images: Sequence[np.ndarray],
                descriptors: np.ndarray, truths: Sequence[str]) -> list[QueryFits]:
     """Every query's candidates (shortlist and vote) with their scores and fits, fitted as served."""
-    out = []
-    for image, descriptor, truth in zip(images, descriptors, truths):
+    def fits(index: int) -> QueryFits:
+        descriptor = descriptors[index]
         hits = search.search(descriptor, DEFAULT_SHORTLIST)
-        report = verify_shortlist(verifier, search, image, hits.instance_ids, descriptor)
+        report = verify_shortlist(verifier, search, images[index], hits.instance_ids, descriptor)
         ids = [*hits.instance_ids, *report.voted]
         scores = {iid: float(search.vector(iid) @ descriptor) for iid in ids}
-        out.append(QueryFits(str(truth), scores, dict(report.inliers_by_artwork)))
-    return out
+        return QueryFits(str(truths[index]), scores, dict(report.inliers_by_artwork))
+
+    # a query per core: OpenCV's detection and fits and faiss's search release the GIL
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="muselens-fits") as pool:
+        return list(pool.map(fits, range(len(truths))))
 
 
 def choose_weight(fits: Sequence[QueryFits]) -> dict[str, Any]:

@@ -110,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
             bundle_version=args.bundle_version, default_variant=args.default_variant,
             calibration_images=args.calibration_images, latency_runs=args.latency_runs,
             reference_photos=not args.no_reference_photos, local_features=args.local_features,
+            vote_index=args.vote_index,
             tensorrt=args.tensorrt, tensorrt_workspace_gb=args.tensorrt_workspace_gb,
         )
         triton_name = _triton_name(args)

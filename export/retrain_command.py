@@ -44,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)  # all three stages: stage 3 makes the descriptor
         options = ExportOptions(precisions=args.precision, name=args.name, bundle_version=args.bundle_version,
-                                latency_runs=args.latency_runs, local_features=args.local_features)
+                                latency_runs=args.latency_runs, local_features=args.local_features,
+                                vote_index=args.vote_index)
         out = retrain(args.data, args.out, config, options, device=args.device, run_dir=args.run_dir,
                       resume=args.resume, pretrained=not args.no_pretrained, train_progress=not args.no_progress)
     except (DriftError, ParityError, ValidationError) as exc:  # done, but the result is refused

@@ -129,7 +129,8 @@ def query_images(export_museum) -> list[bytes]:
 @pytest.fixture(scope="session")
 def painted_bundle(run_dir, tmp_path_factory) -> Path:
     """The tiny run exported against painted references of the same artworks (a0, a1, a2: paintings 1-3,
-    2 references each at two sizes), so the bundle's ORB features can verify photos of them."""
+    2 references each at two sizes), so the bundle's ORB features can verify photos of them. It keeps
+    its vote index built (``vote_index="always"``); the tiny bundle, too small for "auto", does not."""
     from muselens.export.bundle import ExportOptions, export_bundle
     from tests.paintings import write_painting
 
@@ -139,7 +140,8 @@ def painted_bundle(run_dir, tmp_path_factory) -> Path:
         write_painting(root / "references" / iid / "r1.jpg", n, 240, 320)
         write_painting(root / "queries" / iid / "q0.png", n, 300, 400)
     options = ExportOptions(precisions=("fp32",), name="painted", bundle_version="1.0.0",
-                            parity_sizes=TINY_SIZES[:2], latency_runs=0, non_artwork_photos=8, impostor_views=1)
+                            parity_sizes=TINY_SIZES[:2], latency_runs=0, non_artwork_photos=8, impostor_views=1,
+                            vote_index="always")
     with _one_torch_thread():
         return export_bundle(run_dir, root.parent / "bundle", data=root, options=options,
                              progress=lambda message: None).bundle

@@ -21,9 +21,9 @@ from muselens.runtime.bundle.archive import unpack_bundle
 from muselens.runtime.bundle.bundle_error import BundleError
 from muselens.runtime.bundle.gallery import Gallery
 from muselens.runtime.bundle.labels import LabelInfo
-from muselens.runtime.bundle.manifest import Manifest
+from muselens.runtime.bundle.checksum import sha256_bytes
+from muselens.runtime.bundle.manifest import VOTE_INDEX_FILE, Manifest, reference_file
 from muselens.runtime.bundle.verify import verify_bundle_dir
-from muselens.runtime.bundle.manifest import reference_file
 from muselens.core.data.images import decode_image
 from muselens.runtime.verification import LocalFeatureStore
 
@@ -63,6 +63,19 @@ class Bundle:
         if rel not in self.manifest.files:
             return None
         return decode_image((self.root / rel).read_bytes(), source=self.root / rel)
+
+    def read_vote_index(self) -> bytes | None:
+        """The local features' vote index built at export (faiss's serialisation; see
+        :class:`~muselens.runtime.verification.LocalVoter`), or None when the bundle has none.
+        Read when asked, not kept: it is hundreds of MB for a large museum."""
+        digest = self.manifest.files.get(VOTE_INDEX_FILE)
+        if digest is None:
+            return None
+        data = (self.root / VOTE_INDEX_FILE).read_bytes()
+        if sha256_bytes(data) != digest:
+            raise BundleError(f"bundle {self.root}: {VOTE_INDEX_FILE}: changed since the bundle was loaded "
+                              "(sha256 mismatch)")
+        return data
 
     def label(self, instance_id: str) -> LabelInfo:
         if instance_id not in self.labels:

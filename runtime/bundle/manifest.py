@@ -27,6 +27,11 @@ a museum without distractors) still load, and write back byte for byte.
 extracted with, stored in :data:`LOCAL_FEATURES_FILE` (plain arrays, one block per gallery row)
 so the runtime can verify a match geometrically. The key is absent when the bundle has none,
 so older manifests write back unchanged.
+
+``format_version`` 4 lets a bundle with local features also carry :data:`VOTE_INDEX_FILE`: the
+index the local-feature vote searches, built once at export (faiss's serialisation), because
+building it takes minutes for a museum of a few thousand references and it would otherwise be
+built at every load. A muselens that reads only version 3 would refuse the unknown file.
 """
 
 from __future__ import annotations
@@ -48,16 +53,19 @@ from muselens.core.metrics.threshold import DISTRACTORS, METHOD, SourceThreshold
 from muselens.runtime.verification.features import FeatureConfig
 
 FORMAT = "muselens-bundle"
-FORMAT_VERSION = 3
-SUPPORTED_FORMAT_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+SUPPORTED_FORMAT_VERSIONS = (1, 2, 3, 4)
 THRESHOLD_SOURCES_VERSION = 2  # the first format_version whose threshold may carry method and sources
 LOCAL_FEATURES_VERSION = 3  # the first format_version that may carry local features
+VOTE_INDEX_VERSION = 4  # the first format_version that may carry the built vote index
 MANIFEST_FILE = "manifest.json"
 GALLERY_FILE = "gallery.npz"
 LABELS_FILE = "labels.json"
 DATA_FILES = (GALLERY_FILE, LABELS_FILE)
 # Optional: every reference's local features, for geometric verification (LocalFeatureStore).
 LOCAL_FEATURES_FILE = "local_features.npz"
+# Optional, with the local features: their vote index, built at export (LocalVoter.to_bytes).
+VOTE_INDEX_FILE = "local_vote_index.faiss"
 OPTIONAL_FIELDS = ("local_features", "verification")
 # Optional: the photo of gallery row N, which lets the service explain a match on the reference's side.
 REFERENCE_PHOTO = re.compile(r"references/(\d{5})\.jpg")
@@ -356,6 +364,12 @@ class Manifest:
         if (self.local_features is None) != (LOCAL_FEATURES_FILE not in self.files):
             raise ValueError(f"local_features and files[{LOCAL_FEATURES_FILE!r}] come together: the manifest "
                              f"has {'the file' if self.local_features is None else 'the config'} only")
+        if VOTE_INDEX_FILE in self.files:
+            if self.local_features is None:
+                raise ValueError(f"files[{VOTE_INDEX_FILE!r}] indexes local features, and the manifest has none")
+            if self.format_version < VOTE_INDEX_VERSION:
+                raise ValueError(f"a vote index needs format_version {VOTE_INDEX_VERSION}, "
+                                 f"this manifest is version {self.format_version}")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass in __post_init__
@@ -385,7 +399,7 @@ class Manifest:
     def _check_files(files: object) -> Mapping[str, str]:
         f = checks.mapping(files, "files")
         optional = {key for key in f if isinstance(key, str) and
-                    (REFERENCE_PHOTO.fullmatch(key) or key == LOCAL_FEATURES_FILE)}
+                    (REFERENCE_PHOTO.fullmatch(key) or key in (LOCAL_FEATURES_FILE, VOTE_INDEX_FILE))}
         _exact_keys({k: v for k, v in f.items() if k not in optional}, set(DATA_FILES), "files")
         for path, digest in f.items():
             if not is_sha256(digest):

@@ -23,6 +23,7 @@ from muselens.runtime.bundle.manifest import (
     LOCAL_FEATURES_FILE,
     MANIFEST_FILE,
     REFERENCE_PHOTO,
+    VOTE_INDEX_FILE,
     Manifest,
 )
 from muselens.runtime.verification import LocalFeatureStore
@@ -120,7 +121,13 @@ def verify_bundle_dir(root: Path | str) -> BundleContents:
     _check_tree(root, {MANIFEST_FILE, *manifest.files, *models})
     for rel, entry in models.items():
         _check_model(root, rel, entry.sha256, entry.bytes)
-    data = {rel: _read_checked(root, rel, digest) for rel, digest in manifest.files.items()}
+    # the vote index (hundreds of MB for a large museum) is hashed as it streams past, not held:
+    # the served model reads it once, with Bundle.read_vote_index
+    data = {rel: _read_checked(root, rel, digest) for rel, digest in manifest.files.items() if rel != VOTE_INDEX_FILE}
+    if VOTE_INDEX_FILE in manifest.files:
+        actual, _ = sha256_file(root / VOTE_INDEX_FILE)
+        if actual != manifest.files[VOTE_INDEX_FILE]:
+            raise _mismatch(root, VOTE_INDEX_FILE, manifest.files[VOTE_INDEX_FILE], actual)
     try:  # parse errors already start with the file's name
         gallery = Gallery.from_bytes(data[GALLERY_FILE], GALLERY_FILE)
         labels = labels_from_json(data[LABELS_FILE], LABELS_FILE)

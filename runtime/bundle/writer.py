@@ -33,6 +33,7 @@ from muselens.runtime.bundle.manifest import (
     LABELS_FILE,
     LOCAL_FEATURES_FILE,
     MANIFEST_FILE,
+    VOTE_INDEX_FILE,
     Manifest,
     ModelEntry,
     Threshold,
@@ -195,6 +196,7 @@ def write_bundle(
     reference_photos: Mapping[int, bytes] | None = None,
     local_features: tuple[FeatureConfig, LocalFeatureStore] | None = None,
     verification: Mapping[str, Any] | None = None,
+    vote_index: bytes | None = None,
 ) -> Path:
     """Write a complete, verified bundle to ``out_dir`` atomically and return its path.
 
@@ -205,7 +207,9 @@ def write_bundle(
     gallery rows to JPEG bytes of their photos (optional; see :func:`reference_file`).
     ``local_features`` is the config and the store of every gallery row's local features, in
     gallery row order (optional; it lets the runtime verify a match geometrically), and
-    ``verification`` how a fit weighs against the descriptor (``{"evidence_weight": ...}``).
+    ``verification`` how a fit weighs against the descriptor (``{"evidence_weight": ...}``), and
+    ``vote_index`` the local features' vote index, built (``LocalVoter.to_bytes``), so that loading
+    the bundle does not build it again.
     """
     out = Path(out_dir)
     if not isinstance(gallery, Gallery):
@@ -224,6 +228,12 @@ def write_bundle(
     if local_features is not None:
         feature_config, store = _check_local_features(local_features, gallery.n_images)
         extra[LOCAL_FEATURES_FILE] = store.to_bytes()
+    if vote_index is not None:
+        if local_features is None:
+            raise ValueError("vote_index indexes local features: give local_features too")
+        if not isinstance(vote_index, bytes) or not vote_index:
+            raise TypeError("vote_index must be the non-empty bytes of LocalVoter.to_bytes()")
+        extra[VOTE_INDEX_FILE] = vote_index
     manifest = Manifest(
         name=name, bundle_version=bundle_version, backbone=backbone, descriptor=descriptor,
         models={v: entry for v, (_, entry) in sources.items()}, default_variant=default_variant,
@@ -258,8 +268,9 @@ def write_bundle(
             for rel, data in photos.items():
                 _write_bytes(tmp / rel, data)
             _fsync_dir(tmp / "references")
-        if LOCAL_FEATURES_FILE in extra:
-            _write_bytes(tmp / LOCAL_FEATURES_FILE, extra[LOCAL_FEATURES_FILE])
+        for rel in (LOCAL_FEATURES_FILE, VOTE_INDEX_FILE):
+            if rel in extra:
+                _write_bytes(tmp / rel, extra[rel])
         _write_bytes(tmp / MANIFEST_FILE, manifest.to_json())  # last: its presence means complete
         _fsync_dir(tmp)
         verify_bundle_dir(tmp)

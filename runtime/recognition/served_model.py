@@ -169,7 +169,8 @@ class ServedModel:
             calibrated = self.bundle.manifest.verification or {}
             object.__setattr__(self, "verifier", ShortlistVerifier(
                 self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids,
-                vote=self.config.vote, evidence_weight=calibrated.get("evidence_weight", INLIER_WEIGHT)))
+                vote=self.config.vote, evidence_weight=calibrated.get("evidence_weight", INLIER_WEIGHT),
+                vote_index=self.bundle.read_vote_index() if self.config.vote else None))
         if self.verify_gate is None:
             object.__setattr__(self, "verify_gate", InferenceGate(max(1, (os.cpu_count() or 2) // 2)))
         if self.explainer is None:

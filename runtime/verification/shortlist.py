@@ -24,6 +24,7 @@ other candidate's evidence, fitted or not, and the decision is "uncertain" when 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,8 @@ from muselens.runtime.verification.features import FeatureConfig, LocalFeatures,
 from muselens.runtime.verification.geometry import Verification, VerifyConfig, verify
 from muselens.runtime.verification.store import LocalFeatureStore
 from muselens.runtime.verification.voting import LocalVoter, artwork_votes, top_voted
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHORTLIST = 5  # artworks of the global ranking verified (mcv-paintings: the right one is in the top 5)
 DEFAULT_REFERENCES_PER_ARTWORK = 2
@@ -109,12 +112,28 @@ def _at_centre(outline: np.ndarray, size: tuple[int, int]) -> bool:
                                 (size[0] / 2.0, size[1] / 2.0), False) >= 0
 
 
+def _voter(store: LocalFeatureStore, features: FeatureConfig, row_ids: np.ndarray,
+           index: bytes | np.ndarray | None) -> LocalVoter:
+    """The bundle's vote index when it loads, else one built from ``store`` (seconds to minutes)."""
+    if index is not None:
+        try:
+            return LocalVoter(store, features, row_ids, index_bytes=index)
+        except ValueError as exc:
+            log.warning("the bundle's vote index does not load (%s); rebuilding it from %d local descriptors",
+                        exc, len(store.descriptors))
+    return LocalVoter(store, features, row_ids)
+
+
 class ShortlistVerifier:
     """The references' local features (one block per gallery row) and how to fit them."""
 
     def __init__(self, store: LocalFeatureStore, features: FeatureConfig, row_ids: Sequence[str], *,
                  config: VerifyConfig = VerifyConfig(), references_per_artwork: int = DEFAULT_REFERENCES_PER_ARTWORK,
-                 vote: bool = True, evidence_weight: float = INLIER_WEIGHT):
+                 vote: bool = True, evidence_weight: float = INLIER_WEIGHT,
+                 vote_index: bytes | np.ndarray | None = None, voter: LocalVoter | None = None):
+        """``vote_index`` is the bundle's built vote index (:meth:`LocalVoter.to_bytes`); one that does
+        not load (another faiss's format, or not of these features) is logged and rebuilt. ``voter``
+        is one already built for exactly this store (an enrolment's copy)."""
         if len(store) != len(row_ids):
             raise ValueError(f"{len(store)} references' local features for {len(row_ids)} gallery rows")
         if not isinstance(features, FeatureConfig) or not isinstance(config, VerifyConfig):
@@ -128,7 +147,9 @@ class ShortlistVerifier:
         if not math.isfinite(weight):
             raise ValueError(f"evidence_weight must be a finite number > 0, got {evidence_weight!r}")
         self.evidence_weight = weight
-        self.voter = LocalVoter(store, features, self.row_ids) if vote and len(store) else None
+        self.voter = None
+        if vote and len(store):
+            self.voter = voter if voter is not None else _voter(store, features, self.row_ids, vote_index)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -149,9 +170,10 @@ class ShortlistVerifier:
         """A new verifier with ``images`` appended as gallery rows of ``instance_id`` (enrolment)."""
         store = self.store.extend([extract_features(image, self.features) for image in images])
         ids = np.concatenate([self.row_ids, np.full(len(images), instance_id)])
+        voter = self.voter.extended(store, ids) if self.voter is not None else None
         return ShortlistVerifier(store, self.features, ids, config=self.config,
                                  references_per_artwork=self.references_per_artwork, vote=self.voter is not None,
-                                 evidence_weight=self.evidence_weight)
+                                 evidence_weight=self.evidence_weight, voter=voter)
 
     def row_votes(self, frame: LocalFeatures) -> np.ndarray | None:
         """The frame's keypoints' votes per reference (None without a voter)."""

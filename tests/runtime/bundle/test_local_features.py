@@ -29,7 +29,7 @@ def test_local_features_round_trip_with_their_config(tmp_path):
     config = FeatureConfig(kind="orb", max_side=512, count=300)
     out = write_bundle(tmp_path / "b", **bundle_kwargs(tmp_path, local_features=(config, store())))
     bundle = load_bundle(out)
-    assert bundle.manifest.local_features == config and bundle.manifest.format_version == 3
+    assert bundle.manifest.local_features == config and bundle.manifest.format_version == 4
     loaded = bundle.local_features
     assert len(loaded) == 6 and np.array_equal(loaded.descriptors, store().descriptors)
     assert np.array_equal(loaded.features(3).points, store().features(3).points)

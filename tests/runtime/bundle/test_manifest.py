@@ -85,8 +85,8 @@ def test_unknown_and_missing_keys():
 
 
 def test_format_and_version_are_checked_first():
-    with pytest.raises(ValueError, match="format_version 4 is not supported.*reads format_version 1, 2, 3"):
-        Manifest.from_dict(fields(format_version=4, name=""))
+    with pytest.raises(ValueError, match="format_version 5 is not supported.*reads format_version 1, 2, 3, 4"):
+        Manifest.from_dict(fields(format_version=5, name=""))
     with pytest.raises(ValueError, match="format_version must be an int"):
         Manifest.from_dict(fields(format_version=True))
     with pytest.raises(ValueError, match="format is 'other'"):
@@ -94,7 +94,8 @@ def test_format_and_version_are_checked_first():
     # from_json: a newer version is named even though its fields (and checksum) differ
     with pytest.raises(ValueError, match="format_version 7 is not supported"):
         Manifest.from_json(json.dumps({"format": "muselens-bundle", "format_version": 7}).encode())
-    assert FORMAT_VERSION == 3  # 2: the threshold may say how it was set; 3: local features
+    # 2: the threshold may say how it was set; 3: local features; 4: their vote index, built
+    assert FORMAT_VERSION == 4
 
 
 def test_self_checksum():

@@ -65,10 +65,10 @@ def test_wrong_format_version_names_found_and_supported(bundle_dir):
     path = bundle_dir / "manifest.json"
     raw = json.loads(path.read_text())
     del raw["manifest_sha256"]
-    raw["format_version"] = 4
+    raw["format_version"] = 5
     path.write_text(json.dumps({**raw, "manifest_sha256": sha256_bytes(canonical(raw))}))
-    with pytest.raises(BundleError, match="format_version 4 is not supported: "
-                                          "this muselens reads format_version 1, 2, 3"):
+    with pytest.raises(BundleError, match="format_version 5 is not supported: "
+                                          "this muselens reads format_version 1, 2, 3, 4"):
         verify_bundle_dir(bundle_dir)
 
 

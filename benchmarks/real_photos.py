@@ -298,9 +298,7 @@ def markdown(folder: Path, data: dict[str, Any]) -> str:
         lines.append(f"- {s['set']}: {s['counts']}" + "".join(
             f"; seed {r['seed']}: trained in {r['train_s']:.0f} s, exported in {r['export_s']:.0f} s"
             if "seed" in r else f"; bundle {r['bundle']}" for r in s["runs"]))
-    if (folder / "NOTES.md").exists():
-        lines += ["", (folder / "NOTES.md").read_text().strip()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"  # results_md.bench_section adds NOTES.md
 
 
 def _list(choices: tuple[str, ...]):

@@ -141,6 +141,4 @@ def markdown(folder: Path, data: dict[str, Any]) -> str:
              "", table(data), ""]
     if not data.get("complete", True):
         lines += ["This run stopped before every run it was asked for was measured.", ""]
-    if (folder / "NOTES.md").exists():
-        lines += [(folder / "NOTES.md").read_text().strip(), ""]
-    return "\n".join(lines)
+    return "\n".join(lines)  # results_md.bench_section adds NOTES.md

@@ -26,3 +26,18 @@ def test_export_results_render_variants_side_by_side(run_dir, tmp_path):
     text = out.read_text()
     assert "## tiny-export" in text and f"`muselens export {run_dir}" in text
     assert "| fp32 |" in text and "| fp16 |" in text and "threshold" in text
+
+
+def test_every_committed_reading_is_rendered_once():
+    """RESULTS.md from the committed results: each NOTES.md appears, and only once (a bench's
+    own markdown and the section around it both adding it printed some twice)."""
+    from pathlib import Path
+
+    from muselens.benchmarks.results_md import HERE, render as render_results
+
+    text = render_results(Path(HERE) / "results")
+    notes = sorted((Path(HERE) / "results").glob("*/NOTES.md"))
+    assert notes
+    for path in notes:
+        reading = path.read_text().strip()
+        assert text.count(reading) == 1, f"{path} is rendered {text.count(reading)} times"

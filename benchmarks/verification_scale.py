@@ -100,10 +100,11 @@ def measure(bundle_path: Path, data: Path, sizes: list[int], queries: int, seed:
         build_s = time.perf_counter() - started
         kept = {}
         if verifier.voter is not None:  # what an export keeps (``--vote-index``), and loading it back
-            data = verifier.voter.to_bytes()
+            index_bytes = verifier.voter.to_bytes()
             started = time.perf_counter()
-            LocalVoter(store, bundle.manifest.local_features, gallery.instance_ids, index_bytes=data)
-            kept = {"kept_index_mb": len(data) / 2**20, "kept_index_bytes_per_reference": len(data) / len(store),
+            LocalVoter(store, bundle.manifest.local_features, gallery.instance_ids, index_bytes=index_bytes)
+            kept = {"kept_index_mb": len(index_bytes) / 2**20,
+                    "kept_index_bytes_per_reference": len(index_bytes) / len(store),
                     "kept_index_load_s": time.perf_counter() - started}
         search_ms, features_ms, fit_ms, vote_ms, verified = [], [], [], [], 0
         for image, descriptor in zip(images, descriptors):

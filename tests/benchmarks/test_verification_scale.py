@@ -38,6 +38,7 @@ def test_every_size_is_measured_and_written(painted_bundle, tmp_path):
         assert row["fit_ms"]["count"] == 3 and row["measured"] and row["verified_share"] == 1.0
     assert small["vote"]["measured"] and small["vote"]["ms"]["count"] == 3 and small["vote"]["index_build_s"] > 0
     assert small["vote"]["kept_index_mb"] > 0 and small["vote"]["kept_index_load_s"] > 0
+    assert data["data"] == str(painted_bundle.parent / "museum") and len(json.dumps(data)) < 20_000  # the path, not index bytes
     assert large["vote"] == {"measured": False, "reason": "above --vote-max 10 artworks"}
     assert "| 30 | 60 |" in verification_scale.markdown(out, data) and "; kept: " in verification_scale.markdown(out, data)
 

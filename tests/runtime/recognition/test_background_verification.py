@@ -114,14 +114,14 @@ def test_a_failing_verification_is_counted_and_the_stream_goes_on():
 
 def test_a_stream_that_leaves_the_box_idle_is_verified_more_often():
     pool = VerificationPool(1, busy_share=1.0)
-    stream = StreamVerification(pool, interval_s=0.5, idle_interval_s=0.2)
-    assert stream.current_interval_s == 0.5  # nothing known yet
+    stream = StreamVerification(pool, interval_s=0.5)  # the default idle interval: 0.1 s
+    assert stream.current_interval_s == 0.5 and not stream.idle  # nothing known yet
     for i in range(10):  # 10 FPS, 30 ms a frame: busy 30 % of the time
         stream.record(100.0 + 0.1 * i, 30.0)
-    assert stream.busy_share < 0.5 and stream.current_interval_s == 0.2
+    assert stream.busy_share < 0.5 and stream.current_interval_s == 0.1 and stream.idle
     for i in range(10, 40):  # 20 FPS, 48 ms a frame: busy almost all the time
         stream.record(100.0 + 0.9 + 0.05 * (i - 9), 48.0)
-    assert stream.busy_share > 0.8 and stream.current_interval_s == 0.5
+    assert stream.busy_share > 0.8 and stream.current_interval_s == 0.5 and not stream.idle
     assert StreamVerification(pool, interval_s=0.1, idle_interval_s=0.2).idle_interval_s == 0.1  # never longer
     pool.shutdown()
 
@@ -144,6 +144,34 @@ def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
     eager.shutdown()
     with pytest.raises(ValueError):
         VerificationPool(1, busy_share=0.0)
+
+
+def test_an_idle_streams_frame_is_taken_while_the_pool_rests_and_adds_no_rest():
+    """A stream that leaves the box idle uses the idle cores: the busy streams' budget does not hold it."""
+    pool = VerificationPool(1, busy_share=0.5)
+    done = threading.Event()
+    assert pool.try_submit(lambda: (time.sleep(0.2), done.set()))
+    assert done.wait(5)
+    time.sleep(0.02)
+    assert not pool.try_submit(lambda: None)  # a busy stream's frame: the pool rests
+    idle_done = threading.Event()
+    assert pool.try_submit(lambda: (time.sleep(0.3), idle_done.set()), rest=False)
+    assert idle_done.wait(5)
+    time.sleep(0.25)  # the first job's rest is over, and the idle job added none
+    assert pool.try_submit(lambda: None)
+    pool.shutdown()
+
+    model, busy_pool = FakeModel(), VerificationPool(1, busy_share=0.5)
+    model.gate.set()
+    stream = StreamVerification(busy_pool, interval_s=0.5)
+    for i in range(10):  # 10 FPS at 30 ms a frame: idle
+        stream.record(100.0 + 0.1 * i, 30.0)
+    first = threading.Event()
+    assert busy_pool.try_submit(lambda: (time.sleep(0.1), first.set()))
+    assert first.wait(5)
+    time.sleep(0.02)
+    assert offer(stream, model, "f1")  # taken although the pool rests
+    busy_pool.shutdown()
 
 
 def test_a_frame_a_little_early_for_the_interval_counts_as_on_time(monkeypatch):

@@ -499,12 +499,14 @@ def export_bundle(run: Path | str, out: Path | str, *, data: Path | str | None =
                      f"{features[1].nbytes / max(1, len(features[1])) / 1e3:.1f} KB a reference")
         verification = vote_index = None
         if features is not None:
+            progress(f"building the vote index over {len(features[1].descriptors)} local descriptors "
+                     "(minutes for a few thousand references)")
             started = time.perf_counter()
             verifier = ShortlistVerifier(features[1], features[0], gallery.instance_ids)
             if _keeps_vote_index(options.vote_index, len(features[1].descriptors)):
                 vote_index = verifier.voter.to_bytes()
-                progress(f"vote index over {len(features[1].descriptors)} local descriptors built in "
-                         f"{time.perf_counter() - started:.1f} s; kept in the bundle ({len(vote_index) / 1e6:.1f} MB)")
+                progress(f"vote index built in {time.perf_counter() - started:.1f} s; kept in the bundle "
+                         f"({len(vote_index) / 1e6:.1f} MB)")
             verification = _verification_record(verifier, gallery, museum, described["fp32"], skipped, progress)
         progress(f"calibrating the 'no artwork' threshold: {len(museum.distractors)} distractors, "
                  f"{options.impostor_views} phone view(s) per reference, {options.non_artwork_photos} generated "

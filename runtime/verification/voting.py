@@ -40,18 +40,21 @@ class LocalVoter:
         """Index every descriptor of ``store`` (one block per gallery row, ``row_ids`` their artworks),
         or load ``index_bytes``, an index of exactly those descriptors kept by :meth:`to_bytes`
         (ValueError, naming the problem, when it is not one)."""
-        if len(store) != len(row_ids):
-            raise ValueError(f"{len(store)} references' local features for {len(row_ids)} gallery rows")
         self.binary = features.kind == "orb"
-        self.row_ids = np.asarray(row_ids, dtype=str)
-        # the reference row of every stored descriptor
-        self.owner = np.repeat(np.arange(len(store)), np.diff(store.offsets)).astype(np.int64)
+        self._set_rows(store, row_ids)
         if index_bytes is None:
             self.index = self._new_index(store.width)
             self._add(store.descriptors)
         else:
             self.index = self._loaded_index(index_bytes, store.width, len(store.descriptors))
         self.index.hnsw.efSearch = HNSW_EF_SEARCH
+
+    def _set_rows(self, store: LocalFeatureStore, row_ids: Sequence[str]) -> None:
+        """The artwork of every gallery row, and the row that owns every stored descriptor."""
+        if len(store) != len(row_ids):
+            raise ValueError(f"{len(store)} references' local features for {len(row_ids)} gallery rows")
+        self.row_ids = np.asarray(row_ids, dtype=str)
+        self.owner = np.repeat(np.arange(len(store)), np.diff(store.offsets)).astype(np.int64)
 
     def _new_index(self, width: int):
         import faiss
@@ -100,10 +103,8 @@ class LocalVoter:
             raise ValueError(f"the extended store has {len(store)} rows and {len(store.descriptors)} descriptors, "
                              f"fewer than this voter's {len(self.row_ids)} and {len(self)}")
         new = object.__new__(LocalVoter)
-        new.binary, new.row_ids = self.binary, np.asarray(row_ids, dtype=str)
-        if len(store) != len(new.row_ids):
-            raise ValueError(f"{len(store)} references' local features for {len(new.row_ids)} gallery rows")
-        new.owner = np.repeat(np.arange(len(store)), np.diff(store.offsets)).astype(np.int64)
+        new.binary = self.binary
+        new._set_rows(store, row_ids)
         new.index = new._loaded_index(np.frombuffer(self.to_bytes(), np.uint8), store.width, len(self))
         new._add(store.descriptors[len(self):])
         new.index.hnsw.efSearch = HNSW_EF_SEARCH

@@ -126,12 +126,18 @@ def test_a_stream_that_leaves_the_box_idle_is_verified_more_often():
     pool.shutdown()
 
 
-def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
+def resting_pool(work_s: float = 0.2) -> VerificationPool:
+    """A pool at half its threads' time that has just run a job of ``work_s``: it rests as long."""
     pool = VerificationPool(1, busy_share=0.5)
     done = threading.Event()
-    assert pool.try_submit(lambda: (time.sleep(0.2), done.set()))
+    assert pool.try_submit(lambda: (time.sleep(work_s), done.set()))
     assert done.wait(5)
     time.sleep(0.02)
+    return pool
+
+
+def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
+    pool = resting_pool()
     assert not pool.try_submit(lambda: None)  # resting: 0.2 s of work, 0.2 s of rest
     time.sleep(0.25)
     assert pool.try_submit(lambda: None)
@@ -148,11 +154,7 @@ def test_the_pool_rests_so_verification_keeps_to_its_share_of_time():
 
 def test_an_idle_streams_frame_is_taken_while_the_pool_rests_and_adds_no_rest():
     """A stream that leaves the box idle uses the idle cores: the busy streams' budget does not hold it."""
-    pool = VerificationPool(1, busy_share=0.5)
-    done = threading.Event()
-    assert pool.try_submit(lambda: (time.sleep(0.2), done.set()))
-    assert done.wait(5)
-    time.sleep(0.02)
+    pool = resting_pool()
     assert not pool.try_submit(lambda: None)  # a busy stream's frame: the pool rests
     idle_done = threading.Event()
     assert pool.try_submit(lambda: (time.sleep(0.3), idle_done.set()), rest=False)
@@ -161,17 +163,13 @@ def test_an_idle_streams_frame_is_taken_while_the_pool_rests_and_adds_no_rest():
     assert pool.try_submit(lambda: None)
     pool.shutdown()
 
-    model, busy_pool = FakeModel(), VerificationPool(1, busy_share=0.5)
+    model, rested = FakeModel(), resting_pool()
     model.gate.set()
-    stream = StreamVerification(busy_pool, interval_s=0.5)
+    stream = StreamVerification(rested, interval_s=0.5)
     for i in range(10):  # 10 FPS at 30 ms a frame: idle
         stream.record(100.0 + 0.1 * i, 30.0)
-    first = threading.Event()
-    assert busy_pool.try_submit(lambda: (time.sleep(0.1), first.set()))
-    assert first.wait(5)
-    time.sleep(0.02)
     assert offer(stream, model, "f1")  # taken although the pool rests
-    busy_pool.shutdown()
+    rested.shutdown()
 
 
 def test_a_frame_a_little_early_for_the_interval_counts_as_on_time(monkeypatch):

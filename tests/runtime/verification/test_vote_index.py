@@ -14,14 +14,9 @@ from muselens.runtime.verification.shortlist import ShortlistVerifier
 from tests.paintings import painting, photographed
 from tests.runtime.bundle.conftest import bundle_kwargs
 from tests.runtime.bundle.helpers import flip_byte
+from tests.runtime.bundle.test_local_features import features
 
 ROWS = ["a0", "a0", "a1", "a2", "a2", "a2"]
-
-
-def features(n: int, seed: int, width: int = 32) -> LocalFeatures:
-    rng = np.random.default_rng(seed)
-    return LocalFeatures(rng.uniform(0, 60, (n, 2)).astype(np.float32),
-                         rng.integers(0, 256, (n, width), dtype=np.uint8), (64, 48))
 
 
 def store(rows: int = 6, width: int = 32) -> LocalFeatureStore:

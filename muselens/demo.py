@@ -46,6 +46,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 BASELINES = ("sift", "im-gem")
 DEMO_TARGET_FAR = 0.05
 STRIP_FRAMES = 12
+OTHER_OUTLINE_RGB = (200, 200, 200)  # a fitted artwork beside the one in view
 REUSED: list[str] = []  # steps this run took from an earlier one, for the report
 
 
@@ -280,6 +281,9 @@ def stream_walk(paths: Paths, walk: dict[str, Any], fps: float) -> dict[str, Any
                     "shown": shown, "shown_title": r.smoothed.title, "smoothed": pb.Decision.Name(r.smoothed.decision),
                     "truth": expected, "dropped": r.dropped_frames,
                     "verified": v.instance_id if verified else None, "verified_frame": v.frame_id or None,
+                    # fitted artworks carried into this frame by the camera's motion
+                    "in_view": [{"instance_id": t.instance_id, "at_centre": t.at_centre, "age_ms": t.age_ms,
+                                 "outline": [[p.x, p.y] for p in t.outline]} for t in v.in_view],
                     "heatmap": {"h": heat.height, "w": heat.width, "values": list(heat.values)} if heat else None,
                 })
                 label = r.smoothed.title or pb.Decision.Name(r.smoothed.decision).removeprefix("DECISION_").lower()
@@ -307,6 +311,10 @@ def stream_summary(rows: list[dict[str, Any]], sent: int, info,
         "verified_frames": sum(v["instance_id"] is not None for v in checked),
         "verified_right": sum(v["instance_id"] is not None and v["instance_id"] == v["truth"] for v in checked),
         "verifications": len(checked),
+        # frames on which an outline carried by the camera's motion held the centre, and named the truth
+        "carried_frames": sum(any(t["at_centre"] for t in r.get("in_view") or ()) for r in rows),
+        "carried_right": sum(any(t["at_centre"] and t["instance_id"] == r["truth"] for t in r.get("in_view") or ())
+                             for r in rows),
         "verification_age_ms": percentiles(v["age_ms"] for v in checked),
         "sent": sent, "answered": len(rows), "dropped": rows[-1]["dropped"] if rows else 0,
         "e2e_ms": percentiles(r["e2e_ms"] for r in rows),
@@ -353,15 +361,18 @@ def write_report(paths: Paths, walk: dict[str, Any], stream: dict[str, Any], sec
         f"Beside the stream, {s['verifications']} frames were verified geometrically in the background "
         f"({s['verified_frames']} fitted an artwork's reference, {s['verified_right']} of them the right one); "
         f"a verification reached the stream {_ms(s['verification_age_ms'], 'p50')} ms after its frame arrived "
-        f"(p95 {_ms(s['verification_age_ms'], 'p95')} ms)."),
+        f"(p95 {_ms(s['verification_age_ms'], 'p95')} ms). Carried into later frames by the camera's motion, "
+        f"a fitted outline held the centre of {s.get('carried_frames', 0)} frames, naming the artwork in view on "
+        f"{s.get('carried_right', 0)} of them."),
         image_tag(latency_png, "latency histogram"))
     report.add_strip("Frames of the walk, with what lit up the match",
                      strip_frames(paths, stream["rows"], stream.get("verifications", {})),
                      "Overlay: the k regions of the frame's region descriptor, each coloured by its share of the "
                      "similarity with the best-matching artwork (red adds, blue subtracts; the regions sum "
-                     "exactly to the score: paper 001 on our region descriptor). Green: the outline of the "
-                     "artwork where background verification fitted its reference into that frame (the "
-                     "reference's corners through the homography). Correct means the shown "
+                     "exactly to the score: paper 001 on our region descriptor). Outlines: where background "
+                     "verification fitted an artwork's reference (the reference's corners through the "
+                     "homography), carried into this frame by the camera's motion since; green the one at the "
+                     "centre, which the stream shows, grey its neighbours. Correct means the shown "
                      "answer named the artwork in view, or named none in front of a bare wall.")
     return report.write(paths.report)
 
@@ -371,7 +382,7 @@ def _ms(stats: dict[str, float], key: str) -> str:
 
 
 def strip_frames(paths: Paths, rows: list[dict[str, Any]], verifications: dict[str, dict[str, Any]]) -> list:
-    """Evenly spaced frames of the walk, each moved to a verified frame within 3 when there is one."""
+    """Evenly spaced frames of the walk, each moved to one with an outline within 3 when there is one."""
     import numpy as np
 
     from muselens.demo_report import StripFrame
@@ -381,7 +392,13 @@ def strip_frames(paths: Paths, rows: list[dict[str, Any]], verifications: dict[s
     if not rows:
         return []
     titles = {label["id"]: label["title"] for label in json.loads((paths.bundle / "labels.json").read_text())}
-    outlined = [i for i, row in enumerate(rows) if (verifications.get(row["frame_id"]) or {}).get("outline")]
+    def outlines(row: dict[str, Any]) -> list[tuple[Any, bool]]:
+        """(outline, at the centre) of the artworks carried into the frame, else its own verification's."""
+        carried = [(t["outline"], t["at_centre"]) for t in row.get("in_view") or ()]
+        own = (verifications.get(row["frame_id"]) or {}).get("outline")
+        return carried or ([(own, True)] if own else [])
+
+    outlined = [i for i, row in enumerate(rows) if outlines(row)]
     picks = []
     for i in sorted({round(i * (len(rows) - 1) / max(STRIP_FRAMES - 1, 1)) for i in range(STRIP_FRAMES)}):
         near = min(outlined, key=lambda j: abs(j - i), default=None)
@@ -393,9 +410,8 @@ def strip_frames(paths: Paths, rows: list[dict[str, Any]], verifications: dict[s
         if row["heatmap"] is not None and row["top1"] is not None:
             heat = np.asarray(row["heatmap"]["values"], np.float32).reshape(row["heatmap"]["h"], row["heatmap"]["w"])
             image = heatmap_overlay(image, heat, alpha=0.45)
-        outline = (verifications.get(row["frame_id"]) or {}).get("outline")
-        if outline:
-            image = outline_overlay(image, np.asarray(outline))
+        for outline, at_centre in outlines(row):  # the one shown in green, the others in grey
+            image = outline_overlay(image, np.asarray(outline), **({} if at_centre else {"colour": OTHER_OUTLINE_RGB}))
         answer = row["shown_title"] or row["smoothed"].removeprefix("DECISION_").replace("_", " ").lower()
         truth = titles.get(row["truth"], row["truth"]) if row["truth"] else "no artwork"
         out.append(StripFrame(encode_jpeg(image, 80), row["frame_id"], answer, truth,

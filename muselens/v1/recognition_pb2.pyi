@@ -228,7 +228,7 @@ class KeypointPair(_message.Message):
     def __init__(self, frame: _Optional[_Union[Point, _Mapping]] = ..., reference: _Optional[_Union[Point, _Mapping]] = ...) -> None: ...
 
 class Verification(_message.Message):
-    __slots__ = ("state", "instance_id", "inliers", "matches", "runner_up_inliers", "outline", "keypoints", "frame_id", "age_ms", "verify_ms", "candidates", "evidence", "runner_up_evidence")
+    __slots__ = ("state", "instance_id", "inliers", "matches", "runner_up_inliers", "outline", "keypoints", "frame_id", "age_ms", "verify_ms", "candidates", "evidence", "runner_up_evidence", "in_view")
     STATE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     INLIERS_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,7 @@ class Verification(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     RUNNER_UP_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    IN_VIEW_FIELD_NUMBER: _ClassVar[int]
     state: VerificationState
     instance_id: str
     inliers: int
@@ -255,7 +256,22 @@ class Verification(_message.Message):
     candidates: int
     evidence: float
     runner_up_evidence: float
-    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., instance_id: _Optional[str] = ..., inliers: _Optional[int] = ..., matches: _Optional[int] = ..., runner_up_inliers: _Optional[int] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[KeypointPair, _Mapping]]] = ..., frame_id: _Optional[str] = ..., age_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., candidates: _Optional[int] = ..., evidence: _Optional[float] = ..., runner_up_evidence: _Optional[float] = ...) -> None: ...
+    in_view: _containers.RepeatedCompositeFieldContainer[TrackedArtwork]
+    def __init__(self, state: _Optional[_Union[VerificationState, str]] = ..., instance_id: _Optional[str] = ..., inliers: _Optional[int] = ..., matches: _Optional[int] = ..., runner_up_inliers: _Optional[int] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., keypoints: _Optional[_Iterable[_Union[KeypointPair, _Mapping]]] = ..., frame_id: _Optional[str] = ..., age_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., candidates: _Optional[int] = ..., evidence: _Optional[float] = ..., runner_up_evidence: _Optional[float] = ..., in_view: _Optional[_Iterable[_Union[TrackedArtwork, _Mapping]]] = ...) -> None: ...
+
+class TrackedArtwork(_message.Message):
+    __slots__ = ("instance_id", "outline", "inliers", "age_ms", "at_centre")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTLINE_FIELD_NUMBER: _ClassVar[int]
+    INLIERS_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    AT_CENTRE_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    outline: _containers.RepeatedCompositeFieldContainer[Point]
+    inliers: int
+    age_ms: float
+    at_centre: bool
+    def __init__(self, instance_id: _Optional[str] = ..., outline: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., inliers: _Optional[int] = ..., age_ms: _Optional[float] = ..., at_centre: _Optional[bool] = ...) -> None: ...
 
 class SmoothedDecision(_message.Message):
     __slots__ = ("decision", "instance_id", "title", "score", "stable_frames")

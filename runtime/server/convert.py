@@ -21,6 +21,7 @@ from muselens.runtime.recognition.served_model import RecognitionResult
 from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
                                                   RecognizeOptions)
 from muselens.runtime.streams import SmoothedDecision
+from muselens.runtime.streams.outline_tracking import InView
 from muselens.runtime.verification import (DEFERRED, NOT_REQUESTED, NOT_VERIFIED, UNAVAILABLE, VERIFIED,
                                            VerificationReport)
 from muselens.v1 import recognition_pb2 as pb
@@ -89,8 +90,10 @@ def recognize_options(options: pb.RecognizeOptions, default_top_k: int = DEFAULT
                             overlay=options.overlay, roi=roi, verify=VERIFY_MODES[options.verify])
 
 
-def verification_message(report: VerificationReport, frame_id: str, age_ms: float = 0.0) -> pb.Verification:
-    """The report as a message; ``frame_id`` names the frame it verified (on a stream, maybe an older one)."""
+def verification_message(report: VerificationReport, frame_id: str, age_ms: float = 0.0,
+                         in_view: InView | None = None) -> pb.Verification:
+    """The report as a message; ``frame_id`` names the frame it verified (on a stream, maybe an older
+    one), ``in_view`` the fitted artworks carried into the frame answered (streams)."""
     message = pb.Verification(state=VERIFICATION_STATES[report.state], instance_id=report.instance_id or "",
                               inliers=report.inliers, matches=report.matches,
                               runner_up_inliers=report.runner_up_inliers, candidates=report.candidates,
@@ -104,6 +107,10 @@ def verification_message(report: VerificationReport, frame_id: str, age_ms: floa
         message.keypoints.extend(pb.KeypointPair(frame=pb.Point(x=float(a), y=float(b)),
                                                  reference=pb.Point(x=float(c), y=float(d)))
                                  for a, b, c, d in report.pairs)
+    for carried in in_view.carried if in_view is not None else ():
+        message.in_view.add(instance_id=carried.instance_id, inliers=carried.inliers, age_ms=carried.age_s * 1e3,
+                            at_centre=carried is in_view.centre,
+                            outline=[pb.Point(x=float(x), y=float(y)) for x, y in carried.outline])
     return message
 
 

@@ -40,6 +40,7 @@ from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
 from muselens.runtime.streams import SmootherConfig, StreamSmoother
+from muselens.runtime.streams.outline_tracking import OutlineTracker
 from muselens.v1 import recognition_pb2 as pb
 from muselens.v1 import recognition_pb2_grpc as pb_grpc
 
@@ -178,6 +179,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
             call.cancel.on_cancel(preparer.wake)
         smoother: StreamSmoother | None = None
         verifying = StreamVerification(self.verification, self.verify_interval_s) if self.verification else None
+        tracker = OutlineTracker() if verifying is not None else None
         counted_drops = 0
         self.metrics.active_streams.inc()
         try:
@@ -244,7 +246,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 except Cancelled:
                     self.metrics.frames.labels("StreamRecognize", "cancelled").inc()
                     break
-                verified = None
+                verified, in_view = None, None
                 if background:
                     verifying.record(arrival.received, (time.perf_counter() - arrival.received) * 1e3)
                     # decoded again in the background, at the size its local features need
@@ -252,10 +254,20 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                         verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
                                         result.descriptor, arrival.received, keep_pairs=options.explain,
                                         regional_scores=result.part_scores, client=client)
+                    # the camera's motion since the last frame carries verified outlines into this one
+                    tracker.observe(arrival.received, prepared.resized if prepared.resized is not None
+                                    else prepared.pixels)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()
-                    if new is not None and new.report.verified and new.report.instance_id in model.labels:
+                        tracker.verified(new.received, new.report.placed)
+                    in_view = tracker.in_view(arrival.received, verifying.current_interval_s)
+                    if in_view is not None:  # where the fitted artworks are now decides, not where they were
+                        if in_view.centre is not None and in_view.centre.instance_id in model.labels:
+                            smoother.confirm(in_view.centre.instance_id)
+                        else:
+                            smoother.release()
+                    elif new is not None and new.report.verified and new.report.instance_id in model.labels:
                         smoother.confirm(new.report.instance_id)
                     elif new is not None and not new.report.verified:
                         smoother.release(fitted=new.report.inliers_by_artwork.keys())
@@ -266,7 +278,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 yield convert.recognition_message(
                     frame.frame_id, result, smoothed=smoothed, labels=model.labels, dropped_frames=slot.dropped,
                     verification=None if verified is None else convert.verification_message(
-                        verified.report, verified.frame_id, verified.age_ms()))
+                        verified.report, verified.frame_id, verified.age_ms(), in_view))
         finally:
             self.metrics.active_streams.dec()
             slot.close()

@@ -63,6 +63,18 @@ STATES = (VERIFIED, NOT_VERIFIED, NOT_REQUESTED, UNAVAILABLE, DEFERRED)
 
 
 @dataclass(frozen=True)
+class PlacedArtwork:
+    """An artwork that fitted somewhere in the frame, at its centre or not: where (its best
+    reference's outline, normalised to the frame) and on how much evidence (:func:`evidence`).
+    A stream carries these from frame to frame (:mod:`muselens.runtime.streams.outline_tracking`):
+    a neighbour fitted at the edge of one frame is the artwork at the centre a few frames later."""
+
+    inliers: int
+    evidence: float
+    outline: np.ndarray  # (4, 2) normalised to the frame, clockwise from the reference's top-left
+
+
+@dataclass(frozen=True)
 class VerificationReport:
     """What geometric verification found for one frame.
 
@@ -85,6 +97,7 @@ class VerificationReport:
     evidence: float = 0.0  # the answer's combined evidence (:func:`evidence`)
     runner_up_evidence: float = -math.inf  # the best other candidate's, verified or not
     voted: tuple[str, ...] = ()  # candidates the local-feature vote added to the descriptor's shortlist
+    placed: Mapping[str, PlacedArtwork] = field(default_factory=dict)  # every candidate that fitted anywhere
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -194,7 +207,8 @@ class ShortlistVerifier:
         ``check`` is called before each fit (a cancelled call raises there).
         """
         started = time.perf_counter()
-        fits: dict[str, tuple[int, Verification]] = {}  # artwork -> its best-fitting reference
+        fits: dict[str, tuple[int, Verification]] = {}  # artwork -> its best-fitting reference over the centre
+        anywhere: dict[str, Verification] = {}  # artwork -> its best-fitting reference anywhere in the frame
         fitted = 0
         for instance_id, _, rows, *_ in candidates:
             for row in list(rows)[:self.references_per_artwork]:
@@ -203,27 +217,42 @@ class ShortlistVerifier:
                 result = verify(frame, self.store.features(int(row)), self.features.norm, self.config,
                                 keep_pairs=keep_pairs)
                 fitted += 1
-                if result.verified(self.config) and _at_centre(result.outline, frame.size) and (
+                if not result.verified(self.config):
+                    continue
+                if instance_id not in anywhere or result.inliers > anywhere[instance_id].inliers:
+                    anywhere[instance_id] = result
+                if _at_centre(result.outline, frame.size) and (
                         instance_id not in fits or result.inliers > fits[instance_id][1].inliers):
                     fits[instance_id] = (int(row), result)
         ms = (time.perf_counter() - started) * 1e3
+        width, height = frame.size
+        scale = np.array([width, height], np.float32)
+
+        def start(c: tuple) -> float:  # the score a fitted candidate's evidence starts from
+            return max(c[1], c[3]) if len(c) > 3 else c[1]
+
+        placed = {c[0]: PlacedArtwork(anywhere[c[0]].inliers,
+                                      evidence(start(c), anywhere[c[0]].inliers, self.evidence_weight),
+                                      (anywhere[c[0]].outline / scale).astype(np.float32))
+                  for c in candidates if c[0] in anywhere}
         if not fits:
-            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms)
-        combined = {c[0]: evidence(max(c[1], c[3]) if c[0] in fits and len(c) > 3 else c[1],
+            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, placed=placed)
+        combined = {c[0]: evidence(start(c) if c[0] in fits else c[1],
                                    fits[c[0]][1].inliers if c[0] in fits else 0, self.evidence_weight)
                     for c in candidates}
         inliers = {iid: fit.inliers for iid, (_, fit) in fits.items()}
         instance_id = max(combined, key=lambda iid: (combined[iid], iid in fits))
         if instance_id not in fits:  # a descriptor score beyond any fit's evidence: the answer is not verified
-            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, inliers_by_artwork=inliers)
+            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, inliers_by_artwork=inliers,
+                                      placed=placed)
         row, result = fits[instance_id]
         runner_up = max((n[1].inliers for iid, n in fits.items() if iid != instance_id), default=0)
         runner_up_evidence = max((e for iid, e in combined.items() if iid != instance_id), default=-math.inf)
-        width, height = frame.size
-        outline = (result.outline / np.array([width, height], np.float32)).astype(np.float32)
+        outline = (result.outline / scale).astype(np.float32)
         pairs = None
         if keep_pairs and result.pairs is not None:
             ref_w, ref_h = (float(v) for v in self.store.sizes[row])
             pairs = (result.pairs / np.array([width, height, ref_w, ref_h], np.float32)).astype(np.float32)
         return VerificationReport(VERIFIED, instance_id, row, result.inliers, result.matches, runner_up, fitted,
-                                  outline, pairs, ms, inliers, combined[instance_id], runner_up_evidence)
+                                  outline, pairs, ms, inliers, combined[instance_id], runner_up_evidence,
+                                  placed=placed)

@@ -164,6 +164,11 @@ def test_an_artwork_away_from_the_frames_centre_is_not_the_answer(painted):
     rows = {iid: painted.search.references(iid) for iid in ("a0", "a1", "a2")}
     report = painted.verifier.verify(painted.verifier.frame_features(frame), [(i, 0.5, r) for i, r in rows.items()])
     assert report.state == NOT_VERIFIED and report.inliers_by_artwork == {}
+    # ... but where it is, is reported: a stream carries it into the next frames (outline_tracking)
+    assert set(report.placed) == {"a1"}
+    placed = report.placed["a1"]
+    np.testing.assert_allclose(placed.outline, corner / np.float32([960, 720]), atol=0.02)
+    assert placed.evidence == pytest.approx(evidence(0.5, placed.inliers, painted.verifier.evidence_weight))
     centred, _ = photographed(art, seed=5, frame=FRAME)
     assert painted.verifier.verify(painted.verifier.frame_features(centred),
                                    [(i, 0.5, r) for i, r in rows.items()]).instance_id == "a1"

@@ -74,6 +74,44 @@ def test_a_stream_is_verified_in_the_background_and_shows_the_verified_artwork(p
     assert last.smoothed.decision == pb.DECISION_ARTWORK and last.smoothed.instance_id == "a1"
     assert all(a.timings.verify_ms == 0 for a in answers)  # never on a frame's critical path
     assert len(last.verification.outline) == 4
+    # the fitted artwork carried into the frame answered (the same frame again: where it was)
+    (carried,) = last.verification.in_view
+    assert carried.instance_id == "a1" and carried.at_centre and carried.inliers == last.verification.inliers
+    outline = np.array([[p.x, p.y] for p in carried.outline])
+    assert np.abs(outline - photo_jpeg[1]).max() < 0.02
+
+
+def test_a_verified_artwork_the_camera_turns_away_from_is_no_longer_shown(painted, start_server, photo_jpeg):
+    """The camera pans right: the artwork slides left out of the centre, its outline carried frame by frame."""
+    from muselens.runtime.streams.outline_tracking import holds_centre
+
+    image = cv2.imdecode(np.frombuffer(photo_jpeg[0], np.uint8), cv2.IMREAD_COLOR)
+    wall = np.concatenate([image, cv2.resize(painting(1234, 90, 60), (400, FRAME[0]))[:, :, ::-1]], axis=1)
+    server = start_server(painted, verify_interval_s=0.0)
+    stream = Lockstep(server.stub, timeout=60)
+
+    def send(i: int, x: int) -> pb.Recognition:
+        ok, data = cv2.imencode(".jpg", wall[:, x:x + FRAME[1]], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        return stream.send(pb.Frame(frame_id=str(i), timestamp=1.0 + 0.05 * i, image=pb.Image(encoded=data.tobytes())))
+
+    for i in range(40):  # held on the artwork until a frame of it is verified
+        if send(i, 0).smoothed.instance_id == "a1":
+            break
+    else:
+        pytest.fail("the artwork was never verified")
+    off_centre = []
+    for j, x in enumerate(range(40, 400, 40), start=100):
+        answer = send(j, x)
+        truth = (photo_jpeg[1] * [FRAME[1], FRAME[0]] - [x, 0]) / [FRAME[1], FRAME[0]]
+        for carried in answer.verification.in_view:
+            assert carried.instance_id == "a1"
+            outline = np.array([[p.x, p.y] for p in carried.outline])
+            assert np.abs(outline - truth).max() < 0.03
+            assert carried.at_centre == holds_centre(truth)
+            if not carried.at_centre:
+                off_centre.append(answer.smoothed.instance_id)
+    stream.close()
+    assert off_centre and "a1" not in off_centre  # carried off the centre: no longer the answer
 
 
 @pytest.mark.parametrize("how", ["frame says off", "server has no verification workers"])

@@ -52,7 +52,7 @@ DEFAULT_SIZES = (224, 320, 448)
 HIST_PLOT = "latency_hist.png"
 STAGE_PLOT = "stages.png"
 # Stages shown in tables and the stage plot, in pipeline order ("transport" = client e2e - server total).
-TABLE_STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "transport")
+TABLE_STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "transport")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +163,7 @@ def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
     from muselens.runtime.client.client import frame_message
 
     sequence = _sequence(frames, warmup)
-    stages = ("queue", "decode", "preprocess", "inference", "match")
+    stages = ("queue", "decode", "preprocess", "track", "inference", "match")
     out: dict[str, list[float]] = {s: [] for s in (*stages, "transport", "e2e")}
     turn: queue.Queue[None] = queue.Queue()
     turn.put(None)

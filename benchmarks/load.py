@@ -23,7 +23,7 @@ from muselens.core.data.images import encode_jpeg
 CAMERA_SIZE = (1280, 720)  # width, height
 JPEG_QUALITY = 90
 MAX_DISTINCT = 32  # synthetic frames beyond this many repeat (generation costs ~20 ms each)
-STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
+STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "total")
 
 
 def csv_ints(text: str) -> list[int]:

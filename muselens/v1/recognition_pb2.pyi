@@ -192,7 +192,7 @@ class Heatmap(_message.Message):
     def __init__(self, kind: _Optional[_Union[HeatmapKind, str]] = ..., side: _Optional[_Union[HeatmapSide, str]] = ..., instance_id: _Optional[str] = ..., score: _Optional[float] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., region_cells: _Optional[_Iterable[int]] = ..., region_contributions: _Optional[_Iterable[float]] = ..., overlay_jpeg: _Optional[bytes] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "match_ms", "heatmap_ms", "total_ms", "verify_ms")
+    __slots__ = ("queue_ms", "decode_ms", "preprocess_ms", "inference_ms", "match_ms", "heatmap_ms", "total_ms", "verify_ms", "track_ms")
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class Timings(_message.Message):
     HEATMAP_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     VERIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    TRACK_MS_FIELD_NUMBER: _ClassVar[int]
     queue_ms: float
     decode_ms: float
     preprocess_ms: float
@@ -209,7 +210,8 @@ class Timings(_message.Message):
     heatmap_ms: float
     total_ms: float
     verify_ms: float
-    def __init__(self, queue_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., heatmap_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ...) -> None: ...
+    track_ms: float
+    def __init__(self, queue_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., match_ms: _Optional[float] = ..., heatmap_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., verify_ms: _Optional[float] = ..., track_ms: _Optional[float] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")

@@ -35,7 +35,7 @@ from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_A
                                            ShortlistVerifier, VerificationReport)
 from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
 
-STAGES = ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap", "total")
+STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "total")
 
 log = logging.getLogger(__name__)
 

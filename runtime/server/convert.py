@@ -17,7 +17,7 @@ from muselens.runtime.bundle import LabelInfo
 from muselens.runtime.frames import FrameError, FrameLimits, PixelFormat, SizeNeed, decode_encoded, decode_raw
 from muselens.runtime.recognition.decision_rule import Decision
 from muselens.runtime.recognition.explainer import HeatmapResult
-from muselens.runtime.recognition.served_model import RecognitionResult
+from muselens.runtime.recognition.served_model import STAGES, RecognitionResult
 from muselens.runtime.recognition.options import (DEFAULT_TOP_K, HeatmapKind, HeatmapSide, OptionsError,
                                                   RecognizeOptions)
 from muselens.runtime.streams import SmoothedDecision
@@ -144,9 +144,7 @@ def recognition_message(frame_id: str, result: RecognitionResult, *, smoothed: S
         threshold=result.threshold, dropped_frames=dropped_frames,
         matches=[pb.Match(instance_id=m.instance_id, title=m.title, score=m.score, metadata=dict(m.metadata),
                           inliers=m.inliers) for m in result.matches],
-        timings=pb.Timings(**{f"{stage}_ms": float(timings.get(stage, 0.0)) for stage in
-                              ("queue", "decode", "preprocess", "inference", "match", "verify", "heatmap",
-                               "total")}),
+        timings=pb.Timings(**{f"{stage}_ms": float(timings.get(stage, 0.0)) for stage in STAGES}),
         heatmaps=[heatmap_message(h) for h in result.heatmaps],
         verification=verification if verification is not None else verification_message(result.verification,
                                                                                          frame_id),

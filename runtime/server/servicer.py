@@ -233,9 +233,16 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     due = background and verifying.due(client)
                     # answered from the descriptor path: verification runs beside the stream
                     options = dataclasses.replace(options, verify=False)
+                    track_ms = 0.0
+                    if background:  # the camera's motion since the last frame carries verified outlines into this one
+                        t0 = time.perf_counter()
+                        tracker.observe(arrival.received, prepared.resized if prepared.resized is not None
+                                        else prepared.pixels)
+                        track_ms = (time.perf_counter() - t0) * 1e3
                     with fair_share(client):
                         result = model.recognize(prepared.pixels, options, cancel=call.cancel,
-                                                 timings_ms={**prepared.timings_ms, "queue": queue_ms},
+                                                 timings_ms={**prepared.timings_ms, "queue": queue_ms,
+                                                             "track": track_ms},
                                                  resized=prepared.resized, regional=due)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
@@ -254,9 +261,6 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                         verifying.offer(model, frame.frame_id, _decoder(frame, self.limits, model), result.shortlist,
                                         result.descriptor, arrival.received, keep_pairs=options.explain,
                                         regional_scores=result.part_scores, client=client)
-                    # the camera's motion since the last frame carries verified outlines into this one
-                    tracker.observe(arrival.received, prepared.resized if prepared.resized is not None
-                                    else prepared.pixels)
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()

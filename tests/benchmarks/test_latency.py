@@ -33,8 +33,9 @@ def test_every_mode_and_stage_is_measured_against_bare_inference(latency_run):
                 "verified": {"decode", "preprocess", "inference", "match", "verify", "e2e"},
                 "heatmap": {"decode", "preprocess", "inference", "match", "heatmap", "e2e"},
                 "unary": {"decode", "preprocess", "inference", "match", "transport", "e2e"},
-                "stream": {"queue", "decode", "preprocess", "inference", "match", "transport", "e2e"},
-                "stream_baseline": {"queue", "decode", "preprocess", "inference", "match", "transport", "e2e"}}
+                "stream": {"queue", "decode", "preprocess", "track", "inference", "match", "transport", "e2e"},
+                "stream_baseline": {"queue", "decode", "preprocess", "track", "inference", "match", "transport",
+                                    "e2e"}}
     for entry in data["results"]:
         h, w = entry["input_hw"][0]
         assert min(h, w) == entry["size"]  # 1280x720 frames resized to the short side

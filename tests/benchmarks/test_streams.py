@@ -45,7 +45,7 @@ def test_cameras_outpacing_the_server_get_latest_frame_wins_drops(streams_run):
         assert run["achieved_fps_total"] < run["offered_fps_total"]
         assert run["latency_ms"]["count"] == run["answered_measured"] and run["latency_ms"]["p50"] > 0
         stages = run["stages_ms"]
-        assert set(stages) == {"queue", "decode", "preprocess", "inference", "match", "verify", "total"}
+        assert set(stages) == {"queue", "decode", "preprocess", "track", "inference", "match", "verify", "total"}
         assert stages["inference"]["count"] == run["answered_measured"] and stages["inference"]["p50"] > 0
         assert run["server_cpu"]["percent_of_one_core"] > 0
         if shutil.which("nvidia-smi") is None:

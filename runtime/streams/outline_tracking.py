@@ -128,7 +128,10 @@ class OutlineTracker:
         grey = _grey(rgb, self.width)
         motion = None
         if self._previous is not None and self._previous.shape == grey.shape:
-            motion = _motion(self._previous, grey)
+            try:
+                motion = _motion(self._previous, grey)
+            except cv2.error:  # a frame too small to follow (a few pixels): its motion is unknown
+                motion = None
         if motion is None or not self._frames:
             self._chain += 1
             position = np.eye(3)

@@ -119,3 +119,13 @@ def test_the_tracking_settings_are_checked():
         OutlineTracker(width=4)
     with pytest.raises(ValueError, match="tracking window"):
         OutlineTracker(min_window_s=-1)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 5)])
+def test_a_frame_too_small_to_follow_breaks_the_chain_and_nothing_else(size):
+    tracker = OutlineTracker()
+    tiny = WALL[:size[0], :size[1]].copy()
+    tracker.observe(0.0, tiny)
+    tracker.verified(0.0, {"a1": fit(700)})
+    tracker.observe(0.05, tiny)  # the same tiny frame again: no motion can be estimated
+    assert tracker.in_view(0.05) is None

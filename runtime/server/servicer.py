@@ -264,13 +264,14 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                     new = verifying.take_new()
                     if new is not None:
                         self.metrics.verifications.labels("StreamRecognize", new.report.state).inc()
-                        tracker.verified(new.received, new.report.placed)
+                        tracker.verified(new.received, new.report.placed, new.report.unfitted)
                     in_view = tracker.in_view(arrival.received, verifying.current_interval_s)
                     if in_view is not None:  # where the fitted artworks are now decides, not where they were
                         if in_view.centre is not None and in_view.centre.instance_id in model.labels:
                             smoother.confirm(in_view.centre.instance_id)
                         else:
                             smoother.release()
+                            smoother.refute(in_view.not_in_view)
                     elif new is not None and new.report.verified and new.report.instance_id in model.labels:
                         smoother.confirm(new.report.instance_id)
                     elif new is not None and not new.report.verified:

@@ -38,6 +38,9 @@ frames, a newer frame that fits nothing means the camera has moved on, and it st
 at once (the scores alone must bring it back, over ``min_frames`` frames, or a new fit). An
 artwork shown from its scores alone (a plain one, whose reference never fits) is not touched.
 On the demo's walk, replayed offline, that took the shown answer from 78 to 82 % of frames.
+Verification may also find an artwork *not* in view (tried where others fitted, it fitted nowhere):
+:meth:`StreamSmoother.refute` stops showing it, and keeps its scores from showing it while the
+caller refutes it (:mod:`~muselens.runtime.streams.outline_tracking` says for how long).
 """
 
 from __future__ import annotations
@@ -172,6 +175,19 @@ class StreamSmoother:
             self._scores[self._current] = min(self._scores.get(self._current, cfg.floor), below)
             self._current = None
             self._pending, self._pending_count, self._exit_count, self._quiet_count = None, 0, 0, 0
+
+    def refute(self, instance_ids: Collection[str]) -> None:
+        """Verification found these artworks not in view (tried on a recent frame where others fitted,
+        they fitted nowhere): none of them is shown from its scores, and none starts a switch."""
+        cfg = self._config
+        below = max(cfg.floor, self._threshold - cfg.exit_margin - _MOVED_ON_GAP)
+        for instance_id in instance_ids:
+            if instance_id in self._scores:
+                self._scores[instance_id] = min(self._scores[instance_id], below)
+            if self._current == instance_id:
+                self._current, self._hold, self._exit_count = None, 0, 0
+            if self._pending == instance_id:
+                self._pending, self._pending_count = None, 0
 
     def check_timestamp(self, timestamp: float | None) -> None:
         """Raise ValueError unless ``timestamp`` could be this stream's next (changes nothing), so a

@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SHORTLIST = 5  # artworks of the global ranking verified (mcv-paintings: the right one is in the top 5)
 DEFAULT_REFERENCES_PER_ARTWORK = 2
 INLIER_WEIGHT = 0.03  # evidence of a fit, in descriptor-score units per e-fold of inliers
+# A candidate whose references it tried hold at least this many keypoints would fit a frame that
+# shows it sharply: one that does not, while another artwork fits the same frame, is not in view.
+# A plainer artwork (a monochrome canvas) may fail to fit where it hangs: its absence of a fit
+# says nothing.
+FITTABLE_KEYPOINTS = 300
 
 
 EVIDENCE_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0)  # the weights an export chooses from on the museum's queries
@@ -98,6 +103,10 @@ class VerificationReport:
     runner_up_evidence: float = -math.inf  # the best other candidate's, verified or not
     voted: tuple[str, ...] = ()  # candidates the local-feature vote added to the descriptor's shortlist
     placed: Mapping[str, PlacedArtwork] = field(default_factory=dict)  # every candidate that fitted anywhere
+    # candidates tried that fitted nowhere though their references hold keypoints enough to fit
+    # (:data:`FITTABLE_KEYPOINTS`): where ``placed`` is not empty, the frame was sharp enough to fit
+    # artworks, and these are not in view (a stream stops showing them from their scores)
+    unfitted: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
@@ -210,8 +219,10 @@ class ShortlistVerifier:
         fits: dict[str, tuple[int, Verification]] = {}  # artwork -> its best-fitting reference over the centre
         anywhere: dict[str, Verification] = {}  # artwork -> its best-fitting reference anywhere in the frame
         fitted = 0
+        keypoints: dict[str, int] = {}  # artwork -> the most keypoints of a reference of it tried
         for instance_id, _, rows, *_ in candidates:
             for row in list(rows)[:self.references_per_artwork]:
+                keypoints[instance_id] = max(keypoints.get(instance_id, 0), self.store.count(int(row)))
                 if check is not None:
                     check()
                 result = verify(frame, self.store.features(int(row)), self.features.norm, self.config,
@@ -235,8 +246,9 @@ class ShortlistVerifier:
                                       evidence(start(c), anywhere[c[0]].inliers, self.evidence_weight),
                                       (anywhere[c[0]].outline / scale).astype(np.float32))
                   for c in candidates if c[0] in anywhere}
+        unfitted = tuple(iid for iid, n in keypoints.items() if iid not in anywhere and n >= FITTABLE_KEYPOINTS)
         if not fits:
-            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, placed=placed)
+            return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, placed=placed, unfitted=unfitted)
         combined = {c[0]: evidence(start(c) if c[0] in fits else c[1],
                                    fits[c[0]][1].inliers if c[0] in fits else 0, self.evidence_weight)
                     for c in candidates}
@@ -244,7 +256,7 @@ class ShortlistVerifier:
         instance_id = max(combined, key=lambda iid: (combined[iid], iid in fits))
         if instance_id not in fits:  # a descriptor score beyond any fit's evidence: the answer is not verified
             return VerificationReport(NOT_VERIFIED, candidates=fitted, ms=ms, inliers_by_artwork=inliers,
-                                      placed=placed)
+                                      placed=placed, unfitted=unfitted)
         row, result = fits[instance_id]
         runner_up = max((n[1].inliers for iid, n in fits.items() if iid != instance_id), default=0)
         runner_up_evidence = max((e for iid, e in combined.items() if iid != instance_id), default=-math.inf)
@@ -255,4 +267,4 @@ class ShortlistVerifier:
             pairs = (result.pairs / np.array([width, height, ref_w, ref_h], np.float32)).astype(np.float32)
         return VerificationReport(VERIFIED, instance_id, row, result.inliers, result.matches, runner_up, fitted,
                                   outline, pairs, ms, inliers, combined[instance_id], runner_up_evidence,
-                                  placed=placed)
+                                  placed=placed, unfitted=unfitted)

@@ -54,6 +54,10 @@ class LocalFeatureStore:
     def __len__(self) -> int:
         return self.offsets.size - 1
 
+    def count(self, row: int) -> int:
+        """The reference's number of keypoints."""
+        return int(self.offsets[row + 1] - self.offsets[row])
+
     def features(self, row: int) -> LocalFeatures:
         if not 0 <= row < len(self):
             raise IndexError(f"reference row {row} outside 0..{len(self) - 1}")

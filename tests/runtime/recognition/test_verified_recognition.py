@@ -169,6 +169,8 @@ def test_an_artwork_away_from_the_frames_centre_is_not_the_answer(painted):
     placed = report.placed["a1"]
     np.testing.assert_allclose(placed.outline, corner / np.float32([960, 720]), atol=0.02)
     assert placed.evidence == pytest.approx(evidence(0.5, placed.inliers, painted.verifier.evidence_weight))
+    # the others were tried on a frame sharp enough to fit one, and fit nowhere: not in view
+    assert sorted(report.unfitted) == ["a0", "a2"]
     centred, _ = photographed(art, seed=5, frame=FRAME)
     assert painted.verifier.verify(painted.verifier.frame_features(centred),
                                    [(i, 0.5, r) for i, r in rows.items()]).instance_id == "a1"

@@ -129,3 +129,17 @@ def test_a_frame_too_small_to_follow_breaks_the_chain_and_nothing_else(size):
     tracker.verified(0.0, {"a1": fit(700)})
     tracker.observe(0.05, tiny)  # the same tiny frame again: no motion can be estimated
     assert tracker.in_view(0.05) is None
+
+
+def test_an_artwork_tried_and_not_fitted_where_others_fit_is_not_in_view_for_the_window():
+    tracker = OutlineTracker()
+    tracker.observe(0.0, view(500))
+    tracker.verified(0.0, {}, unfitted=["a2"])  # nothing fitted: the frame may be too blurred to say
+    tracker.verified(0.0, {"a1": fit(500)}, unfitted=["a2"])
+    assert tracker.in_view(0.0).not_in_view == {"a2"}
+    tracker.observe(0.3, view(500))
+    tracker.verified(0.3, {"a2": fit(500)})  # a newer frame fits it: it is back
+    assert tracker.in_view(0.3).not_in_view == frozenset()
+    tracker.verified(0.3, {"a1": fit(500)}, unfitted=["a2"])
+    tracker.observe(0.3 + MIN_WINDOW_S + 0.01, view(500))
+    assert tracker.in_view(0.3 + MIN_WINDOW_S + 0.01) is None  # the window is over for both

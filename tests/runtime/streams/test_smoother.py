@@ -422,3 +422,22 @@ def test_an_artwork_that_still_fits_is_not_dropped_by_a_failed_answer():
     s.update([("a", 0.9)], Decision.ARTWORK)
     s.release(fitted={"a"})
     assert s.update([("a", 0.9)], Decision.ARTWORK).instance_id == "a"
+
+
+def test_an_artwork_verification_found_not_in_view_is_not_shown_from_its_scores():
+    """A descriptor's favourite ("hub") scores high on frames of bare wall; verification tried it on a
+    frame where a neighbour fitted, and it fitted nowhere: while that holds, its scores show nothing."""
+    s = StreamSmoother(0.5)
+    for _ in range(4):
+        shown = s.update([("hub", 0.9)], Decision.ARTWORK)
+    assert shown.instance_id == "hub"
+    s.refute({"hub"})
+    refuted = []
+    for _ in range(6):  # refuted again with each frame while the verification is recent
+        refuted.append(s.update([("hub", 0.9)], Decision.ARTWORK))
+        s.refute({"hub"})
+    assert all(r.decision is not Decision.ARTWORK for r in refuted)
+    back = [s.update([("hub", 0.9)], Decision.ARTWORK) for _ in range(4)]  # no longer refuted: the scores decide
+    assert back[-1].instance_id == "hub"
+    s.refute({"other"})  # one never seen changes nothing
+    assert s.update([("hub", 0.9)], Decision.ARTWORK).instance_id == "hub"

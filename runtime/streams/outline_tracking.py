@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from muselens.core import checks
+from muselens.runtime.verification.shortlist import holds_centre
 
 TRACK_WIDTH = 160  # pixels of the grey copy the motion is estimated on
 MAX_CORNERS = 100
@@ -120,11 +121,6 @@ def _motion(previous: np.ndarray, current: np.ndarray) -> np.ndarray | None:
 def _apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     moved = np.c_[points, np.ones(len(points))] @ transform.T
     return (moved[:, :2] / moved[:, 2:]).astype(np.float32)
-
-
-def holds_centre(outline: np.ndarray) -> bool:
-    """Whether a normalised outline holds the frame's centre: the artwork a visitor points at."""
-    return cv2.pointPolygonTest(np.asarray(outline, np.float32).reshape(-1, 1, 2), (0.5, 0.5), False) >= 0
 
 
 class OutlineTracker:

@@ -83,7 +83,7 @@ def test_a_stream_is_verified_in_the_background_and_shows_the_verified_artwork(p
 
 def test_a_verified_artwork_the_camera_turns_away_from_is_no_longer_shown(painted, start_server, photo_jpeg):
     """The camera pans right: the artwork slides left out of the centre, its outline carried frame by frame."""
-    from muselens.runtime.streams.outline_tracking import holds_centre
+    from muselens.runtime.verification.shortlist import holds_centre
 
     image = cv2.imdecode(np.frombuffer(photo_jpeg[0], np.uint8), cv2.IMREAD_COLOR)
     wall = np.concatenate([image, cv2.resize(painting(1234, 90, 60), (400, FRAME[0]))[:, :, ::-1]], axis=1)

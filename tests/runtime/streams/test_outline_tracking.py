@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from muselens.runtime.streams.outline_tracking import MIN_WINDOW_S, OutlineTracker, holds_centre
+from muselens.runtime.streams.outline_tracking import MIN_WINDOW_S, OutlineTracker
+from muselens.runtime.verification.shortlist import holds_centre
 from tests.paintings import painting
 
 VIEW = (360, 640)  # the camera's frame, (h, w)
@@ -143,3 +144,19 @@ def test_an_artwork_tried_and_not_fitted_where_others_fit_is_not_in_view_for_the
     tracker.verified(0.3, {"a1": fit(500)}, unfitted=["a2"])
     tracker.observe(0.3 + MIN_WINDOW_S + 0.01, view(500))
     assert tracker.in_view(0.3 + MIN_WINDOW_S + 0.01) is None  # the window is over for both
+
+
+def test_an_opencv_error_while_following_breaks_the_chain_and_the_stream_goes_on(monkeypatch):
+    import cv2
+
+    from muselens.runtime.streams import outline_tracking
+
+    def fails(previous, current):
+        raise cv2.error("OpenCV(4.x) error: (-215:Assertion failed) in calcOpticalFlowPyrLK")
+
+    tracker = OutlineTracker()
+    tracker.observe(0.0, view(700))
+    tracker.verified(0.0, {"a1": fit(700)})
+    monkeypatch.setattr(outline_tracking, "_motion", fails)
+    tracker.observe(0.05, view(700))  # does not raise
+    assert tracker.in_view(0.05) is None

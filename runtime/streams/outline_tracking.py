@@ -6,9 +6,9 @@ by the time the answer is back, the artwork it named may have left the centre, a
 it fitted at the edge may have come into it. Read as it is, the answer lags every turn of the
 camera. Here each frame's motion against the one before is estimated from sparse optical flow
 on a small grey copy (Lucas-Kanade on 100 corners of an image about 160 pixels wide, a similarity
-fitted by RANSAC: 0.5 ms a frame at 320 on one core: grey copy 0.14, corners 0.10, flow 0.19 with an
-11-pixel window over 3 levels, 0.62 with 15 pixels and the same accuracy), the motions are chained, and every artwork fitted in the last few
-verifications is carried into the current frame. The artwork whose carried outline holds the
+fitted by RANSAC: 0.5 ms a frame at 320 on one core: grey copy 0.14, corners 0.10, flow 0.19 with
+an 11-pixel window over 3 levels, 0.62 with 15 pixels and the same accuracy), the motions are
+chained, and every artwork fitted in the last few verifications is carried into the current frame. The artwork whose carried outline holds the
 frame's centre is the one in view; if none does, the camera has moved off the verified artworks.
 
 Measured on the demo's walk (10 FPS, 300 frames, every frame's fits computed offline, a
@@ -60,7 +60,8 @@ WINDOW_INTERVALS = 1.25
 
 
 class Placed(Protocol):
-    """What a verification says of one fitted artwork (:class:`~muselens.runtime.verification.shortlist.PlacedArtwork`)."""
+    """What a verification says of one fitted artwork
+    (:class:`~muselens.runtime.verification.shortlist.PlacedArtwork`)."""
 
     inliers: int
     evidence: float

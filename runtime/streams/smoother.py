@@ -171,16 +171,14 @@ class StreamSmoother:
         self._hold = 0
         if self._current is not None and self._current == self._verified and self._current not in fitted \
                 and self._since_verified <= cfg.verified_hold_frames:
-            below = max(cfg.floor, self._threshold - cfg.exit_margin - _MOVED_ON_GAP)  # the floor is lower still
-            self._scores[self._current] = min(self._scores.get(self._current, cfg.floor), below)
+            self._scores[self._current] = min(self._scores.get(self._current, cfg.floor), self._moved_on_level())
             self._current = None
             self._pending, self._pending_count, self._exit_count, self._quiet_count = None, 0, 0, 0
 
     def refute(self, instance_ids: Collection[str]) -> None:
         """Verification found these artworks not in view (tried on a recent frame where others fitted,
         they fitted nowhere): none of them is shown from its scores, and none starts a switch."""
-        cfg = self._config
-        below = max(cfg.floor, self._threshold - cfg.exit_margin - _MOVED_ON_GAP)
+        below = self._moved_on_level()
         for instance_id in instance_ids:
             if instance_id in self._scores:
                 self._scores[instance_id] = min(self._scores[instance_id], below)
@@ -188,6 +186,12 @@ class StreamSmoother:
                 self._current, self._hold, self._exit_count = None, 0, 0
             if self._pending == instance_id:
                 self._pending, self._pending_count = None, 0
+
+    def _moved_on_level(self) -> float:
+        """Where the score of an artwork the camera is not on starts: below the exit level (or the
+        floor, which is lower still), so its scores must earn it back over ``min_frames`` frames."""
+        cfg = self._config
+        return max(cfg.floor, self._threshold - cfg.exit_margin - _MOVED_ON_GAP)
 
     def check_timestamp(self, timestamp: float | None) -> None:
         """Raise ValueError unless ``timestamp`` could be this stream's next (changes nothing), so a

@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="auto",
                         help="model variant to serve, as muselens serve's --variant (default: auto, what serve "
                              "chooses)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="recognise at this short side instead of the bundle's, as muselens serve's "
+                             "--short-side (the bare baseline is measured at the same size)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the same cameras against the server as it was before issue 22 "
                              "(" + " ".join(BASELINE_SERVE_ARGS) + ", the bundle's default variant): the speed-ups "
@@ -93,12 +96,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    for name in ("threads", "workers", "inference_slots"):
+    for name in ("threads", "workers", "inference_slots", "short_side"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.inference_slots is not None and args.server is not None:
-        raise ValueError("--inference-slots configures the server started here, not a running one (--server)")
+    for name in ("inference_slots", "short_side"):
+        if getattr(args, name) is not None and args.server is not None:
+            raise ValueError(f"--{name.replace('_', '-')} configures the server started here, not a running one "
+                             f"(--server)")
     if args.baseline and args.server is not None:
         raise ValueError("--baseline starts a second server here; it cannot be used with --server")
 
@@ -114,7 +119,7 @@ def bare_baseline(bundle: Path, frames: Sequence[bytes], args: argparse.Namespac
     try:
         model = ServedModel.load(bundle, ServingConfig(backend=args.backend,
                                                        variant=None if args.variant == "default" else args.variant,
-                                                       threads=args.threads))
+                                                       threads=args.threads, short_side=args.short_side))
     except BackendUnavailable as exc:
         return {"unavailable": str(exc)}
     try:
@@ -160,6 +165,8 @@ def server_process(args: argparse.Namespace, workers: int, baseline: bool = Fals
         extra += ["--variant", args.variant]
     if args.inference_slots is not None and not baseline:
         extra += ["--inference-slots", str(args.inference_slots)]
+    if args.short_side is not None:
+        extra += ["--short-side", str(args.short_side)]
     return ServerProcess(args.bundle, threads=args.threads, extra=tuple(extra))
 
 
@@ -218,7 +225,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     payload = {"server": server_record,
                "settings": {"streams": list(args.streams), "fps": args.fps, "duration_s": args.duration,
                             "warmup_s": args.warmup, "threads": args.threads, "backend": args.backend,
-                            "inference_slots": args.inference_slots,
+                            "inference_slots": args.inference_slots, "short_side": args.short_side,
                             "frame_source": source},
                "bare": bare, "runs": runs}
     if args.baseline:

@@ -184,6 +184,8 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
                                     "auto"]
     assert streams.server_process(streams_args(bundle=tmp_path, inference_slots=3), workers=2).command()[-2:] == \
         ["--inference-slots", "3"]
+    sized = streams.server_process(streams_args(bundle=tmp_path, short_side=448), workers=2).command()
+    assert sized[sized.index("--short-side") + 1] == "448"
     with pytest.raises(RuntimeError, match=r"did not start \(exit 2.*its log ends: error: .*missing-bundle"):
         serve.start(timeout=60)
     assert serve.process.returncode == 2
@@ -211,6 +213,9 @@ def test_an_unreachable_server_is_an_error(tmp_path, capsys, monkeypatch):
                                             (["BUNDLE", "--inference-slots", "0"], "--inference-slots must be >= 1"),
                                             (["BUNDLE", "--server", "127.0.0.1:1", "--inference-slots", "2"],
                                              "--inference-slots configures the server started here"),
+                                            (["BUNDLE", "--short-side", "0"], "--short-side must be >= 1"),
+                                            (["BUNDLE", "--server", "127.0.0.1:1", "--short-side", "448"],
+                                             "--short-side configures the server started here"),
                                             (["BUNDLE", "--token-file", "t"], "--token-file is for --server"),
                                             (["BUNDLE", "--server", "127.0.0.1:1", "--baseline"],
                                              "--baseline starts a second server here")])

@@ -113,3 +113,79 @@ def test_cancel_ends_a_waiting_take():
     start = time.monotonic()
     assert preparer.take(None) is None
     assert time.monotonic() - start < 2 and preparer.finished
+
+
+class Camera:
+    """Puts a numbered frame in the slot every ``period`` seconds, as a camera faster than the box."""
+
+    def __init__(self, slot: LatestSlot, period: float = 0.01):
+        self.slot, self.period, self.stop = slot, period, threading.Event()
+        self.sent_at: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.wait(self.period):
+            self.sent_at[str(n)] = time.perf_counter()
+            self.slot.put(pb.Frame(frame_id=str(n)))
+            n += 1
+
+
+def _slow_decoder(seconds: float = 0.02):
+    def decode(frame, model, timings):
+        time.sleep(seconds)
+        return np.zeros((8, 8, 3), np.uint8)
+    return decode
+
+
+def test_a_worker_slower_than_the_camera_gets_the_newest_frame_not_one_a_cycle_old():
+    """Prepared at once after each take, the frame handed over would be a whole worker cycle old
+    (0.2 s here); started just in time, it is the camera's newest less a preparation."""
+    preparer, slot, cancel = _preparer(_slow_decoder(0.02))
+    camera = Camera(slot)
+    ages = []
+    try:
+        for _ in range(14):
+            prepared = preparer.take(5)
+            ages.append(time.perf_counter() - camera.sent_at[prepared.frame.frame_id])
+            time.sleep(0.2)  # the worker's inference
+    finally:
+        camera.stop.set()
+        cancel.cancel()
+    assert max(ages[-4:]) < 0.1, ages  # the lead starts as the whole cycle and is learnt down
+    assert preparer.start_at() is not None
+
+
+def test_a_worker_back_early_is_not_kept_waiting_for_the_start():
+    preparer, slot, cancel = _preparer(_slow_decoder(0.01))
+    camera = Camera(slot)
+    try:
+        for _ in range(10):
+            preparer.take(5)
+            time.sleep(0.3)
+        preparer.take(5)
+        time.sleep(0.02)  # back long before the 0.3 s the preparer expects
+        start = time.perf_counter()
+        assert preparer.take(5) is not None
+        assert time.perf_counter() - start < 0.15  # one preparation, not the ~0.25 s left of the cycle
+    finally:
+        camera.stop.set()
+        cancel.cancel()
+
+
+def test_the_lead_shrinks_while_frames_are_ready_and_grows_after_a_late_one():
+    preparer, slot, cancel = _preparer(Decoder())
+    try:
+        preparer._cycle_s, preparer._prepare_s = 0.05, 0.004
+        preparer._learn_lead(0.0)
+        assert preparer._lead_s == 0.05  # first: the whole cycle, a preparation at once
+        for _ in range(30):
+            preparer._learn_lead(0.0)
+        assert preparer._lead_s == pytest.approx(0.004)  # never below one preparation
+        preparer._learn_lead(0.003)  # the worker waited 3 ms: start earlier
+        assert preparer._lead_s == pytest.approx(0.010)
+        preparer._learn_lead(0.5)
+        assert preparer._lead_s == 0.05  # never more than the cycle
+    finally:
+        cancel.cancel()

@@ -35,8 +35,10 @@ __all__ = ["add_arguments", "main", "markdown"]
 SERVER_WAIT_S = 30.0  # for a running server (--server) to accept a connection
 SERVER_START_S = 120.0  # for the server started here to print its banner
 # The serving path before issue 22: one frame after another, each decoded in full, verification
-# as often as the streams ask, no regional candidates, the bundle's default variant.
-BASELINE_SERVE_ARGS = ("--pipeline", "off", "--reduced-decode", "off", "--verify-share", "1", "--regional", "0")
+# as often as the streams ask, no regional candidates, one inference at a time over every core,
+# the bundle's default variant.
+BASELINE_SERVE_ARGS = ("--pipeline", "off", "--reduced-decode", "off", "--verify-share", "1", "--regional", "0",
+                       "--inference-slots", "1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

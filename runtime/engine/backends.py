@@ -12,6 +12,7 @@ listed after it: that is ORT's graph partitioning, not a fallback of the whole m
 from __future__ import annotations
 
 from muselens.core import checks
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,12 +120,16 @@ class OrtBackend:
 
     def __init__(self, model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
                  device_id: int = 0, allow_telemetry: bool = False, optimisation: str = "all",
-                 spinning: bool | None = None, spin_after_run: bool = False, arena: str = "shared"):
+                 spinning: bool | None = None, spin_after_run: bool = False, arena: str = "shared",
+                 one_thread_session: bool = False):
         """``optimisation`` is ORT's graph optimisation level; ``spinning`` whether its intra-op
         threads spin between parallel sections (None: ORT's default, they do); ``spin_after_run``
         whether they go on spinning once the last run in flight has returned (ORT's default) or stop
         at once (``session.force_spinning_stop``): the next frame's decode and resize, on a server,
         want those cores. ``arena`` where a CPU session's activations live (see :data:`CPU_ARENAS`).
+        ``one_thread_session``: also open the model with one intra-op thread, for runs that share
+        the cores with other work (``run(..., one_thread=True)``; see
+        :mod:`muselens.runtime.engine.activity`): the weights once more in memory.
         The defaults are what muselens measured best or safest (``muselens bench inference-settings``)."""
         import onnxruntime as ort
 
@@ -172,6 +177,10 @@ class OrtBackend:
             options.intra_op_num_threads = threads
         providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p for p in wanted]
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.one_thread_session = None
+        if one_thread_session and name == "ort-cpu" and threads != 1:
+            options.intra_op_num_threads = 1
+            self.one_thread_session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         got = self.session.get_providers()
         if not got or got[0] != wanted[0]:
             raise BackendUnavailable(f"backend {name!r}: ONNX Runtime could not start {wanted[0]} "
@@ -188,9 +197,20 @@ class OrtBackend:
         self.input_name = inputs[0].name
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
-    def run(self, batch: np.ndarray, outputs: Sequence[str], cancel: Cancellation | None = None) -> list[np.ndarray]:
+    @property
+    def parallelism(self) -> int:
+        """Cores one run of the main session spreads over (its intra-op threads)."""
+        if self.threads is not None:
+            return self.threads
+        return int(self.session.get_session_options().intra_op_num_threads) or (os.cpu_count() or 1)
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str], cancel: Cancellation | None = None, *,
+            one_thread: bool = False) -> list[np.ndarray]:
+        """The graph's ``outputs`` for ``batch``; on the one-thread session when ``one_thread`` and
+        there is one."""
+        session = self.one_thread_session if one_thread and self.one_thread_session is not None else self.session
         if cancel is None:
-            return _own(self.session.run(list(outputs), {self.input_name: batch}))
+            return _own(session.run(list(outputs), {self.input_name: batch}))
         import onnxruntime as ort
 
         cancel.check()
@@ -201,7 +221,7 @@ class OrtBackend:
 
         cancel.on_cancel(terminate)
         try:
-            return _own(self.session.run(list(outputs), {self.input_name: batch}, options))
+            return _own(session.run(list(outputs), {self.input_name: batch}, options))
         except Exception as exc:
             if cancel.cancelled:
                 raise Cancelled("inference cancelled") from exc
@@ -216,17 +236,21 @@ class OrtBackend:
         providers = ",".join(self.session.get_providers())
         threads = "auto" if self.threads is None else self.threads
         device = "" if self.name == "ort-cpu" else f" device {self.device_id}"
-        return f"{self.name} (onnxruntime, providers {providers}, threads {threads}{device})"
+        beside = ", one thread beside other work" if self.one_thread_session is not None else ""
+        return f"{self.name} (onnxruntime, providers {providers}, threads {threads}{beside}{device})"
 
 
 def open_backend(model_path: Path | str, name: str = DEFAULT_BACKEND, *, threads: int | None = None,
-                 device_id: int = 0, allow_telemetry: bool = False) -> InferenceBackend:
+                 device_id: int = 0, allow_telemetry: bool = False, one_thread_session: bool = False
+                 ) -> InferenceBackend:
     """Start backend ``name`` on ``model_path`` (an ``.onnx`` file, or a TensorRT engine for ``tensorrt``).
 
-    ONNX Runtime's telemetry is turned off unless ``allow_telemetry`` (native TensorRT has none)."""
+    ONNX Runtime's telemetry is turned off unless ``allow_telemetry`` (native TensorRT has none).
+    ``one_thread_session``: see :class:`OrtBackend` (the CPU provider only)."""
     _check_name(name)
     if name == "tensorrt":
         from muselens.runtime.engine.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(model_path, device_id=device_id)
-    return OrtBackend(model_path, name, threads=threads, device_id=device_id, allow_telemetry=allow_telemetry)
+    return OrtBackend(model_path, name, threads=threads, device_id=device_id, allow_telemetry=allow_telemetry,
+                      one_thread_session=one_thread_session)

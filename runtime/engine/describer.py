@@ -36,7 +36,11 @@ class Describer:
     def __init__(self, backend: InferenceBackend, *, contract: DescriptorContract | None = None,
                  short_side: int | None = None, slots: int | None = None):
         self.backend = backend
-        self.gate = InferenceGate(slots_for(backend.name, slots))
+        if getattr(backend, "one_thread_session", None) is not None and slots is None:
+            # one run over every core when alone, one run per core beside other work (engine.activity)
+            self.gate = InferenceGate(backend.parallelism, whole=True)
+        else:
+            self.gate = InferenceGate(slots_for(backend.name, slots))
         source = getattr(backend, "path", backend.name)
         if contract is None:
             contract = DescriptorContract.from_metadata(backend.metadata(), source)
@@ -56,11 +60,15 @@ class Describer:
     @classmethod
     def open(cls, model_path: Path | str, backend: str = DEFAULT_BACKEND, *, threads: int | None = None,
              device_id: int = 0, contract: DescriptorContract | None = None,
-             short_side: int | None = None, slots: int | None = None, allow_telemetry: bool = False) -> Describer:
-        """Start ``backend`` on ``model_path`` and wrap it."""
+             short_side: int | None = None, slots: int | None = None, allow_telemetry: bool = False,
+             adaptive: bool = False) -> Describer:
+        """Start ``backend`` on ``model_path`` and wrap it. ``adaptive`` (ONNX Runtime on a CPU,
+        ``slots`` not given): a run takes every core when nothing else is going on, one beside
+        other work (:mod:`muselens.runtime.engine.activity`), as a server wants."""
         slots_for(backend, slots)  # a bad slot count is refused before the engine starts
         return cls(open_backend(model_path, backend, threads=threads, device_id=device_id,
-                                allow_telemetry=allow_telemetry),
+                                allow_telemetry=allow_telemetry,
+                                one_thread_session=adaptive and slots is None),
                    contract=contract, short_side=short_side, slots=slots)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -90,8 +98,12 @@ class Describer:
         unknown = [n for n in names if n not in self.output_names]
         if unknown:
             raise ValueError(f"unknown output(s) {unknown}; the model has {list(self.output_names)}")
-        with self.gate.slot(cancel) as waited_ms:
-            values = self.backend.run(np.ascontiguousarray(resized[None]), names, cancel)
+        batch = np.ascontiguousarray(resized[None])
+        with self.gate.claim(cancel) as (waited_ms, held):
+            if self.gate.whole and held < self.gate.slots:  # beside other work: one core
+                values = self.backend.run(batch, names, cancel, one_thread=True)
+            else:
+                values = self.backend.run(batch, names, cancel)
         if timings_ms is not None:
             timings_ms["queue"] = timings_ms.get("queue", 0.0) + waited_ms
         return dict(zip(names, values))

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from muselens.core import checks
+from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
 
 # Runs in flight per backend unless configured: one on a CPU (each run uses every core) and
@@ -141,20 +142,26 @@ def current_key() -> Hashable | None:
 
 
 class _Waiter:
-    __slots__ = ("key", "granted")
+    __slots__ = ("key", "granted", "units")
 
     def __init__(self, key: Hashable | None):
-        self.key, self.granted = key, False
+        self.key, self.granted, self.units = key, False, 1
 
 
 class InferenceGate:
     """At most ``slots`` holders at once; a cancelled waiter leaves with :class:`Cancelled`; a
     freed slot goes to the key (see :func:`fair_share`) served least recently, first come
-    first served within a key."""
+    first served within a key.
 
-    def __init__(self, slots: int, meter: UseMeter | None = CLIENT_USE):
+    ``whole``: the slots are cores, and a holder that finds the gate empty, nobody waiting and
+    no other work counted by :data:`~muselens.runtime.engine.activity.ACTIVITY` takes them all
+    (:meth:`claim` says how many it got): one run over every core when alone, one core per run
+    beside anything else."""
+
+    def __init__(self, slots: int, meter: UseMeter | None = CLIENT_USE, *, whole: bool = False):
         self.slots = checks.positive_int(slots, "slots")
         self.meter = meter
+        self.whole = checks.flag(whole, "whole")
         self._free = slots
         self._changed = threading.Condition()
         self._waiting: dict[Hashable | None, deque[_Waiter]] = {}
@@ -173,7 +180,7 @@ class InferenceGate:
     def _grant(self, waiter: _Waiter) -> None:
         """Give ``waiter`` a slot (lock held)."""
         waiter.granted = True
-        self._free -= 1
+        self._free -= waiter.units
         self._served[waiter.key] = next(self._clock)
         self._served.move_to_end(waiter.key)
         while len(self._served) > REMEMBERED_KEYS:
@@ -195,7 +202,7 @@ class InferenceGate:
     def _leave(self, waiter: _Waiter) -> None:
         """A waiter gives up (lock held): out of its queue, or its slot back if it had one."""
         if waiter.granted:
-            self._free += 1
+            self._free += waiter.units
             self._dispatch()
             return
         queue = self._waiting.get(waiter.key)
@@ -207,6 +214,16 @@ class InferenceGate:
     @contextmanager
     def slot(self, cancel: Cancellation | None = None) -> Iterator[float]:
         """Hold one slot for the ``with`` body; yields the milliseconds spent waiting for it."""
+        with self.claim(cancel, whole=False) as (waited_ms, _):
+            yield waited_ms
+
+    @contextmanager
+    def claim(self, cancel: Cancellation | None = None, *, whole: bool | None = None
+              ) -> Iterator[tuple[float, int]]:
+        """Hold slots for the ``with`` body; yields (milliseconds waited, slots held): every slot
+        when ``whole`` (default: the gate's) and the gate is empty with no other work going on,
+        else one."""
+        whole = self.whole if whole is None else whole
         start = time.perf_counter()
         waiter = _Waiter(_SHARE_KEY.get())
         if cancel is not None:
@@ -216,6 +233,8 @@ class InferenceGate:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled("cancelled while waiting for an inference slot")
                 if self._free and not self._waiting:
+                    if whole and self._free == self.slots and ACTIVITY.others() == 0:
+                        waiter.units = self.slots
                     self._grant(waiter)
                 else:
                     self._waiting.setdefault(waiter.key, deque()).append(waiter)
@@ -230,10 +249,10 @@ class InferenceGate:
                 cancel.remove(self._wake)
         granted = time.perf_counter()
         try:
-            yield (granted - start) * 1e3
+            yield (granted - start) * 1e3, waiter.units
         finally:
             with self._changed:
-                self._free += 1
+                self._free += waiter.units
                 self._dispatch()
             if self.meter is not None:
                 self.meter.charge(waiter.key, time.perf_counter() - granted)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from muselens.core import checks
+from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.gate import CLIENT_USE, fair_share
 from muselens.runtime.recognition.served_model import ServedModel
 from muselens.runtime.verification import VerificationReport
@@ -185,7 +186,7 @@ class StreamVerification:
 
         def job() -> None:
             try:
-                with fair_share(client):
+                with fair_share(client), ACTIVITY.busy():  # the streams' inferences take one core meanwhile
                     pixels = image() if callable(image) else image
                     report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs,
                                           regional_scores=regional_scores)

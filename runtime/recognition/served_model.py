@@ -188,7 +188,7 @@ class ServedModel:
                 opened[variant] = Describer.open(
                     bundle.model_path(variant), config.backend, threads=config.threads, device_id=config.device_id,
                     contract=bundle.manifest.descriptor, short_side=config.short_side, slots=config.inference_slots,
-                    allow_telemetry=config.allow_ort_telemetry)
+                    allow_telemetry=config.allow_ort_telemetry, adaptive=True)
             return opened[variant]
 
         try:
@@ -242,7 +242,10 @@ class ServedModel:
     def warm_up(self) -> None:
         """One inference on a blank frame, so the first visitor does not pay for lazy initialisation."""
         side = self.describer.short_side
-        self.describer.run(np.zeros((side, side, 3), np.uint8), ["descriptor"])
+        blank = np.zeros((side, side, 3), np.uint8)
+        self.describer.run(blank, ["descriptor"])
+        if getattr(self.describer.backend, "one_thread_session", None) is not None:  # runs beside other work
+            self.describer.backend.run(blank[None], ["descriptor"], one_thread=True)
 
     def close(self) -> None:
         self.bundle.close()

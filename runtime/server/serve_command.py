@@ -55,8 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with RESOURCE_EXHAUSTED, and the inference gate serves tokens in turn (default: a "
                              "quarter of --workers; clients are told apart by client tokens only)")
     parser.add_argument("--inference-slots", type=int, default=None,
-                        help="inferences run at once; more calls wait their turn (default: 1 on ort-cpu and "
-                             "tensorrt, 2 on ort-cuda and ort-tensorrt)")
+                        help="inferences run at once; more calls wait their turn (default on ort-cpu: one run "
+                             "over every core when nothing else is going on, one run per core beside other "
+                             "work; 1 on tensorrt, 2 on ort-cuda and ort-tensorrt; a number turns the ort-cpu "
+                             "choice off)")
     parser.add_argument("--reference-cache-mb", type=int, default=REFERENCE_CACHE_BYTES // 2**20,
                         help="MiB of reference photos' maps kept for reference-side heatmaps "
                              "(default: %(default)s)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from muselens.runtime.bundle import BundleError
 from muselens.runtime.engine import Cancellation, Cancelled
+from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.gate import InferenceGate, fair_share
 from muselens.runtime.frames import FrameError, FrameLimits
 from muselens.runtime.recognition.background_verification import (DEFAULT_INTERVAL_S, StreamVerification,
@@ -114,7 +115,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
             self.metrics.frames.labels("Recognize", "capacity").inc()
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"call refused: {refused}; retry later")
         try:
-            return self._recognize_call(request, context, client)
+            with ACTIVITY.busy():  # other calls' inferences take one core while this one runs
+                return self._recognize_call(request, context, client)
         finally:
             if self.calls is not None:
                 self.calls.leave(client)
@@ -374,6 +376,10 @@ class AdminServicer(pb_grpc.AdminServicer):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def Enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
+        with ACTIVITY.busy():  # decoding and describing photos: the visitors' inferences take one core meanwhile
+            return self._enroll(request, context)
+
+    def _enroll(self, request: pb.EnrollRequest, context: grpc.ServicerContext) -> pb.EnrollResponse:
         # Checked before anything is decoded: ids, titles and metadata end up in logs, labels and the
         # gallery, where a NUL used to crash the call (UNKNOWN) and a newline forges a log line.
         fields = [("instance_id", request.instance_id), ("title", request.title)]

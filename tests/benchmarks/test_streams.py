@@ -54,7 +54,8 @@ def test_cameras_outpacing_the_server_get_latest_frame_wins_drops(streams_run):
     assert data["bare"]["variant"] == "fp32" and server["bundle"]["variant"] == "fp32"
     assert "variant fp32" in server["bundle"]["variant_choice"]
     baseline = data["baseline"]
-    assert "--pipeline off --reduced-decode off --verify-share 1 --regional 0 --variant default" in baseline["server"]["command"]
+    assert ("--pipeline off --reduced-decode off --verify-share 1 --regional 0 --inference-slots 1 --variant default"
+            in baseline["server"]["command"])
     assert [r["streams"] for r in baseline["runs"]] == [1, 2] and baseline["server"]["bundle"]["variant_choice"] == ""
     for run in data["runs"] + baseline["runs"]:
         assert 0 <= run["share_spread"] <= 1.0

@@ -10,6 +10,7 @@ import pytest
 
 from muselens.runtime.engine import Describer
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
+from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.gate import InferenceGate, fair_share, slots_for
 
 
@@ -272,3 +273,103 @@ def test_the_gate_charges_the_time_a_slot_was_held_to_its_client():
     rates = meter.rates()
     assert set(rates) == {"cam-7"}
     assert rates["cam-7"] / np.log(2) == pytest.approx(0.05, abs=0.03)  # ~the seconds held (a second ago)
+
+
+# -- every core when alone, one core beside other work --------------------------------------------
+
+
+def test_whole_claims_every_slot_only_alone_and_with_nothing_else_going_on():
+    gate = InferenceGate(2, meter=None, whole=True)
+    with gate.claim() as (_, held):
+        assert held == 2 and gate.in_use == 2
+    assert gate.in_use == 0
+    with gate.slot():  # a plain slot is one core, and the next claim finds the gate not empty
+        with gate.claim() as (_, held):
+            assert held == 1 and gate.in_use == 2
+    with ACTIVITY.busy():  # the caller's own call does not count against it ...
+        with gate.claim() as (_, held):
+            assert held == 2
+    other_started, release = threading.Event(), threading.Event()
+
+    def other_work():
+        with ACTIVITY.busy():
+            other_started.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=other_work)
+    worker.start()
+    try:
+        assert other_started.wait(5)
+        with gate.claim() as (_, held):  # ... another's does
+            assert held == 1
+        with InferenceGate(2, meter=None).claim() as (_, held):  # a gate without whole: always one
+            assert held == 1
+    finally:
+        release.set()
+        worker.join()
+    assert ACTIVITY.others() == 0
+
+
+def test_waiters_get_one_core_each_and_run_side_by_side():
+    gate = InferenceGate(2, meter=None, whole=True)
+    held_by, inside, most, lock = [], 0, 0, threading.Lock()
+    first_in, release = threading.Event(), threading.Event()
+
+    def run(hold: bool):
+        nonlocal inside, most
+        with gate.claim() as (_, held):
+            with lock:
+                held_by.append(held)
+                inside += 1
+                most = max(most, inside)
+            if hold:
+                first_in.set()
+                release.wait(5)
+            else:
+                time.sleep(0.05)
+            with lock:
+                inside -= 1
+
+    first = threading.Thread(target=run, args=(True,))
+    first.start()
+    assert first_in.wait(5)
+    others = [threading.Thread(target=run, args=(False,)) for _ in range(3)]
+    for t in others:
+        t.start()
+    time.sleep(0.05)
+    release.set()
+    for t in [first, *others]:
+        t.join()
+    assert held_by[0] == 2 and held_by[1:] == [1, 1, 1]  # the first ran alone; the others queued behind it
+    assert most == 2 and gate.in_use == 0  # two one-core runs at once, never more than the cores
+
+
+def test_the_describer_runs_one_thread_beside_other_work(fp32_model):
+    describer = Describer.open(fp32_model, short_side=64, adaptive=True)
+    assert describer.gate.whole and describer.gate.slots == describer.backend.parallelism
+    assert Describer.open(fp32_model, short_side=64, adaptive=True, slots=1).gate.whole is False
+    assert Describer.open(fp32_model, short_side=64).backend.one_thread_session is None
+    image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), np.uint8)
+    alone = describer.describe(image)
+    sessions = []
+    run = describer.backend.run
+    describer.backend.run = lambda *a, **kw: sessions.append(kw.get("one_thread", False)) or run(*a, **kw)
+    other_started, release = threading.Event(), threading.Event()
+
+    def other_work():
+        with ACTIVITY.busy():
+            other_started.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=other_work)
+    worker.start()
+    try:
+        assert other_started.wait(5)
+        beside = describer.describe(image)
+    finally:
+        release.set()
+        worker.join()
+    describer.describe(image)
+    if describer.gate.slots > 1:
+        assert sessions == [True, False]
+        np.testing.assert_allclose(beside, alone, atol=1e-5)  # the same graph on one thread

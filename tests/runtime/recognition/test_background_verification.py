@@ -189,3 +189,19 @@ def test_a_frame_a_little_early_for_the_interval_counts_as_on_time(monkeypatch):
     clock[0] += 0.099  # 0.199 s after the first: within the slack
     assert offer(stream, model, "3")
     pool.shutdown()
+
+
+def test_a_verification_counts_as_other_work_while_it_runs():
+    """The streams' inferences take one core while a verification runs (engine.activity)."""
+    from muselens.runtime.engine.activity import ACTIVITY
+
+    pool, model = VerificationPool(1, busy_share=1.0), FakeModel()
+    stream = StreamVerification(pool, interval_s=0.0)
+    assert ACTIVITY.others() == 0
+    assert offer(stream, model, "1")
+    wait_for(lambda: model.calls == 1)
+    assert ACTIVITY.others() == 1  # from this thread, the verification is someone else's work
+    model.gate.set()
+    wait_for(lambda: stream.latest is not None)
+    wait_for(lambda: ACTIVITY.others() == 0)
+    pool.shutdown()

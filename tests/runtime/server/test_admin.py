@@ -329,3 +329,26 @@ def test_enrolment_holds_one_full_size_photo_at_a_time(served, start_server):
         tracemalloc.stop()
     assert response.photos_used == count
     assert peak < 3 * one_photo, f"peak {peak / 2**20:.0f} MiB for {count} photos of {one_photo / 2**20:.0f} MiB"
+
+
+def test_a_call_and_an_enrolment_count_as_work_but_not_against_their_own_inferences(served, start_server,
+                                                                                     query_images, monkeypatch):
+    """Other calls' inferences take one core while these run (engine.activity); their own take every core."""
+    from muselens.runtime.engine.activity import ACTIVITY
+
+    seen = []
+    run = served.describer.run
+
+    def recording_run(*args, **kwargs):
+        seen.append((ACTIVITY.count, ACTIVITY.others()))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(served.describer, "run", recording_run)
+    server = start_server(served, tokens=TOKENS)
+    server.stub.Recognize(frame(query_images[1]), metadata=AS_CLIENT)
+    assert seen and all(count >= 1 and others == 0 for count, others in seen)
+    seen.clear()
+    server.admin.Enroll(pb.EnrollRequest(instance_id="counted", photos=[pb.Image(encoded=query_images[1])]),
+                        metadata=AS_ADMIN)
+    assert seen and all(count >= 1 and others == 0 for count, others in seen)
+    assert ACTIVITY.count == 0

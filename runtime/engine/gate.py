@@ -1,11 +1,13 @@
 """How many inferences one backend runs at once, and who waits.
 
 A server takes many calls at once, but its engine should not run them all at once: on a CPU
-one ONNX Runtime run already spreads over every core (intra-op threads), so a second
-concurrent run adds no throughput, only a second set of activations -- and the memory arena
-keeps the high-water mark of every combination of concurrent input shapes it has seen, so
-the server's RSS creeps up for minutes under mixed traffic. A native TensorRT backend has one
-execution context, which must never be entered twice. The gate bounds the runs in flight; a
+one ONNX Runtime run already spreads over every core (intra-op threads), so more concurrent
+runs than cores add no throughput, only sets of activations -- and the memory arena keeps the
+high-water mark of every combination of concurrent input shapes it has seen. A server's CPU
+gate therefore counts cores (``whole``): one run over all of them when nothing else is going
+on, one run per core beside other work (:mod:`muselens.runtime.engine.activity`), and the
+arena is warmed for that at load. A native TensorRT backend has one execution context, which
+must never be entered twice. The gate bounds the runs in flight; a
 caller waiting for a slot gives up as soon as its call is cancelled (deadline passed, client
 left), and the time it waited is reported as the frame's ``queue`` time, not as inference.
 
@@ -38,9 +40,10 @@ from muselens.core import checks
 from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
 
-# Runs in flight per backend unless configured: one on a CPU (each run uses every core) and
-# for native TensorRT (one execution context); two on ONNX Runtime's GPU providers, so the
-# host-side work of one run overlaps the GPU work of the other.
+# Runs in flight per backend unless configured: one on a CPU (each run uses every core; a
+# server's Describer counts cores instead, see InferenceGate's ``whole``) and for native TensorRT
+# (one execution context); two on ONNX Runtime's GPU providers, so the host-side work of one run
+# overlaps the GPU work of the other.
 DEFAULT_SLOTS = {"ort-cpu": 1, "ort-cuda": 2, "ort-tensorrt": 2, "tensorrt": 1}
 MAX_SLOTS = {"tensorrt": 1}
 # Whose call this thread is running (None: nobody in particular); the gate is fair between keys.

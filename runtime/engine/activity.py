@@ -59,3 +59,23 @@ class Activity:
 
 
 ACTIVITY = Activity()
+
+
+class RunTally:
+    """Inference runs by the cores they took, ``all`` (nothing else going on) or ``one`` (beside
+    other work), for the metrics endpoint: how often a server's cores were shared."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"all": 0, "one": 0}
+
+    def record(self, every_core: bool) -> None:
+        with self._lock:
+            self._counts["all" if every_core else "one"] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+RUNS = RunTally()

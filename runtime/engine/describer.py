@@ -21,6 +21,7 @@ from muselens.core.descriptor_contract import DescriptorContract
 from muselens.core.preprocess import resize_short_side, short_side_size
 from muselens.runtime.engine.backends import DEFAULT_BACKEND, InferenceBackend, open_backend
 from muselens.runtime.engine.cancel import Cancellation
+from muselens.runtime.engine.activity import RUNS
 from muselens.runtime.engine.gate import InferenceGate, slots_for
 
 
@@ -100,6 +101,8 @@ class Describer:
             raise ValueError(f"unknown output(s) {unknown}; the model has {list(self.output_names)}")
         batch = np.ascontiguousarray(resized[None])
         with self.gate.claim(cancel) as (waited_ms, held):
+            if self.gate.whole:
+                RUNS.record(every_core=held == self.gate.slots)
             if self.gate.whole and held < self.gate.slots:  # beside other work: one core
                 values = self.backend.run(batch, names, cancel, one_thread=True)
             else:

@@ -13,11 +13,26 @@ from collections.abc import Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
                                start_http_server)
+from prometheus_client.core import CounterMetricFamily
+
+from muselens.runtime.engine.activity import RUNS
 
 log = logging.getLogger(__name__)
 
 # 0.5 ms .. 2.5 s: a stage on an H100 takes a fraction of a millisecond, a CPU inference tens.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class _InferenceRuns:
+    """``muselens_inference_runs_total{cores}``: CPU inference runs over every core (nothing else
+    going on) or one core (beside other work), read from the engine's tally when scraped."""
+
+    def collect(self):
+        family = CounterMetricFamily("muselens_inference_runs", "CPU inference runs by the cores they took: all "
+                                     "(nothing else going on) or one (beside other work)", labels=["cores"])
+        for cores, count in RUNS.counts().items():
+            family.add_metric([cores], count)
+        yield family
 
 
 class ServiceMetrics:
@@ -39,6 +54,7 @@ class ServiceMetrics:
         self.reloads = Counter("muselens_bundle_reloads", "Hot reloads by outcome", ["outcome"], registry=r)
         self.enrolments = Counter("muselens_enrolments", "Enrol calls by outcome", ["outcome"], registry=r)
         self.refused = Counter("muselens_auth_refused", "Calls refused by authentication", ["code"], registry=r)
+        r.register(_InferenceRuns())
         if registry is None:  # a registry of the caller's may hold the process metrics already
             ProcessCollector(registry=r)  # process_resident_memory_bytes: RSS over time, per server
 

@@ -92,9 +92,16 @@ def test_tls_needs_both_files():
         ServerConfig(tls_cert="cert.pem")
 
 
-def test_prometheus_metrics_count_frames_stages_and_decisions(served, start_server, query_images):
+def test_prometheus_metrics_count_frames_stages_and_decisions(tiny_bundle, start_server, query_images):
+    from muselens.runtime.engine.activity import RUNS
+    from muselens.runtime.recognition.served_model import ServedModel
+
+    served = ServedModel.load(tiny_bundle)  # as serve runs it: the CPU gate counts cores
     server = start_server(served)
+    before = RUNS.counts()
     server.stub.Recognize(frame(query_images[0]))
+    after = RUNS.counts()  # the call ran alone: over every core (one core where that is all there is)
+    assert after["all"] == before["all"] + 1 and after["one"] == before["one"]
     with pytest.raises(grpc.RpcError):
         server.stub.Recognize(pb.Frame(image=pb.Image(encoded=b"junk")))
     http = server.server.metrics.serve_http(0, "127.0.0.1")
@@ -107,6 +114,7 @@ def test_prometheus_metrics_count_frames_stages_and_decisions(served, start_serv
     assert 'muselens_stage_seconds_count{stage="inference"} 1.0' in text
     assert "muselens_decisions_total" in text and "muselens_dropped_frames_total 0.0" in text
     assert "process_resident_memory_bytes" in text  # the process's own, for RSS over time
+    assert f'muselens_inference_runs_total{{cores="all"}} {float(after["all"])}' in text
 
 
 def test_process_metrics_are_on_each_servers_own_registry_only():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -278,6 +280,26 @@ def test_the_gate_charges_the_time_a_slot_was_held_to_its_client():
 # -- every core when alone, one core beside other work --------------------------------------------
 
 
+@contextmanager
+def other_work_going_on() -> Iterator[None]:
+    """Another thread's work counted by ACTIVITY for the ``with`` body."""
+    started, release = threading.Event(), threading.Event()
+
+    def work():
+        with ACTIVITY.busy():
+            started.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert started.wait(5)
+        yield
+    finally:
+        release.set()
+        worker.join()
+
+
 def test_whole_claims_every_slot_only_alone_and_with_nothing_else_going_on():
     gate = InferenceGate(2, meter=None, whole=True)
     with gate.claim() as (_, held):
@@ -289,24 +311,11 @@ def test_whole_claims_every_slot_only_alone_and_with_nothing_else_going_on():
     with ACTIVITY.busy():  # the caller's own call does not count against it ...
         with gate.claim() as (_, held):
             assert held == 2
-    other_started, release = threading.Event(), threading.Event()
-
-    def other_work():
-        with ACTIVITY.busy():
-            other_started.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=other_work)
-    worker.start()
-    try:
-        assert other_started.wait(5)
+    with other_work_going_on():
         with gate.claim() as (_, held):  # ... another's does
             assert held == 1
         with InferenceGate(2, meter=None).claim() as (_, held):  # a gate without whole: always one
             assert held == 1
-    finally:
-        release.set()
-        worker.join()
     assert ACTIVITY.others() == 0
 
 
@@ -354,21 +363,8 @@ def test_the_describer_runs_one_thread_beside_other_work(fp32_model):
     sessions = []
     run = describer.backend.run
     describer.backend.run = lambda *a, **kw: sessions.append(kw.get("one_thread", False)) or run(*a, **kw)
-    other_started, release = threading.Event(), threading.Event()
-
-    def other_work():
-        with ACTIVITY.busy():
-            other_started.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=other_work)
-    worker.start()
-    try:
-        assert other_started.wait(5)
+    with other_work_going_on():
         beside = describer.describe(image)
-    finally:
-        release.set()
-        worker.join()
     describer.describe(image)
     if describer.gate.slots > 1:
         assert sessions == [True, False]

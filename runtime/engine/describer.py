@@ -101,12 +101,11 @@ class Describer:
             raise ValueError(f"unknown output(s) {unknown}; the model has {list(self.output_names)}")
         batch = np.ascontiguousarray(resized[None])
         with self.gate.claim(cancel) as (waited_ms, held):
-            if self.gate.whole:
-                RUNS.record(every_core=held == self.gate.slots)
-            if self.gate.whole and held < self.gate.slots:  # beside other work: one core
-                values = self.backend.run(batch, names, cancel, one_thread=True)
-            else:
+            if not self.gate.whole:
                 values = self.backend.run(batch, names, cancel)
+            else:  # alone: every core; beside other work: one
+                RUNS.record(every_core=held == self.gate.slots)
+                values = self.backend.run(batch, names, cancel, one_thread=held < self.gate.slots)
         if timings_ms is not None:
             timings_ms["queue"] = timings_ms.get("queue", 0.0) + waited_ms
         return dict(zip(names, values))

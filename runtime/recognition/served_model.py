@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -255,14 +255,12 @@ class ServedModel:
         backend, slots = self.describer.backend, self.describer.gate.slots
         wide = self.describer.output_size(1, 1_000_000)
         shapes = [wide, wide[::-1]] * 2
-        for h, w in shapes:
-            batch = np.zeros((1, h, w, 3), np.uint8)
-            runs = [threading.Thread(target=backend.run, args=(batch, ["descriptor"]), kwargs={"one_thread": True},
-                                     name="muselens-warm-up") for _ in range(slots)]
-            for run in runs:
-                run.start()
-            for run in runs:
-                run.join()
+        with ThreadPoolExecutor(slots, thread_name_prefix="muselens-warm-up") as pool:
+            for h, w in shapes:
+                batch = np.zeros((1, h, w, 3), np.uint8)
+                runs = [pool.submit(backend.run, batch, ["descriptor"], one_thread=True) for _ in range(slots)]
+                for run in runs:
+                    run.result()  # a failing engine fails the load, as the first warm-up run does
 
     def close(self) -> None:
         self.bundle.close()

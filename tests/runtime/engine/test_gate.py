@@ -301,6 +301,8 @@ def other_work_going_on() -> Iterator[None]:
 
 
 def test_whole_claims_every_slot_only_alone_and_with_nothing_else_going_on():
+    with pytest.raises(TypeError, match="whole must be a bool"):
+        InferenceGate(2, whole="yes")
     gate = InferenceGate(2, meter=None, whole=True)
     with gate.claim() as (_, held):
         assert held == 2 and gate.in_use == 2

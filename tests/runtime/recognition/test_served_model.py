@@ -113,3 +113,29 @@ def test_the_variant_must_suit_the_backend(tiny_bundle):
         ServedModel.load(tiny_bundle, ServingConfig(backend="tensorrt"))
     with pytest.raises(ValueError, match="no variant 'int8'"):
         ServedModel.load(tiny_bundle, ServingConfig(variant="int8"))
+
+
+def test_a_served_cpu_model_warms_side_by_side_runs_and_a_failing_one_fails_the_load(tiny_bundle, monkeypatch):
+    from muselens.runtime.recognition.served_model import ServedModel
+
+    model = ServedModel.load(tiny_bundle)  # as serve loads it: the CPU gate counts cores
+    assert model.describer.gate.whole and model.describer.backend.one_thread_session is not None
+    shapes = []
+    run = model.describer.backend.run
+
+    def recording_run(batch, outputs, cancel=None, *, one_thread=False):
+        shapes.append((batch.shape[1:3], one_thread))
+        return run(batch, outputs, cancel, one_thread=one_thread)
+
+    monkeypatch.setattr(model.describer.backend, "run", recording_run)
+    model._warm_side_by_side()
+    wide = model.describer.output_size(1, 1_000_000)
+    slots = model.describer.gate.slots
+    assert sorted(shapes) == sorted([(wide, True)] * 2 * slots + [(wide[::-1], True)] * 2 * slots)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine broke")
+
+    monkeypatch.setattr(model.describer.backend, "run", broken)
+    with pytest.raises(RuntimeError, match="engine broke"):
+        model._warm_side_by_side()

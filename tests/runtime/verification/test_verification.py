@@ -31,6 +31,22 @@ def test_another_artwork_is_not_verified(kind):
     assert not result.verified(VerifyConfig())
 
 
+@pytest.mark.parametrize("kind", ["orb", "rootsift"])
+def test_ratio_matches_are_exactly_the_brute_force_matchers(kind):
+    """The ratio test on batchDistance's two nearest neighbours keeps exactly the pairs that
+    BFMatcher.knnMatch's DMatch objects keep (same neighbours, same ties)."""
+    from muselens.runtime.verification.geometry import _ratio_matches
+
+    config = FeatureConfig(kind=kind)
+    frame = extract_features(photographed(painting(1), 1)[0], config)
+    for reference in (extract_features(painting(1), config), extract_features(painting(2), config)):
+        pairs = cv2.BFMatcher(config.norm).knnMatch(frame.descriptors, reference.descriptors, k=2)
+        expected = [(m.queryIdx, m.trainIdx) for m, n in pairs if m.distance < 0.8 * n.distance]
+        got = _ratio_matches(frame, reference, config.norm, 0.8)
+        assert got.dtype == np.int64 and got.shape == (len(expected), 2)
+        assert [tuple(p) for p in got.tolist()] == expected
+
+
 def test_a_flat_frame_has_no_features_and_verifies_nothing():
     config = FeatureConfig()
     flat = np.full((480, 640, 3), 90, np.uint8)

@@ -23,6 +23,14 @@ its runs per gate (a geometric verification is ~95 ms on 2 cores). Every gate th
 the time a slot was held to its key in :data:`CLIENT_USE`, and the service asks
 :meth:`UseMeter.over_share` before optional work (verification): a client over its share of
 the box while others use it too has that work deferred, never refused, and keeps its answers.
+
+Nor do turns bound how many cores one client holds at once. A client with calls always waiting
+takes every core that frees while another client is between calls, so the other's next run or
+verification waits for one of its runs and then shares the cores with the rest (a good client's
+verification took 57 -> 160 ms under ``bench abuse``'s unary_flood). A gate that counts cores
+(``whole``) therefore gives one client at most its share of them, the cores divided by the
+clients active now (:meth:`UseMeter.rates`), while others are active: a core is kept for them.
+Alone, a client has every core, as before.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import itertools
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -169,6 +177,7 @@ class InferenceGate:
         self._changed = threading.Condition()
         self._waiting: dict[Hashable | None, deque[_Waiter]] = {}
         self._served: OrderedDict[Hashable | None, int] = OrderedDict()  # key -> when last granted
+        self._held: Counter[Hashable | None] = Counter()  # key -> slots it holds now
         self._clock = itertools.count()
 
     @property
@@ -180,10 +189,25 @@ class InferenceGate:
         with self._changed:
             self._changed.notify_all()
 
+    def share(self) -> int:
+        """Slots one client may hold at once: all of them, except in a gate of cores while other
+        clients are active, where each has the cores divided by the active clients (rounded up)."""
+        if not self.whole or self.meter is None or self.slots == 1:
+            return self.slots
+        return max(1, math.ceil(self.slots / max(1, len(self.meter.rates()))))
+
+    def _release(self, waiter: _Waiter) -> None:
+        """``waiter``'s slots back (lock held)."""
+        self._free += waiter.units
+        self._held[waiter.key] -= waiter.units
+        if self._held[waiter.key] <= 0:
+            del self._held[waiter.key]
+
     def _grant(self, waiter: _Waiter) -> None:
         """Give ``waiter`` a slot (lock held)."""
         waiter.granted = True
         self._free -= waiter.units
+        self._held[waiter.key] += waiter.units
         self._served[waiter.key] = next(self._clock)
         self._served.move_to_end(waiter.key)
         while len(self._served) > REMEMBERED_KEYS:
@@ -192,8 +216,12 @@ class InferenceGate:
     def _dispatch(self) -> None:
         """Hand free slots to waiters, least recently served key first (lock held)."""
         granted = False
+        share = self.share() if self._free and self._waiting else self.slots
         while self._free and self._waiting:
-            key = min(self._waiting, key=lambda k: self._served.get(k, -1))
+            eligible = [k for k in self._waiting if self._held[k] < share]
+            if not eligible:  # each waiting client holds its share: a slot of its own frees first
+                break
+            key = min(eligible, key=lambda k: self._served.get(k, -1))
             queue = self._waiting[key]
             self._grant(queue.popleft())
             if not queue:
@@ -205,7 +233,7 @@ class InferenceGate:
     def _leave(self, waiter: _Waiter) -> None:
         """A waiter gives up (lock held): out of its queue, or its slot back if it had one."""
         if waiter.granted:
-            self._free += waiter.units
+            self._release(waiter)
             self._dispatch()
             return
         queue = self._waiting.get(waiter.key)
@@ -235,7 +263,7 @@ class InferenceGate:
             with self._changed:
                 if cancel is not None and cancel.cancelled:
                     raise Cancelled("cancelled while waiting for an inference slot")
-                if self._free and not self._waiting:
+                if self._free and not self._waiting and self._held[waiter.key] < self.share():
                     if whole and self._free == self.slots and ACTIVITY.others() == 0:
                         waiter.units = self.slots
                     self._grant(waiter)
@@ -255,7 +283,7 @@ class InferenceGate:
             yield (granted - start) * 1e3, waiter.units
         finally:
             with self._changed:
-                self._free += waiter.units
+                self._release(waiter)
                 self._dispatch()
             if self.meter is not None:
                 self.meter.charge(waiter.key, time.perf_counter() - granted)

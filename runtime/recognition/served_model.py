@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -162,7 +163,8 @@ class ServedModel:
     variant_choice: VariantChoice | None = None  # how the variant was chosen, where it was ("auto")
     # Verification is the costliest CPU work of a call (~100 ms of fits): it takes turns between
     # clients like inference does, half the cores at once, so one client's flood of verified calls
-    # delays another's by one verification, not by all of them.
+    # delays another's by one verification, not by all of them. Where inference runs on the CPU's
+    # cores (ort-cpu), a verification also holds one of the inference gate's cores (see verify).
     verify_gate: InferenceGate = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -172,8 +174,9 @@ class ServedModel:
                 self.bundle.local_features, self.bundle.manifest.local_features, self.bundle.gallery.instance_ids,
                 vote=self.config.vote, evidence_weight=calibrated.get("evidence_weight", INLIER_WEIGHT),
                 vote_index=self.bundle.read_vote_index() if self.config.vote else None))
-        if self.verify_gate is None:
-            object.__setattr__(self, "verify_gate", InferenceGate(max(1, (os.cpu_count() or 2) // 2)))
+        if self.verify_gate is None:  # the core it holds is metered where it runs on the cores' gate
+            object.__setattr__(self, "verify_gate", InferenceGate(max(1, (os.cpu_count() or 2) // 2),
+                                                                  None if self.cores_gated else CLIENT_USE))
         if self.explainer is None:
             object.__setattr__(self, "explainer", Explainer(self.describer, self.bundle.reference_image,
                                                             cache_bytes=self.config.reference_cache_bytes))
@@ -402,10 +405,27 @@ class ServedModel:
             return NO_FEATURES
         if cancel is not None:
             cancel.check()
-        with self.verify_gate.slot(cancel):
+        with self.verify_gate.slot(cancel), self._core(cancel):
             return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor,
                                     keep_pairs=keep_pairs, check=cancel.check if cancel is not None else None,
                                     regional_scores=regional_scores)
+
+    @property
+    def cores_gated(self) -> bool:
+        """Whether the inference gate counts the CPU's cores (ort-cpu), not a device's slots."""
+        return self.describer.gate.whole
+
+    def _core(self, cancel: Cancellation | None) -> AbstractContextManager:
+        """One of the inference gate's cores for a verification, where that gate counts cores.
+
+        A verification is a core's worth of work for ~50-100 ms. Outside the gate, a heavy client's
+        two one-core inferences and a light client's verification were three on two cores: under a
+        flood of calls that one client was answered, the other's verification took 57 -> 160 ms
+        (``bench abuse``'s unary_flood). Holding a core, it runs beside one inference, not two,
+        and waits for the core in turn between clients like inference does."""
+        if not self.cores_gated:
+            return nullcontext()
+        return self.describer.gate.claim(cancel, whole=False)
 
     # -- enrolment ------------------------------------------------------------------------
 

@@ -371,3 +371,34 @@ def test_the_describer_runs_one_thread_beside_other_work(fp32_model):
     if describer.gate.slots > 1:
         assert sessions == [True, False]
         np.testing.assert_allclose(beside, alone, atol=1e-5)  # the same graph on one thread
+
+
+def test_beside_other_active_clients_one_client_holds_at_most_its_share_of_the_cores():
+    """A client with calls always waiting took every core that freed while another was between
+    calls, and the other's next run waited for one of its runs. Beside one other active client it
+    now holds at most half the cores; alone it has them all."""
+    from muselens.runtime.engine.gate import UseMeter
+
+    meter = UseMeter(half_life_s=2.0)
+    gate = InferenceGate(2, meter=meter, whole=True)
+    meter.charge("flood", 1.0)
+    assert gate.share() == 2  # alone
+    with fair_share("flood"), gate.slot(), gate.slot():  # both cores (not waited for: alone)
+        assert gate.in_use == 2
+    meter.charge("good", 0.5)  # another client is active now
+    assert gate.share() == 1 and InferenceGate(2, meter=meter).share() == 2  # only a gate of cores
+    second_in, release = threading.Event(), threading.Event()
+
+    def flood_second() -> None:
+        with fair_share("flood"), gate.slot():
+            second_in.set()
+
+    with fair_share("flood"), gate.slot():
+        waiter = threading.Thread(target=flood_second)
+        waiter.start()
+        assert not second_in.wait(0.2) and gate.in_use == 1  # a core is free, but kept for the others
+        with fair_share("good"), gate.slot() as waited_ms:  # the other client finds it at once
+            assert waited_ms < 100 and gate.in_use == 2
+    waiter.join(5)  # its own core freed: the flood's second run goes on
+    assert second_in.is_set() and gate.in_use == 0
+    assert InferenceGate(2, meter=None, whole=True).share() == 2  # nobody metered: no shares

@@ -197,3 +197,27 @@ def test_a_call_that_ends_during_verification_stops_it(painted, photo_of_a1):
     cancel.cancel()
     with pytest.raises(Cancelled):
         painted.verify(photo_of_a1[0], ["a1"], painted.describer.describe(photo_of_a1[0]), cancel=cancel)
+
+
+@pytest.mark.parametrize("slots, cores_gated", [(None, True), (1, False)])
+def test_a_verification_holds_one_of_the_cores_where_the_gate_counts_cores(painted_bundle, photo_of_a1,
+                                                                             monkeypatch, slots, cores_gated):
+    """Outside the gate, one client's two one-core inferences and another's verification were
+    three on two cores. Where the gate counts cores (ort-cpu) a verification holds one of them;
+    where it counts a device's slots, it holds none (it runs on the CPU beside the device)."""
+    from muselens.runtime.recognition import served_model as module
+    from muselens.runtime.recognition.served_model import ServingConfig
+
+    model = ServedModel.load(painted_bundle, ServingConfig(inference_slots=slots))
+    assert model.cores_gated is cores_gated
+    seen = []
+    verify_shortlist = module.verify_shortlist
+
+    def watching(*args, **kwargs):
+        seen.append(model.describer.gate.in_use)
+        return verify_shortlist(*args, **kwargs)
+
+    monkeypatch.setattr(module, "verify_shortlist", watching)
+    result = model.recognize(photo_of_a1[0], RecognizeOptions(verify=True))
+    assert result.verification.state == VERIFIED
+    assert seen == [1 if cores_gated else 0] and model.describer.gate.in_use == 0

@@ -5,8 +5,8 @@ Starts ``muselens serve`` as a child process on 127.0.0.1 (with ``--admin-port``
 one ``Recognize`` of a 640x480 JPEG every 1/``--good-hz`` s with its own client token, and a
 health check on the admin port every second. Its normal p99 is measured first. Then each attack
 runs for about ``--seconds`` (2 with ``--quick``), one after another, each from a fresh child
-process with the attacker's client token (and the admin token for Admin calls), sending as fast
-as it is answered:
+process with a client token of its own (a penalty one attack earns does not carry into the
+next; the admin token for Admin calls), sending as fast as it is answered:
 
 - ``idle_streams``: more ``StreamRecognize`` calls than workers, sending nothing, held open;
 - ``scan_bomb``: a progressive JPEG of 8192x2928 (inside the pixel limit) with 10,000 extra
@@ -37,6 +37,7 @@ The server and the good client keep the default priority.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -171,11 +172,13 @@ def window(records: list[tuple[float, float, str]], start: float, end: float) ->
 # -- the run ------------------------------------------------------------------------------------
 
 
-def write_tokens(path: Path) -> dict[str, str]:
-    """Two client tokens (the good client's, the attacker's) and an admin token, ``chmod 600``."""
-    tokens = {role: f"{role}-{secrets.token_hex(16)}" for role in ("good", "attacker", "admin")}
+def write_tokens(path: Path, attackers: tuple[str, ...] = ATTACK_NAMES) -> dict[str, str]:
+    """Client tokens (the good client's, and one per attack: a penalty one attack earns must not
+    spill into the next) and an admin token, ``chmod 600``."""
+    roles = ("good", *(f"attacker-{name}" for name in attackers), "admin")
+    tokens = {role: f"{role.split('-')[0]}-{secrets.token_hex(16)}" for role in roles}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"client {tokens['good']}\nclient {tokens['attacker']}\nadmin {tokens['admin']}\n")
+    path.write_text("".join(f"{'admin' if role == 'admin' else 'client'} {token}\n" for role, token in tokens.items()))
     path.chmod(0o600)
     return tokens
 
@@ -278,7 +281,7 @@ def run(bundle: Path, out: Path, *, quick: bool = False, seconds: float | None =
     with ServerProcess(bundle, token_file=out / "tokens.txt", threads=threads, log=log, extra=extra) as server:
         from muselens.runtime.server.admission import default_max_streams
 
-        target = Target(server.address, server.admin_address, tokens["attacker"], tokens["admin"], Path(bundle),
+        target = Target(server.address, server.admin_address, "", tokens["admin"], Path(bundle),
                         root, log, seconds, quick, workers, default_max_streams(workers), frame)
         warm_up(server.address, tokens["good"])
         good = context.Process(target=_good_client, name="good-client", daemon=True,
@@ -294,7 +297,8 @@ def run(bundle: Path, out: Path, *, quick: bool = False, seconds: float | None =
         progress(f"[abuse] baseline {baseline:g} s done; server RSS {common.rss_mb(server.pid):.1f} MiB")
         measured = []
         for attack in chosen:
-            measured.append(measure(attack, target, server.pid, settle, attacker_nice))
+            attacker = dataclasses.replace(target, client=tokens[f"attacker-{attack.name}"])
+            measured.append(measure(attack, attacker, server.pid, settle, attacker_nice))
             m = measured[-1]
             progress(f"[abuse] {attack.name}: {m['statuses']} cpu {m['cpu_s']:.1f} s peak {m['rss_peak_mb']:.0f} MiB "
                      f"RSS {m['rss_before_mb']:.0f} -> {m['rss_after_mb']:.0f} MiB")

@@ -288,7 +288,7 @@ ATTACKS = (
     Attack("idle_streams", "workers + 4 StreamRecognize calls that send nothing, held open",
            frozenset({"OK", "RESOURCE_EXHAUSTED"}), _idle_streams),
     Attack("scan_bomb", f"progressive JPEG {BOMB_SIZE[0]}x{BOMB_SIZE[1]}, {BOMB_SCANS} extra scans, 4 senders",
-           frozenset({"RESOURCE_EXHAUSTED (too_many_scans)"}), _scan_bomb),
+           frozenset({"RESOURCE_EXHAUSTED (too_many_scans)", "RESOURCE_EXHAUSTED (penalised)"}), _scan_bomb),
     Attack("enrol_nul", "Enroll with NUL in the id, the title, a metadata value",
            frozenset({"INVALID_ARGUMENT"}), _enrol_nul),
     Attack("enrol_memory", "Enroll with 64 PNGs (4 quick) each decoding to 24 MP",
@@ -298,10 +298,11 @@ ATTACKS = (
     Attack("bundle_root", "LoadBundle outside --bundle-root: a valid bundle, system files, '..', a symlink out",
            frozenset({"PERMISSION_DENIED"}), _bundle_root),
     Attack("unary_flood", "waves of 500 (100 quick) concurrent Recognize calls",
-           frozenset({"OK", "RESOURCE_EXHAUSTED"}), _unary_flood),
+           frozenset({"OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED (penalised)"}), _unary_flood),
     Attack("timestamp", "streams: a frame stamped 1e308, then 3 normal frames",
            frozenset({"OK", "INVALID_ARGUMENT (bad_timestamp)"}), _timestamp),
     Attack("largest_raw", "NV21 at the raw byte limit, one row over, and 24 MP (over gRPC's cap); 2 senders",
-           frozenset({"OK", "RESOURCE_EXHAUSTED (too_large)", "RESOURCE_EXHAUSTED (grpc_cap)"}), _largest_raw),
+           frozenset({"OK", "RESOURCE_EXHAUSTED (too_large)", "RESOURCE_EXHAUSTED (grpc_cap)",
+                      "RESOURCE_EXHAUSTED (penalised)"}), _largest_raw),
 )
 ATTACK_NAMES = tuple(a.name for a in ATTACKS)

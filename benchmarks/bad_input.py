@@ -36,12 +36,13 @@ from muselens.benchmarks.corpus_cases import ENROLL, IN_STREAM, LAST_IN_STREAM, 
 from muselens.runtime.frames import REASONS
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.server.handlers import MALFORMED
+from muselens.runtime.server.penalty import PENALISED
 from muselens.runtime.server.process import ServerProcess
 from muselens.v1 import recognition_pb2 as pb
 
 RSS_GROWTH_TARGET = 0.05
 KNOWN_REASONS = frozenset(REASONS) | {"bad_top_k", "bad_heatmap_kind", "bad_roi", "bad_timestamp",
-                                      "no_reference_images", MALFORMED}
+                                      "no_reference_images", MALFORMED, PENALISED}
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 SHOW_MISMATCHES = 10
 
@@ -421,9 +422,11 @@ def run(bundle: Path, out: Path, *, count: int, seed: int, workers: int = 4, thr
     stream_cases = sum(len(s) for s in streams)
     total = count + stream_cases
     tally = Tally()
-    # every call carries the one client token: the server must let it run as many calls as we send
+    # every call carries the one client token: the server must let it run as many calls as we send,
+    # and answer each costly frame for itself (a flood of them would get the client penalised)
     server = ServerProcess(bundle, token_file=out / "tokens.txt", threads=threads, log=out / "server.log",
-                           extra=("--max-calls-per-token", str(workers)))
+                           extra=("--max-calls-per-token", str(workers), "--penalty-after", "0",
+                                  "--flood-penalty-after", "0"))
     started = time.monotonic()
     with server:
         wire = Wire(server.address, tokens)

@@ -22,6 +22,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
+
+import grpc
+
+from muselens.runtime.server.auth import bearer_token
+from muselens.runtime.server.handlers import held_handler, refusal_handler
+from muselens.runtime.server.penalty import CAPACITY, PENALISED, RefusalPenalty
 
 
 def default_max_streams(workers: int) -> int:
@@ -49,13 +56,24 @@ class TokenAdmission:
         self._open = 0
         self._by_token: Counter[str] = Counter()
 
+    def refusal(self, token: str | None) -> str | None:
+        """Why one more for ``token`` would be refused now, or None (admits nothing: a look ahead)."""
+        with self._lock:
+            return self._refusal(token)
+
+    def _refusal(self, token: str | None) -> str | None:
+        if self._open >= self.max_open:
+            return f"the server holds its maximum of {self.max_open} {self.what}"
+        if token is not None and self.max_per_token is not None and self._by_token[token] >= self.max_per_token:
+            return f"this client token holds its maximum of {self.max_per_token} {self.what}"
+        return None
+
     def enter(self, token: str | None) -> str | None:
         """Admit one for ``token`` (None: a client not told apart) and return None, or say why not."""
         with self._lock:
-            if self._open >= self.max_open:
-                return f"the server holds its maximum of {self.max_open} {self.what}"
-            if token is not None and self.max_per_token is not None and self._by_token[token] >= self.max_per_token:
-                return f"this client token holds its maximum of {self.max_per_token} {self.what}"
+            refused = self._refusal(token)
+            if refused is not None:
+                return refused
             self._open += 1
             if token is not None:
                 self._by_token[token] += 1
@@ -72,3 +90,66 @@ class TokenAdmission:
     @property
     def open(self) -> int:
         return self._open
+
+
+class CallAdmissionInterceptor(grpc.ServerInterceptor):
+    """Refuses, before gRPC reads its request, a call that would be refused anyway: a unary call
+    beyond its client's (or the server's) cap, and any frame call of a penalised client
+    (:class:`~muselens.runtime.server.penalty.RefusalPenalty`), the latter after holding it.
+
+    The servicer still admits each call (:meth:`TokenAdmission.enter`, the count that holds); the
+    cap here is a look ahead that makes the refusal cheap. A client with hundreds of calls in
+    flight is refused as fast as it sends, and each refusal used to read and parse its request.
+    ``capped``: full names of the unary methods the calls cap admits; ``penalised``: those a
+    penalised client is refused.
+    """
+
+    def __init__(self, calls: TokenAdmission, capped: frozenset[str], *, identifies_clients: bool,
+                 penalty: RefusalPenalty | None = None, penalised: frozenset[str] = frozenset(),
+                 on_refused: Callable[[str, str], None] | None = None):
+        self.calls = calls
+        self.capped = frozenset(capped)
+        self.penalty = penalty
+        self.penalised = frozenset(penalised) if penalty is not None else frozenset()
+        self.identifies_clients = identifies_clients
+        self.on_refused = on_refused  # (method, outcome: "capacity" or "penalised")
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or (method not in self.capped and method not in self.penalised):
+            return handler
+        token = bearer_token(handler_call_details.invocation_metadata) if self.identifies_clients else None
+        if method in self.penalised and self.penalty.remaining(token) is not None:
+            self._refused(method, "penalised")
+            return self._held_refusal(handler, token)
+        refused = self.calls.refusal(token) if method in self.capped else None
+        if refused is None:
+            return handler
+        self._refused(method, CAPACITY)
+        if self.penalty is not None:
+            self.penalty.record(token, CAPACITY)
+        return refusal_handler(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, f"call refused: {refused}; retry later")
+
+    def _refused(self, method: str, outcome: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(method, outcome)
+
+    def _held_refusal(self, handler: grpc.RpcMethodHandler, token: str | None) -> grpc.RpcMethodHandler:
+        """A handler that holds the call (while the client's penalty lasts, at most ``hold_s``, and
+        only within its calls in flight), then refuses it; the request is never read."""
+        penalty, calls = self.penalty, self.calls
+
+        def hold_and_refuse(request_iterator, context: grpc.ServicerContext) -> None:
+            remaining = penalty.remaining(token)
+            if remaining is not None and calls.enter(token) is None:
+                try:
+                    ended = threading.Event()
+                    if context.add_callback(ended.set):
+                        ended.wait(min(penalty.hold_s, remaining[0]))
+                finally:
+                    calls.leave(token)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          penalty.message(token) or f"{PENALISED}: this client's frames were refused for their cost")
+
+        return held_handler(handler, hold_and_refuse)

@@ -33,11 +33,12 @@ from muselens.core import checks
 from muselens.runtime.frames import FrameLimits
 from muselens.runtime.recognition.holder import ModelHolder
 from muselens.runtime.recognition.background_verification import DEFAULT_BUSY_SHARE, VerificationPool
-from muselens.runtime.server.admission import (TokenAdmission, default_max_calls_per_token,
-                                                default_max_streams)
+from muselens.runtime.server.admission import (CallAdmissionInterceptor, TokenAdmission,
+                                                default_max_calls_per_token, default_max_streams)
 from muselens.runtime.server.auth import AuthInterceptor, Tokens
 from muselens.runtime.server.handlers import MALFORMED, add_refusing_service, add_servicer
 from muselens.runtime.server.metrics import ServiceMetrics
+from muselens.runtime.server.penalty import DEFAULT_FLOOD_PENALTY_AFTER, DEFAULT_PENALTY_AFTER, RefusalPenalty
 from muselens.runtime.server.servicer import AdminServicer, RecognizerServicer, default_decode_slots
 from muselens.runtime.streams import SmootherConfig
 from muselens.v1 import recognition_pb2 as pb
@@ -48,6 +49,8 @@ SERVICE_NAMES = tuple(service.full_name for service in pb.DESCRIPTOR.services_by
 ADMIN_DESCRIPTOR = pb.DESCRIPTOR.services_by_name["Admin"]
 ADMIN_SERVICE = ADMIN_DESCRIPTOR.full_name
 RECOGNIZER_SERVICE = pb.DESCRIPTOR.services_by_name["Recognizer"].full_name
+RECOGNIZE_METHOD = f"/{RECOGNIZER_SERVICE}/Recognize"
+STREAM_METHOD = f"/{RECOGNIZER_SERVICE}/StreamRecognize"
 # Room in a message for the rest of a Frame (id, options) beside its image; a message bigger
 # than ServerConfig.max_message_bytes is refused by gRPC itself (RESOURCE_EXHAUSTED) before a
 # byte of it is decoded.
@@ -90,6 +93,8 @@ class ServerConfig:
     verify_busy_share: float = DEFAULT_BUSY_SHARE  # of the verification threads' time, whatever the streams
     pipeline: bool = True  # a stream's next frame is decoded and resized while its current one is inferred
     decode_slots: int | None = None  # frames decoded at once, fairly between clients; None: half the cores
+    penalty_after: int = DEFAULT_PENALTY_AFTER  # a client's frames refused for their cost within 2 s before it is penalised (0: never)
+    flood_penalty_after: int = DEFAULT_FLOOD_PENALTY_AFTER  # its calls refused over its cap within 2 s (0: never)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -105,6 +110,8 @@ class ServerConfig:
         checks.number(self.verify_busy_share, "verify_busy_share", low=0.01, high=1.0)
         checks.flag(self.pipeline, "pipeline")
         checks.optional_int(self.decode_slots, "decode_slots", low=1)
+        checks.optional_int(self.penalty_after, "penalty_after", low=0)
+        checks.optional_int(self.flood_penalty_after, "flood_penalty_after", low=0)
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {self.max_workers}")
         if self.max_streams is not None and not 1 <= self.max_streams <= self.max_workers:
@@ -169,15 +176,21 @@ class MuselensServer:
                                     on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())
         # beyond maximum_concurrent_rpcs calls running or queued for a worker, gRPC refuses at
         # once (RESOURCE_EXHAUSTED) instead of queueing a call until its deadline
-        self.server = self._grpc_server(config.max_workers, config.pending_cap, "muselens-rpc")
         self.admission = TokenAdmission(config.stream_cap, config.max_streams_per_token)
         self.calls = TokenAdmission(config.pending_cap, config.calls_per_token_cap, what="calls in flight")
+        penalty = RefusalPenalty(config.penalty_after, config.flood_penalty_after)
+        self.penalty = penalty if penalty.active else None
+        self.call_admission = CallAdmissionInterceptor(
+            self.calls, frozenset({RECOGNIZE_METHOD}), identifies_clients=config.identifies_clients,
+            penalty=self.penalty, penalised=frozenset({RECOGNIZE_METHOD, STREAM_METHOD}),
+            on_refused=lambda method, outcome: self.metrics.frames.labels(method.rsplit("/", 1)[-1], outcome).inc())
+        self.server = self._grpc_server(config.max_workers, config.pending_cap, "muselens-rpc")
         limits = config.frame_limits
         self.verification = VerificationPool(config.verify_workers, config.verify_busy_share) \
             if config.verify_workers else None
         self.recognizer = RecognizerServicer(holder, self.metrics, limits=limits,
                                              smoothing=config.smoothing, default_top_k=config.default_top_k,
-                                             admission=self.admission, calls=self.calls,
+                                             admission=self.admission, calls=self.calls, penalty=self.penalty,
                                              identifies_clients=config.identifies_clients,
                                              stream_idle_seconds=config.stream_idle_seconds,
                                              verification=self.verification,
@@ -211,7 +224,7 @@ class MuselensServer:
     def _grpc_server(self, workers: int, pending: int, name: str) -> grpc.Server:
         return grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
-            interceptors=[self.auth],
+            interceptors=[self.auth, self.call_admission],
             options=[("grpc.max_receive_message_length", self.config.max_message_bytes),
                      ("grpc.max_send_message_length", 32 * 1024 * 1024),
                      ("grpc.so_reuseport", 0), *KEEPALIVE],

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import grpc
 
+from muselens.runtime.server.handlers import refusal_handler
+
 log = logging.getLogger(__name__)
 
 ROLES = ("client", "admin")
@@ -93,19 +95,6 @@ def bearer_token(metadata) -> str | None:
     return None
 
 
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
-    def refuse(request, context):
-        context.abort(code, details)
-
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(refuse)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(refuse)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(refuse)
-    return grpc.unary_unary_rpc_method_handler(refuse)
-
-
 class AuthInterceptor(grpc.ServerInterceptor):
     """Checks the bearer token of every muselens call before its handler runs."""
 
@@ -154,4 +143,4 @@ class AuthInterceptor(grpc.ServerInterceptor):
         log.info("refused %s: %s", handler_call_details.method, refused[1])
         if self.on_refused is not None:
             self.on_refused(handler_call_details.method, refused[0])
-        return _refusal(handler, *refused)
+        return refusal_handler(handler, *refused)

@@ -23,6 +23,7 @@ from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN
 from muselens.runtime.recognition.explainer import REFERENCE_CACHE_BYTES
 from muselens.runtime.recognition.regional import DEFAULT_REGIONAL_CANDIDATES
 from muselens.runtime.recognition.search import SEARCH_ENGINES
+from muselens.runtime.server.penalty import DEFAULT_FLOOD_PENALTY_AFTER, DEFAULT_PENALTY_AFTER
 
 if TYPE_CHECKING:
     from muselens.runtime.server.app import MuselensServer
@@ -118,6 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jpeg-scans", type=int, default=FrameLimits().max_jpeg_scans,
                         help="most scans a JPEG frame may have: each costs a pass over the whole image "
                              "(a camera writes 1-10; default: %(default)s)")
+    parser.add_argument("--penalty-after", type=int, default=DEFAULT_PENALTY_AFTER,
+                        help="a client token whose frames are refused for their cost (too many JPEG scans, "
+                             "too many pixels, too large) this many times within 2 s has its calls held and "
+                             "refused for 5 s, their requests unread (0: never; default: %(default)s)")
+    parser.add_argument("--flood-penalty-after", type=int, default=DEFAULT_FLOOD_PENALTY_AFTER,
+                        help="the same for a client token whose calls are refused this many times within 2 s "
+                             "for being over its calls in flight (0: never; default: %(default)s)")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
 
 
@@ -146,7 +154,8 @@ def build(args: argparse.Namespace) -> MuselensServer:
                           admin_port=args.admin_port, max_calls_per_token=args.max_calls_per_token,
                           verify_workers=args.verify_workers, verify_interval_s=args.verify_interval,
                           verify_busy_share=args.verify_share,
-                          pipeline=args.pipeline == "on", decode_slots=args.decode_slots)
+                          pipeline=args.pipeline == "on", decode_slots=args.decode_slots,
+                          penalty_after=args.penalty_after, flood_penalty_after=args.flood_penalty_after)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             raise ValueError(f"TLS file not found: {path}")

@@ -40,6 +40,7 @@ from muselens.runtime.server.frame_pipeline import Decode, FramePreparer, prepar
 from muselens.runtime.server.handlers import MALFORMED, MalformedMessage
 from muselens.runtime.server.latest import LatestSlot
 from muselens.runtime.server.metrics import ServiceMetrics
+from muselens.runtime.server.penalty import CAPACITY, PENALISED, RefusalPenalty
 from muselens.runtime.streams import SmootherConfig, StreamSmoother
 from muselens.runtime.streams.outline_tracking import OutlineTracker
 from muselens.v1 import recognition_pb2 as pb
@@ -70,6 +71,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
     def __init__(self, holder: ModelHolder, metrics: ServiceMetrics, *, limits: FrameLimits = FrameLimits(),
                  smoothing: SmootherConfig | None = None, default_top_k: int = 5,
                  admission: TokenAdmission | None = None, calls: TokenAdmission | None = None,
+                 penalty: RefusalPenalty | None = None,
                  identifies_clients: bool = False, stream_idle_seconds: float | None = None,
                  verification: VerificationPool | None = None, verify_interval_s: float = DEFAULT_INTERVAL_S,
                  pipeline: bool = True, decode_slots: int = 1):
@@ -80,6 +82,7 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         self.default_top_k = default_top_k
         self.admission = admission  # None: streams are not counted (tests of one servicer)
         self.calls = calls  # None: unary calls are not counted
+        self.penalty = penalty  # None: no client is penalised for frames refused for their cost
         self.identifies_clients = identifies_clients  # client tokens are checked: they tell clients apart
         self.stream_idle_seconds = stream_idle_seconds  # None: a stream may wait for frames for ever
         self.verification = verification  # None: streams are not verified in the background
@@ -112,7 +115,9 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
         client = self._client(context)
         refused = self.calls.enter(client) if self.calls is not None else None
         if refused is not None:  # at once: its place in gRPC's queue is free again for other clients
-            self.metrics.frames.labels("Recognize", "capacity").inc()
+            self.metrics.frames.labels("Recognize", CAPACITY).inc()
+            if self.penalty is not None:
+                self.penalty.record(client, CAPACITY)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"call refused: {refused}; retry later")
         try:
             with ACTIVITY.busy():  # other calls' inferences take one core while this one runs
@@ -129,6 +134,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                 result = self._recognize(model, request, call.cancel)
         except FrameError as exc:
             self.metrics.frames.labels("Recognize", exc.reason).inc()
+            if self.penalty is not None:
+                self.penalty.record(client, exc.reason)
             context.abort(getattr(grpc.StatusCode, exc.status), f"{exc.reason}: {exc}")
         except OptionsError as exc:
             self.metrics.frames.labels("Recognize", exc.reason).inc()
@@ -248,6 +255,10 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                                  resized=prepared.resized, regional=due)
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
+                    if self.penalty is not None and self.penalty.record(client, exc.reason):
+                        self.metrics.streams_closed.labels("penalised").inc()
+                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.penalty.message(client)
+                                      or f"{PENALISED}: this client's frames were refused for their cost")
                     code = getattr(exc, "status", "INVALID_ARGUMENT")
                     yield convert.error_recognition(frame.frame_id, code, exc.reason, str(exc),
                                                     bundle_version=model.bundle_version, dropped_frames=slot.dropped)

@@ -240,3 +240,25 @@ def test_decoding_takes_turns_between_clients(served, start_server, query_images
     waited = time.monotonic() - sent
     assert waited < 3 * 0.3  # the one decode under way and its own; not behind the three queued
     assert [_outcome(f) for f in flood] == ["OK"] * 4 and most[0] == 1
+
+
+def test_a_call_over_its_cap_is_refused_before_its_request_is_read(served, start_server, query_images):
+    """Refusing a flood used to read and parse every refused request first. A malformed request
+    shows the difference: read, it would be answered INVALID_ARGUMENT (malformed_message); refused
+    at the door, it is RESOURCE_EXHAUSTED like any call over the cap."""
+    server = start_server(slow_model(served, 0.5), tokens=CLIENTS, max_workers=8, max_calls_per_token=1)
+    raw = server.channel.unary_unary("/muselens.v1.Recognizer/Recognize")
+    running = server.stub.Recognize.future(frame(query_images[0]), metadata=AS_A, timeout=30)
+    deadline = time.monotonic() + 5
+    while server.server.calls.open < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(grpc.RpcError) as err:
+        raw(b"\xff\xff\xff", metadata=AS_A, timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "this client token holds its maximum of 1 calls in flight" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # another client, under its cap: its request is read
+        raw(b"\xff\xff\xff", metadata=AS_B, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed_message" in err.value.details()
+    assert running.result().matches
+    assert server.server.metrics.frames.labels("Recognize", "capacity")._value.get() == 1
+    assert server.server.calls.open == 0

@@ -17,7 +17,6 @@ warning in strict mode) is decoded the usual way, so every error stays as it was
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -26,12 +25,10 @@ import simplejpeg
 from muselens.core.data.images import ImageReadError, decode_image
 from muselens.core import checks
 from muselens.runtime.frames.frame_error import FrameError
-from muselens.runtime.frames.limits import FrameLimits
+from muselens.runtime.frames.limits import FrameLimits, SizeNeed
 from muselens.runtime.frames.sniff import JPEG, ImageHeader, sniff
 
 DEFAULT_LIMITS = FrameLimits()
-# What a caller needs of a frame: (height, width) of the frame -> the least (height, width) it uses.
-SizeNeed = Callable[[int, int], tuple[int, int]]
 _JPEG_EOI = b"\xff\xd9"
 _JPEG_SOS = b"\xff\xda"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"

@@ -25,11 +25,16 @@ camera frame (QQVGA 160x120 and up) passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from muselens.core import checks
 from muselens.core.data.images import MAX_PIXELS
 from muselens.runtime.frames.frame_error import FrameError
+
+# What a caller needs of a frame: (height, width) of the frame -> the least (height, width) it
+# uses. A JPEG or raw frame may then be decoded smaller, never smaller than that.
+SizeNeed = Callable[[int, int], tuple[int, int]]
 
 
 @dataclass(frozen=True)

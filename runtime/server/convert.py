@@ -52,8 +52,8 @@ def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame", *,
                  at_least: SizeNeed | None = None) -> np.ndarray:
     """The RGB uint8 pixels of an ``Image`` message, or :class:`FrameError` naming the problem.
 
-    ``at_least`` lets a JPEG be decoded smaller, to no less than it says (see
-    :func:`~muselens.runtime.frames.decode_encoded`); raw pixels always come at their size."""
+    ``at_least`` lets a JPEG be decoded smaller, and raw pixels converted smaller, to no less
+    than it says (see :func:`~muselens.runtime.frames.decode_encoded` and ``decode_raw``)."""
     source = image.WhichOneof("source")
     if source == "encoded":
         return decode_encoded(image.encoded, limits, at_least=at_least)
@@ -66,7 +66,7 @@ def image_pixels(image: pb.Image, limits: FrameLimits, what: str = "frame", *,
         except ValueError:
             raise FrameError("bad_pixel_format", f"{what}: unknown pixel_format value {raw.pixel_format} "
                                                  f"(known: {', '.join(PixelFormat.__members__)})") from None
-        return decode_raw(raw.data, raw.width, raw.height, name, limits)
+        return decode_raw(raw.data, raw.width, raw.height, name, limits, at_least=at_least)
     raise FrameError("empty", f"{what} carries no image (set image.encoded or image.raw)")
 
 

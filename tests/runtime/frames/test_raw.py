@@ -179,3 +179,52 @@ def test_raw_bytes_beyond_the_limit_are_refused_before_anything_else():
     assert "raw frame of 4097 bytes exceeds the limit of 4096 bytes" in str(error)
     assert _refused(bytes(64 * 64 * 3), 64, 64, "YUYV", limits).reason == "too_large"  # before anything else
     assert decode_raw(bytes(64 * 64 * 3), 64, 64, "RGB8").shape == (64, 64, 3)  # no byte limit by default
+
+
+# -- converted no larger than the caller needs ---------------------------------------------------
+
+
+def _need(short: int):
+    from muselens.core.preprocess import short_side_size
+
+    return lambda h, w: short_side_size(h, w, short)
+
+
+def _camera(height: int, width: int, seed: int = 5) -> np.ndarray:
+    """A camera-like RGB frame: smooth blocks, blurred, in video range."""
+    from .helpers import smooth_image
+
+    image = cv2.GaussianBlur(smooth_image(seed, height, width), (0, 0), 3)
+    return (24 + image.astype(np.int32) * 200 // 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", list(PixelFormat))
+def test_a_raw_frame_comes_k_times_smaller_and_matches_the_full_path_after_the_resize(fmt):
+    from muselens.core.preprocess import resize_short_side
+
+    rgb = _camera(720, 1280)
+    if fmt.is_yuv420:
+        data = _yuv420(rgb, fmt)
+    else:
+        packed = {PixelFormat.RGB8: rgb, PixelFormat.BGR8: rgb[..., ::-1], PixelFormat.GRAY8: rgb[..., 1],
+                  PixelFormat.RGBA8: np.dstack([rgb, rgb[..., :1]]),
+                  PixelFormat.BGRA8: np.dstack([rgb[..., ::-1], rgb[..., :1]])}[fmt]
+        data = np.ascontiguousarray(packed).tobytes()
+    reduced = decode_raw(data, 1280, 720, fmt, at_least=_need(320))
+    assert reduced.shape == (360, 640, 3) and reduced.dtype == np.uint8 and reduced.flags.writeable  # k = 2
+    assert decode_raw(data, 1280, 720, fmt, at_least=_need(160)).shape == (180, 320, 3)  # k = 4
+    full = resize_short_side(decode_raw(data, 1280, 720, fmt), 320, interpolation="bicubic")
+    small = resize_short_side(reduced, 320, interpolation="bicubic")
+    assert full.shape == small.shape
+    assert np.abs(full.astype(int) - small.astype(int)).mean() < 1.5  # of 255
+
+
+def test_no_reduction_where_the_need_is_the_frame_or_the_planes_do_not_divide():
+    rgb = _camera(480, 640)
+    data = _yuv420(rgb, PixelFormat.NV21)
+    for need in (lambda h, w: (h, w), lambda h, w: (2 * h, 2 * w), lambda h, w: (h // 2 + 1, w)):
+        assert decode_raw(data, 640, 480, PixelFormat.NV21, at_least=need).shape == (480, 640, 3)
+    odd = _yuv420(_camera(482, 642), PixelFormat.NV21)  # 4:2:0 planes 241 x 321: no k divides them
+    assert decode_raw(odd, 642, 482, PixelFormat.NV21, at_least=_need(100)).shape == (482, 642, 3)
+    grey = _camera(482, 642)[..., 0].copy()  # one plane of 482 x 642: halves
+    assert decode_raw(grey.tobytes(), 642, 482, PixelFormat.GRAY8, at_least=_need(100)).shape == (241, 321, 3)

@@ -101,13 +101,16 @@ class CallAdmissionInterceptor(grpc.ServerInterceptor):
     cap here is a look ahead that makes the refusal cheap. A client with hundreds of calls in
     flight is refused as fast as it sends, and each refusal used to read and parse its request.
     ``capped``: full names of the unary methods the calls cap admits; ``penalised``: those a
-    penalised client is refused.
+    penalised client is refused. ``known``: whether a token is one the server accepts; a call
+    with any other is left to the auth, which refuses it, and counts towards nothing here.
     """
 
     def __init__(self, calls: TokenAdmission, capped: frozenset[str], *, identifies_clients: bool,
                  penalty: RefusalPenalty | None = None, penalised: frozenset[str] = frozenset(),
-                 on_refused: Callable[[str, str], None] | None = None):
+                 on_refused: Callable[[str, str], None] | None = None,
+                 known: Callable[[str], bool] | None = None):
         self.calls = calls
+        self.known = known
         self.capped = frozenset(capped)
         self.penalty = penalty
         self.penalised = frozenset(penalised) if penalty is not None else frozenset()
@@ -120,6 +123,8 @@ class CallAdmissionInterceptor(grpc.ServerInterceptor):
         if handler is None or (method not in self.capped and method not in self.penalised):
             return handler
         token = bearer_token(handler_call_details.invocation_metadata) if self.identifies_clients else None
+        if token is not None and self.known is not None and not self.known(token):
+            return handler  # the auth refuses it
         if method in self.penalised and self.penalty.remaining(token) is not None:
             self._refused(method, "penalised")
             return self._held_refusal(handler, token)

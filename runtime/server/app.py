@@ -183,7 +183,8 @@ class MuselensServer:
         self.call_admission = CallAdmissionInterceptor(
             self.calls, frozenset({RECOGNIZE_METHOD}), identifies_clients=config.identifies_clients,
             penalty=self.penalty, penalised=frozenset({RECOGNIZE_METHOD, STREAM_METHOD}),
-            on_refused=lambda method, outcome: self.metrics.frames.labels(method.rsplit("/", 1)[-1], outcome).inc())
+            on_refused=lambda method, outcome: self.metrics.frames.labels(method.rsplit("/", 1)[-1], outcome).inc(),
+            known=(lambda token: config.tokens.role_of(token) is not None) if config.tokens is not None else None)
         self.server = self._grpc_server(config.max_workers, config.pending_cap, "muselens-rpc")
         limits = config.frame_limits
         self.verification = VerificationPool(config.verify_workers, config.verify_busy_share) \

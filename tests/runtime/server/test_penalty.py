@@ -155,3 +155,14 @@ def test_serve_flags_default_to_the_penalties_and_zero_turns_them_off():
     assert (ServerConfig.penalty_after, ServerConfig.flood_penalty_after) == (8, 64)
     with pytest.raises(ValueError, match="penalty_after"):
         ServerConfig(penalty_after=-1)
+
+
+def test_calls_with_a_token_the_server_does_not_know_are_left_to_the_auth(served, start_server, bomb):
+    server = start_server(served, tokens=CLIENTS, max_calls_per_token=1, flood_penalty_after=1)
+    stranger = (("authorization", "Bearer not-a-token-of-this-server"),)
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as err:
+            server.stub.Recognize(bomb, metadata=stranger, timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert server.server.penalty.remaining("not-a-token-of-this-server") is None
+    assert server.server.metrics.frames.labels("Recognize", "penalised")._value.get() == 0

@@ -14,6 +14,7 @@ from muselens.runtime.engine import Describer
 from muselens.runtime.engine.cancel import Cancellation, Cancelled
 from muselens.runtime.engine.activity import ACTIVITY
 from muselens.runtime.engine.gate import InferenceGate, fair_share, slots_for
+from tests.fake_clock import FakeClock
 
 
 def test_slots_per_backend_and_their_checks():
@@ -204,18 +205,11 @@ def test_the_describer_gates_its_backend_and_reports_the_wait(fp32_model):
     assert two.gate.slots == 2
 
 
-class _Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
 
 def test_use_is_read_as_slot_seconds_per_second_and_decays():
     from muselens.runtime.engine.gate import UseMeter
 
-    clock = _Clock()
+    clock = FakeClock()
     meter = UseMeter(half_life_s=2.0, clock=clock)
     for _ in range(200):  # 40 s of a client holding a slot 60 % of the time
         meter.charge("a", 0.12)
@@ -232,7 +226,7 @@ def test_use_is_read_as_slot_seconds_per_second_and_decays():
 def test_a_client_is_over_its_share_only_beside_others_and_only_when_busy():
     from muselens.runtime.engine.gate import UseMeter
 
-    clock = _Clock()
+    clock = FakeClock()
     meter = UseMeter(half_life_s=2.0, clock=clock)
     for _ in range(100):  # alone, busy all the time: never over
         meter.charge("flood", 0.2)
@@ -254,7 +248,7 @@ def test_a_client_is_over_its_share_only_beside_others_and_only_when_busy():
 def test_a_light_client_is_never_over_however_lighter_the_others():
     from muselens.runtime.engine.gate import MIN_OVER_RATE, UseMeter
 
-    clock = _Clock()
+    clock = FakeClock()
     meter = UseMeter(half_life_s=2.0, clock=clock)
     for _ in range(100):
         meter.charge("a", 0.2 * MIN_OVER_RATE * 0.8)

@@ -13,18 +13,12 @@ from muselens.runtime.server.penalty import COSTLY_REASONS, PENALISED, RefusalPe
 from muselens.runtime.server.auth import Tokens
 from muselens.v1 import recognition_pb2 as pb
 from tests.runtime.server.conftest import frame
+from tests.fake_clock import FakeClock
 
-
-class _Clock:
-    def __init__(self):
-        self.now = 50.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_a_token_is_penalised_after_limit_costly_refusals_within_the_window():
-    clock = _Clock()
+    clock = FakeClock()
     penalty = RefusalPenalty(limit=3, window_s=2.0, penalty_s=5.0, clock=clock)
     assert not penalty.record("a", "too_many_scans") and not penalty.record("a", "too_large")
     clock.now += 0.5
@@ -38,7 +32,7 @@ def test_a_token_is_penalised_after_limit_costly_refusals_within_the_window():
 
 
 def test_slow_costly_refusals_broken_frames_and_anonymous_clients_are_never_penalised():
-    clock = _Clock()
+    clock = FakeClock()
     penalty = RefusalPenalty(limit=3, window_s=2.0, clock=clock)
     for _ in range(10):  # one every 1.5 s: never three within 2 s
         assert not penalty.record("slow", "too_many_scans")
@@ -166,3 +160,17 @@ def test_calls_with_a_token_the_server_does_not_know_are_left_to_the_auth(served
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert server.server.penalty.remaining("not-a-token-of-this-server") is None
     assert server.server.metrics.frames.labels("Recognize", "penalised")._value.get() == 0
+
+
+def test_a_held_call_is_let_go_as_soon_as_its_client_gives_up(served, start_server, query_images, bomb):
+    server = start_server(served, tokens=CLIENTS, penalty_after=1)
+    with pytest.raises(grpc.RpcError):
+        server.stub.Recognize(bomb, metadata=AS_A, timeout=10)
+    assert server.server.penalty.remaining(CLIENTS.client[0]) is not None
+    with pytest.raises(grpc.RpcError) as err:  # held for up to 1 s, but the client's deadline is 0.2 s
+        server.stub.Recognize(frame(query_images[0]), metadata=AS_A, timeout=0.2)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 0.5
+    while server.server.calls.open and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.server.calls.open == 0  # its place among the client's calls is free again, before the hold ends

@@ -106,6 +106,11 @@ class Explainer:
         """Bytes of reference pixels and maps held now (at most ``cache_bytes``)."""
         return self._cached
 
+    @property
+    def enrolled_bytes(self) -> int:
+        """Bytes of the enrolled photos kept (JPEG) for explanations against them."""
+        return sum(len(photo) for photo in self._extra.values())
+
     def _keep(self, row: int, entry: tuple[np.ndarray, RegionMaps]) -> None:
         """Cache ``entry`` as the newest, then drop the oldest until within ``cache_bytes``
         (caller holds the lock, or nobody else has the explainer yet)."""

@@ -427,6 +427,19 @@ class ServedModel:
             return nullcontext()
         return self.describer.gate.claim(cancel, whole=False)
 
+    def state_bytes(self) -> dict[str, int]:
+        """Bytes of what this model holds beside its network, by part: what grows with its references
+        (gallery, local features, vote index, enrolled photos) and the explainer's bounded cache of
+        reference maps. Memory checks subtract it: an enrolment's references are state, not a leak."""
+        gallery = self.search.gallery
+        parts = {"gallery": gallery.descriptors.nbytes + gallery.instance_ids.nbytes
+                 + gallery.average_descriptors.nbytes + gallery.average_ids.nbytes,
+                 "local_features": 0, "vote_index": 0,
+                 "enrolled_photos": self.explainer.enrolled_bytes, "reference_maps": self.explainer.cached_bytes}
+        if self.verifier is not None:
+            parts.update(self.verifier.state_bytes())
+        return parts
+
     # -- enrolment ------------------------------------------------------------------------
 
     def with_enrolled(self, instance_id: str, title: str, metadata: Mapping[str, str],

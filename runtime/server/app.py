@@ -171,6 +171,7 @@ class MuselensServer:
         self.holder = holder
         self.config = config
         self.metrics = metrics or ServiceMetrics()
+        self.metrics.watch_model_state(lambda: holder.current().state_bytes())
         self._stopped = threading.Event()
         self.auth = AuthInterceptor(config.tokens,
                                     on_refused=lambda method, code: self.metrics.refused.labels(code.name).inc())

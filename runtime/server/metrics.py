@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
                                start_http_server)
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from muselens.runtime.engine.activity import RUNS
 
@@ -32,6 +32,23 @@ class _InferenceRuns:
                                      "(nothing else going on) or one (beside other work)", labels=["cores"])
         for cores, count in RUNS.counts().items():
             family.add_metric([cores], count)
+        yield family
+
+
+class _ModelState:
+    """``muselens_model_state_bytes{part}``: what the served model holds beside its network (its
+    references' descriptors, local features and vote index, enrolled photos, cached reference maps),
+    read from the model being served when scraped. Enrolments grow it by design; RSS growing beyond
+    it is what to look into."""
+
+    def __init__(self, state: Callable[[], Mapping[str, int]]):
+        self._state = state
+
+    def collect(self):
+        family = GaugeMetricFamily("muselens_model_state_bytes", "Bytes the served model holds beside its "
+                                   "network, by part", labels=["part"])
+        for part, size in self._state().items():
+            family.add_metric([part], size)
         yield family
 
 
@@ -57,6 +74,10 @@ class ServiceMetrics:
         r.register(_InferenceRuns())
         if registry is None:  # a registry of the caller's may hold the process metrics already
             ProcessCollector(registry=r)  # process_resident_memory_bytes: RSS over time, per server
+
+    def watch_model_state(self, state: Callable[[], Mapping[str, int]]) -> None:
+        """Expose ``state()`` (the served model's :meth:`state_bytes`) at every scrape."""
+        self.registry.register(_ModelState(state))
 
     def observe(self, method: str, decision: str, timings_ms: Mapping[str, float]) -> None:
         self.frames.labels(method, "ok").inc()

@@ -20,6 +20,7 @@ from typing import IO
 
 READY = re.compile(r"serving \S+ \S+ on [^ ]*:(\d+) ")
 ADMIN = re.compile(r"; admin on [^ ;]*:(\d+)")
+METRICS = re.compile(r"; metrics on [^ ;]*:(\d+)")
 
 
 class ServerProcess:
@@ -36,6 +37,7 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
         self.admin_port: int | None = None  # from the banner, when ``extra`` holds --admin-port
+        self.metrics_port: int | None = None  # from the banner, when ``extra`` holds --metrics-port
         self.ready_at: float | None = None
         self.banner = ""
         self.stopped_by: str | None = None  # SIGTERM, SIGKILL or "had exited", once stopped
@@ -84,6 +86,8 @@ class ServerProcess:
         self.port = int(match.group(1))
         admin = ADMIN.search(line)
         self.admin_port = int(admin.group(1)) if admin is not None else None
+        metrics = METRICS.search(line)
+        self.metrics_port = int(metrics.group(1)) if metrics is not None else None
         self.banner = line.strip()
         self.ready_at = time.monotonic()
         return self
@@ -119,6 +123,20 @@ class ServerProcess:
     def admin_address(self) -> str:
         """Where Admin calls go: the admin port when the server has one, else the main port."""
         return f"127.0.0.1:{self.admin_port or self.port}"
+
+    def model_state(self, timeout: float = 10.0) -> dict[str, int]:
+        """``muselens_model_state_bytes`` by part, scraped from the server's metrics endpoint (it
+        must have been started with ``--metrics-port``): what its model holds beside the network."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        if self.metrics_port is None:
+            raise RuntimeError("the server has no metrics endpoint (start it with --metrics-port)")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=timeout) as reply:
+            text = reply.read().decode()
+        return {sample.labels["part"]: int(sample.value) for family in text_string_to_metric_families(text)
+                if family.name == "muselens_model_state_bytes" for sample in family.samples}
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

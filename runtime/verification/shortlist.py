@@ -177,6 +177,11 @@ class ShortlistVerifier:
     def __len__(self) -> int:
         return len(self.store)
 
+    def state_bytes(self) -> dict[str, int]:
+        """Bytes of the references' local features and of the vote index over them."""
+        return {"local_features": self.store.nbytes + self.row_ids.nbytes,
+                "vote_index": self.voter.nbytes if self.voter is not None else 0}
+
     def frame_size(self, height: int, width: int) -> tuple[int, int]:
         """The ``(height, width)`` a frame's features are found at: its long side brought to the
         configuration's frame size (a smaller frame is enlarged to it, so needs all its pixels)."""

@@ -113,6 +113,19 @@ class LocalVoter:
     def __len__(self) -> int:
         return int(self.owner.size)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the index holds: its descriptors, the graph's links and levels, and the owner table."""
+        import faiss
+
+        if self.binary:
+            storage = faiss.downcast_IndexBinary(self.index.storage).xb.size()
+        else:
+            storage = faiss.downcast_index(self.index.storage).codes.size()
+        graph = self.index.hnsw
+        return int(storage + 4 * graph.neighbors.size() + 4 * graph.levels.size() + 8 * graph.offsets.size()
+                   + self.owner.nbytes + self.row_ids.nbytes)
+
     def row_votes(self, frame: LocalFeatures) -> np.ndarray:
         """Votes per reference (gallery row): keypoints of the frame whose nearest reference descriptor
         is clearly nearer than the second, and belongs to that reference."""

@@ -221,3 +221,19 @@ def test_a_verification_holds_one_of_the_cores_where_the_gate_counts_cores(paint
     result = model.recognize(photo_of_a1[0], RecognizeOptions(verify=True))
     assert result.verification.state == VERIFIED
     assert seen == [1 if cores_gated else 0] and model.describer.gate.in_use == 0
+
+
+def test_a_model_counts_what_its_references_hold_and_an_enrolment_grows_each_part(painted):
+    """``state_bytes`` is what a memory check subtracts from RSS growth: an enrolment's references
+    (descriptors, local features, vote index, the kept photo) and the reference maps it caches."""
+    before = painted.state_bytes()
+    assert set(before) == {"gallery", "local_features", "vote_index", "enrolled_photos", "reference_maps"}
+    assert before["local_features"] >= painted.verifier.store.nbytes and before["vote_index"] > 0
+    enrolled = painted.with_enrolled("new", "New", {}, [painting(11), painting(11, 240, 320)])
+    after = enrolled.state_bytes()
+    for part in ("gallery", "local_features", "vote_index", "enrolled_photos"):
+        assert after[part] > before[part], part
+    assert after["enrolled_photos"] == sum(len(photo) for photo in enrolled.explainer._extra.values())
+    frame, _ = photographed(painting(11), seed=3, frame=FRAME)
+    enrolled.recognize(frame, RecognizeOptions(explain=True, explain_reference=True, verify=False))
+    assert enrolled.state_bytes()["reference_maps"] == enrolled.explainer.cached_bytes > 0

@@ -18,3 +18,14 @@ def test_start_then_stop(tiny_bundle, tmp_path):
     with ServerProcess(tiny_bundle, threads=1, log=tmp_path / "serve.log") as server:
         assert server.alive() and server.address.startswith("127.0.0.1:")
     assert not server.alive() and server.process.returncode == 0
+
+
+def test_a_server_with_a_metrics_port_says_what_its_model_holds(tiny_bundle, tmp_path):
+    """What ``bench bad-input`` subtracts from the server's RSS growth: enrolments grow it by design."""
+    with ServerProcess(tiny_bundle, threads=1, log=tmp_path / "serve.log", extra=("--metrics-port", "0")) as server:
+        state = server.model_state()
+        assert server.metrics_port is not None and state["gallery"] > 0
+        assert set(state) == {"gallery", "local_features", "vote_index", "enrolled_photos", "reference_maps"}
+    with ServerProcess(tiny_bundle, threads=1, log=tmp_path / "serve.log") as server:
+        with pytest.raises(RuntimeError, match="no metrics endpoint"):
+            server.model_state()

@@ -162,6 +162,17 @@ def test_oversized_messages_are_refused_before_decoding(served, start_server):
 MALFORMED_FRAME = b"\x0a\x02c1" + b"\x1a\xff\xff\x03"  # frame_id "c1", then an image field longer than the message
 
 
+def test_the_metrics_say_what_the_served_model_holds_by_part(served, start_server):
+    """Scraped from the model being served: an operator sees enrolments grow it, and RSS beyond it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = start_server(served)
+    families = text_string_to_metric_families(server.server.metrics.exposition().decode())
+    state = next(f for f in families if f.name == "muselens_model_state_bytes")
+    assert {s.labels["part"]: s.value for s in state.samples} == served.state_bytes()
+    assert served.state_bytes()["gallery"] >= served.search.gallery.descriptors.nbytes > 0
+
+
 def test_bytes_that_are_no_message_are_the_clients_error(served, start_server):
     from muselens.runtime.server.auth import Tokens
 

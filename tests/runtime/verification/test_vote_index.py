@@ -139,3 +139,14 @@ def test_export_keeps_the_index_from_a_size_or_as_told():
     assert not _keeps_vote_index("never", 10 * VOTE_INDEX_MIN_DESCRIPTORS)
     with pytest.raises(ValueError, match="vote_index must be one of \\['auto', 'always', 'never'\\], got 'yes'"):
         ExportOptions(vote_index="yes")
+
+
+@pytest.mark.parametrize("kind, width", [("orb", 32), ("rootsift", 128)])
+def test_an_index_counts_the_bytes_it_holds_as_its_serialisation_does(kind, width):
+    """``nbytes`` reads faiss's arrays in place (a scrape must not serialise the index to size it)."""
+    kept = store(width=width)
+    voter = LocalVoter(kept, FeatureConfig(kind=kind), ROWS)
+    own = voter.owner.nbytes + voter.row_ids.nbytes
+    assert voter.nbytes - own == pytest.approx(len(voter.to_bytes()), rel=0.02)
+    grown = voter.extended(kept.extend([features(50, 77, width)]), [*ROWS, "new"])
+    assert grown.nbytes > voter.nbytes

@@ -51,6 +51,19 @@ def test_rss_growth_is_measured_from_the_warm_up_mark():
     assert summary["rss_after_warmup_mb"] == 200.0 and summary["rss_growth"] == pytest.approx(0.02)
     assert summary["rss_peak_mb"] == 204.0
     assert summary["rss_middle_mb"] == 202.0 and summary["rss_growth_second_half"] == pytest.approx(2 / 202)
+    assert "rss_growth_beyond_state" not in summary and bad_input.growth_checked(summary) == pytest.approx(0.02)
+
+
+def test_the_target_is_on_rss_growth_beyond_what_the_model_holds_by_design():
+    """An enrolment adds references (and maps cached for them): RSS growing by that is no leak."""
+    warm = {"gallery": 1 << 20, "vote_index": 2 << 20, "reference_maps": 0}
+    end = {"gallery": 2 << 20, "vote_index": 3 << 20, "reference_maps": 4 << 20, "enrolled_photos": 1 << 20}
+    summary = bad_input.rss_summary([(1.0, 200.0), (2.0, 202.0), (3.0, 210.0)], warm_at=1.0, state=(warm, end))
+    assert summary["model_state_growth_mb"] == pytest.approx(7.0)
+    assert summary["model_state_growth_by_part_mb"] == {"enrolled_photos": 1.0, "gallery": 1.0, "reference_maps": 4.0,
+                                                       "vote_index": 1.0}
+    assert summary["rss_growth"] == pytest.approx(0.05) and summary["rss_growth_beyond_state"] == pytest.approx(0.015)
+    assert bad_input.growth_checked(summary) == pytest.approx(0.015)
 
 
 @pytest.mark.slow

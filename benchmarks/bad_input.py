@@ -6,10 +6,10 @@ lock-step streams -- a few frames per stream, a known-good frame after every cas
 stream is seen to survive a bad frame and to answer the good frame after it -- and compares
 each outcome with the corpus's expectation. Records counts per category x outcome, every
 mismatch (the first few in full), whether the server stayed alive, and its RSS over the run
-(from /proc): growth from after the warm-up to the end (each read once the server's periodic heap
-trim has run), target < 5% beyond what the served
-model holds by design (``muselens_model_state_bytes``, scraped before and after: the corpus's
-enrolments add references and the maps cached to explain against them).
+(from /proc): growth from after the warm-up to the end, each read once the server's periodic heap
+trim has run. The target (< 5%) is on the growth beyond what the served model holds by design
+(``muselens_model_state_bytes``, scraped before and after): the corpus's enrolments add
+references, and maps are cached to explain against them.
 
 :class:`~muselens.runtime.server.process.ServerProcess` (``muselens serve`` as a child process) is shared with the soak
 benchmark and the reconnect test.

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -238,6 +239,33 @@ def test_a_mp_at_1_drop_on_a_few_queries_does_not_refuse_a_variant(run_dir, tmp_
     metrics = load_bundle(result.bundle).manifest.metrics
     assert sorted(metrics) == ["fp16", "fp32"] and metrics["fp16"]["mp_at_1_drop_points"] == pytest.approx(100 / 3)
     assert result.refused == {}
+
+
+def test_a_variant_is_judged_as_served_its_queries_in_fp32_s_gallery(run_dir, tmp_path, monkeypatch):
+    """The runtime searches fp32's references whatever the variant: a variant whose own reference
+    descriptors are noise but whose queries are fp32's answers every query as fp32 does, and the
+    export's mP@1 says so (judged against its own references, it would have lost them all)."""
+    real = bundle_module.OrtDescriber
+
+    class NoisyReferences:
+        def __init__(self, describer):
+            self.describer = describer
+
+        def describe_records(self, records, skipped=None):
+            descriptors, ids = self.describer.describe_records(records, skipped)
+            if records and all("references" in Path(r.path).parts for r in records):
+                noise = np.random.default_rng(0).normal(size=descriptors.shape).astype(np.float32)
+                descriptors = noise / np.linalg.norm(noise, axis=1, keepdims=True)
+            return descriptors, ids
+
+    monkeypatch.setattr(bundle_module, "OrtDescriber",
+                        lambda path, **kw: NoisyReferences(real(path, **kw)) if Path(path).stem == "fp16"
+                        else real(path, **kw))
+    options = ExportOptions(precisions=("fp32", "fp16"), force=True, **FAST)
+    metrics = export_bundle(run_dir, tmp_path / "b", options=options, progress=lambda m: None).metrics
+    assert metrics["fp16"]["mp_at_1"] == metrics["fp32"]["mp_at_1"]
+    assert metrics["fp16"]["mp_at_1_drop_points"] == 0.0 and metrics["fp16"]["mp_at_1_lost_queries"] == 0
+    assert metrics["fp16"]["p05_cosine_to_fp32"] < 0.95  # the references' drift is still seen
 
 
 def test_the_museum_comes_from_the_run_or_from_data(tmp_path):

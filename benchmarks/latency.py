@@ -4,7 +4,9 @@ For every size (the recognition short side) and every backend it measures, on th
 
 * ``bare``: the engine alone on the pre-resized uint8 tensor, output ``descriptor`` -- exactly
   the call :class:`~muselens.runtime.recognition.served_model.ServedModel` makes; the yardstick every
-  other figure is divided by;
+  other figure is divided by. Each mode also times it once between every two of its frames
+  (``bare_beside``) and divides by that: a shared host's speed moves within a minute, and a
+  yardstick measured a minute before the mode would measure the host's drift;
 * ``inprocess``: ``ServedModel.recognize`` from JPEG bytes to result (decode included);
 * ``verified``: the same with geometric verification on the critical path (``verify=True``:
   local features of the frame fitted to the shortlist's references), what a unary call costs
@@ -52,6 +54,9 @@ DEFAULT_SIZES = (224, 320, 448)
 HIST_PLOT = "latency_hist.png"
 STAGE_PLOT = "stages.png"
 # Stages shown in tables and the stage plot, in pipeline order ("transport" = client e2e - server total).
+# The bare inference timed between a mode's frames, one per frame: what its ratios divide by.
+BARE_BESIDE = "bare_beside"
+MIN_BESIDE_SHARE = 0.25  # of a mode's frames: fewer bare runs alone beside them, and its ratios use ``bare``
 TABLE_STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "transport")
 
 
@@ -105,8 +110,39 @@ def measure_bare(describer, resized: Sequence[np.ndarray], warmup: int) -> dict[
     return {"inference": times, "e2e": list(times)}
 
 
+def bare_beside(describer, resized: Sequence[np.ndarray]) -> Callable[[int], float | None]:
+    """``run(i)``: one bare inference of measured frame ``i`` (ms), to time between a mode's frames.
+
+    This host's speed can move by 2x within a minute; a ratio of two figures measured a minute
+    apart then says more about the host than about the serving. Timed frame by frame beside the
+    mode, the bare inference meets the same host as the mode's frames. It is the engine *alone*:
+    a run that overlapped other work of the server in this process (a stream's background
+    verification, counted by :data:`~muselens.runtime.engine.activity.ACTIVITY`) is not kept
+    (None), since right after an answer is when a verification has just started, and keeping
+    those runs inflated the yardstick (stream at 448: 56 ms beside against 41 ms in the server)."""
+    from muselens.runtime.engine.activity import ACTIVITY
+
+    batches = [np.ascontiguousarray(r[None]) for r in resized]
+    backend = describer.backend
+
+    def run(i: int) -> float | None:
+        if ACTIVITY.count:
+            return None
+        t0 = time.perf_counter()
+        backend.run(batches[i % len(batches)], ["descriptor"])
+        ms = (time.perf_counter() - t0) * 1e3
+        return None if ACTIVITY.count else ms
+
+    return run
+
+
+def _beside(out: dict[str, list[float]], beside: Callable[[int], float | None] | None, i: int) -> None:
+    if beside is not None and (ms := beside(i)) is not None:
+        out.setdefault(BARE_BESIDE, []).append(ms)
+
+
 def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: bool,
-                      verify: bool = False) -> dict[str, list[float]]:
+                      verify: bool = False, beside: Callable[[int], float | None] | None = None) -> dict[str, list[float]]:
     """Frame bytes to result in this process: decode, then ``ServedModel.recognize``."""
     from muselens.runtime.frames import decode_encoded
     from muselens.runtime.recognition.options import RecognizeOptions
@@ -131,6 +167,7 @@ def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: b
             for s in stages:
                 out[s].append(float(result.timings_ms[s]))
             out["e2e"].append(e2e)
+            _beside(out, beside, i - warmup)
     return out
 
 
@@ -142,7 +179,8 @@ def _server_stages(out: dict[str, list[float]], recognition, e2e_ms: float, stag
     out["e2e"].append(e2e_ms)
 
 
-def measure_unary(client, frames: Sequence[bytes], warmup: int) -> dict[str, list[float]]:
+def measure_unary(client, frames: Sequence[bytes], warmup: int,
+                  beside: Callable[[int], float | None] | None = None) -> dict[str, list[float]]:
     """Client end-to-end ``Recognize`` time; server stages from the answer's timings."""
     stages = ("decode", "preprocess", "inference", "match")
     out: dict[str, list[float]] = {s: [] for s in (*stages, "transport", "e2e")}
@@ -154,12 +192,14 @@ def measure_unary(client, frames: Sequence[bytes], warmup: int) -> dict[str, lis
         e2e = (time.perf_counter() - t0) * 1e3
         if i >= warmup:
             _server_stages(out, recognition, e2e, stages)
+            _beside(out, beside, i - warmup)
     return out
 
 
-def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
-                   turn_timeout: float = 60.0) -> dict[str, list[float]]:
-    """``StreamRecognize`` in closed loop: each frame leaves after the previous answer arrived."""
+def measure_stream(client, frames: Sequence[bytes], warmup: int, *, turn_timeout: float = 60.0,
+                   beside: Callable[[int], float | None] | None = None) -> dict[str, list[float]]:
+    """``StreamRecognize`` in closed loop: each frame leaves after the previous answer arrived
+    (and, with ``beside``, after one bare inference timed between the two)."""
     from muselens.runtime.client.client import frame_message
 
     sequence = _sequence(frames, warmup)
@@ -201,6 +241,7 @@ def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
                     verified_frames.add(v.frame_id)  # first reported: how long after its frame arrived
                     out.setdefault("verification_age", []).append(float(v.age_ms))
                     out.setdefault("background_verify", []).append(float(v.verify_ms))
+                _beside(out, beside, int(recognition.frame_id) - warmup)
             answered += 1
             turn.put(None)
     finally:
@@ -211,8 +252,17 @@ def measure_stream(client, frames: Sequence[bytes], warmup: int, *,
 
 
 def _mode_summary(values: Mapping[str, list[float]], bare_p50: float, keep_samples: bool) -> dict[str, Any]:
-    stages = summarise(values, bare_p50)
-    summary: dict[str, Any] = {"stages": stages, "fps": fps(stages["e2e"]["mean"])}
+    """Per-stage statistics as ratios to the bare inference p50: the one timed beside the mode's
+    frames where there is one (``bare_beside``), else the bare run measured before the modes."""
+    beside = values.get(BARE_BESIDE)
+    if beside and len(beside) < MIN_BESIDE_SHARE * len(values["e2e"]):
+        beside = None  # the mode left the engine alone too rarely to time it: the bare run before it
+    base = common.percentiles(beside)["p50"] if beside else bare_p50
+    stages = summarise({k: v for k, v in values.items() if k != BARE_BESIDE}, base)
+    summary: dict[str, Any] = {"stages": stages, "fps": fps(stages["e2e"]["mean"]), "ratio_base_ms": base,
+                               "ratio_base": BARE_BESIDE if beside else "bare"}
+    if beside:
+        summary[BARE_BESIDE] = common.percentiles(beside)
     if keep_samples:
         summary["e2e_samples_ms"] = [round(v, 4) for v in values["e2e"]]
     return summary
@@ -370,6 +420,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                 shapes.setdefault(size, tuple(resized[0].shape[:2]))
                 bare_values = measure_bare(model.describer, resized, args.warmup)
                 bare_p50 = common.percentiles(bare_values["inference"])["p50"]
+                beside = bare_beside(model.describer, resized)
                 entry: dict[str, Any] = {
                     "size": size, "backend": backend, "engine": model.describer.backend.describe(),
                     "input_hw": [list(hw) for hw in sorted({tuple(r.shape[:2]) for r in resized})],
@@ -381,7 +432,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     _progress(f"  {mode}")
                     values = measure_inprocess(model, frames, args.warmup, explain=mode == "heatmap",
-                                               verify=mode == "verified")
+                                               verify=mode == "verified", beside=beside)
                     entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
                 entry["variant"] = model.variant
                 if model.variant_choice is not None:
@@ -398,7 +449,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
                             client.wait_ready()
                             _progress(f"  {mode}")
                             measure = measure_unary if mode == "unary" else measure_stream
-                            values = measure(client, frames, args.warmup)
+                            values = measure(client, frames, args.warmup, beside=beside)
                             entry["modes"][mode] = _mode_summary(values, bare_p50, keep_samples=True)
                     finally:
                         server.stop(0)
@@ -451,11 +502,16 @@ def _cell(stats: Mapping[str, Any] | None) -> str:
     return f"{stats['p50']:.1f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
+def _beside_cell(summary: Mapping[str, Any]) -> str:
+    beside = summary.get(BARE_BESIDE)
+    return f"{beside['p50']:.1f}" if beside else "-"
+
+
 def table(data: Mapping[str, Any]) -> list[str]:
     """One row per size, backend and mode: e2e p50/p95/p99, FPS, and per-stage p50 (ratio to bare p50)."""
-    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | e2e p50 / bare p50 | "
+    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | bare p50 beside | e2e p50 / bare p50 | "
               + " | ".join(TABLE_STAGES) + " |")
-    rows = [header, "|" + "---|" * (7 + len(TABLE_STAGES))]
+    rows = [header, "|" + "---|" * (8 + len(TABLE_STAGES))]
     for entry in data["results"]:
         hw = " ".join(f"{h}x{w}" for h, w in entry["input_hw"])
         for mode, summary in {"bare": entry["bare"], **entry["modes"]}.items():
@@ -464,7 +520,7 @@ def table(data: Mapping[str, Any]) -> list[str]:
             cells = [_cell(stages.get(s)) for s in TABLE_STAGES]
             rows.append(f"| {entry['size']} | {hw} | {entry['backend']} | {mode} | "
                         f"{e2e['p50']:.1f} / {e2e['p95']:.1f} / {e2e['p99']:.1f} | {summary['fps']:.1f} | "
-                        f"{e2e['ratio']['p50']:.2f}x | " + " | ".join(cells) + " |")
+                        f"{_beside_cell(summary)} | {e2e['ratio']['p50']:.2f}x | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -475,7 +531,9 @@ def markdown(folder: Path, data: dict) -> str:
              f"side {b['short_side']}); frames: {s['frame_source']}; {s['frames']} measured + {s['warmup']} warm-up "
              f"frames per mode; inference threads {s['threads'] or 'backend default'}.", "",
              "Stage cells: p50 ms (ratio to the bare inference p50 of the same size and backend). `bare` is the "
-             "engine alone on the pre-resized frame; `transport` is the client's end-to-end time minus the "
+             "engine alone on the pre-resized frame, measured before the modes; each mode's ratios divide by "
+             "`bare p50 beside`: the same bare inference timed once between every two of the mode's frames, so "
+             "that a host whose speed drifts meets both alike; `transport` is the client's end-to-end time minus the "
              "server's total; `unary` and `stream` call a server started in the benchmark's process on port 0, "
              "`stream` in closed loop (no drops); `stream_baseline` the same stream served as before "
              "pipelining and reduced JPEG decoding; FPS = 1000 / mean end-to-end ms.", "",

@@ -104,6 +104,16 @@ def test_targets_from_the_latency_bench_at_the_served_size():
     assert {"stage": "decode", "p50": 2.0, "p99": 3.0} in missed_ratio["breakdown"]
 
 
+def test_the_latency_ratio_divides_by_the_bare_inference_timed_beside_the_stream():
+    """A host that slowed between the bare run and the stream must not count against the stream."""
+    data = {"environment": {"cpus": 2, "gpus": []}, "runs": [], "bare": {}}
+    latency = _latency(320, 40.0, 30.0, 26.0)
+    latency["results"][1]["modes"]["stream"].update(ratio_base_ms=36.0, bare_beside={"p50": 36.0, "count": 3})
+    ratio = streams_report.evaluate_targets(data, ("lat", latency))[0]
+    assert ratio["value"] == pytest.approx(40 / 36) and ratio["verdict"] == "MET"
+    assert ratio["measured"] == "1.11x (40.0 ms vs 36.0 ms timed beside its frames)"
+
+
 def test_targets_from_the_streams_run_alone():
     bare = {"p50": 40.0, "count": 30}
     runs = [_run(1, 30, 1.0, 45.0, 48.0), _run(32, 30, 0.99, 20.0, 40.0), _run(64, 30, 0.97, 30.0, 49.0),

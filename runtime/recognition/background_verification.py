@@ -57,6 +57,9 @@ DEFAULT_WORKERS = 1
 # back to back, a whole core of a 2-core box: 4 cameras were answered 15.4 frames a second in
 # total against 27.2 for one (bench streams, the demo bundle at 320).
 DEFAULT_BUSY_SHARE = 0.5
+# The vote search of a background verification runs on one OpenMP thread, as the verification
+# holds one core of the inference gate: on two it also took the core left to the stream's runs.
+BACKGROUND_SEARCH_THREADS = 1
 BUSY_ALPHA = 0.2  # EMA weight of a frame in the stream's busy share
 
 
@@ -188,8 +191,9 @@ class StreamVerification:
             try:
                 with fair_share(client), ACTIVITY.busy():  # the streams' inferences take one core meanwhile
                     pixels = image() if callable(image) else image
+                    # one core's search, as one core's inference: the stream's runs keep the other
                     report = model.verify(pixels, instance_ids, descriptor, keep_pairs=keep_pairs,
-                                          regional_scores=regional_scores)
+                                          regional_scores=regional_scores, search_threads=BACKGROUND_SEARCH_THREADS)
                 done = VerifiedFrame(frame_id, report, received, time.perf_counter())
             except Exception as exc:  # noqa: BLE001 -- one frame's failure must not end verification
                 log.error("background verification of a frame failed: %s: %s", type(exc).__name__, exc)

@@ -77,15 +77,17 @@ class RecognitionResult:
 def verify_shortlist(verifier: ShortlistVerifier, search: GallerySearch, image: np.ndarray,
                      instance_ids: Sequence[str], descriptor: np.ndarray, *, keep_pairs: bool = False,
                      check: Callable[[], None] | None = None,
-                     regional_scores: Mapping[str, float] | None = None) -> VerificationReport:
+                     regional_scores: Mapping[str, float] | None = None,
+                     search_threads: int | None = None) -> VerificationReport:
     """Fit the artworks of ``instance_ids`` (the descriptor's shortlist, best first) and those the
     frame's keypoints vote for into the RGB frame ``image``: what the service does, and what the
     export measures the evidence weight with. Each artwork is tried through its references in the
     order of the frame's votes for them, then of their similarity to ``descriptor``. With
     ``regional_scores``, an artwork that fits has its evidence start from its best score over
-    parts of the frame where that beats the whole frame's (see :mod:`.regional`)."""
+    parts of the frame where that beats the whole frame's (see :mod:`.regional`).
+    ``search_threads``: the vote search's threads (None: every core)."""
     frame = verifier.frame_features(image)
-    row_votes = verifier.row_votes(frame)
+    row_votes = verifier.row_votes(frame, search_threads)
     voted = verifier.voted(row_votes, instance_ids)
     candidates = []
     for instance_id in [*instance_ids, *voted]:
@@ -398,9 +400,12 @@ class ServedModel:
 
     def verify(self, image: np.ndarray, instance_ids: Sequence[str], descriptor: np.ndarray, *,
                keep_pairs: bool = False, cancel: Cancellation | None = None,
-               regional_scores: Mapping[str, float] | None = None) -> VerificationReport:
+               regional_scores: Mapping[str, float] | None = None,
+               search_threads: int | None = None) -> VerificationReport:
         """Fit the references of ``instance_ids`` (a shortlist, best first) into the RGB frame
-        ``image``; each artwork through its references most similar to ``descriptor``."""
+        ``image``; each artwork through its references most similar to ``descriptor``.
+        ``search_threads``: the vote search's threads (None: every core; a stream's background
+        verification takes one, beside the stream's inferences)."""
         if self.verifier is None:
             return NO_FEATURES
         if cancel is not None:
@@ -408,7 +413,7 @@ class ServedModel:
         with self.verify_gate.slot(cancel), self._core(cancel):
             return verify_shortlist(self.verifier, self.search, image, instance_ids, descriptor,
                                     keep_pairs=keep_pairs, check=cancel.check if cancel is not None else None,
-                                    regional_scores=regional_scores)
+                                    regional_scores=regional_scores, search_threads=search_threads)
 
     @property
     def cores_gated(self) -> bool:

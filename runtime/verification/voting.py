@@ -13,12 +13,17 @@ Building the index is the slow part: about 2 s for 80,000 ORB descriptors on one
 So an export of a large museum keeps the built index in the bundle (:meth:`LocalVoter.to_bytes`,
 faiss's own serialisation, about 180 bytes a descriptor), and loading it takes a fraction of a
 second. An enrolment adds its photos' descriptors to a copy of the index instead of rebuilding it.
-A search is some 10-20 ms for a frame's 1,000 keypoints.
+A search is some 10-20 ms for a frame's 1,000 keypoints over both cores (OpenMP), 33 ms on one.
+Beside a stream a search takes one core (``threads=1``), as the verification around it holds
+one of the inference gate's cores: on two it ran on the core the gate left to the stream's
+inferences. (On the noisy 2-core host of stop 29 the stream's FPS did not settle it: one camera
+at 448 answered 14-17 FPS either way in alternated runs.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -126,14 +131,16 @@ class LocalVoter:
         return int(storage + 4 * graph.neighbors.size() + 4 * graph.levels.size() + 8 * graph.offsets.size()
                    + self.owner.nbytes + self.row_ids.nbytes)
 
-    def row_votes(self, frame: LocalFeatures) -> np.ndarray:
+    def row_votes(self, frame: LocalFeatures, threads: int | None = None) -> np.ndarray:
         """Votes per reference (gallery row): keypoints of the frame whose nearest reference descriptor
-        is clearly nearer than the second, and belongs to that reference."""
+        is clearly nearer than the second, and belongs to that reference. ``threads``: the search's
+        OpenMP threads (None: OpenMP's default, every core)."""
         counts = np.zeros(len(self.row_ids), np.int64)
         if len(frame) < 2 or len(self) < 2:
             return counts
         query = frame.descriptors if self.binary else frame.descriptors.astype(np.float32)
-        distances, neighbours = self.index.search(np.ascontiguousarray(query), 2)
+        with omp_threads(threads):
+            distances, neighbours = self.index.search(np.ascontiguousarray(query), 2)
         d1, d2 = distances[:, 0].astype(np.float64), distances[:, 1].astype(np.float64)
         if not self.binary:  # faiss returns squared L2 distances
             d1, d2 = np.sqrt(np.maximum(d1, 0)), np.sqrt(np.maximum(d2, 0))
@@ -144,6 +151,25 @@ class LocalVoter:
     def votes(self, frame: LocalFeatures) -> dict[str, int]:
         """Votes per artwork (its references' votes summed)."""
         return artwork_votes(self.row_ids, self.row_votes(frame))
+
+
+@contextmanager
+def omp_threads(threads: int | None) -> Iterator[None]:
+    """faiss's OpenMP threads for the ``with`` body, in the calling thread only (OpenMP's thread
+    count is a per-thread setting: other threads' searches keep theirs); None leaves it alone."""
+    if threads is None:
+        yield
+        return
+    import faiss
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def artwork_votes(row_ids: np.ndarray, row_votes: np.ndarray) -> dict[str, int]:

@@ -24,9 +24,10 @@ class FakeModel:
         self.fail = fail
         self.asked: list[tuple] = []
 
-    def verify(self, image, ids, descriptor, *, keep_pairs=False, regional_scores=None):
+    def verify(self, image, ids, descriptor, *, keep_pairs=False, regional_scores=None, search_threads=None):
         self.calls += 1
         self.asked.append((tuple(ids), regional_scores))
+        self.search_threads = search_threads
         self.gate.wait(5)
         if self.fail:
             raise RuntimeError("broken")
@@ -67,6 +68,7 @@ def test_the_frame_is_verified_with_the_candidates_and_part_scores_its_recogniti
                         time.perf_counter(), regional_scores={"a7": 0.8})
     wait_for(lambda: stream.latest is not None)
     assert model.asked == [(("a1", "a2", "a7"), {"a7": 0.8})]
+    assert model.search_threads == 1  # beside the stream: the vote search takes one core, not both
     pool.shutdown()
 
 

@@ -40,6 +40,44 @@ def test_a_kept_index_loads_and_votes_exactly_as_the_one_it_was_kept_from(kind, 
     assert max(loaded.votes(frame).items(), key=lambda kv: kv[1])[0] == "a2"
 
 
+def test_a_search_on_one_thread_votes_as_on_every_core_and_leaves_other_threads_alone():
+    """Beside a stream the vote search runs on one OpenMP thread: the same votes, that thread only,
+    and the thread's own setting back afterwards."""
+    import threading
+
+    import faiss
+
+    from muselens.runtime.verification.voting import omp_threads
+
+    kept = store()
+    voter = LocalVoter(kept, FeatureConfig(), ROWS)
+    frame = frame_of(kept.features(3))
+    seen = []
+
+    class Recording:
+        def __init__(self, index):
+            self.index = index
+
+        def search(self, query, k):
+            seen.append(faiss.omp_get_max_threads())
+            return self.index.search(query, k)
+
+    every = faiss.omp_get_max_threads()
+    voter.index = Recording(voter.index)
+    assert np.array_equal(voter.row_votes(frame, threads=1), voter.row_votes(frame))
+    assert seen == [1, every] and faiss.omp_get_max_threads() == every
+    inside, other = [], []
+    with omp_threads(1):
+        inside.append(faiss.omp_get_max_threads())
+        worker = threading.Thread(target=lambda: other.append(faiss.omp_get_max_threads()))
+        worker.start()
+        worker.join()
+    assert inside == [1] and other == [every]
+    with pytest.raises(ValueError, match="threads must be an int >= 1 or None, got 0"):
+        with omp_threads(0):
+            pass
+
+
 def test_an_index_that_is_not_of_these_features_is_refused_naming_why():
     kept = store()
     data = LocalVoter(kept, FeatureConfig(), ROWS).to_bytes()

@@ -507,11 +507,16 @@ def _beside_cell(summary: Mapping[str, Any]) -> str:
     return f"{beside['p50']:.1f}" if beside else "-"
 
 
+def _has_beside(data: Mapping[str, Any]) -> bool:
+    return any(BARE_BESIDE in m for e in data["results"] for m in e["modes"].values())
+
+
 def table(data: Mapping[str, Any]) -> list[str]:
     """One row per size, backend and mode: e2e p50/p95/p99, FPS, and per-stage p50 (ratio to bare p50)."""
-    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | bare p50 beside | e2e p50 / bare p50 | "
-              + " | ".join(TABLE_STAGES) + " |")
-    rows = [header, "|" + "---|" * (8 + len(TABLE_STAGES))]
+    beside = _has_beside(data)  # bench.json files written before the yardstick was timed beside each mode
+    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | " + ("bare p50 beside | " if beside else "")
+              + "e2e p50 / bare p50 | " + " | ".join(TABLE_STAGES) + " |")
+    rows = [header, "|" + "---|" * (7 + beside + len(TABLE_STAGES))]
     for entry in data["results"]:
         hw = " ".join(f"{h}x{w}" for h, w in entry["input_hw"])
         for mode, summary in {"bare": entry["bare"], **entry["modes"]}.items():
@@ -520,7 +525,8 @@ def table(data: Mapping[str, Any]) -> list[str]:
             cells = [_cell(stages.get(s)) for s in TABLE_STAGES]
             rows.append(f"| {entry['size']} | {hw} | {entry['backend']} | {mode} | "
                         f"{e2e['p50']:.1f} / {e2e['p95']:.1f} / {e2e['p99']:.1f} | {summary['fps']:.1f} | "
-                        f"{_beside_cell(summary)} | {e2e['ratio']['p50']:.2f}x | " + " | ".join(cells) + " |")
+                        + (f"{_beside_cell(summary)} | " if beside else "")
+                        + f"{e2e['ratio']['p50']:.2f}x | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -531,9 +537,10 @@ def markdown(folder: Path, data: dict) -> str:
              f"side {b['short_side']}); frames: {s['frame_source']}; {s['frames']} measured + {s['warmup']} warm-up "
              f"frames per mode; inference threads {s['threads'] or 'backend default'}.", "",
              "Stage cells: p50 ms (ratio to the bare inference p50 of the same size and backend). `bare` is the "
-             "engine alone on the pre-resized frame, measured before the modes; each mode's ratios divide by "
-             "`bare p50 beside`: the same bare inference timed once between every two of the mode's frames, so "
-             "that a host whose speed drifts meets both alike; `transport` is the client's end-to-end time minus the "
+             "engine alone on the pre-resized frame" + (
+                 ", measured before the modes; each mode's ratios divide by `bare p50 beside`: the same bare "
+                 "inference timed between every two of the mode's frames while the server did nothing else, so "
+                 "that a host whose speed drifts meets both alike" if _has_beside(data) else "") + "; `transport` is the client's end-to-end time minus the "
              "server's total; `unary` and `stream` call a server started in the benchmark's process on port 0, "
              "`stream` in closed loop (no drops); `stream_baseline` the same stream served as before "
              "pipelining and reduced JPEG decoding; FPS = 1000 / mean end-to-end ms.", "",

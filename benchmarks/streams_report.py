@@ -30,8 +30,10 @@ CAMERAS, CAMERAS_GAIN, FAIR_SPREAD = 4, 1.1, 0.2
 
 def find_latency(results: Path, data: Mapping[str, Any]) -> tuple[str, dict] | None:
     """The newest latency bench.json beside this run, preferring the same bundle, then one that measured
-    the bundle's own size on ort-cpu (what the CPU targets compare)."""
+    the bundle's own size on ort-cpu (what the CPU targets compare), then one not made after this run
+    (a later bench of another bundle must not rewrite an older run's targets)."""
     name = data.get("server", {}).get("bundle", {}).get("name")
+    created = data.get("environment", {}).get("created", "")
     found = []
     for path in sorted(results.glob("*/bench.json")):
         try:
@@ -41,11 +43,12 @@ def find_latency(results: Path, data: Mapping[str, Any]) -> tuple[str, dict] | N
         if other.get("benchmark") == "latency":
             same = other.get("bundle", {}).get("name") == name
             usable = _latency_entry(other) is not None
-            found.append((same, usable, other.get("environment", {}).get("created", ""), path.parent.name, other))
+            when = other.get("environment", {}).get("created", "")
+            found.append((same, usable, not created or when <= created, when, path.parent.name, other))
     if not found:
         return None
-    found.sort(key=lambda f: f[:3])
-    return found[-1][3], found[-1][4]
+    found.sort(key=lambda f: f[:4])
+    return found[-1][4], found[-1][5]
 
 
 def _latency_entry(latency: Mapping[str, Any], backend: str = "ort-cpu") -> dict | None:

@@ -169,6 +169,11 @@ def test_find_latency_prefers_the_same_bundle_then_its_own_size(tmp_path):
     assert streams_report.find_latency(tmp_path, {"server": {"bundle": {"name": "museum"}}})[0] == "a"
     assert streams_report.find_latency(tmp_path, {"server": {"bundle": {"name": "x"}}})[0] == "b"
     assert streams_report.find_latency(tmp_path / "c", {}) is None
+    # another bundle's bench made after this run does not rewrite this run's targets
+    write("d", "other", "2026-09-01T00:00:00+00:00")
+    older_run = {"server": {"bundle": {"name": "x"}}, "environment": {"created": "2026-07-01T00:00:00+00:00"}}
+    assert streams_report.find_latency(tmp_path, older_run)[0] == "b"
+    assert streams_report.find_latency(tmp_path, {"server": {"bundle": {"name": "x"}}})[0] == "d"
 
 
 def test_cpu_seconds_of_this_process():

@@ -49,7 +49,7 @@ def test_a_background_verification_counts_as_its_streams_client():
     class Model:
         verifier = object()
 
-        def verify(self, image, ids, descriptor, *, keep_pairs=False, regional_scores=None):
+        def verify(self, image, ids, descriptor, *, keep_pairs=False, regional_scores=None, search_threads=None):
             with InferenceGate(1).slot():  # what the served model's verification gate does
                 time.sleep(0.15)
             return VerificationReport(NOT_VERIFIED)

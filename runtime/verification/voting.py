@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from muselens.core import checks
 from muselens.runtime.verification.features import FeatureConfig, LocalFeatures
 from muselens.runtime.verification.store import LocalFeatureStore
 
@@ -162,8 +163,7 @@ def omp_threads(threads: int | None) -> Iterator[None]:
         return
     import faiss
 
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    checks.positive_int(threads, "OpenMP threads")
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(threads)
     try:

@@ -73,7 +73,7 @@ def test_a_search_on_one_thread_votes_as_on_every_core_and_leaves_other_threads_
         worker.start()
         worker.join()
     assert inside == [1] and other == [every]
-    with pytest.raises(ValueError, match="threads must be an int >= 1 or None, got 0"):
+    with pytest.raises(ValueError, match="OpenMP threads must be >= 1, got 0"):
         with omp_threads(0):
             pass
 

@@ -158,7 +158,8 @@ def measure_through_service(bundle: Path, photos: Sequence[Photo], gallery_ids: 
             stream = stream_answers(client, photos, top_k)
     agree = float(np.mean([u.decision == s.decision and u.ranking[:1] == s.ranking[:1]
                            for u, s in zip(descriptor, stream)])) if photos else None
-    return {"bundle_version": info.bundle_version, "top_k": top_k, "verification": info.verification,
+    return {"bundle_version": info.bundle_version, "variant": info.variant, "variant_choice": info.variant_choice,
+            "top_k": top_k, "verification": info.verification,
             "frames": len(photos), "unary": figures(photos, unary, gallery_ids),
             "unary_descriptor": figures(photos, descriptor, gallery_ids),
             "stream": figures(photos, stream, gallery_ids), "descriptor_stream_agreement": agree}

@@ -106,6 +106,7 @@ def test_real_photos_retrained_exported_served_every_frame_answered(tmp_path):
         service = run["service"]
         assert service["frames"] == s["counts"]["queries"] + s["counts"]["distractors"] + s["counts"]["unknowns"]
         assert service["verification"] == "orb"
+        assert service["variant"] == "fp32"  # what served the answers (the real-photos export is fp32 only)
         for mode in ("unary", "unary_descriptor", "stream"):
             assert service[mode]["errors"] == 0
             assert service[mode]["client_ms"]["count"] == service["frames"]  # every frame answered

@@ -53,10 +53,10 @@ MODES = ("inprocess", "verified", "unary", "stream", "stream_baseline", "heatmap
 DEFAULT_SIZES = (224, 320, 448)
 HIST_PLOT = "latency_hist.png"
 STAGE_PLOT = "stages.png"
-# Stages shown in tables and the stage plot, in pipeline order ("transport" = client e2e - server total).
 # The bare inference timed between a mode's frames, one per frame: what its ratios divide by.
 BARE_BESIDE = "bare_beside"
 MIN_BESIDE_SHARE = 0.25  # of a mode's frames: fewer bare runs alone beside them, and its ratios use ``bare``
+# Stages shown in tables and the stage plot, in pipeline order ("transport" = client e2e - server total).
 TABLE_STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "transport")
 
 
@@ -141,8 +141,8 @@ def _beside(out: dict[str, list[float]], beside: Callable[[int], float | None] |
         out.setdefault(BARE_BESIDE, []).append(ms)
 
 
-def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: bool,
-                      verify: bool = False, beside: Callable[[int], float | None] | None = None) -> dict[str, list[float]]:
+def measure_inprocess(model, frames: Sequence[bytes], warmup: int, *, explain: bool, verify: bool = False,
+                      beside: Callable[[int], float | None] | None = None) -> dict[str, list[float]]:
     """Frame bytes to result in this process: decode, then ``ServedModel.recognize``."""
     from muselens.runtime.frames import decode_encoded
     from muselens.runtime.recognition.options import RecognizeOptions
@@ -514,8 +514,8 @@ def _has_beside(data: Mapping[str, Any]) -> bool:
 def table(data: Mapping[str, Any]) -> list[str]:
     """One row per size, backend and mode: e2e p50/p95/p99, FPS, and per-stage p50 (ratio to bare p50)."""
     beside = _has_beside(data)  # bench.json files written before the yardstick was timed beside each mode
-    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | " + ("bare p50 beside | " if beside else "")
-              + "e2e p50 / bare p50 | " + " | ".join(TABLE_STAGES) + " |")
+    header = ("| size | input | backend | mode | e2e ms p50 / p95 / p99 | FPS | "
+              + ("bare p50 beside | " if beside else "") + "e2e p50 / bare p50 | " + " | ".join(TABLE_STAGES) + " |")
     rows = [header, "|" + "---|" * (7 + beside + len(TABLE_STAGES))]
     for entry in data["results"]:
         hw = " ".join(f"{h}x{w}" for h, w in entry["input_hw"])
@@ -540,7 +540,8 @@ def markdown(folder: Path, data: dict) -> str:
              "engine alone on the pre-resized frame" + (
                  ", measured before the modes; each mode's ratios divide by `bare p50 beside`: the same bare "
                  "inference timed between every two of the mode's frames while the server did nothing else, so "
-                 "that a host whose speed drifts meets both alike" if _has_beside(data) else "") + "; `transport` is the client's end-to-end time minus the "
+                 "that a host whose speed drifts meets both alike" if _has_beside(data) else "")
+             + "; `transport` is the client's end-to-end time minus the "
              "server's total; `unary` and `stream` call a server started in the benchmark's process on port 0, "
              "`stream` in closed loop (no drops); `stream_baseline` the same stream served as before "
              "pipelining and reduced JPEG decoding; FPS = 1000 / mean end-to-end ms.", "",

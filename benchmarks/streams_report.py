@@ -80,8 +80,8 @@ def evaluate_targets(data: Mapping[str, Any], latency: tuple[str, dict] | None) 
         stream = entry["modes"]["stream"]["stages"]
         base = entry["modes"]["stream"].get("ratio_base_ms", entry["bare"]["stages"]["inference"]["p50"])
         ratio = stream["e2e"]["p50"] / base
-        t.update(value=ratio, measured=f"{ratio:.2f}x ({stream['e2e']['p50']:.1f} ms vs {base:.1f} ms"
-                                       f"{' timed beside its frames' if 'bare_beside' in entry['modes']['stream'] else ''})",
+        beside = " timed beside its frames" if "bare_beside" in entry["modes"]["stream"] else ""
+        t.update(value=ratio, measured=f"{ratio:.2f}x ({stream['e2e']['p50']:.1f} ms vs {base:.1f} ms{beside})",
                  source=f"latency bench {latency[0]}, closed-loop stream at short side {entry['size']}",
                  breakdown=_breakdown({k: v for k, v in stream.items() if k != "e2e"}))
     else:

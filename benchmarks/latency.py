@@ -97,16 +97,26 @@ def _sequence(frames: Sequence[bytes], warmup: int) -> list[bytes]:
     return [frames[i % len(frames)] for i in range(warmup)] + list(frames)
 
 
-def measure_bare(describer, resized: Sequence[np.ndarray], warmup: int) -> dict[str, list[float]]:
-    """The engine alone on pre-resized frames, ``descriptor`` only: ms per frame."""
+def _bare_run(describer, resized: Sequence[np.ndarray]) -> Callable[[int], float]:
+    """``run(i)``: milliseconds of the engine alone on pre-resized frame ``i`` (cycling), ``descriptor``
+    only -- exactly the call ``ServedModel`` makes."""
     batches = [np.ascontiguousarray(r[None]) for r in resized]
     backend = describer.backend
-    times = []
-    for i, batch in enumerate(_sequence(batches, warmup)):  # type: ignore[arg-type]
+
+    def run(i: int) -> float:
         t0 = time.perf_counter()
-        backend.run(batch, ["descriptor"])
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
+        backend.run(batches[i % len(batches)], ["descriptor"])
+        return (time.perf_counter() - t0) * 1e3
+
+    return run
+
+
+def measure_bare(describer, resized: Sequence[np.ndarray], warmup: int) -> dict[str, list[float]]:
+    """The engine alone on pre-resized frames, ``descriptor`` only: ms per frame."""
+    run = _bare_run(describer, resized)
+    for i in range(warmup):
+        run(i)
+    times = [run(i) for i in range(len(resized))]
     return {"inference": times, "e2e": list(times)}
 
 
@@ -122,15 +132,12 @@ def bare_beside(describer, resized: Sequence[np.ndarray]) -> Callable[[int], flo
     those runs inflated the yardstick (stream at 448: 56 ms beside against 41 ms in the server)."""
     from muselens.runtime.engine.activity import ACTIVITY
 
-    batches = [np.ascontiguousarray(r[None]) for r in resized]
-    backend = describer.backend
+    bare = _bare_run(describer, resized)
 
     def run(i: int) -> float | None:
         if ACTIVITY.count:
             return None
-        t0 = time.perf_counter()
-        backend.run(batches[i % len(batches)], ["descriptor"])
-        ms = (time.perf_counter() - t0) * 1e3
+        ms = bare(i)
         return None if ACTIVITY.count else ms
 
     return run

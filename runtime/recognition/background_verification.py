@@ -57,8 +57,9 @@ DEFAULT_WORKERS = 1
 # back to back, a whole core of a 2-core box: 4 cameras were answered 15.4 frames a second in
 # total against 27.2 for one (bench streams, the demo bundle at 320).
 DEFAULT_BUSY_SHARE = 0.5
-# The vote search of a background verification runs on one OpenMP thread, as the verification
-# holds one core of the inference gate: on two it also took the core left to the stream's runs.
+# The vote search and the matching of a background verification run on one OpenMP thread, as the
+# verification holds one core of the inference gate: on two they also took the core left to the
+# stream's runs.
 BACKGROUND_SEARCH_THREADS = 1
 BUSY_ALPHA = 0.2  # EMA weight of a frame in the stream's busy share
 

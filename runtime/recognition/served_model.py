@@ -33,9 +33,10 @@ from muselens.runtime.recognition.regional import (DEFAULT_REGIONAL_CANDIDATES, 
                                                    rmac_regions)
 from muselens.runtime.recognition.search import GallerySearch
 from muselens.runtime.recognition.variant_choice import VariantChoice, choose_variant_by_speed
-from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, OVER_SHARE,
+from muselens.runtime.verification import (DEFAULT_SHORTLIST, NO_FEATURES, NOT_ASKED, OVER_SHARE, LocalFeatures,
                                            ShortlistVerifier, VerificationReport)
 from muselens.runtime.verification.shortlist import INLIER_WEIGHT, evidence
+from muselens.runtime.verification.voting import omp_threads
 
 STAGES = ("queue", "decode", "preprocess", "track", "inference", "match", "verify", "heatmap", "total")
 
@@ -85,9 +86,19 @@ def verify_shortlist(verifier: ShortlistVerifier, search: GallerySearch, image: 
     order of the frame's votes for them, then of their similarity to ``descriptor``. With
     ``regional_scores``, an artwork that fits has its evidence start from its best score over
     parts of the frame where that beats the whole frame's (see :mod:`.regional`).
-    ``search_threads``: the vote search's threads (None: every core)."""
+    ``search_threads``: faiss's OpenMP threads for the vote search and the ratio matching (None:
+    every core)."""
     frame = verifier.frame_features(image)
-    row_votes = verifier.row_votes(frame, search_threads)
+    with omp_threads(search_threads):
+        return _verify_candidates(verifier, search, frame, instance_ids, descriptor, keep_pairs=keep_pairs,
+                                  check=check, regional_scores=regional_scores)
+
+
+def _verify_candidates(verifier: ShortlistVerifier, search: GallerySearch, frame: LocalFeatures,
+                       instance_ids: Sequence[str], descriptor: np.ndarray, *, keep_pairs: bool,
+                       check: Callable[[], None] | None,
+                       regional_scores: Mapping[str, float] | None) -> VerificationReport:
+    row_votes = verifier.row_votes(frame)
     voted = verifier.voted(row_votes, instance_ids)
     candidates = []
     for instance_id in [*instance_ids, *voted]:
@@ -404,8 +415,8 @@ class ServedModel:
                search_threads: int | None = None) -> VerificationReport:
         """Fit the references of ``instance_ids`` (a shortlist, best first) into the RGB frame
         ``image``; each artwork through its references most similar to ``descriptor``.
-        ``search_threads``: the vote search's threads (None: every core; a stream's background
-        verification takes one, beside the stream's inferences)."""
+        ``search_threads``: faiss's threads for the vote search and the matching (None: every core;
+        a stream's background verification takes one, beside the stream's inferences)."""
         if self.verifier is None:
             return NO_FEATURES
         if cancel is not None:

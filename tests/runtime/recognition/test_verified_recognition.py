@@ -237,3 +237,31 @@ def test_a_model_counts_what_its_references_hold_and_an_enrolment_grows_each_par
     frame, _ = photographed(painting(11), seed=3, frame=FRAME)
     enrolled.recognize(frame, RecognizeOptions(explain=True, explain_reference=True, verify=False))
     assert enrolled.state_bytes()["reference_maps"] == enrolled.explainer.cached_bytes > 0
+
+
+def test_the_vote_search_and_the_matching_run_on_the_threads_asked_and_give_them_back(painted, photo_of_a1,
+                                                                                       monkeypatch):
+    """A stream's background verification asks for one OpenMP thread: both of its faiss searches
+    (the vote and every reference's ratio matching) must keep to it, not only the vote."""
+    import faiss
+
+    from muselens.runtime.verification import geometry, voting
+
+    seen = {"vote": [], "match": []}
+    ratio_matches, row_votes = geometry._ratio_matches, voting.LocalVoter.row_votes
+
+    def matching(*args, **kwargs):
+        seen["match"].append(faiss.omp_get_max_threads())
+        return ratio_matches(*args, **kwargs)
+
+    def voting_(self, frame, threads=None):
+        seen["vote"].append(faiss.omp_get_max_threads())
+        return row_votes(self, frame, threads)
+
+    monkeypatch.setattr(geometry, "_ratio_matches", matching)
+    monkeypatch.setattr(voting.LocalVoter, "row_votes", voting_)
+    before = faiss.omp_get_max_threads()
+    report = painted.verify(photo_of_a1[0], ["a1"], painted.search.vector("a1"), search_threads=1)
+    assert report.state == VERIFIED
+    assert seen["vote"] == [1] and seen["match"] and set(seen["match"]) == {1}
+    assert faiss.omp_get_max_threads() == before

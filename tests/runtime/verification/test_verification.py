@@ -47,6 +47,24 @@ def test_ratio_matches_are_exactly_the_brute_force_matchers(kind):
         assert [tuple(p) for p in got.tolist()] == expected
 
 
+def test_hamming_ratio_matches_equal_the_brute_force_matchers_where_distances_tie():
+    """faiss's Hamming kNN may order tied neighbours differently from OpenCV's: on descriptors
+    drawn from few distinct values (ties everywhere) the kept matches are still exactly BFMatcher's."""
+    from muselens.runtime.verification.geometry import _ratio_matches
+
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, (100, 32), dtype=np.uint8)
+    noisy = lambda n: palette[rng.integers(0, 100, n)] ^ np.packbits(rng.random((n, 256)) < 0.01, axis=1)  # noqa: E731
+    query, reference = noisy(400), noisy(300)
+    as_features = lambda d: LocalFeatures(rng.random((len(d), 2), dtype=np.float32), d, (64, 64))  # noqa: E731
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query, reference, k=2)
+    assert sum(m.distance == n.distance for m, n in pairs) > 50  # ties are common here
+    for ratio in (0.5, 0.8, 1.0):
+        expected = [(m.queryIdx, m.trainIdx) for m, n in pairs if m.distance < ratio * n.distance]
+        got = _ratio_matches(as_features(query), as_features(reference), cv2.NORM_HAMMING, ratio)
+        assert len(expected) > 20 and [tuple(p) for p in got.tolist()] == expected
+
+
 def test_a_flat_frame_has_no_features_and_verifies_nothing():
     config = FeatureConfig()
     flat = np.full((480, 640, 3), 90, np.uint8)

@@ -23,6 +23,7 @@ import numpy as np
 
 from muselens.runtime.bundle import Bundle, Gallery, LabelInfo, load_bundle
 from muselens.runtime.engine import DEFAULT_BACKEND, Cancellation, Describer
+from muselens.runtime.engine.blas_threads import one_blas_thread
 from muselens.runtime.engine.gate import CLIENT_USE, InferenceGate, current_key
 from muselens.runtime.frames import SizeNeed
 from muselens.runtime.recognition.decision_rule import DEFAULT_UNCERTAIN_MARGIN, Decision, decide, decide_verified
@@ -196,7 +197,9 @@ class ServedModel:
 
     @classmethod
     def load(cls, path: Path | str, config: ServingConfig = ServingConfig()) -> ServedModel:
-        """Load and verify a bundle, start the backend, and warm it up with one blank frame."""
+        """Load and verify a bundle, start the backend, and warm it up with one blank frame. The
+        process's BLAS runs on one thread from then on (:mod:`~muselens.runtime.engine.blas_threads`)."""
+        one_blas_thread()
         bundle = load_bundle(path)
         opened: dict[str, Describer] = {}
 

@@ -139,3 +139,18 @@ def test_a_served_cpu_model_warms_side_by_side_runs_and_a_failing_one_fails_the_
     monkeypatch.setattr(model.describer.backend, "run", broken)
     with pytest.raises(RuntimeError, match="engine broke"):
         model._warm_side_by_side()
+
+
+def test_a_served_model_leaves_numpys_blas_one_thread(tiny_bundle):
+    import threadpoolctl
+
+    from muselens.runtime.recognition.served_model import ServedModel
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # restored after the test
+        if blas_threads() != {2}:
+            pytest.skip(f"numpy's BLAS cannot take 2 threads here ({blas_threads()})")
+        ServedModel.load(tiny_bundle)
+        assert blas_threads() == {1}

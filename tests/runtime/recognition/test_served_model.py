@@ -141,16 +141,19 @@ def test_a_served_cpu_model_warms_side_by_side_runs_and_a_failing_one_fails_the_
         model._warm_side_by_side()
 
 
-def test_a_served_model_leaves_numpys_blas_one_thread(tiny_bundle):
+def test_a_served_model_leaves_numpys_blas_one_thread_and_openmp_as_it_was(tiny_bundle):
+    import faiss  # noqa: F401 -- its OpenBLAS runs on OpenMP: loaded first, it must not be limited
     import threadpoolctl
 
     from muselens.runtime.recognition.served_model import ServedModel
 
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+    def threads(**select) -> set[int]:
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+                if all(pool.get(k) == v for k, v in select.items())}
 
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # restored after the test
-        if blas_threads() != {2}:
-            pytest.skip(f"numpy's BLAS cannot take 2 threads here ({blas_threads()})")
+    with threadpoolctl.threadpool_limits(limits=2):  # every pool, restored after the test
+        if threads(threading_layer="pthreads") != {2} or threads(user_api="openmp") != {2}:
+            pytest.skip(f"numpy's BLAS or OpenMP cannot take 2 threads here ({threadpoolctl.threadpool_info()})")
         ServedModel.load(tiny_bundle)
-        assert blas_threads() == {1}
+        assert threads(internal_api="openblas", threading_layer="pthreads") == {1}
+        assert threads(user_api="openmp") == {2}

@@ -23,6 +23,7 @@ CPU_LATENCY_RATIO = 1.15
 CPU_FPS = 25.0
 GPU_STREAMS, GPU_FPS, GPU_P99_MS = 64, 30.0, 50.0
 CAMERAS, CAMERAS_GAIN, FAIR_SPREAD = 4, 1.1, 0.2
+NOT_JUDGED = "NOT JUDGED"  # a target the run cannot speak to (served at another size than the default)
 
 
 # -- targets --------------------------------------------------------------------------------
@@ -158,6 +159,11 @@ def evaluate_targets(data: Mapping[str, Any], latency: tuple[str, dict] | None) 
                  breakdown=_breakdown(worst["stages_ms"]))
     t["verdict"] = "MET" if t["value"] is not None and t["value"] >= GPU_STREAMS else "MISSED"
     targets.append(t)
+    size = data.get("settings", {}).get("short_side")
+    if size is not None:  # served at another size than the bundle's (--short-side): the CPU targets are not its
+        for t in targets[:3]:
+            t.update(verdict=NOT_JUDGED, value=None, breakdown=None, source="-",
+                     measured=f"not judged: this run served short side {size}, the targets are for the bundle's own")
     return targets
 
 

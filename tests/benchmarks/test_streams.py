@@ -114,6 +114,18 @@ def test_the_latency_ratio_divides_by_the_bare_inference_timed_beside_the_stream
     assert ratio["measured"] == "1.11x (40.0 ms vs 36.0 ms timed beside its frames)"
 
 
+def test_a_run_at_another_size_judges_no_target_of_the_default_size():
+    data = {"environment": {"cpus": 2, "gpus": []}, "runs": [_run(1, 30, 1.0, 45.0, 48.0)],
+            "bare": {"p50": 40.0, "count": 30}, "settings": {"short_side": 448}}
+    ratio, fps, cameras, gpu = streams_report.evaluate_targets(data, ("lat", _latency(320, 20.0, 19.0, 26.0)))
+    for t in (ratio, fps, cameras):
+        assert t["verdict"] == streams_report.NOT_JUDGED and t["value"] is None and not t["breakdown"]
+        assert t["measured"].startswith("not judged: this run served short side 448")
+    assert gpu["verdict"] == "MISSED"  # not the machine it is for, whatever the size
+    data["settings"]["short_side"] = None  # the bundle's own size: judged
+    assert streams_report.evaluate_targets(data, ("lat", _latency(320, 20.0, 19.0, 26.0)))[1]["verdict"] == "MET"
+
+
 def test_targets_from_the_streams_run_alone():
     bare = {"p50": 40.0, "count": 30}
     runs = [_run(1, 30, 1.0, 45.0, 48.0), _run(32, 30, 0.99, 20.0, 40.0), _run(64, 30, 0.97, 30.0, 49.0),

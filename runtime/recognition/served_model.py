@@ -198,7 +198,8 @@ class ServedModel:
     @classmethod
     def load(cls, path: Path | str, config: ServingConfig = ServingConfig()) -> ServedModel:
         """Load and verify a bundle, start the backend, and warm it up with one blank frame. The
-        process's BLAS runs on one thread from then on (:mod:`~muselens.runtime.engine.blas_threads`)."""
+        process's BLAS with threads of its own (numpy's) runs on one from then on
+        (:mod:`~muselens.runtime.engine.blas_threads`)."""
         one_blas_thread()
         bundle = load_bundle(path)
         opened: dict[str, Describer] = {}

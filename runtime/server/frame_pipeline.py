@@ -3,18 +3,24 @@
 Without it a stream's worker decodes frame n+1 only after frame n's answer left, so decode and
 resize (a quarter of the frame's time at 448 on 2 cores) sit on the critical path between two
 inferences. Here a preparer thread takes the newest frame from the stream's
-:class:`~muselens.runtime.server.latest.LatestSlot`, decodes it at the size the model needs and
-resizes it while the worker is still inferring the frame before, and hands it over. It prepares
-exactly one frame ahead and waits until the worker takes it: a frame that would be replaced
-before inference is never decoded, so a camera sending faster than the box answers costs no
-wasted decodes.
+:class:`~muselens.runtime.server.latest.LatestSlot`, decodes it at the size the model needs,
+resizes it, and hands it over. It prepares exactly one frame ahead and waits until the worker
+takes it: a frame that would be replaced before inference is never decoded, so a camera sending
+faster than the box answers costs no wasted decodes.
 
-It starts *just in time*: not as soon as the worker took the frame before, but a learnt lead
-before the worker is expected back (its running time per frame). A camera faster than the box
-then has its newest frame prepared, not the one that was newest when the worker's inference
-began, a whole inference older. Measured with one 30 FPS camera at 448 on 2 cores (the worker's
-cycle ~55 ms), preparing at once made frames wait 69 ms at p50 for inference, more than the
-15 ms of no pipeline at all. A worker that comes back early wakes the preparer at once.
+It starts when the worker's inference of the frame before returns (:meth:`FramePreparer.inferred`),
+or at once when the worker asks for a frame without one. The decode then runs while the worker
+matches, tracks and answers, on a core that inference is not using; a decode during the
+inference, on a box whose every core the inference spreads over, stalls each of its operators
+(issue 22's earlier design started a learnt lead before the worker was expected back, so that
+the decode ended as the inference did). Alternated against that design on 2 cores, in four pairs
+of runs with one 30 FPS camera at 448: the stream's inference took 37-40 ms at p50 instead of
+42-56, its decode 4.4-4.5 instead of 7.2-8.1, and its answers came 67-74 ms after their frames
+instead of 77-90; as many frames were answered (18.8-20.7 a second against 17.3-21.3), the
+decode now being on the worker's path as its answer leaves. At 320, four pairs each: two cameras
+answered 41-46 FPS at p50 63-67 ms against 36-45 at 71-86, four cameras 37-43 FPS at p50 112-129
+ms (p99 156-176) against 36-42 at 132-148 (p99 194-230). The frame handed over is also the
+camera's newest as the inference ends, not one a whole inference older.
 """
 
 from __future__ import annotations
@@ -51,22 +57,6 @@ class PreparedFrame:
         return self.arrival.item
 
 
-EMA_ALPHA = 0.2  # weight of the newest cycle in the worker's running time per frame
-# How long before the worker is expected back a preparation starts (the lead) is learnt per stream:
-# each frame the worker did not wait for shortens it by this factor, down to one preparation's
-# time; a wait lengthens it by twice the wait. Preparation times vary with what shares the cores
-# (the tail of an inference, another stream's decode, a verification), so no fixed lead is both
-# fresh and on time. A stream that leaves the worker waiting for frames ends up preparing each as
-# it arrives, as a pipeline without the just-in-time start would.
-LEAD_SHRINK = 0.8
-LEAD_GROWTH = 2.0
-WAITED_S = 0.001  # a take that waited longer than this for its frame was late
-
-
-def _ema(previous: float | None, value: float) -> float:
-    return value if previous is None else previous + EMA_ALPHA * (value - previous)
-
-
 # (frame, model, timings) -> pixels; it records its own "decode" ms, and any wait for a turn as "queue"
 Decode = Callable[[pb.Frame, ServedModel, dict], np.ndarray]
 
@@ -89,7 +79,7 @@ def prepare(arrival: Arrival, model: ServedModel, decode: Decode) -> PreparedFra
 
 
 class FramePreparer:
-    """The preparer thread of one stream; :meth:`take` is the worker's side."""
+    """The preparer thread of one stream; :meth:`take` and :meth:`inferred` are the worker's side."""
 
     def __init__(self, slot: LatestSlot, current_model: Callable[[], ServedModel], decode: Decode,
                  cancel: Cancellation):
@@ -102,10 +92,7 @@ class FramePreparer:
         self._done = False  # the slot closed and nothing more will be prepared
         self._busy = False  # a frame is being prepared now
         self._worker_waiting = False  # the worker is in take(): prepare whatever comes, at once
-        self._taken_at: float | None = None  # perf_counter() when the worker last took a frame
-        self._cycle_s: float | None = None  # running time from the worker's take to its next take
-        self._prepare_s = 0.0  # the last preparation's time (a decode turn's wait included)
-        self._lead_s: float | None = None  # how long before the worker is expected back to start
+        self._inferring = False  # the worker took a frame and its inference has not returned yet
         self._thread = threading.Thread(target=self._run, name="muselens-stream-prepare", daemon=True)
         self._thread.start()
 
@@ -114,7 +101,8 @@ class FramePreparer:
             while not self.cancel.cancelled:
                 with self._cond:  # one ahead: wait until the worker took the frame prepared before
                     self._cond.wait_for(lambda: self._ready is None or self.cancel.cancelled)
-                    self._wait_for_start()
+                    # and until its inference returned (or it asks for the next frame)
+                    self._cond.wait_for(lambda: not self._inferring or self._worker_waiting or self.cancel.cancelled)
                 if self.cancel.cancelled:
                     break
                 arrival = self.slot.take()
@@ -122,10 +110,8 @@ class FramePreparer:
                     break
                 with self._cond:
                     self._busy = True
-                started = time.perf_counter()
                 prepared = prepare(arrival, self.current_model(), self.decode)
                 with self._cond:
-                    self._prepare_s = time.perf_counter() - started
                     self._ready, self._busy = prepared, False
                     self._cond.notify_all()
         finally:
@@ -133,34 +119,11 @@ class FramePreparer:
                 self._done = True
                 self._cond.notify_all()
 
-    def start_at(self) -> float | None:
-        """perf_counter() at which the next preparation should start (None: at once, nothing is
-        known yet): when the worker is expected back, less the learnt lead."""
-        if self._taken_at is None or self._cycle_s is None or self._lead_s is None:
-            return None
-        return self._taken_at + self._cycle_s - self._lead_s
-
-    def _learn_lead(self, waited: float) -> None:
-        """Shorten the lead after a take that found its frame ready, lengthen it after a late one
-        (called with ``_cond`` held). It starts as the whole cycle: a preparation at once."""
-        if self._cycle_s is None:
-            return
-        if self._lead_s is None:
-            self._lead_s = self._cycle_s
-        elif waited > WAITED_S:
-            self._lead_s = min(self._cycle_s, self._lead_s + LEAD_GROWTH * waited)
-        else:
-            self._lead_s = max(self._prepare_s, self._lead_s * LEAD_SHRINK)
-
-    def _wait_for_start(self) -> None:
-        """Hold the next preparation until :meth:`start_at`, or until the worker asks, or a cancel
-        (called with ``_cond`` held)."""
-        start = self.start_at()
-        if start is None:
-            return
-        delay = start - time.perf_counter()
-        if delay > 0:
-            self._cond.wait_for(lambda: self._worker_waiting or self.cancel.cancelled, delay)
+    def inferred(self) -> None:
+        """The worker's inference of the frame it took returned: prepare the next one now."""
+        with self._cond:
+            self._inferring = False
+            self._cond.notify_all()
 
     def wake(self) -> None:
         """Let a waiting :meth:`take` or the preparer see a cancellation."""
@@ -169,25 +132,21 @@ class FramePreparer:
 
     def take(self, timeout: float | None = None) -> PreparedFrame | None:
         """The next prepared frame; None once the stream ended, or after ``timeout`` seconds in which
-        no frame arrived (a frame that arrived in time and is still being prepared is waited for)."""
+        no frame arrived (a frame that arrived in time and is still being prepared is waited for).
+        The next preparation waits for :meth:`inferred`, or for the next take."""
         def ready() -> bool:
             return self._ready is not None or self._done or self.cancel.cancelled
 
-        entered = time.perf_counter()
         with self._cond:
-            if self._taken_at is not None:  # the worker's own time since its last take
-                self._cycle_s = _ema(self._cycle_s, entered - self._taken_at)
             self._worker_waiting = True
             self._cond.notify_all()
             try:
                 if not self._cond.wait_for(ready, timeout) and not (self._busy and self._cond.wait_for(ready)):
-                    self._taken_at = None  # an idle stream: its next frame starts a new cycle
                     return None
             finally:
                 self._worker_waiting = False
             prepared, self._ready = self._ready, None
-            self._taken_at = time.perf_counter()
-            self._learn_lead(self._taken_at - entered)
+            self._inferring = prepared is not None
             self._cond.notify_all()
             return prepared
 

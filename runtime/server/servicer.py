@@ -253,6 +253,8 @@ class RecognizerServicer(pb_grpc.RecognizerServicer):
                                                  timings_ms={**prepared.timings_ms, "queue": queue_ms,
                                                              "track": track_ms},
                                                  resized=prepared.resized, regional=due)
+                    if preparer is not None:  # the next frame's decode now takes no core from an inference
+                        preparer.inferred()
                 except (FrameError, OptionsError) as exc:
                     self.metrics.frames.labels("StreamRecognize", exc.reason).inc()
                     if self.penalty is not None and self.penalty.record(client, exc.reason):

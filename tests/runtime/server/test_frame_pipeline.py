@@ -7,7 +7,6 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from muselens.runtime.engine import Cancellation
 from muselens.runtime.frames import FrameError
@@ -81,16 +80,19 @@ def test_one_frame_ahead_and_no_decode_of_a_frame_replaced_before_its_turn():
     cancel.cancel()
 
 
-def test_the_next_frame_is_decoded_while_the_worker_holds_the_current_one():
+def test_the_next_frame_is_prepared_once_the_inference_returned_before_the_worker_asks():
     decoder = Decoder()
     preparer, slot, cancel = _preparer(decoder)
     slot.put(pb.Frame(frame_id="1"))
     assert preparer.take(5).frame.frame_id == "1"
     slot.put(pb.Frame(frame_id="2"))  # arrives while "1" is being inferred
+    time.sleep(0.05)
+    assert decoder.decoded == ["1"]  # not decoded beside the inference
+    preparer.inferred()
     deadline = time.monotonic() + 5
     while decoder.decoded != ["1", "2"] and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert decoder.decoded == ["1", "2"]  # prepared before the worker asks for it
+    assert decoder.decoded == ["1", "2"]  # prepared while the worker answers "1", before it asks
     assert preparer.take(5).frame.frame_id == "2"
     cancel.cancel()
 
@@ -140,52 +142,34 @@ def _slow_decoder(seconds: float = 0.02):
 
 
 def test_a_worker_slower_than_the_camera_gets_the_newest_frame_not_one_a_cycle_old():
-    """Prepared at once after each take, the frame handed over would be a whole worker cycle old
-    (0.2 s here); started just in time, it is the camera's newest less a preparation."""
+    """Prepared at once after each take, the frame handed over would be a whole inference old
+    (0.2 s here); prepared as the inference returns, it is the camera's newest less a preparation."""
     preparer, slot, cancel = _preparer(_slow_decoder(0.02))
     camera = Camera(slot)
     ages = []
     try:
-        for _ in range(14):
+        for _ in range(6):
             prepared = preparer.take(5)
             ages.append(time.perf_counter() - camera.sent_at[prepared.frame.frame_id])
             time.sleep(0.2)  # the worker's inference
+            preparer.inferred()
+            time.sleep(0.005)  # its answer
     finally:
         camera.stop.set()
         cancel.cancel()
-    assert max(ages[-4:]) < 0.1, ages  # the lead starts as the whole cycle and is learnt down
-    assert preparer.start_at() is not None
+    assert max(ages[1:]) < 0.1, ages
 
 
-def test_a_worker_back_early_is_not_kept_waiting_for_the_start():
+def test_a_worker_asking_without_an_inference_gets_a_frame_after_one_preparation():
+    """A frame answered without inference (malformed, a bad timestamp) never calls inferred()."""
     preparer, slot, cancel = _preparer(_slow_decoder(0.01))
     camera = Camera(slot)
     try:
-        for _ in range(10):
-            preparer.take(5)
-            time.sleep(0.3)
         preparer.take(5)
-        time.sleep(0.02)  # back long before the 0.3 s the preparer expects
+        time.sleep(0.3)
         start = time.perf_counter()
         assert preparer.take(5) is not None
-        assert time.perf_counter() - start < 0.15  # one preparation, not the ~0.25 s left of the cycle
+        assert time.perf_counter() - start < 0.15
     finally:
         camera.stop.set()
-        cancel.cancel()
-
-
-def test_the_lead_shrinks_while_frames_are_ready_and_grows_after_a_late_one():
-    preparer, slot, cancel = _preparer(Decoder())
-    try:
-        preparer._cycle_s, preparer._prepare_s = 0.05, 0.004
-        preparer._learn_lead(0.0)
-        assert preparer._lead_s == 0.05  # first: the whole cycle, a preparation at once
-        for _ in range(30):
-            preparer._learn_lead(0.0)
-        assert preparer._lead_s == pytest.approx(0.004)  # never below one preparation
-        preparer._learn_lead(0.003)  # the worker waited 3 ms: start earlier
-        assert preparer._lead_s == pytest.approx(0.010)
-        preparer._learn_lead(0.5)
-        assert preparer._lead_s == 0.05  # never more than the cycle
-    finally:
         cancel.cancel()

@@ -203,10 +203,10 @@ class ShortlistVerifier:
                                  references_per_artwork=self.references_per_artwork, vote=self.voter is not None,
                                  evidence_weight=self.evidence_weight, voter=voter)
 
-    def row_votes(self, frame: LocalFeatures, threads: int | None = None) -> np.ndarray | None:
-        """The frame's keypoints' votes per reference (None without a voter); ``threads``: the
-        search's (:meth:`LocalVoter.row_votes`)."""
-        return self.voter.row_votes(frame, threads) if self.voter is not None else None
+    def row_votes(self, frame: LocalFeatures) -> np.ndarray | None:
+        """The frame's keypoints' votes per reference (None without a voter), searched on the
+        calling thread's OpenMP threads (the caller sets them: ``voting.omp_threads``)."""
+        return self.voter.row_votes(frame) if self.voter is not None else None
 
     def voted(self, row_votes: np.ndarray | None, shortlist: Sequence[str]) -> list[str]:
         """Artworks the frame's keypoints vote for that ``shortlist`` lacks (none without votes)."""

@@ -5,7 +5,8 @@ checks read tensor values (``torch.isnan(...).any()``, index range checks in
 ``training/regions.py``): ``torch.export`` refuses data-dependent branches. The TorchScript
 exporter (``dynamo=False``) runs those checks once on the sample and records only the tensor
 computation, with ``dynamic_axes`` for the image height and width; timm's TensorFlow "same"
-padding stays shape-dependent in the graph. Its trace warnings about those Python-side checks
+padding is traced as size arithmetic and a ``Pad``, which :mod:`~muselens.export.same_padding`
+folds into the convolutions (``auto_pad``), checked. Its trace warnings about those Python-side checks
 are expected and silenced; correctness is not taken on trust but verified by
 :func:`verify_onnx` at sizes other than the sample (odd sizes, 1:2 and 2:1 aspect ratios).
 
@@ -24,6 +25,7 @@ Parity tolerances (ONNX Runtime vs PyTorch, float32, CPU):
 
 from __future__ import annotations
 
+import math
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -40,6 +42,7 @@ from muselens.core.descriptor_contract import (INPUT_NAME, METADATA_KEY, OUTPUT_
 from muselens.core.preprocess import resize_exact
 from muselens.export.inference_graph import InferenceGraph
 from muselens.export.onnx_surgery import save_checked, set_metadata
+from muselens.export.same_padding import fold_same_padding
 from muselens.runtime.engine import OrtBackend
 
 DEFAULT_OPSET = 17
@@ -105,6 +108,13 @@ def _sample_image(size: tuple[int, int], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
+def _padding_probe_sizes(k: int, stride: int) -> tuple[tuple[int, int], ...]:
+    """Two small sizes, odd and even on both sides, with at least ``k`` feature cells: where the
+    "same" padding's pads are checked before it is folded into the convolutions."""
+    side = stride * (math.isqrt(max(k - 1, 0)) + 1)
+    return (side + 1, side + 2), (side + 2, side + 1)
+
+
 def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
                 sample_size: tuple[int, int] = DEFAULT_SAMPLE_SIZE) -> Path:
     """Export ``trained`` (a TrainedModel) as one ONNX file, written atomically, checked in full.
@@ -136,6 +146,8 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
                     do_constant_folding=True,
                 )
         model = onnx.load(str(tmp))
+        fold_same_padding(model, [{INPUT_NAME: _sample_image(size, seed=9)[None]}
+                                  for size in _padding_probe_sizes(graph.k, graph.stride)])
         set_metadata(model, {METADATA_KEY: descriptor_contract(trained).to_json(), VARIANT_KEY: "fp32"})
         model.doc_string = "muselens region descriptor: uint8 NHWC RGB image at the recognition size"
     return save_checked(model, path)

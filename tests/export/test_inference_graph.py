@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from muselens.core.descriptor_contract import OUTPUT_NAMES
-from muselens.export.inference_graph import InferenceGraph, normalise_pixels
-from muselens.core.preprocess import to_network_input
+from muselens.export.inference_graph import InferenceGraph, normalise_pixels, pixel_normalisation
+from muselens.core.preprocess import PreprocessContract, to_network_input
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -63,6 +63,17 @@ def test_pixel_normalisation_matches_the_runtime_preprocessing(trained):
     image = _image(33, 47, seed=4)
     x = normalise_pixels(torch.from_numpy(image)[None], graph.offset, graph.factor)
     np.testing.assert_allclose(x.numpy(), to_network_input(image, trained.contract), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mean, std, shape", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), ()),
+                                               ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), (1, 3, 1, 1))])
+def test_normalisation_constants_are_scalars_only_where_every_channel_agrees(mean, std, shape):
+    contract = PreprocessContract(mean=mean, std=std)
+    offset, factor = pixel_normalisation(contract)
+    assert tuple(offset.shape) == shape and tuple(factor.shape) == shape
+    image = _image(9, 14, seed=5)
+    x = normalise_pixels(torch.from_numpy(image)[None], offset, factor)
+    np.testing.assert_allclose(x.numpy(), to_network_input(image, contract), rtol=0, atol=1e-6)
 
 
 def test_bad_inputs_are_refused(trained):

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from muselens.export.onnx_surgery import (elide_cast_round_trips, feature_map_tensor, head_nodes, prune_unused,
-                                        set_metadata, shape_nodes, topological_sort)
+                                        set_metadata, topological_sort)
 
 
 def _cast(name: str, src: str, dst: str, to: int) -> onnx.NodeProto:
@@ -119,14 +119,3 @@ def test_set_metadata_replaces_and_checks_types():
     assert {p.key: p.value for p in model.metadata_props} == {"a": "3", "b": "2"}
     with pytest.raises(TypeError, match="string"):
         set_metadata(model, {"a": 3})
-
-
-def test_shape_nodes_are_the_size_arithmetic(fp32_model):
-    model = onnx.load(str(fp32_model))
-    off_path = set(shape_nodes(model))
-    by_name = {n.name: n for n in model.graph.node}
-    assert not any(by_name[n].op_type in ("Conv", "TopK", "MatMul") for n in off_path)
-    assert {by_name[n].op_type for n in off_path} >= {"Shape", "Ceil", "Div"}  # the "same" padding
-    pads = [n for n in model.graph.node if n.op_type == "Pad"]
-    assert pads and all(n.name not in off_path for n in pads)  # padding data is data
-    assert all(by_name[n].op_type != "Pad" for n in off_path)

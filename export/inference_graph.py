@@ -49,8 +49,8 @@ def pixel_normalisation(contract: PreprocessContract) -> tuple[torch.Tensor, tor
 
     Scalars where every channel has the same (EfficientNet-Lite's mean and std of 0.5), else
     ``(1, 3, 1, 1)``: ONNX Runtime runs the int8 graph channels-last, where a per-channel
-    ``(1, 1, 1, 3)`` broadcast goes pixel by pixel; at 448 x 796 the two ops took 4.5 ms of the
-    int8 graph's 28 as per-channel constants, 0.5 as scalars."""
+    ``(1, 1, 1, 3)`` broadcast goes pixel by pixel: at 448 x 796 the two ops took 5.4 ms a run
+    as per-channel constants, 0.2 as scalars (``benchmarks/probes/variants/op_profile.py``)."""
     mean = torch.tensor(contract.mean, dtype=torch.float32)
     std = torch.tensor(contract.std, dtype=torch.float32)
     scale = torch.tensor(contract.scale, dtype=torch.float32)

@@ -10,8 +10,11 @@ pixel of padding goes at the end, exactly timm's ``pad_same``.
 It matters most for int8: a ``Pad`` is not quantized, so each becomes dequantize, pad in float,
 quantize, on the network's largest activations (96 channels at half the frame's size), and the
 size arithmetic reads the dequantized tensor again (ONNX Runtime duplicates the dequantize for
-each reader). Measured on the mcv-paintings bundle at 448 x 796, ONNX Runtime on 2 cores:
-the int8 graph's ``Pad``, ``DequantizeLinear`` and ``QuantizeLinear`` nodes took 18 of its 44 ms.
+each reader). Measured on the mcv-paintings bundle at 448 x 796, ONNX Runtime on 2 cores: the
+int8 graph's ``Pad``, ``DequantizeLinear`` and ``QuantizeLinear`` kernels took 17 of its 46 ms.
+Folded (and with scalar pixel normalisation, see :func:`~muselens.export.inference_graph.pixel_normalisation`),
+alternated run by run: int8 in 0.50x of its time at 320 x 569 (9.5 against 19.2 ms) and 0.52x at
+448 x 796, fp32 in 0.79x and 0.66x (``benchmarks/probes/variants/op_profile.py``).
 
 Nothing is assumed from the node pattern alone: each candidate's pads are computed by ONNX
 Runtime at sizes of both parities, and a ``Pad`` is folded only where they equal

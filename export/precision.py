@@ -15,8 +15,9 @@
   quantize the *clipped* [0, 6] range; with convolutions alone the pre-activation range (about
   +-100) sets the step and the features lose most of their precision (descriptor cosine to
   fp32 fell to 0.7-0.9 in our measurements, against 0.98-0.999 with Clip). Left in float: the
-  uint8 input and its Cast/normalisation (already exact: 256 input levels), the shape
-  arithmetic of the "same" padding (:func:`~muselens.export.onnx_surgery.shape_nodes`;
+  uint8 input and its Cast/normalisation (already exact: 256 input levels), any shape
+  arithmetic (:func:`~muselens.export.onnx_surgery.shape_nodes`: the region head's, and a "same"
+  padding the export could not fold into its convolution, see :mod:`~muselens.export.same_padding`;
   quantizing sizes would be wrong, not just imprecise) and the region head, as for fp16.
 
 :func:`measure_variant` computes a variant's mP@1 and mAP with ONNX Runtime alone;

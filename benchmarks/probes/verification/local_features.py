@@ -31,7 +31,7 @@ import numpy as np
 
 from muselens.core.data.images import read_image
 from muselens.runtime.recognition.served_model import ServedModel, ServingConfig
-from muselens.runtime.verification.features import FeatureConfig, LocalFeatures, extract_features
+from muselens.runtime.verification.features import FeatureConfig, LocalFeatures, _grey_at, extract_features
 from muselens.runtime.verification.geometry import (MIN_MATCHES, NOTHING, Verification, VerifyConfig, _outline,
                                                      _plausible, verify)
 
@@ -60,13 +60,7 @@ class XFeatFeatures:
         self.model = XFeat(top_k=count)
 
     def __call__(self, image: np.ndarray, max_side: int, upscale: bool) -> LocalFeatures:
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        scale = max_side / max(grey.shape)
-        if not upscale:
-            scale = min(1.0, scale)
-        if scale != 1.0:
-            size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
-            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        grey, scale = _grey_at(image, max_side, upscale)  # as the runtime brings images to ORB's sizes
         out = self.model.detectAndCompute(self.torch.from_numpy(grey.astype(np.float32))[None, None])[0]
         points = (out["keypoints"].numpy() / scale).astype(np.float32)
         descriptors = np.clip(np.round(out["descriptors"].numpy() * 127.0 + 128.0), 0, 255).astype(np.uint8)

@@ -42,7 +42,7 @@ from muselens.core.descriptor_contract import (INPUT_NAME, METADATA_KEY, OUTPUT_
 from muselens.core.preprocess import resize_exact
 from muselens.export.inference_graph import InferenceGraph
 from muselens.export.onnx_surgery import save_checked, set_metadata
-from muselens.export.same_padding import fold_same_padding
+from muselens.export.same_padding import fold_same_padding, probe_sizes
 from muselens.runtime.engine import OrtBackend
 
 DEFAULT_OPSET = 17
@@ -108,13 +108,6 @@ def _sample_image(size: tuple[int, int], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
-def _padding_probe_sizes(k: int, stride: int) -> tuple[tuple[int, int], ...]:
-    """Two small sizes, odd and even on both sides, with at least ``k`` feature cells: where the
-    "same" padding's pads are checked before it is folded into the convolutions."""
-    side = stride * (math.isqrt(max(k - 1, 0)) + 1)
-    return (side + 1, side + 2), (side + 2, side + 1)
-
-
 def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
                 sample_size: tuple[int, int] = DEFAULT_SAMPLE_SIZE) -> Path:
     """Export ``trained`` (a TrainedModel) as one ONNX file, written atomically, checked in full.
@@ -146,8 +139,9 @@ def export_onnx(trained, path: Path | str, *, opset: int = DEFAULT_OPSET,
                     do_constant_folding=True,
                 )
         model = onnx.load(str(tmp))
-        fold_same_padding(model, [{INPUT_NAME: _sample_image(size, seed=9)[None]}
-                                  for size in _padding_probe_sizes(graph.k, graph.stride)])
+        # the pads are checked at sizes that still hold k feature cells
+        sizes = probe_sizes(graph.stride, graph.stride * (math.isqrt(max(graph.k - 1, 0)) + 1))
+        fold_same_padding(model, [{INPUT_NAME: _sample_image(size, seed=9)[None]} for size in sizes])
         set_metadata(model, {METADATA_KEY: descriptor_contract(trained).to_json(), VARIANT_KEY: "fp32"})
         model.doc_string = "muselens region descriptor: uint8 NHWC RGB image at the recognition size"
     return save_checked(model, path)

@@ -130,11 +130,22 @@ def _computed_pads(model: onnx.ModelProto, candidates: Sequence[_Candidate],
     return results
 
 
+def probe_sizes(stride: int, min_side: int) -> list[tuple[int, int]]:
+    """Sizes at which to check a network of total ``stride`` (a power of 2) before folding: after
+    each of its halvings the height and the width are odd at one size and even at another, so a
+    pad that puts its odd pixel first is told from SAME_UPPER at every depth (at an odd size the
+    two pad alike). ``min_side`` is the least height and width (e.g. for enough feature cells)."""
+    levels = max(1, int(stride).bit_length() - 1)
+    base = -(-int(min_side) // int(stride)) * int(stride)  # a multiple of the stride
+    offsets = [1] + [2 ** level + 1 for level in range(levels)]  # ceil((base + d) / 2^l): 1 or 2 more
+    return [(base + dh, base + dw) for dh, dw in zip(offsets, reversed(offsets))]
+
+
 def fold_same_padding(model: onnx.ModelProto, inputs: Sequence[dict[str, np.ndarray]]) -> int:
     """Fold every run-time "same" ``Pad`` before a ``Conv`` into ``auto_pad=SAME_UPPER``; how many were.
 
-    ``inputs``: feeds of the model at sizes of both parities (odd and even heights and widths);
-    a ``Pad`` is folded only where ONNX Runtime computes ``SAME_UPPER``'s pads at every one. The
+    ``inputs``: feeds of the model at sizes where every padded tensor is odd at one and even at
+    another (:func:`probe_sizes`); a ``Pad`` is folded only where ONNX Runtime computes ``SAME_UPPER``'s pads at every one. The
     size arithmetic left without readers is removed. ``model`` is changed in place."""
     if not inputs:
         raise ValueError("fold_same_padding needs at least one input feed to check the pads at")

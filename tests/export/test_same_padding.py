@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from muselens.export.onnx_surgery import shape_nodes
-from muselens.export.same_padding import fold_same_padding, same_upper_pads
+from muselens.export.same_padding import fold_same_padding, probe_sizes, same_upper_pads
 
 timm_layers = pytest.importorskip("timm.layers")
 
@@ -48,6 +49,19 @@ class LowerPad(nn.Module):
         return self.conv(F.pad(x, [pw - pw // 2, pw // 2, ph - ph // 2, ph // 2]))
 
 
+class DeepLowerPad(nn.Module):
+    """A timm "same" convolution, then a pad with its odd pixel first, one halving deeper."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.first = timm_layers.create_conv2d(3, 3, 3, stride=2, padding="same")
+        self.lower = LowerPad()
+
+    def forward(self, x):
+        return self.lower(self.first(x))
+
+
 def _traced(module: nn.Module) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -72,7 +86,7 @@ def test_timm_same_padding_becomes_auto_pad_with_the_same_outputs():
     before = onnx.ModelProto()
     before.CopyFrom(model)
     assert [n.op_type for n in model.graph.node].count("Pad") == 2  # the strided ones; stride 1 pads statically
-    assert fold_same_padding(model, _feeds((33, 34), (34, 33))) == 2
+    assert fold_same_padding(model, _feeds(*probe_sizes(4, 32))) == 2
     onnx.checker.check_model(model, full_check=True)
     ops = [n.op_type for n in model.graph.node]
     assert "Pad" not in ops and "Shape" not in ops and "Ceil" not in ops  # the size arithmetic went too
@@ -90,8 +104,26 @@ def test_timm_same_padding_becomes_auto_pad_with_the_same_outputs():
 def test_a_pad_with_its_odd_pixel_first_is_kept():
     model = _traced(LowerPad())
     ops = [n.op_type for n in model.graph.node]
-    assert fold_same_padding(model, _feeds((33, 34), (34, 33))) == 0
+    assert fold_same_padding(model, _feeds(*probe_sizes(2, 32))) == 0
     assert [n.op_type for n in model.graph.node] == ops
+
+
+def test_a_lower_pad_one_halving_deeper_is_kept_at_the_probe_sizes():
+    model = _traced(DeepLowerPad())
+    wrong = onnx.ModelProto()
+    wrong.CopyFrom(model)
+    # 33 and 34 both halve to 17: one parity deeper down, where the two pads agree
+    assert fold_same_padding(wrong, _feeds((33, 34), (34, 33))) == 2
+    assert fold_same_padding(model, _feeds(*probe_sizes(4, 32))) == 1  # timm's own, not the other
+
+
+@pytest.mark.parametrize("stride, min_side", [(32, 192), (32, 200), (4, 32), (2, 7), (1, 5)])
+def test_probe_sizes_are_odd_and_even_after_every_halving(stride, min_side):
+    sizes = probe_sizes(stride, min_side)
+    assert all(h >= min_side and w >= min_side for h, w in sizes)
+    for level in range(max(1, stride.bit_length() - 1)):
+        for side in (0, 1):
+            assert {math.ceil(size[side] / 2 ** level) % 2 for size in sizes} == {0, 1}
 
 
 def test_checked_only_at_sizes_where_both_agree_a_lower_pad_is_folded_wrongly():

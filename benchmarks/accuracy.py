@@ -28,6 +28,7 @@ from muselens.benchmarks.accuracy_report import (PLOT, PROPOSED, comparison, com
                                                  shipped_table, text_table)
 from muselens.benchmarks.alternative_losses import alternative_config, ensure_alternative, training_seconds
 from muselens.benchmarks.descriptor_store import DescriptorStore, MemoBackbone
+from muselens.benchmarks.served_table import served_table
 from muselens.runtime.bundle import BundleError, load_bundle
 from muselens.runtime.bundle.manifest import is_engine_variant
 from muselens.core.data.museum_dataset import DatasetError, MuseumDataset
@@ -227,6 +228,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-set", type=setting_argument, action="append", metavar="KEY=VALUE",
                         help="override one training setting, as muselens train --set (repeatable)")
     parser.add_argument("--bundle", type=Path, help="exported bundle: one row per variant, through the runtime")
+    parser.add_argument("--no-served", action="store_true",
+                        help="with --bundle: skip its rows through `muselens serve` (unary verified, descriptor "
+                             "only, stream), measured by default")
     parser.add_argument("--bundle-backend", choices=BACKENDS, default=DEFAULT_BACKEND)
     parser.add_argument("--methods", type=parse_methods, default=list(BASELINES), metavar="M[,M...]|none",
                         help="baselines to measure (default all): " + ", ".join(BASELINES))
@@ -340,6 +344,12 @@ def measure(args: argparse.Namespace, dataset: MuseumDataset) -> dict[str, Any]:
                 entry["training_seconds"] = training_seconds(Path(row.source["run"]))
             rows.append(entry)
     payload["rows"] = rows
+    if args.bundle is not None and not args.no_served:  # the product's own modes, as a phone meets them
+        from muselens.benchmarks.through_service import served_modes
+
+        print("serving the bundle: every photo on unary calls (verified, descriptor only) and on a stream",
+              file=sys.stderr)
+        payload["served"] = served_modes(args.bundle, args.data, args.unknown, log=args.out / "serve.log")
     return payload
 
 
@@ -366,6 +376,8 @@ def main(args: argparse.Namespace) -> int:
     print(text_table(payload))
     if shipped_table(payload):
         print("\n" + shipped_table(payload))
+    if payload.get("served"):
+        print("\n" + served_table(payload["served"]))
     print("\n" + comparison_line(payload["comparison"]).replace("**", ""))
     print(f"\nwrote {path} and {args.out / PLOT}")
     return 0

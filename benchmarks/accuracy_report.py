@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from muselens.benchmarks import common
+from muselens.benchmarks.served_table import served_table
 from muselens.training.evaluation.results_report import (SHIPPED_COLUMNS, SHIPPED_TITLE, aligned, shipped_notes,
                                                          shipped_rows)
 
@@ -119,6 +120,7 @@ def markdown(folder: Path, data: dict) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
              *("| " + " | ".join(r) + " |" for r in body), "", variant_legend(data), "",
              *([shipped_table(data, markdown=True), ""] if shipped_table(data) else []),
+             *([served_table(data["served"]), ""] if data.get("served") else []),
              comparison_line(data["comparison"]), ""]
     for alt in data.get("alternatives", []):
         how = f"trained now in {alt['wall_s']:.0f} s" if alt.get("trained_now") else "reused"

@@ -80,6 +80,14 @@ def write_bench(out: Path, kind: str, argv: Sequence[str] | None, payload: Mappi
     return path
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The photos directly inside ``folder``, sorted (none if it does not exist)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
 def machine_line(env: Mapping[str, Any]) -> str:
     """One line naming the hardware, for RESULTS.md (GPU first when there is one)."""
     gpus = ", ".join(env.get("gpus") or [])

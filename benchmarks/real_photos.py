@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from muselens.benchmarks import common
+from muselens.benchmarks.served_table import percent
 
 SETS = ("mcv-paintings", "ukbench-250", "grocery-packaged")
 BASELINES = ("sift", "im-gem", "im-rmac")
 LABELS = {"sift": "SIFT + RANSAC", "im-gem": "IM-GeM", "im-rmac": "IM-R-MAC"}
 UNKNOWN_SUFFIX = "-unknown"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def default_datasets() -> Path:
@@ -41,16 +41,12 @@ def default_datasets() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-
-
 def subset_museum(source: Path, out: Path, artworks: int, distractors: int | None = None) -> Path:
     """A museum of the first ``artworks`` artworks of ``source`` that have queries, as symlinks."""
     if artworks < 2:
         raise ValueError(f"a subset needs at least 2 artworks, got {artworks}")
-    with_queries = sorted(d.name for d in (source / "queries").iterdir() if d.is_dir() and _images(d)
-                          and _images(source / "references" / d.name))
+    with_queries = sorted(d.name for d in (source / "queries").iterdir() if d.is_dir() and common.images_in(d)
+                          and common.images_in(source / "references" / d.name))
     keep = with_queries[:artworks]
     if len(keep) < 2:
         raise ValueError(f"{source} has fewer than 2 artworks with both references and queries")
@@ -62,9 +58,9 @@ def subset_museum(source: Path, out: Path, artworks: int, distractors: int | Non
         for name in keep:
             folder = out / split / name
             folder.mkdir(parents=True)
-            for image in _images(source / split / name):
+            for image in common.images_in(source / split / name):
                 (folder / image.name).symlink_to(image.resolve())
-    kept_distractors = _images(source / "distractors")[:distractors]
+    kept_distractors = common.images_in(source / "distractors")[:distractors]
     if kept_distractors:
         (out / "distractors").mkdir(parents=True)
         for image in kept_distractors:
@@ -75,16 +71,6 @@ def subset_museum(source: Path, out: Path, artworks: int, distractors: int | Non
         with open(out / "instances.csv", "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if r and r[0] in set(keep)])
     return out
-
-
-def photos_of(museum: Path, unknown: Path | None):
-    from muselens.benchmarks.through_service import Photo
-
-    photos = [Photo(p, "query", d.name) for d in sorted((museum / "queries").iterdir()) if d.is_dir()
-              for p in _images(d)]
-    photos += [Photo(p, "distractor", None) for p in _images(museum / "distractors")]
-    photos += [Photo(p, "unknown", None) for p in (_images(unknown) if unknown is not None else [])]
-    return photos
 
 
 def baseline_row(museum: Path, method: str, unknown: Path | None, *, size: int | None,
@@ -107,32 +93,17 @@ def baseline_row(museum: Path, method: str, unknown: Path | None, *, size: int |
             "wall_s": round(time.perf_counter() - started, 1)}
 
 
-# The service's modes each photo is measured in (benchmarks/through_service.py).
-MODES = {"unary": "unary, verified", "unary_descriptor": "unary, descriptor only", "stream": "stream"}
-
-
 def service_rows(bundle: Path, museum: Path, unknown: Path | None, label: str, log: Path,
                  threshold: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per service mode (:data:`MODES`) of ``bundle`` serving every photo of ``museum``."""
-    from muselens.benchmarks.through_service import measure_through_service
-    from muselens.runtime.bundle import load_bundle
+    """One row per service mode (:data:`~muselens.benchmarks.through_service.MODES`) of ``bundle``
+    serving every photo of ``museum``."""
+    from muselens.benchmarks.through_service import served_modes
 
-    with load_bundle(bundle) as loaded:
-        gallery_ids = set(loaded.gallery.instance_ids.tolist())
-        threshold = threshold or loaded.manifest.threshold.to_dict()
-    measured = measure_through_service(bundle, photos_of(museum, unknown), gallery_ids, log=log)
-    rows = []
-    for mode, mode_label in MODES.items():
-        m = measured[mode]
-        rows.append({"label": f"{label}, {mode_label})", "method": f"proposed-{mode.replace('_', '-')}",
-                     "mp_at_1": m["mp_at_1"], "map": m["map_artworks"], "map_over": "artworks",
-                     "correct_accept_rate": m["correct_accept_rate"],
-                     "distractor_false_accept_rate": m["distractor_false_accept_rate"],
-                     "unknown_false_accept_rate": m["unknown_false_accept_rate"], "threshold": threshold,
-                     "verified_right": m["verified_right"], "verified_wrong": m["verified_wrong"],
-                     "errors": m["errors"], "server_ms_p50": m["server_ms"].get("p50"),
-                     "client_ms_p50": m["client_ms"].get("p50")})
-    return rows, measured
+    served = served_modes(bundle, museum, unknown, log=log)
+    rows = [{**{k: v for k, v in row.items() if k not in ("mode", "label")},
+             "label": f"{label}, {row['label']})", "method": f"proposed-{row['mode'].replace('_', '-')}",
+             "threshold": threshold or served["threshold"]} for row in served["rows"]]
+    return rows, served["service"]
 
 
 def _recorded_training_seconds(run: Path) -> float:
@@ -183,7 +154,7 @@ def measure_set(name: str, source: Path, out: Path, args: argparse.Namespace) ->
     dataset = MuseumDataset.load(museum)
     counts = {"artworks": len({r.instance_id for r in dataset.references}), "references": len(dataset.references),
               "queries": len(dataset.queries), "distractors": len(dataset.distractors),
-              "unknowns": len(_images(unknown)) if unknown else 0}
+              "unknowns": len(common.images_in(unknown)) if unknown else 0}
     print(f"[{name}] {counts}", file=sys.stderr, flush=True)
     rows = []
     for method in args.methods:
@@ -209,10 +180,6 @@ def measure_set(name: str, source: Path, out: Path, args: argparse.Namespace) ->
     return {"set": name, "source": str(source), "counts": counts, "rows": rows, "runs": runs}
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def table(payload: dict[str, Any]) -> str:
     lines = ["| set | method | mP@1 | mAP | correct accept | distractors accepted | unknowns accepted | "
              "verified right / wrong | p50 ms |",
@@ -220,11 +187,11 @@ def table(payload: dict[str, Any]) -> str:
     for s in payload["sets"]:
         for r in s["rows"]:
             latency = f"{r['client_ms_p50']:.0f}" if r.get("client_ms_p50") is not None else "–"
-            verified = (f"{_pct(r['verified_right'])} / {_pct(r['verified_wrong'])}"
+            verified = (f"{percent(r['verified_right'])} / {percent(r['verified_wrong'])}"
                         if r.get("verified_right") is not None and r["method"] == "proposed-unary" else "–")
-            lines.append(f"| {s['set']} | {r['label']} | {_pct(r['mp_at_1'])} | {_pct(r['map'])} | "
-                         f"{_pct(r['correct_accept_rate'])} | {_pct(r['distractor_false_accept_rate'])} | "
-                         f"{_pct(r['unknown_false_accept_rate'])} | {verified} | {latency} |")
+            lines.append(f"| {s['set']} | {r['label']} | {percent(r['mp_at_1'])} | {percent(r['map'])} | "
+                         f"{percent(r['correct_accept_rate'])} | {percent(r['distractor_false_accept_rate'])} | "
+                         f"{percent(r['unknown_false_accept_rate'])} | {verified} | {latency} |")
     return "\n".join(lines)
 
 

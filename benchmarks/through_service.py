@@ -163,3 +163,45 @@ def measure_through_service(bundle: Path, photos: Sequence[Photo], gallery_ids: 
             "frames": len(photos), "unary": figures(photos, unary, gallery_ids),
             "unary_descriptor": figures(photos, descriptor, gallery_ids),
             "stream": figures(photos, stream, gallery_ids), "descriptor_stream_agreement": agree}
+
+
+# The service's modes each photo is measured in, and what a table calls them.
+MODES = {"unary": "unary, verified", "unary_descriptor": "unary, descriptor only", "stream": "stream"}
+def museum_photos(museum: Path, unknown: Path | None = None) -> list[Photo]:
+    """Every query (labelled by its folder), distractor and unknown photo of a museum dataset."""
+    photos = [Photo(p, "query", d.name) for d in sorted((museum / "queries").iterdir()) if d.is_dir()
+              for p in common.images_in(d)]
+    photos += [Photo(p, "distractor", None) for p in common.images_in(museum / "distractors")]
+    photos += [Photo(p, "unknown", None) for p in (common.images_in(unknown) if unknown is not None else [])]
+    return photos
+
+
+def mode_rows(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per service mode of :func:`measure_through_service`'s figures (rates as fractions)."""
+    rows = []
+    for mode, label in MODES.items():
+        m = measured[mode]
+        rows.append({"mode": mode, "label": label, "mp_at_1": m["mp_at_1"], "map": m["map_artworks"],
+                     "map_over": "artworks", "correct_accept_rate": m["correct_accept_rate"],
+                     "distractor_false_accept_rate": m["distractor_false_accept_rate"],
+                     "unknown_false_accept_rate": m["unknown_false_accept_rate"],
+                     "verified_right": m["verified_right"] if mode == "unary" else None,
+                     "verified_wrong": m["verified_wrong"] if mode == "unary" else None,
+                     "errors": m["errors"], "server_ms_p50": m["server_ms"].get("p50"),
+                     "client_ms_p50": m["client_ms"].get("p50")})
+    return rows
+
+
+def served_modes(bundle: Path, museum: Path, unknown: Path | None = None, *,
+                 log: Path | None = None) -> dict[str, Any]:
+    """``bundle`` served and sent every photo of ``museum`` (and ``unknown``): its shipped threshold,
+    :func:`mode_rows`, and every figure of :func:`measure_through_service` (``service``)."""
+    from muselens.runtime.bundle import load_bundle
+
+    with load_bundle(bundle) as loaded:
+        gallery_ids = set(loaded.gallery.instance_ids.tolist())
+        threshold = loaded.manifest.threshold.to_dict()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    measured = measure_through_service(bundle, museum_photos(museum, unknown), gallery_ids, log=log)
+    return {"bundle": str(bundle), "threshold": threshold, "rows": mode_rows(measured), "service": measured}

@@ -52,8 +52,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "muselens.benchmarks.bench_command", "benchmarks: latency, streams, accuracy, training cost, bad input, soak"
     ),
     "evaluate": Subcommand(
-        "muselens.training.evaluation.evaluate_command",
-        "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set",
+        "muselens.benchmarks.evaluate_command",
+        "measure retrieval methods on a museum: mP@1, mAP, Recall@K, clustering, open set; a bundle as served",
     ),
     "serve": Subcommand(
         "muselens.runtime.server.serve_command",

@@ -171,6 +171,15 @@ def test_table_53_with_a_trained_alternative_and_the_bundle(export_museum, run_d
     for v in data["variants"]:
         assert rows["bundle fp32"]["results"][v]["retrieval"]["map"] == pytest.approx(
             rows["proposed"]["results"][v]["retrieval"]["map"], abs=1e-6)
+    # ... and served, the product's own modes: the descriptor alone ranks as the instance averages do
+    served = data["served"]
+    assert [r["mode"] for r in served["rows"]] == ["unary", "unary_descriptor", "stream"]
+    assert served["service"]["frames"] == 3 + 2  # queries and distractors
+    by_mode = {r["mode"]: r for r in served["rows"]}
+    assert by_mode["unary_descriptor"]["mp_at_1"] == pytest.approx(
+        rows["bundle fp32"]["results"]["ia"]["retrieval"]["mp_at_1"])
+    assert by_mode["stream"]["mp_at_1"] == by_mode["unary_descriptor"]["mp_at_1"]
+    assert "Through `muselens serve`" in captured.out and (out / "serve.log").exists()
     alt, second = data["alternatives"]
     assert alt["loss"] == "batch-hard-hinge" and alt["trained_now"] is True and alt["stages_1_2_from"] is None
     assert second["stages_1_2_from"] == str(out / "runs" / "batch-hard-hinge")
@@ -188,6 +197,7 @@ def test_table_53_with_a_trained_alternative_and_the_bundle(export_museum, run_d
     text = accuracy_report.markdown(out, data)
     assert text.startswith("## tiny-accuracy") and "| method | mP@1 plain | mP@1 ia |" in text
     assert "| SIFT |" in text and "N/A" in text and "| bundle fp32 (default) |" in text
+    assert "| unary, verified |" in text and "| stream |" in text
     assert "IM-GeM** (plain)" in text and "![tiny-accuracy](results/tiny-accuracy/accuracy.png)" in text
     assert "## tiny-accuracy" in render(out.parent)
 
@@ -280,8 +290,11 @@ def test_bundle_rows_are_measured_at_the_manifest_threshold(export_museum, tiny_
 
     out = tmp_path / "out"
     assert cli(["bench", "accuracy", str(export_museum), "--out", str(out), "--methods", "none", "--variants", "plain",
-                "--bundle", str(tiny_bundle), "--no-progress", "--threads", "1", "--unknown", str(unknown_dir)]) == 0
-    row = json.loads((out / "bench.json").read_text())["rows"][0]
+                "--bundle", str(tiny_bundle), "--no-progress", "--threads", "1", "--unknown", str(unknown_dir),
+                "--no-served"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    assert "served" not in data
+    row = data["rows"][0]
     with load_bundle(tiny_bundle) as loaded:
         manifest = loaded.manifest.threshold
     shipped = row["shipped"]

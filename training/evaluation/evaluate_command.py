@@ -15,6 +15,8 @@ from muselens.training.evaluation.results_report import text_report, write_resul
 
 
 def _methods(value: str) -> list[str]:
+    if value.strip() == "none":  # only a served bundle (muselens evaluate --bundle)
+        return []
     names = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown or not names:
@@ -26,7 +28,7 @@ def _methods(value: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="museum dataset directory")
     parser.add_argument("--method", type=_methods, default=["im-gem"], metavar="M[,M...]",
-                        help="one or more of: " + ", ".join(METHODS) + " (default im-gem)")
+                        help="one or more of: " + ", ".join(METHODS) + " (default im-gem); none: only --bundle")
     parser.add_argument("--backbone", default=None, help="CNN backbone (default tf_efficientnet_lite0)")
     parser.add_argument("--size", type=int, default=None,
                         help="short side in pixels for CNN methods (default 448), long side for SIFT (640)")
@@ -50,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if not args.method:
+        print("error: --method none leaves no method to measure", file=sys.stderr)
+        return 2
     try:
         dataset = MuseumDataset.load(args.data)
     except DatasetError as error:

@@ -54,7 +54,6 @@ def main(args: argparse.Namespace) -> int:
 
     print(f"serving {args.bundle}: every photo on unary calls (verified, descriptor only) and on a stream",
           file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
     served = served_modes(args.bundle, args.data, args.unknown, log=args.out / "serve.log")
     path = args.out / "served.json"
     path.write_text(json.dumps({"command": common.command_line(getattr(args, "argv", None)),

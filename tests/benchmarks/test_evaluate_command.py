@@ -50,6 +50,15 @@ def test_a_bad_unknown_folder_is_refused_before_the_service_starts(export_museum
     assert "missing" in capsys.readouterr().err
 
 
+def test_a_museum_without_queries_is_refused_before_the_service_starts(tiny_bundle, tmp_path, capsys):
+    from tests.conftest import write_image
+
+    write_image(tmp_path / "museum" / "references" / "a" / "0.png", 1)
+    assert cli(["evaluate", str(tmp_path / "museum"), "--method", "none", "--bundle", str(tiny_bundle),
+                "--out", str(tmp_path / "eval")]) == 2
+    assert "no queries" in capsys.readouterr().err
+
+
 def test_method_none_without_a_bundle_has_nothing_to_measure(export_museum, tmp_path, capsys):
     assert cli(["evaluate", str(export_museum), "--method", "none", "--out", str(tmp_path / "eval")]) == 2
     assert "no method" in capsys.readouterr().err
